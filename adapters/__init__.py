@@ -1,0 +1,2 @@
+"""Per-agency adapters. Each adapter is one sub-package here, found by name from a
+service's configuration."""

@@ -1,0 +1,293 @@
+"""The gateway's HTTP application: the exchange route, the token endpoint and the
+small documents around it (JWKS, RFC 8414 metadata, service list, health)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.accountability import REQUEST_ID_HEADER
+from gateway.audit.db_sink import DatabaseAuditSink
+from gateway.audit.sink import AuditSink
+from gateway.authn import authenticate, check_client_secret
+from gateway.keys import KeyStore
+from gateway.logging import log
+from gateway.pipeline import ExchangePipeline
+from gateway.problems import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    INVALID_CLIENT,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    UNSUPPORTED_GRANT,
+    Problem,
+    ProblemType,
+)
+from gateway.runtime import RuntimeConfig, load_runtime_config
+from gateway.settings import Settings
+from gateway.store import admin
+from gateway.store.db import create_engine, session_factory
+from gateway.tokens import TokenService
+from gateway.upstream import UpstreamClient
+
+CONFIG_POLL_SECONDS = 1.0
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    keys: KeyStore
+    tokens: TokenService
+    upstream: UpstreamClient
+    audit: AuditSink
+    pipeline: ExchangePipeline
+    config_version: int = 0
+
+
+STATE = web.AppKey("state", GatewayState)
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+# -- error rendering for everything but /r1 (which renders its own, to audit them) ----------
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.raw_path.startswith("/r1/"):
+        return await handler(request)
+    state = request.app[STATE]
+    request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+    base = state.settings.problem_type_base
+    try:
+        response = await handler(request)
+    except Problem as p:
+        return p.to_response(type_base=base, request_id=request_id, instance=request.path)
+    except web.HTTPMethodNotAllowed as e:
+        return Problem(
+            METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed here; use {', '.join(sorted(e.allowed_methods))}.",
+            headers={"Allow": ", ".join(sorted(e.allowed_methods))},
+        ).to_response(type_base=base, request_id=request_id, instance=request.path)
+    except web.HTTPNotFound:
+        return Problem(
+            NOT_FOUND,
+            f"Nothing at {request.path}. Services are called at /r1/{{provider}}/{{service}}/"
+            "{version}/...; tokens come from /oauth2/token.",
+        ).to_response(type_base=base, request_id=request_id, instance=request.path)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error", path=request.path, request_id=request_id)
+        return Problem(INTERNAL_ERROR, "Unexpected error; quote the request id.").to_response(
+            type_base=base, request_id=request_id, instance=request.path
+        )
+    response.headers.setdefault(REQUEST_ID_HEADER, request_id)
+    return response
+
+
+# -- OAuth2 -----------------------------------------------------------------------------------
+
+
+def _oauth_error(ptype: ProblemType, error: str, detail: str) -> Problem:
+    # RFC 6749 §5.2 clients read `error`; everyone else reads the problem fields.
+    headers = {"Cache-Control": "no-store"}
+    if error == "invalid_client":
+        headers["WWW-Authenticate"] = 'Basic realm="lgsp"'
+    return Problem(ptype, detail, headers=headers, error=error, error_description=detail)
+
+
+async def token_endpoint(request: web.Request) -> web.Response:
+    """OAuth2 client credentials (RFC 6749 §4.4), client_secret_basic or client_secret_post."""
+    state = request.app[STATE]
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise _oauth_error(
+            BAD_REQUEST,
+            "invalid_request",
+            "Send the token request as application/x-www-form-urlencoded.",
+        )
+    form = await request.post()
+    client_id = form.get("client_id")
+    secret = form.get("client_secret")
+    authorization = request.headers.get("Authorization", "")
+    if authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(authorization[6:], validate=True).decode("utf-8")
+            client_id, _, secret = decoded.partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise _oauth_error(
+                INVALID_CLIENT, "invalid_client", "The Basic credentials are malformed."
+            ) from None
+    if form.get("grant_type") != "client_credentials":
+        raise _oauth_error(
+            UNSUPPORTED_GRANT,
+            "unsupported_grant_type",
+            "Use grant_type=client_credentials.",
+        )
+    if not isinstance(client_id, str) or not isinstance(secret, str) or not client_id:
+        raise _oauth_error(
+            INVALID_CLIENT,
+            "invalid_client",
+            "Authenticate with HTTP Basic (client id and secret) or client_id/client_secret.",
+        )
+    match = check_client_secret(state.pipeline.config, client_id, secret)
+    if match is None:
+        log.warning("token refused", client=client_id)
+        raise _oauth_error(
+            INVALID_CLIENT,
+            "invalid_client",
+            "Unknown client, wrong or revoked secret, or disabled client.",
+        )
+    client, credential_id = match
+    token, ttl = state.tokens.issue(client, credential_id)
+    return _json(
+        {"access_token": token, "token_type": "Bearer", "expires_in": ttl},
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+async def jwks(request: web.Request) -> web.Response:
+    return _json(request.app[STATE].keys.jwks(), headers={"Cache-Control": "max-age=60"})
+
+
+async def oauth_metadata(request: web.Request) -> web.Response:
+    """RFC 8414 authorization server metadata."""
+    s = request.app[STATE].settings
+    return _json(
+        {
+            "issuer": s.issuer,
+            "token_endpoint": f"{s.issuer}/oauth2/token",
+            "jwks_uri": f"{s.issuer}/.well-known/jwks.json",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "response_types_supported": ["token"],
+            "token_signing_alg_values_supported": s.token_algorithms,
+        }
+    )
+
+
+async def list_services(request: web.Request) -> web.Response:
+    """The services the authenticated caller is granted something on."""
+    state = request.app[STATE]
+    config = state.pipeline.config
+    caller = authenticate(request.headers, config, state.tokens)
+    return _json(
+        {
+            "client": caller.client.code,
+            "services": [
+                {
+                    "provider": s.provider,
+                    "code": s.code,
+                    "version": s.version,
+                    "name": s.name,
+                    "address": f"/r1/{s.provider}/{s.code}/{s.version}/",
+                    "requires": list(s.required_fields),
+                    "enabled": s.enabled,
+                }
+                for s in config.services.values()
+                if caller.client.code in s.rights
+            ],
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+async def reload_config(state: GatewayState) -> bool:
+    """Rebuild the tables if the configuration changed since the last build."""
+    async with state.sessions() as session:
+        version = await admin.config_version(session)
+    if version == state.config_version:
+        return False
+    config = await load_runtime_config(state.sessions)
+    state.pipeline.swap_config(config)
+    state.config_version = version
+    log.info(
+        "configuration loaded",
+        version=version,
+        services=len(config.services),
+        clients=len(config.clients),
+    )
+    return True
+
+
+async def _poll_config(state: GatewayState) -> None:
+    while True:
+        await asyncio.sleep(CONFIG_POLL_SECONDS)
+        try:
+            await reload_config(state)
+        except Exception as e:  # keep serving on the tables we have
+            log.error("configuration reload failed", error=str(e))
+
+
+def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[problem_middleware], client_max_size=settings.max_request_bytes
+    )
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    keys = KeyStore(settings.keys_dir, settings.key_passphrase, settings.token_algorithms[0])
+    tokens = TokenService(
+        keys,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl_seconds=settings.token_ttl_seconds,
+        algorithms=settings.token_algorithms,
+        leeway_seconds=settings.clock_skew_seconds,
+    )
+    upstream = UpstreamClient()
+    sink = audit or DatabaseAuditSink(sessions)
+    pipeline = ExchangePipeline(
+        config=RuntimeConfig.empty(),
+        tokens=tokens,
+        upstream=upstream,
+        audit=sink,
+        instance=settings.instance_id,
+        problem_type_base=settings.problem_type_base,
+    )
+    state = GatewayState(settings, engine, sessions, keys, tokens, upstream, sink, pipeline)
+    app[STATE] = state
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        keys.load()
+        await upstream.start()
+        await sink.start()
+        await reload_config(state)
+        poller = asyncio.create_task(_poll_config(state), name="config-poller")
+        yield
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        await sink.close()
+        await upstream.close()
+        await engine.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_route("*", "/r1/{tail:.*}", pipeline.handle)
+    app.router.add_post("/oauth2/token", token_endpoint)
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/.well-known/oauth-authorization-server", oauth_metadata)
+    app.router.add_get("/services", list_services)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,298 @@
+"""`lgsp`: run the gateway and administer it from the host it runs on."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from gateway.app import create_app
+from gateway.keys import KeyStore
+from gateway.logging import configure_logging
+from gateway.policy import load_policy_dir
+from gateway.settings import Settings
+from gateway.store import admin
+from gateway.store.db import create_engine, session_factory
+from gateway.store.migrate import upgrade
+from gateway.store.models import AuditRecord
+
+
+def cli_actor() -> str:
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
+
+
+async def _with_session(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "database_url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    if not args.no_migrate:
+        upgrade(settings.database_url)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    print(f"database at {settings.database_url} is up to date")
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        policy = load_policy_dir(Path(args.directory))
+    except (ValidationError, ValueError, OSError) as e:
+        print(f"policy files in {args.directory} are not valid:\n{e}", file=sys.stderr)
+        return 2
+    if args.action == "validate":
+        print(
+            f"ok: {len(policy.agencies)} agencies, {len(policy.clients)} clients, "
+            f"{len(policy.services)} services"
+        )
+        return 0
+    upgrade(settings.database_url)
+    changes = asyncio.run(
+        _with_session(
+            settings,
+            lambda s: admin.apply_policy(s, policy, actor=cli_actor(), comment=args.comment),
+        )
+    )
+    print("\n".join(changes) if changes else "no changes")
+    return 0
+
+
+def cmd_client_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(session: Any) -> dict[str, str]:
+        await admin.create_client(
+            session, code=args.code, agency_code=args.agency, name=args.name, actor=cli_actor()
+        )
+        kind = "api_key" if args.api_key else "secret"
+        value = await admin.issue_credential(
+            session, client_code=args.code, kind=kind, actor=cli_actor()
+        )
+        return {"client_id": args.code, ("api_key" if args.api_key else "client_secret"): value}
+
+    try:
+        out = asyncio.run(_with_session(settings, work))
+    except admin.NotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    print("store the secret now: the gateway keeps only its digest.", file=sys.stderr)
+    return 0
+
+
+def cmd_client_credential(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    kind = "api_key" if args.api_key else "secret"
+    try:
+        value = asyncio.run(
+            _with_session(
+                settings,
+                lambda s: admin.issue_credential(
+                    s,
+                    client_code=args.code,
+                    kind=kind,
+                    actor=cli_actor(),
+                    revoke_others=args.replace,
+                ),
+            )
+        )
+    except admin.NotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(orjson.dumps({"client_id": args.code, kind: value}, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_credential_revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        asyncio.run(
+            _with_session(
+                settings,
+                lambda s: admin.revoke_credential(s, credential_id=args.id, actor=cli_actor()),
+            )
+        )
+    except admin.NotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"credential {args.id} revoked")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    keys = KeyStore(settings.keys_dir, settings.key_passphrase, settings.token_algorithms[0])
+    keys.load()
+    pair = keys.rotate(
+        retire_after_seconds=settings.token_ttl_seconds + settings.clock_skew_seconds
+    )
+
+    async def work(session: Any) -> None:
+        admin.record(session, actor=cli_actor(), action="keys.rotate", target=pair.kid)
+
+    asyncio.run(_with_session(settings, work))
+    print(f"new signing key {pair.kid}; tokens signed by older keys stay valid until they expire")
+    return 0
+
+
+AUDIT_COLUMNS = (
+    "started_at",
+    "request_id",
+    "client_code",
+    "provider_code",
+    "service_code",
+    "method",
+    "status",
+    "error_type",
+    "officer_id",
+    "procedure_code",
+    "duration_ms",
+)
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(session: Any) -> list[AuditRecord]:
+        query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(args.limit)
+        if args.request_id:
+            query = query.where(AuditRecord.request_id == args.request_id)
+        if args.client:
+            query = query.where(AuditRecord.client_code == args.client)
+        return list(reversed((await session.scalars(query)).all()))
+
+    rows = asyncio.run(_with_session(settings, work))
+    if args.json:
+        for r in rows:
+            doc = {c.name: getattr(r, c.name) for c in AuditRecord.__table__.columns}
+            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return 0
+    table = [[_cell(getattr(r, c)) for c in AUDIT_COLUMNS] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in table)]) for i, c in enumerate(AUDIT_COLUMNS)]
+    print("  ".join(c.ljust(w) for c, w in zip(AUDIT_COLUMNS, widths, strict=True)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(timespec="seconds"))
+    return str(value)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(
+        port=args.port,
+        simulator_port=args.simulator_port,
+        check=args.check,
+        policies=Path(args.policies),
+    )
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lgsp", description=__doc__)
+    p.add_argument("--database-url", help="overrides LGSP_DATABASE_URL")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    policy = sub.add_parser("policy", help="validate or apply policy files")
+    policy.add_argument("action", choices=["validate", "apply"])
+    policy.add_argument("directory", nargs="?", default="policies")
+    policy.add_argument("--comment")
+    policy.set_defaults(func=cmd_policy)
+
+    client = sub.add_parser("client", help="departmental systems and their credentials")
+    csub = client.add_subparsers(dest="client_command", required=True)
+    create = csub.add_parser("create", help="create a client and print its first credential")
+    create.add_argument("code")
+    create.add_argument("--agency", required=True, help="agency code of the owning agency")
+    create.add_argument("--name", required=True)
+    create.add_argument("--api-key", action="store_true", help="issue an API key, not a secret")
+    create.set_defaults(func=cmd_client_create)
+    cred = csub.add_parser("credential", help="issue another secret or API key")
+    cred.add_argument("code")
+    cred.add_argument("--api-key", action="store_true")
+    cred.add_argument("--replace", action="store_true", help="revoke the client's others")
+    cred.set_defaults(func=cmd_client_credential)
+    revoke = csub.add_parser("revoke", help="revoke a credential by id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_credential_revoke)
+
+    keys = sub.add_parser("keys", help="token-signing keys")
+    keys.add_argument("action", choices=["rotate"])
+    keys.set_defaults(func=cmd_keys_rotate)
+
+    audit = sub.add_parser("audit", help="read the audit log")
+    audit.add_argument("action", choices=["list"])
+    audit.add_argument("--limit", type=int, default=20)
+    audit.add_argument("--request-id")
+    audit.add_argument("--client")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=cmd_audit_list)
+
+    demo = sub.add_parser("demo", help="run the gateway with the national simulator")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--simulator-port", type=int, default=8090)
+    demo.add_argument(
+        "--check", action="store_true", help="run the printed steps, report, and stop"
+    )
+    demo.add_argument("--policies", default="policies", help="policy directory to load")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

@@ -1,0 +1,199 @@
+"""`lgsp demo`: the gateway on embedded defaults beside the national platform simulator,
+with the sample policies loaded and ready-to-paste commands printed.
+
+`--check` runs those same printed commands in bash and verifies what they print, so the
+demo a person follows and the one the tests run cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.logging import configure_logging
+from gateway.policy import load_policy_dir
+from gateway.settings import Settings
+from gateway.store import admin
+from gateway.store.db import create_engine, session_factory
+from gateway.store.migrate import upgrade_async
+
+DEMO_CLIENT = "motcua"
+PROVINCE_AT_NATIONAL = "000.00.00.H49"  # the province's client id at the national platform
+POPULATION_SERVICE = "/r1/000.00.00.G01/csdlqg-dancu/v1"
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    command: str
+    expect: str  # a text the step's output must contain
+
+
+def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
+    accountability = (
+        "-H 'X-Officer-Id: CB-0042' -H 'X-Procedure-Code: 1.001234' "
+        "-H 'X-Case-Number: 000.00.12.H49-261121-0001'"
+    )
+    return [
+        Step(
+            "Get an access token for the one-stop-shop system (OAuth2 client credentials)",
+            f"TOKEN=$(curl -s -u '{DEMO_CLIENT}:{secret}' -d grant_type=client_credentials "
+            f"{gateway}/oauth2/token | python3 -c 'import json,sys; "
+            'print(json.load(sys.stdin)["access_token"])\') && echo "token: ${TOKEN:0:32}..."',
+            "token: ey",
+        ),
+        Step(
+            "Look a citizen up in the national population database, through the gateway",
+            f"curl -s -i -X POST {gateway}{POPULATION_SERVICE}/cong-dan/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '{\"SoDinhDanh\": \"001099012345\"}'",
+            '"MaLoi":"0"',
+        ),
+        Step(
+            "Try a lookup the policy does not grant this system (by name): a clear 403",
+            f"curl -s -i -X POST {gateway}{POPULATION_SERVICE}/cong-dan/tra-cuu-ho-ten \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' \\\n"
+            '  -d \'{"HoVaTen": "Nguyễn Văn An", "NgayThangNamSinh": "1999-03-15"}\'',
+            "urn:lgsp:problem:access-denied",
+        ),
+        Step(
+            "List the audit records of those calls",
+            f"{lgsp} audit list --limit 5",
+            "access-denied",
+        ),
+    ]
+
+
+def _lgsp_command() -> str:
+    local = Path(sys.executable).parent / "lgsp"
+    if local.exists():
+        with contextlib.suppress(ValueError):
+            return str(local.relative_to(Path.cwd()))
+        return str(local)
+    return shutil.which("lgsp") or "lgsp"
+
+
+async def _prepare(settings: Settings, policies: Path) -> str:
+    await upgrade_async(settings.database_url)
+    policy = load_policy_dir(policies)
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await admin.apply_policy(session, policy, actor="demo", comment="lgsp demo")
+            # A fresh secret each run: secrets are never kept in files, only their digests.
+            return await admin.issue_credential(
+                session,
+                client_code=DEMO_CLIENT,
+                kind="secret",
+                actor="demo",
+                revoke_others=True,
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _start_simulator(port: int, secret: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--client",
+        f"{PROVINCE_AT_NATIONAL}:{secret}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=15)
+    except TimeoutError:
+        line = b""
+    if b"listening" not in line:
+        proc.kill()
+        raise RuntimeError(f"the national simulator did not start on port {port}")
+    return proc
+
+
+def _print_steps(steps: list[Step]) -> None:
+    print("\nThe gateway and the national simulator are running. In another terminal,")
+    print("from this directory, paste these in order:\n")
+    for i, step in enumerate(steps, 1):
+        print(f"# {i}. {step.title}")
+        print(step.command + "\n")
+    sys.stdout.flush()
+
+
+def _check_steps(steps: list[Step]) -> bool:
+    script = "set -u\n" + "".join(
+        f"echo '@@step {i}'\n{step.command}\necho\n" for i, step in enumerate(steps, 1)
+    )
+    # The commands are the ones printed above, built from our own values only.
+    out = subprocess.run(  # noqa: S603
+        ["bash", "-c", script],  # noqa: S607
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    outputs = out.split("@@step ")[1:]
+    ok = len(outputs) == len(steps)
+    for i, step in enumerate(steps, 1):
+        text = outputs[i - 1] if i <= len(outputs) else ""
+        passed = step.expect in text
+        ok = ok and passed
+        print(f"[{'ok' if passed else 'FAILED'}] {i}. {step.title}")
+        if not passed:
+            print(text)
+    return ok
+
+
+async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> int:
+    national_secret = secrets.token_urlsafe(24)
+    os.environ["LGSP_NDXP_CLIENT_SECRET"] = national_secret
+    os.environ["LGSP_NDXP_URL"] = f"http://127.0.0.1:{simulator_port}"
+    settings = Settings(port=port)
+    secret = await _prepare(settings, policies)
+    simulator = await _start_simulator(simulator_port, national_secret)
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        gateway = f"http://{settings.host}:{settings.port}"
+        print(f"gateway listening on {gateway}  (database {settings.database_url})")
+        print(f"national simulator on http://127.0.0.1:{simulator_port}")
+        steps = demo_steps(gateway, secret, _lgsp_command())
+        if check:
+            return 0 if await asyncio.to_thread(_check_steps, steps) else 1
+        _print_steps(steps)
+        print("Press Ctrl-C to stop.")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        return 0
+    finally:
+        await runner.cleanup()
+        simulator.terminate()
+        await simulator.wait()
+
+
+def run_demo(
+    *, port: int, simulator_port: int, check: bool, policies: Path = Path("policies")
+) -> int:
+    configure_logging("WARNING")
+    return asyncio.run(_run(port, simulator_port, policies, check))

@@ -1,0 +1,150 @@
+"""The gateway's token-signing keys: generated on first start, rotatable, published as JWKS.
+
+Keys live in `Settings.keys_dir`, one PKCS#8 PEM file per key named `{kid}.pem`, with
+file mode 0600 and, when `LGSP_KEY_PASSPHRASE` is set, encrypted with it. A key id
+starts with its UTC creation time, so the newest key signs and older keys keep verifying
+tokens they signed until rotation prunes them. Replicas sharing the directory pick up a
+new key the first time they see its kid (reload is rate-limited).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from gateway.logging import log
+
+SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+VerifyingKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+_KID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    kid: str
+    alg: str
+    private: SigningKey
+    public: VerifyingKey
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.strptime(self.kid.split("-")[0], _KID_TIME_FORMAT).replace(tzinfo=UTC)
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any]
+        if isinstance(self.public, ed25519.Ed25519PublicKey):
+            jwk = jwt.algorithms.OKPAlgorithm.to_jwk(self.public, as_dict=True)
+        else:
+            jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.public, as_dict=True)
+        jwk.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
+        return jwk
+
+
+def _generate(alg: str) -> SigningKey:
+    if alg == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"cannot generate signing keys for {alg}; use EdDSA or ES256")
+
+
+def _alg_of(key: Any) -> str:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    raise ValueError(f"unsupported signing key type {type(key).__name__}")
+
+
+class KeyStore:
+    def __init__(self, directory: Path, passphrase: str | None, alg: str = "EdDSA") -> None:
+        self.directory = directory
+        self._passphrase = passphrase.encode() if passphrase else None
+        self._alg = alg
+        self._keys: dict[str, KeyPair] = {}
+        self._last_reload = 0.0
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load every key in the directory; generate the first one if there is none."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keys: dict[str, KeyPair] = {}
+        for path in sorted(self.directory.glob("*.pem")):
+            private = serialization.load_pem_private_key(path.read_bytes(), self._passphrase)
+            kid = path.stem
+            keys[kid] = KeyPair(kid, _alg_of(private), private, private.public_key())  # type: ignore[arg-type]
+        self._keys = keys
+        self._last_reload = time.monotonic()
+        if not keys:
+            self.rotate()
+
+    def reload_if_stale(self, min_interval: float = 1.0) -> bool:
+        """Called on an unknown kid: another replica may have rotated."""
+        if time.monotonic() - self._last_reload < min_interval:
+            return False
+        self.load()
+        return True
+
+    # -- use -------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> KeyPair:
+        return self._keys[max(self._keys)]
+
+    def get(self, kid: str) -> KeyPair | None:
+        return self._keys.get(kid)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [k.public_jwk() for k in sorted(self._keys.values(), key=lambda k: k.kid)]}
+
+    # -- rotation --------------------------------------------------------------------------
+
+    def rotate(self, retire_after_seconds: int | None = None) -> KeyPair:
+        """Make a new active key. Keys superseded more than `retire_after_seconds` ago
+        (longer than any token they signed can live) are deleted."""
+        kid = f"{datetime.now(UTC).strftime(_KID_TIME_FORMAT)}-{secrets.token_hex(4)}"
+        private = _generate(self._alg)
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(self._passphrase)
+            if self._passphrase
+            else serialization.NoEncryption()
+        )
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.directory / f"{kid}.pem"
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        pair = KeyPair(kid, _alg_of(private), private, private.public_key())
+        self._keys[kid] = pair
+        log.info("signing key created", kid=kid, alg=pair.alg, encrypted=bool(self._passphrase))
+        if retire_after_seconds is not None:
+            self._retire(retire_after_seconds)
+        return pair
+
+    def _retire(self, after_seconds: int) -> None:
+        kids = sorted(self._keys)
+        now = datetime.now(UTC)
+        for older, newer in itertools.pairwise(kids):
+            if (now - self._keys[newer].created_at).total_seconds() > after_seconds:
+                (self.directory / f"{older}.pem").unlink(missing_ok=True)
+                del self._keys[older]
+                log.info("signing key retired", kid=older)

@@ -1,0 +1,245 @@
+"""The exchange pipeline: every call to `/r1/...` goes through these steps, in this order.
+
+    1. identify      request id, trace context, timestamps        (400 bad request id)
+    2. route         check the raw path, find the service         (400 path, 404, 503)
+    3. authenticate  bearer token or API key                      (401)
+    4. authorise     deny unless a right grants method + path     (403)
+    5. account       officer, procedure, case as the service asks (400)
+    6. read body     within the service's size limit              (413)
+    7. forward       to the provider, with the gateway's creds    (502, 503, 504)
+    8. respond       upstream answer, hop-by-hop headers removed
+    9. audit         always, whatever happened above; a service in `fail_closed` mode
+                     gets 503 instead of its answer if the event cannot be made durable
+
+Each step raises `Problem` to stop; the exchange's audit event is filled in as the
+steps go, so a failure at any step is still recorded with everything known by then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from gateway.access import is_allowed
+from gateway.accountability import (
+    CASE_HEADER,
+    OFFICER_HEADER,
+    PROCEDURE_HEADER,
+    REQUEST_ID_HEADER,
+    accountability_from,
+    request_id_from,
+    traceparent_from,
+)
+from gateway.audit import AuditEvent, AuditSink, AuditUnavailable
+from gateway.authn import authenticate
+from gateway.logging import log
+from gateway.problems import (
+    ACCESS_DENIED,
+    AUDIT_UNAVAILABLE,
+    INTERNAL_ERROR,
+    INVALID_HEADER,
+    PAYLOAD_TOO_LARGE,
+    SERVICE_DISABLED,
+    UNKNOWN_SERVICE,
+    Problem,
+)
+from gateway.routing import parse_service_address
+from gateway.runtime import RuntimeConfig
+from gateway.tokens import TokenService
+from gateway.upstream import NOT_FORWARDED_REQUEST, UpstreamClient, forwardable
+
+
+@dataclass
+class Exchange:
+    """What is known about one exchange so far; becomes its audit event."""
+
+    request_id: str
+    trace_id: str
+    started: datetime
+    t0: float
+    event: AuditEvent = field(init=False)
+
+
+class ExchangePipeline:
+    def __init__(
+        self,
+        *,
+        config: RuntimeConfig,
+        tokens: TokenService,
+        upstream: UpstreamClient,
+        audit: AuditSink,
+        instance: str,
+        problem_type_base: str,
+    ) -> None:
+        self.config = config
+        self.tokens = tokens
+        self.upstream = upstream
+        self.audit = audit
+        self.instance = instance
+        self.problem_type_base = problem_type_base
+
+    def swap_config(self, config: RuntimeConfig) -> None:
+        # Requests already running keep the table they read at their start.
+        self.config = config
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        config = self.config
+        t0 = time.perf_counter()
+        started = datetime.now(UTC)
+        # 1. identify
+        request_id, bad_request_id = request_id_from(request.headers)
+        traceparent, trace_id = traceparent_from(request.headers)
+        event = AuditEvent(
+            event_id=str(uuid.uuid4()),
+            request_id=request_id,
+            instance=self.instance,
+            method=request.method,
+            path=request.raw_path[:4096],
+            started_at=started,
+            finished_at=started,
+            duration_ms=0.0,
+            status=0,
+            trace_id=trace_id,
+            remote_addr=request.remote,
+        )
+        response: web.Response
+        try:
+            if bad_request_id is not None:
+                raise Problem(INVALID_HEADER, bad_request_id, header=REQUEST_ID_HEADER)
+
+            # 2. route
+            address = parse_service_address(request.raw_path)
+            event.provider_code = address.provider
+            event.service_code = address.service
+            event.service_version = address.version
+            service = config.services.get(address.key)
+            if service is None:
+                raise Problem(
+                    UNKNOWN_SERVICE,
+                    f"No service {address.service}/{address.version} is published by "
+                    f"{address.provider}. GET /services lists the services you may call.",
+                )
+
+            # 3. authenticate
+            caller = authenticate(request.headers, config, self.tokens)
+            event.client_code = caller.client.code
+            event.client_agency_code = caller.client.agency_code
+            event.auth_method = caller.method
+
+            # 4. authorise
+            rules = service.rights.get(caller.client.code, ())
+            if not is_allowed(rules, request.method, address.endpoint):
+                raise Problem(
+                    ACCESS_DENIED,
+                    f"Client {caller.client.code!r} is not granted {request.method} "
+                    f"{address.endpoint} on {service.provider}/{service.code}/"
+                    f"{service.version}. Ask the gateway administrator for an access right.",
+                )
+            if not service.enabled:
+                raise Problem(SERVICE_DISABLED, f"{service.name} is disabled for maintenance.")
+
+            # 5. account
+            who = accountability_from(request.headers, service.required_fields)
+            event.officer_id, event.procedure_code, event.case_number = (
+                who.officer,
+                who.procedure,
+                who.case,
+            )
+
+            # 6. read body
+            body = await _read_body(request, service.max_request_bytes)
+            event.request_bytes = len(body)
+            event.request_sha256 = hashlib.sha256(body).hexdigest()
+
+            # 7. forward
+            headers = forwardable(request.headers, NOT_FORWARDED_REQUEST)
+            headers[REQUEST_ID_HEADER] = request_id
+            headers["traceparent"] = traceparent
+            # Tell the provider who is asking, as X-Road's X-Road-Client does.
+            headers["X-Client-Id"] = caller.client.code
+            headers["X-Client-Agency"] = caller.client.agency_code
+            for header, value in (
+                (OFFICER_HEADER, who.officer),
+                (PROCEDURE_HEADER, who.procedure),
+                (CASE_HEADER, who.case),
+            ):
+                if value is not None:
+                    headers[header] = value
+            upstream = await self.upstream.forward(
+                service, request.method, address.raw_endpoint, address.query, headers, body
+            )
+            event.upstream_status = upstream.status
+            event.upstream_ms = round(upstream.elapsed_ms, 3)
+
+            # 8. respond
+            upstream.headers[REQUEST_ID_HEADER] = request_id
+            response = web.Response(
+                status=upstream.status, body=upstream.body, headers=upstream.headers
+            )
+            event.response_bytes = len(upstream.body)
+            event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
+        except Problem as problem:
+            response = self._problem_response(problem, request_id, event)
+        except Exception as exc:
+            log.exception("exchange failed", request_id=request_id)
+            response = self._problem_response(
+                Problem(INTERNAL_ERROR, f"Unexpected {type(exc).__name__}; quote the request id."),
+                request_id,
+                event,
+            )
+
+        # 9. audit
+        event.status = response.status
+        elapsed = time.perf_counter() - t0
+        event.duration_ms = round(elapsed * 1000, 3)
+        event.finished_at = started + timedelta(seconds=elapsed)
+        try:
+            await self.audit.write(event)
+        except AuditUnavailable as exc:
+            log.error("audit event not durable", request_id=request_id, error=str(exc))
+            service = config.services.get(
+                (event.provider_code or "", event.service_code or "", event.service_version or "")
+            )
+            if service is None or service.audit_mode == "fail_closed":
+                return Problem(
+                    AUDIT_UNAVAILABLE,
+                    "The exchange could not be recorded in the audit log, so its answer is "
+                    "withheld. Retry later; the operators have been alerted.",
+                ).to_response(type_base=self.problem_type_base, request_id=request_id)
+        return response
+
+    def _problem_response(
+        self, problem: Problem, request_id: str, event: AuditEvent
+    ) -> web.Response:
+        event.error_type = problem.ptype.slug
+        event.error_detail = problem.detail
+        response = problem.to_response(type_base=self.problem_type_base, request_id=request_id)
+        event.response_bytes = len(response.body) if isinstance(response.body, bytes) else 0
+        return response
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise Problem(
+            PAYLOAD_TOO_LARGE,
+            f"The request body ({declared} bytes) exceeds this service's limit of {limit} bytes.",
+            limit=limit,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise Problem(
+                PAYLOAD_TOO_LARGE,
+                f"The request body exceeds this service's limit of {limit} bytes.",
+                limit=limit,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,208 @@
+"""Declarative policy files: the province's agencies, systems, upstreams, services and
+access rights as YAML, kept in git and applied to the store.
+
+Every file in the policy directory is read and merged. Unknown fields are errors, and
+every reference (a client's agency, a service's provider and upstream, a right's client
+or group) must resolve, so a typo fails at validation time rather than at 3 a.m.
+String values may use `${VAR}` or `${VAR:-default}` to take deployment-specific values
+(addresses, ports) from the environment; secrets are never written in these files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from gateway.access import HTTP_METHODS, compile_glob
+from gateway.adapters import known_adapters
+
+AgencyCode = Annotated[
+    str, StringConstraints(pattern=r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*$", max_length=35)
+]
+DocCode = Annotated[str, StringConstraints(pattern=r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")]
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+Version = Annotated[str, StringConstraints(pattern=r"^v[0-9]+(?:\.[0-9]+)?$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgencySpec(_Strict):
+    code: AgencyCode
+    name: str = Field(min_length=1, max_length=255)
+    doc_code: DocCode | None = None
+
+
+class GroupSpec(_Strict):
+    code: Code
+    name: str = Field(min_length=1, max_length=255)
+
+
+class ClientSpec(_Strict):
+    code: Code
+    agency: AgencyCode
+    name: str = Field(min_length=1, max_length=255)
+    groups: list[Code] = []
+    enabled: bool = True
+
+
+class UpstreamAuthSpec(_Strict):
+    type: Literal["none", "oauth2_client_credentials"] = "none"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> UpstreamAuthSpec:
+        if self.type == "oauth2_client_credentials":
+            missing = [
+                f for f in ("token_url", "client_id", "client_secret_env") if not getattr(self, f)
+            ]
+            if missing:
+                raise ValueError(f"oauth2_client_credentials needs {', '.join(missing)}")
+        return self
+
+
+class UpstreamSpec(_Strict):
+    name: Code
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$")]
+    auth: UpstreamAuthSpec = UpstreamAuthSpec()
+
+
+class TimeoutsSpec(_Strict):
+    connect_ms: int = Field(2000, ge=10, le=60_000)
+    total_ms: int = Field(10_000, ge=10, le=600_000)
+
+
+class LimitsSpec(_Strict):
+    max_request_bytes: int = Field(1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    max_response_bytes: int = Field(10 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+
+
+class AccessSpec(_Strict):
+    client: Code | None = None
+    group: Code | None = None
+    method: str = "*"
+    path: str = "/**"
+
+    @model_validator(mode="after")
+    def _valid(self) -> AccessSpec:
+        if (self.client is None) == (self.group is None):
+            raise ValueError("an access right names exactly one of 'client' or 'group'")
+        if self.method != "*" and self.method.upper() not in HTTP_METHODS:
+            raise ValueError(f"method must be '*' or one of {sorted(HTTP_METHODS)}")
+        compile_glob(self.path)
+        return self
+
+
+class ServiceSpec(_Strict):
+    provider: AgencyCode
+    code: Code
+    version: Version
+    name: str = Field(min_length=1, max_length=255)
+    upstream: Code
+    upstream_path: str = ""
+    adapter: str = "passthrough"
+    adapter_config: dict[str, Any] = {}
+    timeouts: TimeoutsSpec = TimeoutsSpec()
+    limits: LimitsSpec = LimitsSpec()
+    require: list[Literal["officer", "procedure", "case"]] = []
+    audit: Literal["fail_closed", "fail_open"] = "fail_closed"
+    enabled: bool = True
+    access: list[AccessSpec] = []
+
+    @model_validator(mode="after")
+    def _adapter_known(self) -> ServiceSpec:
+        if self.adapter not in known_adapters():
+            raise ValueError(
+                f"unknown adapter {self.adapter!r}; installed: {sorted(known_adapters())}"
+            )
+        return self
+
+
+class PolicySet(_Strict):
+    agencies: list[AgencySpec] = []
+    groups: list[GroupSpec] = []
+    clients: list[ClientSpec] = []
+    upstreams: list[UpstreamSpec] = []
+    services: list[ServiceSpec] = []
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> PolicySet:
+        errors: list[str] = []
+
+        def unique(kind: str, keys: list[Any]) -> set[Any]:
+            seen: set[Any] = set()
+            for k in keys:
+                if k in seen:
+                    errors.append(f"{kind} {k!r} is defined twice")
+                seen.add(k)
+            return seen
+
+        agencies = unique("agency", [a.code for a in self.agencies])
+        groups = unique("group", [g.code for g in self.groups])
+        clients = unique("client", [c.code for c in self.clients])
+        upstreams = unique("upstream", [u.name for u in self.upstreams])
+        unique("service", [(s.provider, s.code, s.version) for s in self.services])
+        for i, c in enumerate(self.clients):
+            if c.agency not in agencies:
+                errors.append(f"clients[{i}].agency: no agency {c.agency!r}")
+            errors += [f"clients[{i}].groups: no group {g!r}" for g in c.groups if g not in groups]
+        for i, s in enumerate(self.services):
+            if s.provider not in agencies:
+                errors.append(f"services[{i}].provider: no agency {s.provider!r}")
+            if s.upstream not in upstreams:
+                errors.append(f"services[{i}].upstream: no upstream {s.upstream!r}")
+            for j, a in enumerate(s.access):
+                if a.client is not None and a.client not in clients:
+                    errors.append(f"services[{i}].access[{j}].client: no client {a.client!r}")
+                if a.group is not None and a.group not in groups:
+                    errors.append(f"services[{i}].access[{j}].group: no group {a.group!r}")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+
+_VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, source: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ValueError(f"{source}: environment variable {name} is not set")
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_interpolate(v, source) for v in value]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, source) for k, v in value.items()}
+    return value
+
+
+def load_policy_dir(directory: Path) -> PolicySet:
+    """Read and merge every `*.yaml` / `*.yml` file of a policy directory, then validate."""
+    merged: dict[str, list[Any]] = {}
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    if not files:
+        raise ValueError(f"no policy files (*.yaml) in {directory}")
+    for path in files:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: a policy file is a mapping of sections")
+        for section, items in _interpolate(doc, str(path)).items():
+            if not isinstance(items, list):
+                raise ValueError(f"{path}: section {section!r} must be a list")
+            merged.setdefault(section, []).extend(items)
+    return PolicySet.model_validate(merged)

@@ -1,0 +1,144 @@
+"""RFC 9457 problem details: the one error shape every gateway endpoint answers with.
+
+Each problem type has a stable slug; its URI is `Settings.problem_type_base + slug`
+(default `urn:lgsp:problem:<slug>`). `side` says where the failure lies, as X-Road's
+`Client.*` / `Server.ClientProxy.*` / `Server.ServerProxy.*` fault codes do:
+`caller` (fix your request), `gateway` (ours), `upstream` (the provider's system).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class Side(StrEnum):
+    CALLER = "caller"
+    GATEWAY = "gateway"
+    UPSTREAM = "upstream"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    slug: str
+    status: int
+    title: str
+    side: Side
+
+
+def _t(slug: str, status: int, title: str, side: Side) -> ProblemType:
+    return ProblemType(slug, status, title, side)
+
+
+# The catalogue. Slugs are a public contract: add new ones, never rename.
+BAD_REQUEST = _t("bad-request", 400, "The request is malformed", Side.CALLER)
+INVALID_PATH = _t("invalid-path", 400, "The request path is not acceptable", Side.CALLER)
+INVALID_SERVICE_ADDRESS = _t(
+    "invalid-service-address", 400, "The service address is malformed", Side.CALLER
+)
+INVALID_HEADER = _t("invalid-header", 400, "A request header has an invalid value", Side.CALLER)
+MISSING_ACCOUNTABILITY = _t(
+    "missing-accountability-fields",
+    400,
+    "The service requires accountability fields that the request does not carry",
+    Side.CALLER,
+)
+UNAUTHENTICATED = _t("unauthenticated", 401, "Authentication is required", Side.CALLER)
+INVALID_TOKEN = _t("invalid-token", 401, "The access token is not valid", Side.CALLER)
+INVALID_API_KEY = _t("invalid-api-key", 401, "The API key is not valid", Side.CALLER)
+INVALID_CLIENT = _t("invalid-client", 401, "Client authentication failed", Side.CALLER)
+ACCESS_DENIED = _t("access-denied", 403, "Access to this service is not granted", Side.CALLER)
+UNKNOWN_SERVICE = _t("unknown-service", 404, "No such service", Side.CALLER)
+NOT_FOUND = _t("not-found", 404, "No such resource", Side.CALLER)
+METHOD_NOT_ALLOWED = _t("method-not-allowed", 405, "Method not allowed", Side.CALLER)
+PAYLOAD_TOO_LARGE = _t("payload-too-large", 413, "The request body is too large", Side.CALLER)
+UNSUPPORTED_GRANT = _t(
+    "unsupported-grant-type", 400, "Only the client_credentials grant is supported", Side.CALLER
+)
+SERVICE_DISABLED = _t(
+    "service-disabled", 503, "The service is disabled by the administrator", Side.GATEWAY
+)
+UPSTREAM_CONNECT_FAILED = _t(
+    "upstream-connection-failed", 502, "The provider's system could not be reached", Side.UPSTREAM
+)
+UPSTREAM_BAD_RESPONSE = _t(
+    "upstream-bad-response", 502, "The provider's system sent an invalid response", Side.UPSTREAM
+)
+UPSTREAM_RESPONSE_TOO_LARGE = _t(
+    "upstream-response-too-large",
+    502,
+    "The provider's response exceeds the size limit",
+    Side.UPSTREAM,
+)
+UPSTREAM_AUTH_FAILED = _t(
+    "upstream-authentication-failed",
+    502,
+    "The gateway could not authenticate to the provider's system",
+    Side.UPSTREAM,
+)
+UPSTREAM_TIMEOUT = _t(
+    "upstream-timeout", 504, "The provider's system did not answer in time", Side.UPSTREAM
+)
+AUDIT_UNAVAILABLE = _t(
+    "audit-unavailable", 503, "The exchange could not be recorded in the audit log", Side.GATEWAY
+)
+INTERNAL_ERROR = _t("internal-error", 500, "Internal gateway error", Side.GATEWAY)
+
+CATALOGUE: tuple[ProblemType, ...] = tuple(
+    v for v in globals().values() if isinstance(v, ProblemType)
+)
+
+
+class Problem(Exception):
+    """Raised anywhere on a request path; rendered once, at the edge, as problem+json."""
+
+    def __init__(
+        self,
+        ptype: ProblemType,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.ptype = ptype
+        self.detail = detail
+        self.headers = headers or {}
+        self.extensions = extensions
+
+    @property
+    def status(self) -> int:
+        return self.ptype.status
+
+    def body(self, *, type_base: str, request_id: str, instance: str | None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": type_base + self.ptype.slug,
+            "title": self.ptype.title,
+            "status": self.ptype.status,
+            "detail": self.detail,
+            "side": self.ptype.side.value,
+            "request_id": request_id,
+        }
+        if instance is not None:
+            doc["instance"] = instance
+        doc.update(self.extensions)
+        return doc
+
+    def to_response(
+        self, *, type_base: str, request_id: str, instance: str | None = None
+    ) -> web.Response:
+        headers = {"X-Request-Id": request_id, **self.headers}
+        return web.Response(
+            status=self.ptype.status,
+            body=orjson.dumps(
+                self.body(type_base=type_base, request_id=request_id, instance=instance)
+            ),
+            content_type=PROBLEM_CONTENT_TYPE,
+            headers=headers,
+        )

@@ -1,0 +1,178 @@
+"""The routing, identity and access tables the request path reads.
+
+Built from the store in one pass (`load_runtime_config`), immutable, and replaced as a
+whole, so a request sees one consistent configuration from start to end and nothing on
+the request path parses, compiles or queries configuration.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import aiohttp
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from gateway.access import Rule
+from gateway.store.models import (
+    AccessRight,
+    Agency,
+    Client,
+    Credential,
+    Group,
+    GroupMember,
+    Service,
+    Upstream,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEntry:
+    code: str
+    name: str
+    agency_code: str
+    enabled: bool
+    groups: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialEntry:
+    id: int
+    kind: str  # "secret" | "api_key"
+    client_code: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamEntry:
+    name: str
+    base_url: str
+    auth: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    provider: str
+    code: str
+    version: str
+    name: str
+    upstream: UpstreamEntry
+    upstream_url: str  # base URL + service path; the endpoint path is appended
+    adapter: str
+    timeout: aiohttp.ClientTimeout
+    max_request_bytes: int
+    max_response_bytes: int
+    required_fields: tuple[str, ...]  # of "officer", "procedure", "case"
+    audit_mode: str
+    enabled: bool
+    # Client code -> the rules that grant it something here (group rights expanded).
+    rights: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.provider, self.code, self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    services: dict[tuple[str, str, str], ServiceEntry]
+    clients: dict[str, ClientEntry]
+    # SHA-256 digest of a secret or API key -> the credential it belongs to (active only).
+    credentials: dict[str, CredentialEntry]
+    active_credential_ids: frozenset[int]
+
+    @classmethod
+    def empty(cls) -> RuntimeConfig:
+        return cls({}, {}, {}, frozenset())
+
+
+def _join_url(base: str, path: str) -> str:
+    path = path.strip("/")
+    return base.rstrip("/") + ("/" + path if path else "")
+
+
+async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> RuntimeConfig:
+    async with sessions() as s:
+        agencies = {a.id: a for a in (await s.scalars(select(Agency))).all()}
+        groups = {g.id: g.code for g in (await s.scalars(select(Group))).all()}
+        members = (await s.scalars(select(GroupMember))).all()
+        clients_rows = (await s.scalars(select(Client))).all()
+        creds = (await s.scalars(select(Credential).where(Credential.revoked_at.is_(None)))).all()
+        upstreams = {u.id: u for u in (await s.scalars(select(Upstream))).all()}
+        services_rows = (
+            await s.scalars(select(Service).options(selectinload(Service.provider)))
+        ).all()
+        rights = (await s.scalars(select(AccessRight))).all()
+
+    client_groups: dict[int, set[str]] = defaultdict(set)
+    for m in members:
+        client_groups[m.client_id].add(groups[m.group_id])
+    clients = {
+        c.code: ClientEntry(
+            code=c.code,
+            name=c.name,
+            agency_code=agencies[c.agency_id].code,
+            enabled=c.enabled,
+            groups=frozenset(client_groups[c.id]),
+        )
+        for c in clients_rows
+    }
+    client_code_by_id = {c.id: c.code for c in clients_rows}
+    credentials = {
+        cr.secret_sha256: CredentialEntry(
+            cr.id, cr.kind, client_code_by_id[cr.client_id], cr.expires_at
+        )
+        for cr in creds
+    }
+    group_members: dict[str, list[str]] = defaultdict(list)
+    for code, entry in clients.items():
+        for g in entry.groups:
+            group_members[g].append(code)
+
+    rules_by_service: dict[int, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
+    for r in rights:
+        rule = Rule.compile(r.method, r.path)
+        subjects = [r.subject_code] if r.subject_kind == "client" else group_members[r.subject_code]
+        for subject in subjects:
+            rules_by_service[r.service_id][subject].append(rule)
+
+    services: dict[tuple[str, str, str], ServiceEntry] = {}
+    for svc in services_rows:
+        up = upstreams[svc.upstream_id]
+        required = tuple(
+            name
+            for name, flag in (
+                ("officer", svc.require_officer),
+                ("procedure", svc.require_procedure),
+                ("case", svc.require_case),
+            )
+            if flag
+        )
+        service_entry = ServiceEntry(
+            provider=svc.provider.code,
+            code=svc.code,
+            version=svc.version,
+            name=svc.name,
+            upstream=UpstreamEntry(up.name, up.base_url, dict(up.auth or {})),
+            upstream_url=_join_url(up.base_url, svc.upstream_path),
+            adapter=svc.adapter,
+            timeout=aiohttp.ClientTimeout(
+                total=svc.timeout_ms / 1000, sock_connect=svc.connect_timeout_ms / 1000
+            ),
+            max_request_bytes=svc.max_request_bytes,
+            max_response_bytes=svc.max_response_bytes,
+            required_fields=required,
+            audit_mode=svc.audit_mode,
+            enabled=svc.enabled,
+            rights={k: tuple(v) for k, v in rules_by_service[svc.id].items()},
+        )
+        services[service_entry.key] = service_entry
+    return RuntimeConfig(
+        services=services,
+        clients=clients,
+        credentials=credentials,
+        active_credential_ids=frozenset(c.id for c in credentials.values()),
+    )

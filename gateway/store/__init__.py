@@ -1,0 +1,1 @@
+"""Persistent state: agencies, systems, credentials, services, rights and the audit log."""

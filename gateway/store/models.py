@@ -1,0 +1,221 @@
+"""SQLAlchemy 2 models. Portable between SQLite (default) and PostgreSQL (production).
+
+Timestamps are stored as timezone-aware UTC. JSON columns hold adapter and upstream
+settings that the policy files validate before they get here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class Agency(Base):
+    """A public body, by its official agency code (Decision 20/2020/QĐ-TTg)."""
+
+    __tablename__ = "agencies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(35), unique=True)
+    # Document-exchange code (QCVN 102:2016), e.g. 000.00.31.H26; systems often carry both.
+    doc_code: Mapped[str | None] = mapped_column(String(13))
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    systems: Mapped[list[Client]] = relationship(back_populates="agency")
+
+
+class Client(Base):
+    """A departmental system that calls the gateway (X-Road: a subsystem)."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    agency: Mapped[Agency] = relationship(back_populates="systems")
+    credentials: Mapped[list[Credential]] = relationship(back_populates="client")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Credential(Base):
+    """A client secret (for the token endpoint) or an API key. Only a SHA-256 digest is kept:
+    both are 256-bit random values the gateway generated, so a slow hash adds nothing."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "secret" | "api_key"
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # First characters of the value, to tell credentials apart in listings without exposing it.
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    client: Mapped[Client] = relationship(back_populates="credentials")
+
+
+class Upstream(Base):
+    """A provider's system the gateway forwards to, with how the gateway authenticates to it."""
+
+    __tablename__ = "upstreams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    base_url: Mapped[str] = mapped_column(String(2048))
+    # {"type": "none"} or {"type": "oauth2_client_credentials", "token_url", "client_id",
+    #  "client_secret_env"}: the secret itself is never stored, only where to read it.
+    auth: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Service(Base):
+    """A service a provider publishes through the gateway, addressed as
+    /r1/{provider agency code}/{service code}/{version}/{endpoint path}."""
+
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("provider_id", "code", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("agencies.id", ondelete="RESTRICT"))
+    code: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("upstreams.id", ondelete="RESTRICT"))
+    upstream_path: Mapped[str] = mapped_column(String(1024), default="")
+    adapter: Mapped[str] = mapped_column(String(64), default="passthrough")
+    adapter_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    connect_timeout_ms: Mapped[int] = mapped_column(Integer, default=2000)
+    timeout_ms: Mapped[int] = mapped_column(Integer, default=10000)
+    max_request_bytes: Mapped[int] = mapped_column(Integer, default=1024 * 1024)
+    max_response_bytes: Mapped[int] = mapped_column(Integer, default=10 * 1024 * 1024)
+    require_officer: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_procedure: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_case: Mapped[bool] = mapped_column(Boolean, default=False)
+    audit_mode: Mapped[str] = mapped_column(String(16), default="fail_closed")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    provider: Mapped[Agency] = relationship()
+    upstream: Mapped[Upstream] = relationship()
+
+
+class AccessRight(Base):
+    """Grants one client or group a service, or one endpoint of it (method + path glob)."""
+
+    __tablename__ = "access_rights"
+    __table_args__ = (
+        UniqueConstraint("service_id", "subject_kind", "subject_code", "method", "path"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    subject_kind: Mapped[str] = mapped_column(String(8))  # "client" | "group"
+    subject_code: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16), default="*")
+    path: Mapped[str] = mapped_column(String(1024), default="/**")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditRecord(Base):
+    """One exchange, whatever its outcome. Accountability fields follow REFERENCE §3."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        Index("ix_audit_started_at", "started_at"),
+        Index("ix_audit_request_id", "request_id"),
+        Index("ix_audit_client_started", "client_code", "started_at"),
+        Index("ix_audit_service_started", "provider_code", "service_code", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    instance: Mapped[str] = mapped_column(String(128))
+    client_code: Mapped[str | None] = mapped_column(String(64))
+    client_agency_code: Mapped[str | None] = mapped_column(String(35))
+    auth_method: Mapped[str | None] = mapped_column(String(16))
+    provider_code: Mapped[str | None] = mapped_column(String(35))
+    service_code: Mapped[str | None] = mapped_column(String(64))
+    service_version: Mapped[str | None] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    officer_id: Mapped[str | None] = mapped_column(String(64))
+    procedure_code: Mapped[str | None] = mapped_column(String(64))
+    case_number: Mapped[str | None] = mapped_column(String(128))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime] = mapped_column()
+    duration_ms: Mapped[float] = mapped_column()
+    upstream_ms: Mapped[float | None] = mapped_column()
+    request_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    response_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[int] = mapped_column(Integer)
+    upstream_status: Mapped[int | None] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    response_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class AdminEvent(Base):
+    """Every change to configuration or credentials: who, when, what, before and after."""
+
+    __tablename__ = "admin_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    comment: Mapped[str | None] = mapped_column(Text)

@@ -9,6 +9,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 import orjson
 from aiohttp import web
@@ -129,7 +130,8 @@ async def token_endpoint(request: web.Request) -> web.Response:
     if authorization[:6].lower() == "basic ":
         try:
             decoded = base64.b64decode(authorization[6:], validate=True).decode("utf-8")
-            client_id, _, secret = decoded.partition(":")
+            # RFC 6749 §2.3.1: both parts are form-encoded inside the Basic credentials.
+            client_id, secret = (unquote_plus(p) for p in decoded.partition(":")[::2])
         except (ValueError, UnicodeDecodeError):
             raise _oauth_error(
                 INVALID_CLIENT, "invalid_client", "The Basic credentials are malformed."
@@ -283,6 +285,10 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await upstream.close()
         await engine.dispose()
 
+    async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = "lgsp"
+
+    app.on_response_prepare.append(hide_server_version)
     app.cleanup_ctx.append(lifecycle)
     app.router.add_route("*", "/r1/{tail:.*}", pipeline.handle)
     app.router.add_post("/oauth2/token", token_endpoint)

@@ -41,6 +41,7 @@ class Step:
 
 
 def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
+    post = f"curl -s -i -w '\\n' -X POST {gateway}{POPULATION_SERVICE}"
     accountability = (
         "-H 'X-Officer-Id: CB-0042' -H 'X-Procedure-Code: 1.001234' "
         "-H 'X-Case-Number: 000.00.12.H49-261121-0001'"
@@ -55,14 +56,14 @@ def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
         ),
         Step(
             "Look a citizen up in the national population database, through the gateway",
-            f"curl -s -i -X POST {gateway}{POPULATION_SERVICE}/cong-dan/tra-cuu \\\n"
+            f"{post}/cong-dan/tra-cuu \\\n"
             f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
             "  -H 'Content-Type: application/json' -d '{\"SoDinhDanh\": \"001099012345\"}'",
             '"MaLoi":"0"',
         ),
         Step(
             "Try a lookup the policy does not grant this system (by name): a clear 403",
-            f"curl -s -i -X POST {gateway}{POPULATION_SERVICE}/cong-dan/tra-cuu-ho-ten \\\n"
+            f"{post}/cong-dan/tra-cuu-ho-ten \\\n"
             f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
             "  -H 'Content-Type: application/json' \\\n"
             '  -d \'{"HoVaTen": "Nguyễn Văn An", "NgayThangNamSinh": "1999-03-15"}\'',

@@ -53,6 +53,8 @@ from gateway.runtime import RuntimeConfig
 from gateway.tokens import TokenService
 from gateway.upstream import NOT_FORWARDED_REQUEST, UpstreamClient, forwardable
 
+REQUEST_HASH_HEADER = "X-Request-Sha256"
+
 
 @dataclass
 class Exchange:
@@ -106,6 +108,11 @@ class ExchangePipeline:
             status=0,
             trace_id=trace_id,
             remote_addr=request.remote,
+            # What the caller claims, kept even if the call is refused before step 5
+            # checks it: auditors want to see who tried, not only who succeeded.
+            officer_id=_claimed(request, OFFICER_HEADER),
+            procedure_code=_claimed(request, PROCEDURE_HEADER),
+            case_number=_claimed(request, CASE_HEADER),
         )
         response: web.Response
         try:
@@ -178,6 +185,8 @@ class ExchangePipeline:
 
             # 8. respond
             upstream.headers[REQUEST_ID_HEADER] = request_id
+            # The digest of what was asked, so the caller can prove it (as X-Road does).
+            upstream.headers[REQUEST_HASH_HEADER] = event.request_sha256
             response = web.Response(
                 status=upstream.status, body=upstream.body, headers=upstream.headers
             )
@@ -221,6 +230,11 @@ class ExchangePipeline:
         response = problem.to_response(type_base=self.problem_type_base, request_id=request_id)
         event.response_bytes = len(response.body) if isinstance(response.body, bytes) else 0
         return response
+
+
+def _claimed(request: web.Request, header: str) -> str | None:
+    value = request.headers.get(header)
+    return value[:64] if value is not None else None
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

@@ -6,9 +6,11 @@ turned into problems that say the upstream side failed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import time
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -51,6 +53,12 @@ def forwardable(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMulti
     return CIMultiDict(
         (k, v) for k, v in headers.items() if k.lower() not in drop and k.lower() not in listed
     )
+
+
+def basic_authorization(client_id: str, secret: str) -> str:
+    # RFC 6749 §2.3.1: form-encode both parts before Basic encoding.
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 @dataclass(slots=True)
@@ -105,7 +113,7 @@ class UpstreamTokens:
             async with self._session.post(
                 token_url,
                 data={"grant_type": "client_credentials"},
-                auth=aiohttp.BasicAuth(auth["client_id"], secret),
+                headers={"Authorization": basic_authorization(auth["client_id"], secret)},
                 timeout=aiohttp.ClientTimeout(total=10),
             ) as resp:
                 payload = await resp.json(content_type=None)

@@ -1,0 +1,315 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), the national simulator as
+a real upstream on a TCP port, and a running gateway wired to both.
+
+PostgreSQL comes from `LGSP_TEST_POSTGRES_URL` (default: the local server on 5432).
+When it is unreachable, tests that need it fail under CI (`CI` set) and are skipped
+with the reason on a laptop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select, text
+
+from gateway.app import STATE, GatewayState, create_app, reload_config
+from gateway.policy import PolicySet
+from gateway.settings import Settings
+from gateway.store import admin
+from gateway.store.db import create_engine, session_factory
+from gateway.store.migrate import upgrade
+from gateway.store.models import AuditRecord, Base
+from simulator.app import create_app as create_simulator
+
+PG_ADMIN_URL = os.environ.get(
+    "LGSP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+PROVINCE_ID = "000.00.00.H49"
+PROVINCE_SECRET = "province-secret-for-tests"
+SECRET_ENV = "LGSP_TEST_NDXP_SECRET"
+POPULATION = "/r1/000.00.00.G01/csdlqg-dancu/v1"
+ECHO = "/r1/000.00.00.H49/echo/v1"
+
+
+def _unavailable(what: str, why: str) -> None:
+    message = f"{what} is not reachable ({why}); start it or set LGSP_TEST_POSTGRES_URL"
+    if os.environ.get("CI"):
+        pytest.fail(message + " — CI requires it", pytrace=False)
+    pytest.skip(message)
+
+
+# -- databases --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    name = f"lgsp_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin_sql(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+        _unavailable("PostgreSQL", f"{type(e).__name__}: {e}")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = f"{base}/{name}"
+    upgrade(url)
+    yield url
+    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: a fresh SQLite file, or the session's PostgreSQL
+    database emptied before the test."""
+    if request.param == "sqlite":
+        path = tmp_path / "lgsp.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("postgres_database")
+    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+
+    async def truncate() -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+
+    asyncio.run(truncate())
+    yield url
+
+
+# -- the test configuration -------------------------------------------------------------------
+
+
+def test_policy(simulator_url: str, dead_url: str) -> PolicySet:
+    def service(code: str, path: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "provider": PROVINCE_ID,
+            "code": code,
+            "version": "v1",
+            "name": code,
+            "upstream": "sim-open",
+            "upstream_path": path,
+            "access": [{"client": "motcua"}, {"client": "legacy"}],
+            **extra,
+        }
+
+    return PolicySet.model_validate(
+        {
+            "agencies": [
+                {"code": PROVINCE_ID, "name": "UBND tỉnh", "doc_code": "000.00.00.H49"},
+                {"code": "000.00.31.H49", "name": "Trung tâm PVHCC"},
+                {"code": "000.00.12.H49", "name": "Sở Tư pháp"},
+                {"code": "000.00.00.G01", "name": "Bộ Công an"},
+            ],
+            "groups": [{"code": "tthc", "name": "TTHC"}],
+            "clients": [
+                {
+                    "code": "motcua",
+                    "agency": "000.00.31.H49",
+                    "name": "Một cửa",
+                    "groups": ["tthc"],
+                },
+                {
+                    "code": "hotich",
+                    "agency": "000.00.12.H49",
+                    "name": "Hộ tịch",
+                    "groups": ["tthc"],
+                },
+                {"code": "legacy", "agency": "000.00.12.H49", "name": "Old system"},
+                {"code": "outsider", "agency": "000.00.12.H49", "name": "No rights"},
+                {
+                    "code": "retired",
+                    "agency": "000.00.12.H49",
+                    "name": "Disabled",
+                    "enabled": False,
+                },
+            ],
+            "upstreams": [
+                {
+                    "name": "ndxp",
+                    "base_url": simulator_url,
+                    "auth": {
+                        "type": "oauth2_client_credentials",
+                        "token_url": "/oauth2/token",
+                        "client_id": PROVINCE_ID,
+                        "client_secret_env": SECRET_ENV,
+                    },
+                },
+                {"name": "sim-open", "base_url": simulator_url},
+                {"name": "dead", "base_url": dead_url},
+            ],
+            "services": [
+                {
+                    "provider": "000.00.00.G01",
+                    "code": "csdlqg-dancu",
+                    "version": "v1",
+                    "name": "Dân cư",
+                    "upstream": "ndxp",
+                    "upstream_path": "/csdldc/v1",
+                    "require": ["officer", "procedure"],
+                    "access": [
+                        {"group": "tthc", "method": "POST", "path": "/cong-dan/tra-cuu"},
+                        {"client": "hotich", "method": "POST", "path": "/cong-dan/tra-cuu-ho-ten"},
+                        {"client": "legacy", "method": "POST", "path": "/cong-dan/*"},
+                    ],
+                },
+                service(
+                    "echo",
+                    "/_sim/echo",
+                    access=[
+                        {"client": "motcua"},
+                        {"client": "legacy"},
+                        {"client": "hotich", "method": "GET", "path": "/public/**"},
+                    ],
+                ),
+                service("needs-case", "/_sim/echo", require=["officer", "procedure", "case"]),
+                service(
+                    "small",
+                    "/_sim/echo",
+                    limits={"max_request_bytes": 100, "max_response_bytes": 400},
+                ),
+                service("slow", "/_sim/delay", timeouts={"connect_ms": 500, "total_ms": 300}),
+                service("status", "/_sim/status"),
+                service("off", "/_sim/echo", enabled=False),
+                {**service("dead", ""), "upstream": "dead"},
+            ],
+        }
+    )
+
+
+# -- running gateway --------------------------------------------------------------------------
+
+
+@dataclass
+class Harness:
+    url: str
+    http: httpx.AsyncClient
+    state: GatewayState
+    simulator: web.Application
+    host: str
+    port: int
+
+    async def secret(self, client: str) -> str:
+        async with self.state.sessions() as s, s.begin():
+            value = await admin.issue_credential(s, client_code=client, kind="secret", actor="test")
+        await reload_config(self.state)
+        return value
+
+    async def api_key(self, client: str) -> str:
+        async with self.state.sessions() as s, s.begin():
+            value = await admin.issue_credential(
+                s, client_code=client, kind="api_key", actor="test"
+            )
+        await reload_config(self.state)
+        return value
+
+    async def token(self, client: str = "motcua") -> str:
+        secret = await self.secret(client)
+        r = await self.http.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(client, secret)
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    async def audit(self, request_id: str | None = None) -> list[AuditRecord]:
+        async with self.state.sessions() as s:
+            q = select(AuditRecord).order_by(AuditRecord.id)
+            if request_id is not None:
+                q = q.where(AuditRecord.request_id == request_id)
+            return list((await s.scalars(q)).all())
+
+    async def raw(
+        self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send a request target byte for byte, as an attacker would (no normalisation)."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {self.host}",
+            "Connection: close",
+            f"Content-Length: {len(body)}",
+        ]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        head, _, payload = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode().split("\r\n")
+        hdrs = {}
+        for line in header_lines:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        return int(status_line.split()[1]), hdrs, payload
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[TestServer]:
+    server = TestServer(create_simulator({PROVINCE_ID: PROVINCE_SECRET}), host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        keys_dir=tmp_path / "keys",
+        public_url="http://gateway.test",
+        instance_id="test-gw",
+        token_ttl_seconds=300,
+    )
+
+
+@pytest.fixture
+async def gateway(
+    settings: Settings, simulator: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    monkeypatch.setenv(SECRET_ENV, PROVINCE_SECRET)
+    # A port nobody listens on: bind, note, close.
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    dead_port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    engine = create_engine(settings.database_url)
+    async with session_factory(engine)() as s, s.begin():
+        await admin.apply_policy(
+            s,
+            test_policy(str(simulator.make_url("")).rstrip("/"), f"http://127.0.0.1:{dead_port}"),
+            actor="test",
+        )
+    await engine.dispose()
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        yield Harness(url, http, server.app[STATE], simulator.app, "127.0.0.1", server.port)
+    await server.close()

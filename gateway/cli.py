@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from gateway import credentials
 from gateway.app import create_app
 from gateway.keys import KeyStore
 from gateway.logging import configure_logging
@@ -24,7 +25,7 @@ from gateway.settings import Settings
 from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
-from gateway.store.models import AuditRecord
+from gateway.store.models import AuditRecord, Credential
 
 
 def cli_actor() -> str:
@@ -105,7 +106,11 @@ def cmd_client_create(args: argparse.Namespace) -> int:
         value = await admin.issue_credential(
             session, client_code=args.code, kind=kind, actor=cli_actor()
         )
-        return {"client_id": args.code, ("api_key" if args.api_key else "client_secret"): value}
+        return {
+            "client_id": args.code,
+            ("api_key" if args.api_key else "client_secret"): value,
+            "credential_id": await _credential_id(session, value),
+        }
 
     try:
         out = asyncio.run(_with_session(settings, work))
@@ -117,26 +122,38 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _credential_id(session: Any, value: str) -> int:
+    return int(
+        await session.scalar(
+            select(Credential.id).where(Credential.secret_sha256 == credentials.digest(value))
+        )
+    )
+
+
 def cmd_client_credential(args: argparse.Namespace) -> int:
     settings = _settings(args)
     kind = "api_key" if args.api_key else "secret"
-    try:
-        value = asyncio.run(
-            _with_session(
-                settings,
-                lambda s: admin.issue_credential(
-                    s,
-                    client_code=args.code,
-                    kind=kind,
-                    actor=cli_actor(),
-                    revoke_others=args.replace,
-                ),
-            )
+
+    async def work(session: Any) -> dict[str, Any]:
+        value = await admin.issue_credential(
+            session,
+            client_code=args.code,
+            kind=kind,
+            actor=cli_actor(),
+            revoke_others=args.replace,
         )
+        return {
+            "client_id": args.code,
+            ("api_key" if args.api_key else "client_secret"): value,
+            "credential_id": await _credential_id(session, value),
+        }
+
+    try:
+        out = asyncio.run(_with_session(settings, work))
     except admin.NotFound as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(orjson.dumps({"client_id": args.code, kind: value}, option=orjson.OPT_INDENT_2).decode())
+    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 

@@ -1,0 +1,165 @@
+"""The `lgsp` command as an operator uses it: real processes, real ports, a SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LGSP = [sys.executable, "-m", "gateway"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    e.update(
+        LGSP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'lgsp.db'}",
+        LGSP_KEYS_DIR=str(tmp_path / "keys"),
+        LGSP_PORT=str(free_port()),
+        PYTHONPATH=str(REPO),
+    )
+    return e
+
+
+def lgsp(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LGSP, *args],
+        env=env,
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_demo_steps_work_as_printed(tmp_path: Path) -> None:
+    """`lgsp demo --check` runs the four commands the demo prints, in bash, and checks them."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    e["PYTHONPATH"] = str(REPO)
+    out = subprocess.run(
+        [
+            *LGSP,
+            "demo",
+            "--check",
+            "--port",
+            str(free_port()),
+            "--simulator-port",
+            str(free_port()),
+            "--policies",
+            str(REPO / "policies"),
+        ],
+        cwd=tmp_path,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    oks = [line for line in out.stdout.splitlines() if line.startswith("[ok]")]
+    assert len(oks) == 4, out.stdout
+    # Embedded defaults: the SQLite file and the signing key live under var/.
+    assert (tmp_path / "var" / "lgsp.db").exists()
+    [key] = (tmp_path / "var" / "keys").glob("*.pem")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_policy_validate_reports_the_field(tmp_path: Path, env: dict[str, str]) -> None:
+    assert lgsp(env, "policy", "validate", "policies").returncode == 0
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "p.yaml").write_text(
+        "agencies:\n  - code: '000.00.00.H49'\n    name: x\n    colour: blue\n", encoding="utf-8"
+    )
+    out = lgsp(env, "policy", "validate", str(bad))
+    assert out.returncode == 2
+    assert "agencies.0.colour" in out.stderr and "Extra inputs are not permitted" in out.stderr
+
+
+def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
+    assert lgsp(env, "policy", "apply", "policies", "--comment", "initial").returncode == 0
+    created = lgsp(
+        env,
+        "client",
+        "create",
+        "kiemtra",
+        "--agency",
+        "000.00.31.H49",
+        "--name",
+        "Hệ thống kiểm tra",
+    )
+    assert created.returncode == 0, created.stderr
+    creds = json.loads(created.stdout)
+    assert creds["client_id"] == "kiemtra" and len(creds["client_secret"]) >= 40
+
+    base = f"http://127.0.0.1:{env['LGSP_PORT']}"
+    server = subprocess.Popen(
+        [*LGSP, "serve"], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.1)
+
+        def get_token() -> httpx.Response:
+            return httpx.post(
+                f"{base}/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=("kiemtra", creds["client_secret"]),
+            )
+
+        assert get_token().status_code == 200
+        # A client created while the gateway runs is picked up by its config poller.
+        late = json.loads(
+            lgsp(
+                env, "client", "create", "muon", "--agency", "000.00.31.H49", "--name", "Late"
+            ).stdout
+        )
+        revoked = lgsp(env, "client", "revoke", str(creds["credential_id"]))
+        assert revoked.returncode == 0
+        deadline = time.monotonic() + 5
+        while (
+            get_token().status_code != 401
+            or httpx.post(
+                f"{base}/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=("muon", late["client_secret"]),
+            ).status_code
+            != 200
+        ):
+            assert time.monotonic() < deadline, "revocation / new client not picked up"
+            time.sleep(0.2)
+        refused = get_token()
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["error"] == "invalid_client"
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=20)
+    # Logs are JSON lines.
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(r.get("event") == "configuration loaded" for r in records)
+

@@ -1,0 +1,206 @@
+"""The store and the policy files, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from gateway import credentials
+from gateway.policy import PolicySet, load_policy_dir
+from gateway.runtime import load_runtime_config
+from gateway.store import admin
+from gateway.store.db import create_engine, session_factory
+from gateway.store.migrate import upgrade
+from gateway.store.models import AccessRight, AdminEvent, Credential, Service
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def sessions(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def _apply(sessions, policy: PolicySet) -> list[str]:  # type: ignore[no-untyped-def]
+    async with sessions() as s, s.begin():
+        return await admin.apply_policy(s, policy, actor="tester", comment="test")
+
+
+async def _count(sessions, model) -> int:  # type: ignore[no-untyped-def]
+    async with sessions() as s:
+        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_sample_policies_apply_once_and_are_recorded(sessions) -> None:  # type: ignore[no-untyped-def]
+    policy = load_policy_dir(REPO / "policies")
+    changes = await _apply(sessions, policy)
+    assert "created service 000.00.00.G01/csdlqg-dancu/v1" in changes
+    assert "created client motcua" in changes
+    events = await _count(sessions, AdminEvent)
+    assert events >= len(changes)
+
+    # Applying the same files again changes nothing and records nothing.
+    assert await _apply(sessions, policy) == []
+    assert await _count(sessions, AdminEvent) == events
+
+
+async def test_changed_service_is_updated_with_before_and_after(sessions) -> None:  # type: ignore[no-untyped-def]
+    policy = load_policy_dir(REPO / "policies")
+    await _apply(sessions, policy)
+    doc = policy.model_dump()
+    doc["services"][0]["timeouts"]["total_ms"] = 2500
+    doc["services"][0]["access"] = doc["services"][0]["access"][:1]
+    changes = await _apply(sessions, PolicySet.model_validate(doc))
+    assert changes == [
+        "updated service 000.00.00.G01/csdlqg-dancu/v1",
+        "replaced access rights of 000.00.00.G01/csdlqg-dancu/v1",
+    ]
+    async with sessions() as s:
+        event = await s.scalar(
+            select(AdminEvent)
+            .where(AdminEvent.action == "policy.service")
+            .order_by(AdminEvent.id.desc())
+        )
+        assert event is not None and event.actor == "tester" and event.comment == "test"
+        assert event.before is not None and event.before["timeout_ms"] == 10000
+        assert event.after is not None and event.after["timeout_ms"] == 2500
+        service = await s.scalar(select(Service).where(Service.code == "csdlqg-dancu"))
+        assert service is not None and service.timeout_ms == 2500
+    assert await _count(sessions, AccessRight) == 1
+
+
+async def test_runtime_tables_expand_groups_and_deny_the_rest(sessions) -> None:  # type: ignore[no-untyped-def]
+    await _apply(sessions, load_policy_dir(REPO / "policies"))
+    config = await load_runtime_config(sessions)
+    service = config.services[("000.00.00.G01", "csdlqg-dancu", "v1")]
+    # motcua gets the by-number lookup through its group, not the by-name one.
+    assert [r.allows("POST", "/cong-dan/tra-cuu") for r in service.rights["motcua"]] == [True]
+    assert not any(r.allows("POST", "/cong-dan/tra-cuu-ho-ten") for r in service.rights["motcua"])
+    assert any(r.allows("POST", "/cong-dan/tra-cuu-ho-ten") for r in service.rights["hotich"])
+    assert service.required_fields == ("officer", "procedure")
+    assert service.upstream_url == "http://127.0.0.1:8090/csdldc/v1"
+    assert config.clients["motcua"].agency_code == "000.00.31.H49"
+
+
+async def test_secrets_are_stored_only_as_digests(sessions) -> None:  # type: ignore[no-untyped-def]
+    await _apply(sessions, load_policy_dir(REPO / "policies"))
+    async with sessions() as s, s.begin():
+        secret = await admin.issue_credential(s, client_code="motcua", kind="secret", actor="t")
+        key = await admin.issue_credential(s, client_code="motcua", kind="api_key", actor="t")
+    async with sessions() as s:
+        rows = (await s.scalars(select(Credential))).all()
+        stored = {r.secret_sha256 for r in rows}
+        assert stored == {credentials.digest(secret), credentials.digest(key)}
+        for r in rows:
+            assert secret not in (r.secret_sha256, r.hint) and key not in (r.secret_sha256, r.hint)
+        issued = (
+            await s.scalars(select(AdminEvent).where(AdminEvent.action == "credential.issue"))
+        ).all()
+        assert len(issued) == 2
+        assert all(secret not in str(e.after) and key not in str(e.after) for e in issued)
+    config = await load_runtime_config(sessions)
+    assert config.credentials[credentials.digest(key)].kind == "api_key"
+
+
+async def test_replacing_a_secret_revokes_the_old_one(sessions) -> None:  # type: ignore[no-untyped-def]
+    await _apply(sessions, load_policy_dir(REPO / "policies"))
+    async with sessions() as s, s.begin():
+        old = await admin.issue_credential(s, client_code="hotich", kind="secret", actor="t")
+        new = await admin.issue_credential(
+            s, client_code="hotich", kind="secret", actor="t", revoke_others=True
+        )
+    config = await load_runtime_config(sessions)
+    assert credentials.digest(old) not in config.credentials
+    assert credentials.digest(new) in config.credentials
+
+
+async def test_unknown_client_or_agency_is_reported(sessions) -> None:  # type: ignore[no-untyped-def]
+    async with sessions() as s, s.begin():
+        with pytest.raises(admin.NotFound, match="no client 'ghost'"):
+            await admin.issue_credential(s, client_code="ghost", kind="secret", actor="t")
+        with pytest.raises(admin.NotFound, match="no agency"):
+            await admin.create_client(s, code="x", agency_code="999.99.99.Z99", name="x", actor="t")
+
+
+# -- policy validation (no database) ----------------------------------------------------------
+
+
+def _policy(**changes: object) -> dict[str, object]:
+    doc = load_policy_dir(REPO / "policies").model_dump()
+    doc.update(changes)
+    return doc
+
+
+def test_unknown_field_is_named() -> None:
+    doc = _policy()
+    doc["clients"][0]["secret"] = "x"  # type: ignore[index]
+    with pytest.raises(ValidationError, match=r"clients\.0\.secret"):
+        PolicySet.model_validate(doc)
+
+
+def test_unresolved_references_are_named() -> None:
+    doc = _policy()
+    doc["services"][0]["access"].append({"client": "nobody"})  # type: ignore[index]
+    doc["clients"][0]["agency"] = "000.00.99.H49"  # type: ignore[index]
+    with pytest.raises(ValidationError) as e:
+        PolicySet.model_validate(doc)
+    text = str(e.value)
+    assert "services[0].access[2].client: no client 'nobody'" in text
+    assert "clients[0].agency: no agency '000.00.99.H49'" in text
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        ("agencies", "code", "000.00.00.h49", "String should match pattern"),
+        ("agencies", "code", "0" * 36, "at most 35 characters"),
+        ("services", "version", "1", "String should match pattern"),
+        ("services", "audit", "sometimes", "fail_closed"),
+        ("services", "adapter", "teleport", "unknown adapter 'teleport'"),
+        ("services", "require", ["badge"], "officer"),
+    ],
+)
+def test_invalid_values_are_refused(section: str, field: str, value: object, message: str) -> None:
+    doc = _policy()
+    doc[section][0][field] = value  # type: ignore[index]
+    with pytest.raises(ValidationError, match=message):
+        PolicySet.model_validate(doc)
+
+
+def test_access_right_globs_and_methods_are_checked() -> None:
+    doc = _policy()
+    doc["services"][0]["access"][0]["path"] = "no-leading-slash"  # type: ignore[index]
+    with pytest.raises(ValidationError, match="must start with '/'"):
+        PolicySet.model_validate(doc)
+    doc["services"][0]["access"][0].update(path="/x", method="FETCH")  # type: ignore[index]
+    with pytest.raises(ValidationError, match="method must be"):
+        PolicySet.model_validate(doc)
+
+
+def test_environment_values_fill_policy_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for f in (REPO / "policies").glob("*.yaml"):
+        (tmp_path / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv("LGSP_NDXP_URL", "https://ndxp.example.vn")
+    policy = load_policy_dir(tmp_path)
+    assert policy.upstreams[0].base_url == "https://ndxp.example.vn"
+    (tmp_path / "extra.yaml").write_text("upstreams:\n  - name: x\n    base_url: ${NOPE}\n")
+    with pytest.raises(ValueError, match="environment variable NOPE is not set"):
+        load_policy_dir(tmp_path)
+
+
+def test_migrations_go_down_and_up_again(tmp_path: Path) -> None:
+    from alembic import command
+
+    from gateway.store.migrate import alembic_config
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "base")
+    upgrade(url)

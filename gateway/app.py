@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -15,7 +14,7 @@ import orjson
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.accountability import REQUEST_ID_HEADER
+from gateway.accountability import REQUEST_ID_HEADER, request_id_from
 from gateway.audit.db_sink import DatabaseAuditSink
 from gateway.audit.sink import AuditSink
 from gateway.authn import authenticate, check_client_secret
@@ -28,6 +27,7 @@ from gateway.problems import (
     INVALID_CLIENT,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
     UNSUPPORTED_GRANT,
     Problem,
     ProblemType,
@@ -40,6 +40,7 @@ from gateway.tokens import TokenService
 from gateway.upstream import UpstreamClient
 
 CONFIG_POLL_SECONDS = 1.0
+TOKEN_REQUEST_MAX_BYTES = 8192
 
 
 @dataclass
@@ -74,7 +75,7 @@ async def problem_middleware(
     if request.raw_path.startswith("/r1/"):
         return await handler(request)
     state = request.app[STATE]
-    request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+    request_id, _ = request_id_from(request.headers)
     base = state.settings.problem_type_base
     try:
         response = await handler(request)
@@ -92,8 +93,14 @@ async def problem_middleware(
             f"Nothing at {request.path}. Services are called at /r1/{{provider}}/{{service}}/"
             "{version}/...; tokens come from /oauth2/token.",
         ).to_response(type_base=base, request_id=request_id, instance=request.path)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        # aiohttp's own refusals (body too large, bad form...) get our shape too.
+        ptype = PAYLOAD_TOO_LARGE if e.status == 413 else BAD_REQUEST
+        return Problem(ptype, e.text or e.reason).to_response(
+            type_base=base, request_id=request_id, instance=request.path
+        )
     except Exception:
         log.exception("unhandled error", path=request.path, request_id=request_id)
         return Problem(INTERNAL_ERROR, "Unexpected error; quote the request id.").to_response(
@@ -117,6 +124,8 @@ def _oauth_error(ptype: ProblemType, error: str, detail: str) -> Problem:
 async def token_endpoint(request: web.Request) -> web.Response:
     """OAuth2 client credentials (RFC 6749 §4.4), client_secret_basic or client_secret_post."""
     state = request.app[STATE]
+    if (request.content_length or 0) > TOKEN_REQUEST_MAX_BYTES:
+        raise Problem(PAYLOAD_TOO_LARGE, "A token request is a few hundred bytes at most.")
     if request.content_type != "application/x-www-form-urlencoded":
         raise _oauth_error(
             BAD_REQUEST,

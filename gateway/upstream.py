@@ -42,7 +42,13 @@ HOP_BY_HOP = frozenset(
 )
 # The caller's credentials are for the gateway, never for the provider; Host and length
 # are the client library's to set.
-NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"authorization", "x-api-key", "host", "content-length"}
+NOT_FORWARDED_REQUEST = HOP_BY_HOP | {
+    "authorization",
+    "x-api-key",
+    "host",
+    "content-length",
+    "expect",  # the gateway has already read the body
+}
 NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
 _TOKEN_MARGIN_SECONDS = 30
 
@@ -220,6 +226,11 @@ class UpstreamClient:
                     b"".join(chunks),
                     0.0,
                 )
+        except aiohttp.ConnectionTimeoutError:
+            raise Problem(
+                UPSTREAM_TIMEOUT,
+                f"Could not connect to {name} within {service.timeout.sock_connect:g} s.",
+            ) from None
         except TimeoutError:
             raise Problem(
                 UPSTREAM_TIMEOUT,

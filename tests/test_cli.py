@@ -162,4 +162,3 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
     # Logs are JSON lines.
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r.get("event") == "configuration loaded" for r in records)
-

@@ -7,7 +7,7 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 import orjson
@@ -53,7 +53,8 @@ class GatewayState:
     upstream: UpstreamClient
     audit: AuditSink
     pipeline: ExchangePipeline
-    config_version: int = 0
+    config_version: int = -1
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 STATE = web.AppKey("state", GatewayState)
@@ -226,14 +227,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def reload_config(state: GatewayState) -> bool:
-    """Rebuild the tables if the configuration changed since the last build."""
-    async with state.sessions() as session:
-        version = await admin.config_version(session)
-    if version == state.config_version:
-        return False
-    config = await load_runtime_config(state.sessions)
-    state.pipeline.swap_config(config)
-    state.config_version = version
+    """Rebuild the tables if the configuration changed since the last build, and pick up
+    signing keys rotated by another process."""
+    async with state.reload_lock:
+        state.keys.refresh()
+        async with state.sessions() as session:
+            version = await admin.config_version(session)
+        if version == state.config_version:
+            return False
+        config = await load_runtime_config(state.sessions)
+        state.pipeline.swap_config(config)
+        state.config_version = version
     log.info(
         "configuration loaded",
         version=version,
@@ -299,7 +303,9 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
 
     app.on_response_prepare.append(hide_server_version)
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_route("*", "/r1/{tail:.*}", pipeline.handle)
+    # [\s\S]: every target under /r1/ reaches the pipeline, even one with an encoded
+    # newline, so that it is refused by the path check and audited like any other.
+    app.router.add_route("*", r"/r1/{tail:[\s\S]*}", pipeline.handle)
     app.router.add_post("/oauth2/token", token_endpoint)
     app.router.add_get("/.well-known/jwks.json", jwks)
     app.router.add_get("/.well-known/oauth-authorization-server", oauth_metadata)

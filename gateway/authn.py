@@ -36,6 +36,22 @@ class Caller:
 def authenticate(
     headers: CIMultiDictProxy[str], config: RuntimeConfig, tokens: TokenService
 ) -> Caller:
+    try:
+        return _authenticate(headers, config, tokens)
+    except Problem as p:
+        # RFC 9110 §15.5.2: every 401 carries a challenge.
+        if p.status == 401 and "WWW-Authenticate" not in p.headers:
+            p.headers["WWW-Authenticate"] = (
+                'Bearer realm="lgsp", error="invalid_token"'
+                if "Authorization" in headers
+                else 'Bearer realm="lgsp"'
+            )
+        raise
+
+
+def _authenticate(
+    headers: CIMultiDictProxy[str], config: RuntimeConfig, tokens: TokenService
+) -> Caller:
     authorization = headers.get("Authorization")
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")

@@ -182,7 +182,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     )
 
     async def work(session: Any) -> None:
-        admin.record(session, actor=cli_actor(), action="keys.rotate", target=pair.kid)
+        await admin.record(session, actor=cli_actor(), action="keys.rotate", target=pair.kid)
 
     asyncio.run(_with_session(settings, work))
     print(f"new signing key {pair.kid}; tokens signed by older keys stay valid until they expire")

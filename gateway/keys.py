@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from gateway.logging import log
 SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 VerifyingKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
-_KID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+# Microseconds, fixed width: kids sort in creation order, which makes the newest active.
+_KID_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,14 @@ class KeyStore:
         if not keys:
             self.rotate()
 
+    def refresh(self) -> bool:
+        """Load again if keys were added or removed (a rotation by the CLI or a replica)."""
+        on_disk = {p.stem for p in self.directory.glob("*.pem")}
+        if on_disk == set(self._keys):
+            return False
+        self.load()
+        return True
+
     def reload_if_stale(self, min_interval: float = 1.0) -> bool:
         """Called on an unknown kid: another replica may have rotated."""
         if time.monotonic() - self._last_reload < min_interval:
@@ -114,7 +123,11 @@ class KeyStore:
     def rotate(self, retire_after_seconds: int | None = None) -> KeyPair:
         """Make a new active key. Keys superseded more than `retire_after_seconds` ago
         (longer than any token they signed can live) are deleted."""
-        kid = f"{datetime.now(UTC).strftime(_KID_TIME_FORMAT)}-{secrets.token_hex(4)}"
+        created = datetime.now(UTC)
+        if self._keys:
+            # Strictly after the newest key, even within one clock tick.
+            created = max(created, self.active.created_at + timedelta(microseconds=1))
+        kid = f"{created.strftime(_KID_TIME_FORMAT)}-{secrets.token_hex(4)}"
         private = _generate(self._alg)
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(self._passphrase)
@@ -142,9 +155,10 @@ class KeyStore:
 
     def _retire(self, after_seconds: int) -> None:
         kids = sorted(self._keys)
-        now = datetime.now(UTC)
+        # Never before the newest key's own time (see rotate's tie-break).
+        now = max(datetime.now(UTC), self.active.created_at)
         for older, newer in itertools.pairwise(kids):
-            if (now - self._keys[newer].created_at).total_seconds() > after_seconds:
+            if (now - self._keys[newer].created_at).total_seconds() >= after_seconds:
                 (self.directory / f"{older}.pem").unlink(missing_ok=True)
                 del self._keys[older]
                 log.info("signing key retired", kid=older)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from gateway.access import is_allowed
+from gateway.access import HTTP_METHODS, is_allowed
 from gateway.accountability import (
     CASE_HEADER,
     OFFICER_HEADER,
@@ -43,6 +43,7 @@ from gateway.problems import (
     AUDIT_UNAVAILABLE,
     INTERNAL_ERROR,
     INVALID_HEADER,
+    METHOD_NOT_ALLOWED,
     PAYLOAD_TOO_LARGE,
     SERVICE_DISABLED,
     UNKNOWN_SERVICE,
@@ -100,7 +101,7 @@ class ExchangePipeline:
             event_id=str(uuid.uuid4()),
             request_id=request_id,
             instance=self.instance,
-            method=request.method,
+            method=request.method[:16],
             path=request.raw_path[:4096],
             started_at=started,
             finished_at=started,
@@ -120,6 +121,12 @@ class ExchangePipeline:
                 raise Problem(INVALID_HEADER, bad_request_id, header=REQUEST_ID_HEADER)
 
             # 2. route
+            if request.method not in HTTP_METHODS:
+                raise Problem(
+                    METHOD_NOT_ALLOWED,
+                    f"{request.method[:16]!r} is not an HTTP method services accept.",
+                    headers={"Allow": ", ".join(sorted(HTTP_METHODS))},
+                )
             address = parse_service_address(request.raw_path)
             event.provider_code = address.provider
             event.service_code = address.service

@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from gateway.access import HTTP_METHODS, compile_glob
 from gateway.adapters import known_adapters
+from gateway.routing import VERSION_RE
 
 AgencyCode = Annotated[
     str, StringConstraints(pattern=r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*$", max_length=35)
 ]
 DocCode = Annotated[str, StringConstraints(pattern=r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-Version = Annotated[str, StringConstraints(pattern=r"^v[0-9]+(?:\.[0-9]+)?$")]
+Version = Annotated[str, StringConstraints(pattern=VERSION_RE.pattern)]
 
 
 class _Strict(BaseModel):

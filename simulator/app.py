@@ -417,8 +417,9 @@ def create_app(clients: dict[str, str], *, token_ttl: int = 300) -> web.Applicat
     for method in ("GET", "POST"):
         app.router.add_route(method, r"/_sim/delay/{ms:\d+}", _delay)
         app.router.add_route(method, r"/_sim/status/{code:\d{3}}", _status)
-        app.router.add_route(method, "/_sim/echo", _echo)
-        app.router.add_route(method, "/_sim/echo/{tail:.*}", _echo)
+    # Echo answers any method, so tests can see exactly what the gateway forwarded.
+    app.router.add_route("*", "/_sim/echo", _echo)
+    app.router.add_route("*", "/_sim/echo/{tail:.*}", _echo)
     return app
 
 

@@ -92,12 +92,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{path}"
         return
     url: str = request.getfixturevalue("postgres_database")
-    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+    # config_state keeps its single row (the configuration version); the rest is emptied.
+    tables = ", ".join(
+        t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "config_state"
+    )
 
     async def truncate() -> None:
         engine = create_engine(url)
         async with engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            await conn.execute(text("UPDATE config_state SET version = 0"))
         await engine.dispose()
 
     asyncio.run(truncate())

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import String, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.event import AuditEvent
@@ -67,14 +68,46 @@ class DatabaseAuditSink:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            async with self._sessions() as session, session.begin():
-                await session.execute(insert(AuditRecord), [e.as_dict() for e, _ in batch])
+            await self._insert([e for e, _ in batch])
         except Exception as exc:
-            log.error("audit write failed", error=str(exc), events=len(batch))
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(AuditUnavailable(str(exc)))
+            if len(batch) == 1:
+                log.error("audit write failed", error=str(exc), event_id=batch[0][0].event_id)
+                _settle(batch[0][1], exc)
+                return
+            # One bad event must not cost the others their record: retry them one by one.
+            log.warning("audit batch failed, retrying singly", error=str(exc), events=len(batch))
+            for item in batch:
+                await self._commit([item])
             return
         for _, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
+            _settle(fut, None)
+
+    async def _insert(self, events: list[AuditEvent]) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(insert(AuditRecord), [_fit(e.as_dict()) for e in events])
+
+
+# Column widths of the audit table: a value the caller controls (a path, a claimed officer
+# id) is cut to fit rather than make its exchange unrecordable.
+_WIDTHS = {
+    c.name: c.type.length
+    for c in AuditRecord.__table__.columns
+    if isinstance(c.type, String) and c.type.length is not None
+}
+
+
+def _fit(row: dict[str, Any]) -> dict[str, Any]:
+    for name, width in _WIDTHS.items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > width:
+            row[name] = value[:width]
+    return row
+
+
+def _settle(fut: asyncio.Future[None], exc: Exception | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(AuditUnavailable(str(exc)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import credentials
@@ -20,6 +20,7 @@ from gateway.store.models import (
     AdminEvent,
     Agency,
     Client,
+    ConfigState,
     Credential,
     Group,
     GroupMember,
@@ -33,7 +34,7 @@ class NotFound(LookupError):
     pass
 
 
-def record(
+async def record(
     session: AsyncSession,
     *,
     actor: str,
@@ -43,6 +44,7 @@ def record(
     after: dict[str, Any] | None = None,
     comment: str | None = None,
 ) -> None:
+    """Record a change and bump the configuration version, in the caller's transaction."""
     session.add(
         AdminEvent(
             actor=actor,
@@ -53,10 +55,14 @@ def record(
             comment=comment,
         )
     )
+    # The row lock serialises admin transactions: versions follow commit order.
+    await session.execute(
+        update(ConfigState).where(ConfigState.id == 1).values(version=ConfigState.version + 1)
+    )
 
 
 async def config_version(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.coalesce(func.max(AdminEvent.id), 0))) or 0)
+    return int(await session.scalar(select(ConfigState.version).where(ConfigState.id == 1)) or 0)
 
 
 async def _upsert(
@@ -84,14 +90,16 @@ async def apply_policy(
     Returns a line per change made."""
     changes: list[str] = []
 
-    def note(kind: str, key: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    async def note(
+        kind: str, key: str, before: dict[str, Any] | None, after: dict[str, Any]
+    ) -> None:
         if before is None:
             changes.append(f"created {kind} {key}")
         elif before != after:
             changes.append(f"updated {kind} {key}")
         else:
             return
-        record(
+        await record(
             session,
             actor=actor,
             action=f"policy.{kind}",
@@ -105,16 +113,16 @@ async def apply_policy(
     for a in policy.agencies:
         values: dict[str, Any] = {"name": a.name, "doc_code": a.doc_code}
         agencies[a.code], before = await _upsert(session, Agency, {"code": a.code}, values)
-        note("agency", a.code, before, values)
+        await note("agency", a.code, before, values)
     groups: dict[str, Group] = {}
     for g in policy.groups:
         values = {"name": g.name}
         groups[g.code], before = await _upsert(session, Group, {"code": g.code}, values)
-        note("group", g.code, before, values)
+        await note("group", g.code, before, values)
     for c in policy.clients:
         values = {"name": c.name, "agency_id": agencies[c.agency].id, "enabled": c.enabled}
         client, before = await _upsert(session, Client, {"code": c.code}, values)
-        note("client", c.code, before, values)
+        await note("client", c.code, before, values)
         await session.execute(delete(GroupMember).where(GroupMember.client_id == client.id))
         for g_code in c.groups:
             session.add(GroupMember(group_id=groups[g_code].id, client_id=client.id))
@@ -122,7 +130,7 @@ async def apply_policy(
     for u in policy.upstreams:
         values = {"base_url": u.base_url, "auth": u.auth.model_dump(exclude_none=True)}
         upstreams[u.name], before = await _upsert(session, Upstream, {"name": u.name}, values)
-        note("upstream", u.name, before, values)
+        await note("upstream", u.name, before, values)
     for s in policy.services:
         values = {
             "name": s.name,
@@ -143,7 +151,7 @@ async def apply_policy(
         key = {"provider_id": agencies[s.provider].id, "code": s.code, "version": s.version}
         service, before = await _upsert(session, Service, key, values)
         label = f"{s.provider}/{s.code}/{s.version}"
-        note("service", label, before, values)
+        await note("service", label, before, values)
         old_rights = sorted(
             (r.subject_kind, r.subject_code, r.method, r.path)
             for r in await session.scalars(
@@ -167,7 +175,7 @@ async def apply_policy(
                     )
                 )
             changes.append(f"replaced access rights of {label}")
-            record(
+            await record(
                 session,
                 actor=actor,
                 action="policy.access",
@@ -188,7 +196,7 @@ async def create_client(
     client = Client(code=code, agency_id=agency.id, name=name)
     session.add(client)
     await session.flush()
-    record(
+    await record(
         session,
         actor=actor,
         action="client.create",
@@ -220,7 +228,7 @@ async def issue_credential(
             )
         ):
             old.revoked_at = utcnow()
-            record(
+            await record(
                 session, actor=actor, action="credential.revoke", target=f"{client_code}#{old.id}"
             )
     value = credentials.new_api_key() if kind == "api_key" else credentials.new_client_secret()
@@ -233,7 +241,7 @@ async def issue_credential(
     )
     session.add(cred)
     await session.flush()
-    record(
+    await record(
         session,
         actor=actor,
         action="credential.issue",
@@ -253,7 +261,7 @@ async def revoke_credential(session: AsyncSession, *, credential_id: int, actor:
         raise NotFound(f"no credential {credential_id}")
     if cred.revoked_at is None:
         cred.revoked_at = utcnow()
-        record(session, actor=actor, action="credential.revoke", target=f"#{credential_id}")
+        await record(session, actor=actor, action="credential.revoke", target=f"#{credential_id}")
 
 
 def _jsonable(values: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -95,82 +95,63 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_client_create(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _admin_command(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> int:
+    """Run one admin change in one transaction; print its result as JSON, if any."""
+    try:
+        out = asyncio.run(_with_session(settings, work))
+    except admin.NotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if out is not None:
+        print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    return 0
 
-    async def work(session: Any) -> dict[str, str]:
+
+async def _issue(session: Any, code: str, api_key: bool, *, replace: bool) -> dict[str, Any]:
+    value = await admin.issue_credential(
+        session,
+        client_code=code,
+        kind="api_key" if api_key else "secret",
+        actor=cli_actor(),
+        revoke_others=replace,
+    )
+    credential_id = await session.scalar(
+        select(Credential.id).where(Credential.secret_sha256 == credentials.digest(value))
+    )
+    return {
+        "client_id": code,
+        ("api_key" if api_key else "client_secret"): value,
+        "credential_id": credential_id,
+    }
+
+
+def cmd_client_create(args: argparse.Namespace) -> int:
+    async def work(session: Any) -> dict[str, Any]:
         await admin.create_client(
             session, code=args.code, agency_code=args.agency, name=args.name, actor=cli_actor()
         )
-        kind = "api_key" if args.api_key else "secret"
-        value = await admin.issue_credential(
-            session, client_code=args.code, kind=kind, actor=cli_actor()
-        )
-        return {
-            "client_id": args.code,
-            ("api_key" if args.api_key else "client_secret"): value,
-            "credential_id": await _credential_id(session, value),
-        }
+        return await _issue(session, args.code, args.api_key, replace=False)
 
-    try:
-        out = asyncio.run(_with_session(settings, work))
-    except admin.NotFound as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
-    print("store the secret now: the gateway keeps only its digest.", file=sys.stderr)
-    return 0
-
-
-async def _credential_id(session: Any, value: str) -> int:
-    return int(
-        await session.scalar(
-            select(Credential.id).where(Credential.secret_sha256 == credentials.digest(value))
-        )
-    )
+    status = _admin_command(_settings(args), work)
+    if status == 0:
+        print("store the secret now: the gateway keeps only its digest.", file=sys.stderr)
+    return status
 
 
 def cmd_client_credential(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    kind = "api_key" if args.api_key else "secret"
-
-    async def work(session: Any) -> dict[str, Any]:
-        value = await admin.issue_credential(
-            session,
-            client_code=args.code,
-            kind=kind,
-            actor=cli_actor(),
-            revoke_others=args.replace,
-        )
-        return {
-            "client_id": args.code,
-            ("api_key" if args.api_key else "client_secret"): value,
-            "credential_id": await _credential_id(session, value),
-        }
-
-    try:
-        out = asyncio.run(_with_session(settings, work))
-    except admin.NotFound as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
-    return 0
+    return _admin_command(
+        _settings(args), lambda s: _issue(s, args.code, args.api_key, replace=args.replace)
+    )
 
 
 def cmd_credential_revoke(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    try:
-        asyncio.run(
-            _with_session(
-                settings,
-                lambda s: admin.revoke_credential(s, credential_id=args.id, actor=cli_actor()),
-            )
-        )
-    except admin.NotFound as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"credential {args.id} revoked")
-    return 0
+    status = _admin_command(
+        _settings(args),
+        lambda s: admin.revoke_credential(s, credential_id=args.id, actor=cli_actor()),
+    )
+    if status == 0:
+        print(f"credential {args.id} revoked")
+    return status
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:

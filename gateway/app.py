@@ -7,12 +7,10 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 import orjson
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.accountability import REQUEST_ID_HEADER, request_id_from
 from gateway.audit.db_sink import DatabaseAuditSink
@@ -32,8 +30,11 @@ from gateway.problems import (
     Problem,
     ProblemType,
 )
+from gateway.registry import api as registry_api
+from gateway.registry.bundled import load_bundled
 from gateway.runtime import RuntimeConfig, load_runtime_config
 from gateway.settings import Settings
+from gateway.state import STATE, GatewayState
 from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
 from gateway.tokens import TokenService
@@ -41,23 +42,6 @@ from gateway.upstream import UpstreamClient
 
 CONFIG_POLL_SECONDS = 1.0
 TOKEN_REQUEST_MAX_BYTES = 8192
-
-
-@dataclass
-class GatewayState:
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    keys: KeyStore
-    tokens: TokenService
-    upstream: UpstreamClient
-    audit: AuditSink
-    pipeline: ExchangePipeline
-    config_version: int = -1
-    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-STATE = web.AppKey("state", GatewayState)
 
 
 def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -286,6 +270,9 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         keys.load()
+        if settings.schemas_dir.parts:
+            for line in await load_bundled(sessions, settings.schemas_dir):
+                log.info("schemas", change=line)
         await upstream.start()
         await sink.start()
         await reload_config(state)
@@ -311,4 +298,5 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     app.router.add_get("/.well-known/oauth-authorization-server", oauth_metadata)
     app.router.add_get("/services", list_services)
     app.router.add_get("/healthz", healthz)
+    registry_api.add_routes(app)
     return app

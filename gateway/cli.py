@@ -21,6 +21,9 @@ from gateway.app import create_app
 from gateway.keys import KeyStore
 from gateway.logging import configure_logging
 from gateway.policy import load_policy_dir
+from gateway.registry import store as registry
+from gateway.registry.bundled import load_bundled
+from gateway.registry.store import RegistryError
 from gateway.settings import Settings
 from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
@@ -85,12 +88,18 @@ def cmd_policy(args: argparse.Namespace) -> int:
         )
         return 0
     upgrade(settings.database_url)
-    changes = asyncio.run(
-        _with_session(
-            settings,
-            lambda s: admin.apply_policy(s, policy, actor=cli_actor(), comment=args.comment),
+    # Services name registered schemas: make sure the bundled ones are there first.
+    asyncio.run(_load_bundled(settings, settings.schemas_dir))
+    try:
+        changes = asyncio.run(
+            _with_session(
+                settings,
+                lambda s: admin.apply_policy(s, policy, actor=cli_actor(), comment=args.comment),
+            )
         )
-    )
+    except admin.NotFound as e:
+        print(f"policy not applied: {e}", file=sys.stderr)
+        return 2
     print("\n".join(changes) if changes else "no changes")
     return 0
 
@@ -128,7 +137,12 @@ async def _issue(session: Any, code: str, api_key: bool, *, replace: bool) -> di
 def cmd_client_create(args: argparse.Namespace) -> int:
     async def work(session: Any) -> dict[str, Any]:
         await admin.create_client(
-            session, code=args.code, agency_code=args.agency, name=args.name, actor=cli_actor()
+            session,
+            code=args.code,
+            agency_code=args.agency,
+            name=args.name,
+            actor=cli_actor(),
+            roles=args.role,
         )
         return await _issue(session, args.code, args.api_key, replace=False)
 
@@ -168,6 +182,58 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     asyncio.run(_with_session(settings, work))
     print(f"new signing key {pair.kid}; tokens signed by older keys stay valid until they expire")
     return 0
+
+
+def _schema_file(path: str, schema_type: str | None) -> tuple[str, str]:
+    text = Path(path).read_text(encoding="utf-8")
+    return text, schema_type or ("XML" if path.endswith(".xsd") else "JSON")
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    upgrade(settings.database_url)
+
+    async def work(session: Any) -> Any:
+        if args.action == "list":
+            subjects = await registry.list_subjects(session)
+            return {s: await registry.list_versions(session, s) for s in subjects}
+        if args.action == "show":
+            version = registry.parse_version(args.version or "latest")
+            return (await registry.get_version(session, args.subject, version)).as_confluent()
+        text, schema_type = _schema_file(args.file, args.type)
+        parsed = registry.parse_schema(schema_type, text)
+        if args.action == "check":
+            try:
+                problems = await registry.test_compatibility(session, args.subject, "all", parsed)
+            except RegistryError as e:
+                if e.code != 40401:
+                    raise
+                problems = []
+            return {"is_compatible": not problems, "messages": problems}
+        schema_id, version, created = await registry.register(
+            session, args.subject, parsed, actor=cli_actor(), text=text
+        )
+        return {"id": schema_id, "version": version, "created": created}
+
+    if args.action == "load":
+        changes = asyncio.run(_load_bundled(settings, Path(args.directory)))
+        print("\n".join(changes) if changes else "no changes")
+        return 1 if any(c.startswith("refused") for c in changes) else 0
+    try:
+        out = asyncio.run(_with_session(settings, work))
+    except RegistryError as e:
+        print(f"error {e.code}: {e.message}", file=sys.stderr)
+        return 2
+    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    return 0 if out.get("is_compatible", True) else 1
+
+
+async def _load_bundled(settings: Settings, directory: Path) -> list[str]:
+    engine = create_engine(settings.database_url)
+    try:
+        return await load_bundled(session_factory(engine), directory)
+    finally:
+        await engine.dispose()
 
 
 AUDIT_COLUMNS = (
@@ -258,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--agency", required=True, help="agency code of the owning agency")
     create.add_argument("--name", required=True)
     create.add_argument("--api-key", action="store_true", help="issue an API key, not a secret")
+    create.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        choices=["administrator", "operator", "auditor", "observer"],
+        help="an administrative role (repeatable); departmental systems need none",
+    )
     create.set_defaults(func=cmd_client_create)
     cred = csub.add_parser("credential", help="issue another secret or API key")
     cred.add_argument("code")
@@ -271,6 +344,24 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="token-signing keys")
     keys.add_argument("action", choices=["rotate"])
     keys.set_defaults(func=cmd_keys_rotate)
+
+    schema = sub.add_parser("schema", help="the schema registry")
+    ssub = schema.add_subparsers(dest="action", required=True)
+    reg = ssub.add_parser("register", help="register a schema file as a new version")
+    reg.add_argument("subject")
+    reg.add_argument("file")
+    reg.add_argument("--type", choices=["JSON", "XML"], help="default: by file extension")
+    chk = ssub.add_parser("check", help="is a schema file compatible with the subject?")
+    chk.add_argument("subject")
+    chk.add_argument("file")
+    chk.add_argument("--type", choices=["JSON", "XML"])
+    ssub.add_parser("list", help="subjects and their versions")
+    show = ssub.add_parser("show", help="one version of a subject")
+    show.add_argument("subject")
+    show.add_argument("version", nargs="?", help="a number or 'latest' (default)")
+    load = ssub.add_parser("load", help="register the bundled schemas (idempotent)")
+    load.add_argument("directory", nargs="?", default="schemas")
+    schema.set_defaults(func=cmd_schema)
 
     audit = sub.add_parser("audit", help="read the audit log")
     audit.add_argument("action", choices=["list"])

@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.logging import configure_logging
 from gateway.policy import load_policy_dir
+from gateway.registry.bundled import load_bundled
 from gateway.settings import Settings
 from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
@@ -70,8 +71,21 @@ def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
             "urn:lgsp:problem:access-denied",
         ),
         Step(
+            "Send a malformed lookup (an 11-digit ID, an unknown field): a 400 naming each error",
+            f"{post}/cong-dan/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' \\\n"
+            '  -d \'{"SoDinhDanh": "00109901234", "GhiChu": "x"}\'',
+            "urn:lgsp:problem:invalid-message",
+        ),
+        Step(
+            "List the message schemas in the registry (Confluent Schema Registry API)",
+            f"curl -s -w '\\n' -u '{DEMO_CLIENT}:{secret}' {gateway}/registry/subjects",
+            "population.citizen-lookup.national.request",
+        ),
+        Step(
             "List the audit records of those calls",
-            f"{lgsp} audit list --limit 5",
+            f"{lgsp} audit list --limit 10",
             "access-denied",
         ),
     ]
@@ -91,6 +105,7 @@ async def _prepare(settings: Settings, policies: Path) -> str:
     policy = load_policy_dir(policies)
     engine = create_engine(settings.database_url)
     try:
+        await load_bundled(session_factory(engine), settings.schemas_dir)
         async with session_factory(engine)() as session, session.begin():
             await admin.apply_policy(session, policy, actor="demo", comment="lgsp demo")
             # A fresh secret each run: secrets are never kept in files, only their digests.

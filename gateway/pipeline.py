@@ -43,12 +43,17 @@ from gateway.problems import (
     AUDIT_UNAVAILABLE,
     INTERNAL_ERROR,
     INVALID_HEADER,
+    INVALID_MESSAGE,
     METHOD_NOT_ALLOWED,
     PAYLOAD_TOO_LARGE,
+    SCHEMA_UNAVAILABLE,
     SERVICE_DISABLED,
     UNKNOWN_SERVICE,
+    UPSTREAM_INVALID_MESSAGE,
     Problem,
+    ProblemType,
 )
+from gateway.registry.schema import Validator
 from gateway.routing import parse_service_address
 from gateway.runtime import RuntimeConfig
 from gateway.tokens import TokenService
@@ -156,6 +161,8 @@ class ExchangePipeline:
                 )
             if not service.enabled:
                 raise Problem(SERVICE_DISABLED, f"{service.name} is disabled for maintenance.")
+            if service.schema_error is not None:
+                raise Problem(SCHEMA_UNAVAILABLE, f"{service.name}: {service.schema_error}.")
 
             # 5. account
             who = accountability_from(request.headers, service.required_fields)
@@ -169,6 +176,8 @@ class ExchangePipeline:
             body = await _read_body(request, service.max_request_bytes)
             event.request_bytes = len(body)
             event.request_sha256 = hashlib.sha256(body).hexdigest()
+            if service.request_validator is not None:
+                _conform(service.request_validator, body, INVALID_MESSAGE, "The request")
 
             # 7. forward
             headers = forwardable(request.headers, NOT_FORWARDED_REQUEST)
@@ -189,6 +198,15 @@ class ExchangePipeline:
             )
             event.upstream_status = upstream.status
             event.upstream_ms = round(upstream.elapsed_ms, 3)
+            event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
+            # The schema describes successful answers; errors pass through as they are.
+            if service.response_validator is not None and 200 <= upstream.status < 300:
+                _conform(
+                    service.response_validator,
+                    upstream.body,
+                    UPSTREAM_INVALID_MESSAGE,
+                    "The provider's answer",
+                )
 
             # 8. respond
             upstream.headers[REQUEST_ID_HEADER] = request_id
@@ -198,7 +216,6 @@ class ExchangePipeline:
                 status=upstream.status, body=upstream.body, headers=upstream.headers
             )
             event.response_bytes = len(upstream.body)
-            event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
         except Problem as problem:
             response = self._problem_response(problem, request_id, event)
         except Exception as exc:
@@ -237,6 +254,17 @@ class ExchangePipeline:
         response = problem.to_response(type_base=self.problem_type_base, request_id=request_id)
         event.response_bytes = len(response.body) if isinstance(response.body, bytes) else 0
         return response
+
+
+def _conform(validator: Validator, body: bytes, ptype: ProblemType, what: str) -> None:
+    errors = validator.errors(body)
+    if errors:
+        raise Problem(
+            ptype,
+            f"{what} breaks the service's schema in {len(errors)} place(s): "
+            + "; ".join(f"{e.pointer or '/'}: {e.detail}" for e in errors[:3]),
+            errors=[{"pointer": e.pointer, "detail": e.detail} for e in errors],
+        )
 
 
 def _claimed(request: web.Request, header: str) -> str | None:

@@ -45,11 +45,15 @@ class GroupSpec(_Strict):
     name: str = Field(min_length=1, max_length=255)
 
 
+Role = Literal["administrator", "operator", "auditor", "observer"]
+
+
 class ClientSpec(_Strict):
     code: Code
     agency: AgencyCode
     name: str = Field(min_length=1, max_length=255)
     groups: list[Code] = []
+    roles: list[Role] = []
     enabled: bool = True
 
 
@@ -102,6 +106,16 @@ class AccessSpec(_Strict):
         return self
 
 
+class SchemaRef(_Strict):
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    version: int | Literal["latest"] = "latest"
+
+
+class ServiceSchemas(_Strict):
+    request: SchemaRef | None = None
+    response: SchemaRef | None = None
+
+
 class ServiceSpec(_Strict):
     provider: AgencyCode
     code: Code
@@ -111,6 +125,7 @@ class ServiceSpec(_Strict):
     upstream_path: str = ""
     adapter: str = "passthrough"
     adapter_config: dict[str, Any] = {}
+    schemas: ServiceSchemas = ServiceSchemas()
     timeouts: TimeoutsSpec = TimeoutsSpec()
     limits: LimitsSpec = LimitsSpec()
     require: list[Literal["officer", "procedure", "case"]] = []

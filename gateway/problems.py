@@ -49,6 +49,9 @@ MISSING_ACCOUNTABILITY = _t(
     "The service requires accountability fields that the request does not carry",
     Side.CALLER,
 )
+INVALID_MESSAGE = _t(
+    "invalid-message", 400, "The message does not conform to the service's schema", Side.CALLER
+)
 UNAUTHENTICATED = _t("unauthenticated", 401, "Authentication is required", Side.CALLER)
 INVALID_TOKEN = _t("invalid-token", 401, "The access token is not valid", Side.CALLER)
 INVALID_API_KEY = _t("invalid-api-key", 401, "The API key is not valid", Side.CALLER)
@@ -81,6 +84,15 @@ UPSTREAM_AUTH_FAILED = _t(
     502,
     "The gateway could not authenticate to the provider's system",
     Side.UPSTREAM,
+)
+UPSTREAM_INVALID_MESSAGE = _t(
+    "upstream-invalid-message",
+    502,
+    "The provider's answer does not conform to the service's schema",
+    Side.UPSTREAM,
+)
+SCHEMA_UNAVAILABLE = _t(
+    "schema-unavailable", 503, "A schema the service needs is not in the registry", Side.GATEWAY
 )
 UPSTREAM_TIMEOUT = _t(
     "upstream-timeout", 504, "The provider's system did not answer in time", Side.UPSTREAM

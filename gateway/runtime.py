@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from gateway.access import Rule
+from gateway.registry.schema import Validator, compile_validator, parse
 from gateway.store.models import (
     AccessRight,
     Agency,
@@ -24,6 +26,8 @@ from gateway.store.models import (
     Credential,
     Group,
     GroupMember,
+    RegistrySchema,
+    RegistryVersion,
     Service,
     Upstream,
 )
@@ -36,6 +40,7 @@ class ClientEntry:
     agency_code: str
     enabled: bool
     groups: frozenset[str]
+    roles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,11 @@ class ServiceEntry:
     required_fields: tuple[str, ...]  # of "officer", "procedure", "case"
     audit_mode: str
     enabled: bool
+    request_validator: Validator | None = None
+    response_validator: Validator | None = None
+    # Set when a schema the service names is missing from the registry: the service then
+    # refuses exchanges rather than pass unvalidated messages.
+    schema_error: str | None = None
     # Client code -> the rules that grant it something here (group rights expanded).
     rights: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
 
@@ -89,6 +99,48 @@ class RuntimeConfig:
         return cls({}, {}, {}, frozenset())
 
 
+# Compiled validators by schema fingerprint, kept across reloads: compiling is the costly
+# part of a reload and a schema text never changes under its fingerprint.
+_VALIDATORS: dict[tuple[str, str], Validator] = {}
+
+
+def _validator(row: RegistrySchema) -> Validator:
+    key = (row.schema_type, row.fingerprint)
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = compile_validator(parse(row.schema_type, row.schema))
+    return _VALIDATORS[key]
+
+
+async def _registry_versions(
+    session: AsyncSession, subjects: set[str]
+) -> dict[str, list[tuple[int, RegistrySchema]]]:
+    if not subjects:
+        return {}
+    rows = await session.execute(
+        select(RegistryVersion.subject, RegistryVersion.version, RegistrySchema)
+        .join(RegistrySchema, RegistrySchema.id == RegistryVersion.schema_id)
+        .where(RegistryVersion.subject.in_(subjects), RegistryVersion.deleted.is_(False))
+        .order_by(RegistryVersion.version)
+    )
+    found: dict[str, list[tuple[int, RegistrySchema]]] = defaultdict(list)
+    for subject, version, row in rows.all():
+        found[subject].append((version, row))
+    return found
+
+
+def _resolve(
+    ref: dict[str, Any] | None, versions: dict[str, list[tuple[int, RegistrySchema]]]
+) -> tuple[Validator | None, str | None]:
+    if not ref:
+        return None, None
+    subject, wanted = ref["subject"], ref.get("version", "latest")
+    available = versions.get(subject, [])
+    match = available[-1:] if wanted == "latest" else [a for a in available if a[0] == wanted]
+    if not match:
+        return None, f"schema {subject} version {wanted} is not in the registry"
+    return _validator(match[0][1]), None
+
+
 def _join_url(base: str, path: str) -> str:
     path = path.strip("/")
     return base.rstrip("/") + ("/" + path if path else "")
@@ -106,6 +158,13 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             await s.scalars(select(Service).options(selectinload(Service.provider)))
         ).all()
         rights = (await s.scalars(select(AccessRight))).all()
+        schema_subjects = {
+            ref["subject"]
+            for svc in services_rows
+            for ref in (svc.schemas or {}).values()
+            if isinstance(ref, dict)
+        }
+        schema_versions = await _registry_versions(s, schema_subjects)
 
     client_groups: dict[int, set[str]] = defaultdict(set)
     for m in members:
@@ -117,6 +176,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             agency_code=agencies[c.agency_id].code,
             enabled=c.enabled,
             groups=frozenset(client_groups[c.id]),
+            roles=frozenset(c.roles or ()),
         )
         for c in clients_rows
     }
@@ -135,9 +195,9 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
     rules_by_service: dict[int, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
     for r in rights:
         rule = Rule.compile(r.method, r.path)
-        subjects = [r.subject_code] if r.subject_kind == "client" else group_members[r.subject_code]
-        for subject in subjects:
-            rules_by_service[r.service_id][subject].append(rule)
+        holders = [r.subject_code] if r.subject_kind == "client" else group_members[r.subject_code]
+        for holder in holders:
+            rules_by_service[r.service_id][holder].append(rule)
 
     services: dict[tuple[str, str, str], ServiceEntry] = {}
     for svc in services_rows:
@@ -151,6 +211,9 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             )
             if flag
         )
+        schemas = svc.schemas or {}
+        request_validator, request_error = _resolve(schemas.get("request"), schema_versions)
+        response_validator, response_error = _resolve(schemas.get("response"), schema_versions)
         service_entry = ServiceEntry(
             provider=svc.provider.code,
             code=svc.code,
@@ -167,6 +230,9 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             required_fields=required,
             audit_mode=svc.audit_mode,
             enabled=svc.enabled,
+            request_validator=request_validator,
+            response_validator=response_validator,
+            schema_error=request_error or response_error,
             rights={k: tuple(v) for k, v in rules_by_service[svc.id].items()},
         )
         services[service_entry.key] = service_entry

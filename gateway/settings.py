@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     token_algorithms: list[str] = ["EdDSA"]
     clock_skew_seconds: int = Field(30, ge=0, le=300)
 
+    # Bundled schemas registered at start (see gateway/registry/bundled.py); "" skips it.
+    schemas_dir: Path = Path("schemas")
+
     # Upper bound for any request body; services set their own lower limits.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     problem_type_base: str = "urn:lgsp:problem:"

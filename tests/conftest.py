@@ -26,6 +26,7 @@ from sqlalchemy import select, text
 
 from gateway.app import STATE, GatewayState, create_app, reload_config
 from gateway.policy import PolicySet
+from gateway.registry.bundled import load_bundled
 from gateway.settings import Settings
 from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
@@ -33,6 +34,9 @@ from gateway.store.migrate import upgrade
 from gateway.store.models import AuditRecord, Base
 from simulator.app import create_app as create_simulator
 
+REPO = Path(__file__).resolve().parent.parent
+NATIONAL_REQUEST = "population.citizen-lookup.national.request"
+NATIONAL_RESPONSE = "population.citizen-lookup.national.response"
 PG_ADMIN_URL = os.environ.get(
     "LGSP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -178,6 +182,10 @@ def test_policy(simulator_url: str, dead_url: str) -> PolicySet:
                     "upstream": "ndxp",
                     "upstream_path": "/csdldc/v1",
                     "require": ["officer", "procedure"],
+                    "schemas": {
+                        "request": {"subject": NATIONAL_REQUEST},
+                        "response": {"subject": NATIONAL_RESPONSE},
+                    },
                     "access": [
                         {"group": "tthc", "method": "POST", "path": "/cong-dan/tra-cuu"},
                         {"client": "hotich", "method": "POST", "path": "/cong-dan/tra-cuu-ho-ten"},
@@ -202,6 +210,15 @@ def test_policy(simulator_url: str, dead_url: str) -> PolicySet:
                 service("slow", "/_sim/delay", timeouts={"connect_ms": 500, "total_ms": 300}),
                 service("status", "/_sim/status"),
                 service("off", "/_sim/echo", enabled=False),
+                # The echo's answer is not a national lookup answer: a 502 when validated.
+                service(
+                    "echo-checked",
+                    "/_sim/echo",
+                    schemas={
+                        "request": {"subject": NATIONAL_REQUEST, "version": 1},
+                        "response": {"subject": NATIONAL_RESPONSE},
+                    },
+                ),
                 {**service("dead", ""), "upstream": "dead"},
             ],
         }
@@ -289,6 +306,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         keys_dir=tmp_path / "keys",
         public_url="http://gateway.test",
         instance_id="test-gw",
+        schemas_dir=REPO / "schemas",
         token_ttl_seconds=300,
     )
 
@@ -304,6 +322,7 @@ async def gateway(
     probe.close()
     await probe.wait_closed()
     engine = create_engine(settings.database_url)
+    await load_bundled(session_factory(engine), settings.schemas_dir)
     async with session_factory(engine)() as s, s.begin():
         await admin.apply_policy(
             s,

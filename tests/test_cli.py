@@ -51,9 +51,10 @@ def lgsp(
 
 
 def test_demo_steps_work_as_printed(tmp_path: Path) -> None:
-    """`lgsp demo --check` runs the four commands the demo prints, in bash, and checks them."""
+    """`lgsp demo --check` runs the commands the demo prints, in bash, and checks them."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     e["PYTHONPATH"] = str(REPO)
+    e["LGSP_SCHEMAS_DIR"] = str(REPO / "schemas")
     out = subprocess.run(
         [
             *LGSP,
@@ -75,7 +76,7 @@ def test_demo_steps_work_as_printed(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     oks = [line for line in out.stdout.splitlines() if line.startswith("[ok]")]
-    assert len(oks) == 4, out.stdout
+    assert len(oks) == 6, out.stdout
     # Embedded defaults: the SQLite file and the signing key live under var/.
     assert (tmp_path / "var" / "lgsp.db").exists()
     [key] = (tmp_path / "var" / "keys").glob("*.pem")

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from gateway import credentials
 from gateway.policy import PolicySet, load_policy_dir
+from gateway.registry.bundled import load_bundled
 from gateway.runtime import load_runtime_config
 from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 async def sessions(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     engine = create_engine(database_url)
+    # The sample services name bundled schemas, as `lgsp serve` registers them at start.
+    await load_bundled(session_factory(engine), REPO / "schemas")
     yield session_factory(engine)
     await engine.dispose()
 

@@ -24,6 +24,7 @@ from gateway.store.models import (
     Credential,
     Group,
     GroupMember,
+    RegistryVersion,
     Service,
     Upstream,
     utcnow,
@@ -109,6 +110,7 @@ async def apply_policy(
             comment=comment,
         )
 
+    await _check_schema_refs(session, policy)
     agencies: dict[str, Agency] = {}
     for a in policy.agencies:
         values: dict[str, Any] = {"name": a.name, "doc_code": a.doc_code}
@@ -120,7 +122,12 @@ async def apply_policy(
         groups[g.code], before = await _upsert(session, Group, {"code": g.code}, values)
         await note("group", g.code, before, values)
     for c in policy.clients:
-        values = {"name": c.name, "agency_id": agencies[c.agency].id, "enabled": c.enabled}
+        values = {
+            "name": c.name,
+            "agency_id": agencies[c.agency].id,
+            "enabled": c.enabled,
+            "roles": sorted(c.roles),
+        }
         client, before = await _upsert(session, Client, {"code": c.code}, values)
         await note("client", c.code, before, values)
         await session.execute(delete(GroupMember).where(GroupMember.client_id == client.id))
@@ -138,6 +145,7 @@ async def apply_policy(
             "upstream_path": s.upstream_path,
             "adapter": s.adapter,
             "adapter_config": s.adapter_config,
+            "schemas": s.schemas.model_dump(exclude_none=True),
             "connect_timeout_ms": s.timeouts.connect_ms,
             "timeout_ms": s.timeouts.total_ms,
             "max_request_bytes": s.limits.max_request_bytes,
@@ -187,13 +195,40 @@ async def apply_policy(
     return changes
 
 
+async def _check_schema_refs(session: AsyncSession, policy: PolicySet) -> None:
+    missing = []
+    for i, svc in enumerate(policy.services):
+        for kind in ("request", "response"):
+            ref = getattr(svc.schemas, kind)
+            if ref is None:
+                continue
+            q = select(RegistryVersion.version).where(
+                RegistryVersion.subject == ref.subject, RegistryVersion.deleted.is_(False)
+            )
+            if ref.version != "latest":
+                q = q.where(RegistryVersion.version == ref.version)
+            if await session.scalar(q.limit(1)) is None:
+                missing.append(
+                    f"services[{i}].schemas.{kind}: {ref.subject} version {ref.version} is not "
+                    "in the registry (lgsp schema load / lgsp schema register)"
+                )
+    if missing:
+        raise NotFound("; ".join(missing))
+
+
 async def create_client(
-    session: AsyncSession, *, code: str, agency_code: str, name: str, actor: str
+    session: AsyncSession,
+    *,
+    code: str,
+    agency_code: str,
+    name: str,
+    actor: str,
+    roles: list[str] | None = None,
 ) -> Client:
     agency = await session.scalar(select(Agency).where(Agency.code == agency_code))
     if agency is None:
         raise NotFound(f"no agency {agency_code!r}; load the policies that declare it first")
-    client = Client(code=code, agency_id=agency.id, name=name)
+    client = Client(code=code, agency_id=agency.id, name=name, roles=sorted(roles or []))
     session.add(client)
     await session.flush()
     await record(
@@ -201,7 +236,7 @@ async def create_client(
         actor=actor,
         action="client.create",
         target=code,
-        after={"agency": agency_code, "name": name},
+        after={"agency": agency_code, "name": name, "roles": sorted(roles or [])},
     )
     return client
 

@@ -79,6 +79,8 @@ class Client(Base):
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Administrative roles (administrator, operator, auditor, observer); most systems have none.
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     agency: Mapped[Agency] = relationship(back_populates="systems")
@@ -151,6 +153,8 @@ class Service(Base):
     upstream_id: Mapped[int] = mapped_column(ForeignKey("upstreams.id", ondelete="RESTRICT"))
     upstream_path: Mapped[str] = mapped_column(String(1024), default="")
     adapter: Mapped[str] = mapped_column(String(64), default="passthrough")
+    # {"request": {"subject", "version"}, "response": {...}}: validated in the pipeline.
+    schemas: Mapped[dict[str, Any]] = mapped_column(default=dict)
     adapter_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     connect_timeout_ms: Mapped[int] = mapped_column(Integer, default=2000)
     timeout_ms: Mapped[int] = mapped_column(Integer, default=10000)
@@ -249,3 +253,39 @@ class AdminEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class RegistrySchema(Base):
+    """A schema text, registry-wide: the same schema under two subjects has one id."""
+
+    __tablename__ = "registry_schemas"
+    __table_args__ = (UniqueConstraint("schema_type", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schema_type: Mapped[str] = mapped_column(String(16))  # "JSON" | "XML"
+    schema: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the canonical form, so reformatting a schema does not make a new one.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+
+
+class RegistryVersion(Base):
+    """Version N of a subject. Soft-deleted versions stay until deleted permanently."""
+
+    __tablename__ = "registry_versions"
+    __table_args__ = (UniqueConstraint("subject", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    schema_id: Mapped[int] = mapped_column(ForeignKey("registry_schemas.id", ondelete="RESTRICT"))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RegistryConfig(Base):
+    """Compatibility level, registry-wide (subject "") or for one subject."""
+
+    __tablename__ = "registry_config"
+
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    compatibility: Mapped[str] = mapped_column(String(32))

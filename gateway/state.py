@@ -1,0 +1,33 @@
+"""What one running gateway holds: settings, store, keys, tables, clients of upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.audit.sink import AuditSink
+from gateway.keys import KeyStore
+from gateway.pipeline import ExchangePipeline
+from gateway.settings import Settings
+from gateway.tokens import TokenService
+from gateway.upstream import UpstreamClient
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    keys: KeyStore
+    tokens: TokenService
+    upstream: UpstreamClient
+    audit: AuditSink
+    pipeline: ExchangePipeline
+    config_version: int = -1
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+STATE = web.AppKey("state", GatewayState)

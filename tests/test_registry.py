@@ -1,0 +1,429 @@
+"""The schema registry: the Confluent API (spoken to by Confluent's own client), roles,
+bundled schemas, XML Schema, and validation of exchanges in the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from gateway.app import reload_config
+from gateway.registry.schema import InvalidSchema, XmlValidator, compile_validator, parse
+from gateway.store import admin
+from tests.conftest import (
+    ECHO,
+    NATIONAL_REQUEST,
+    POPULATION,
+    PROVINCE_ID,
+    Harness,
+)
+
+REGISTRY = "application/vnd.schemaregistry.v1+json"
+ACCOUNTABLE = {"X-Officer-Id": "CB-0042", "X-Procedure-Code": "1.001234"}
+
+V1 = {
+    "type": "object",
+    "properties": {"SoDinhDanh": {"type": "string", "pattern": "^[0-9]{12}$"}},
+    "required": ["SoDinhDanh"],
+    "additionalProperties": False,
+}
+# Adds an optional field to a closed model: BACKWARD compatible.
+V2 = {
+    "type": "object",
+    "properties": {
+        "SoDinhDanh": {"type": "string", "pattern": "^[0-9]{12}$"},
+        "HoVaTen": {"type": "string", "maxLength": 100},
+    },
+    "required": ["SoDinhDanh"],
+    "additionalProperties": False,
+}
+# Makes the new field required: old messages lack it, so BACKWARD incompatible.
+V3_BAD = {**V2, "required": ["SoDinhDanh", "HoVaTen"]}
+
+
+async def admin_credentials(gateway: Harness) -> tuple[str, str]:
+    async with gateway.state.sessions() as s, s.begin():
+        await admin.create_client(
+            s,
+            code="schema-admin",
+            agency_code=PROVINCE_ID,
+            name="Schema admin",
+            actor="test",
+            roles=["administrator"],
+        )
+    return "schema-admin", await gateway.secret("schema-admin")
+
+
+def basic(user: str, secret: str) -> httpx.BasicAuth:
+    return httpx.BasicAuth(user, secret)
+
+
+# -- the official Confluent client ------------------------------------------------------------
+
+
+async def test_confluent_client_registers_reads_and_tests_compatibility(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+
+    def confluent_session() -> dict[str, Any]:
+        client = SchemaRegistryClient(
+            {"url": f"{gateway.url}/registry", "basic.auth.user.info": f"{user}:{secret}"}
+        )
+        first = client.register_schema("ho-so.value", Schema(json.dumps(V1), "JSON"))
+        again = client.register_schema("ho-so.value", Schema(json.dumps(V1), "JSON"))
+        second = client.register_schema("ho-so.value", Schema(json.dumps(V2), "JSON"))
+        by_id = client.get_schema(first)
+        latest = client.get_latest_version("ho-so.value")
+        versions = client.get_versions("ho-so.value")
+        ok = client.test_compatibility("ho-so.value", Schema(json.dumps(V2), "JSON"))
+        bad = client.test_compatibility("ho-so.value", Schema(json.dumps(V3_BAD), "JSON"))
+        try:
+            client.register_schema("ho-so.value", Schema(json.dumps(V3_BAD), "JSON"))
+            refused: Any = None
+        except SchemaRegistryError as e:
+            refused = (e.http_status_code, e.error_code, e.error_message)
+        subjects = client.get_subjects()
+        return {
+            "ids": (first, again, second),
+            "by_id": by_id,
+            "latest": latest,
+            "versions": versions,
+            "ok": ok,
+            "bad": bad,
+            "refused": refused,
+            "subjects": subjects,
+        }
+
+    r = await asyncio.to_thread(confluent_session)
+    first, again, second = r["ids"]
+    assert first == again and second != first  # re-registering is idempotent
+    assert json.loads(r["by_id"].schema_str) == V1 and r["by_id"].schema_type == "JSON"
+    assert r["latest"].version == 2 and r["latest"].schema_id == second
+    assert r["versions"] == [1, 2]
+    assert r["ok"] is True and r["bad"] is False
+    status, code, message = r["refused"]
+    assert (status, code) == (409, 409)
+    assert "HoVaTen" in message  # the message names the offending property
+    assert "ho-so.value" in r["subjects"] and NATIONAL_REQUEST in r["subjects"]
+
+
+# -- the REST API directly ----------------------------------------------------------------
+
+
+async def test_reads_need_a_caller_and_writes_need_the_administrator(gateway: Harness) -> None:
+    anonymous = await gateway.http.get("/registry/subjects")
+    assert anonymous.status_code == 401
+    body = anonymous.json()
+    assert body["error_code"] == 40101 and body["status"] == 401
+    assert body["request_id"] == anonymous.headers["X-Request-Id"]
+    assert anonymous.headers["content-type"].startswith("application/problem+json")
+
+    secret = await gateway.secret("motcua")
+    listed = await gateway.http.get("/registry/subjects", auth=basic("motcua", secret))
+    assert listed.status_code == 200 and NATIONAL_REQUEST in listed.json()
+    assert listed.headers["content-type"].startswith(REGISTRY)
+    token = await gateway.token("motcua")
+    with_token = await gateway.http.get(
+        "/registry/subjects", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert with_token.json() == listed.json()
+
+    write = await gateway.http.post(
+        "/registry/subjects/x/versions",
+        json={"schema": json.dumps(V1)},
+        auth=basic("motcua", secret),
+    )
+    assert write.status_code == 403 and write.json()["error_code"] == 40301
+    assert "administrator" in write.json()["message"]
+    wrong = await gateway.http.get("/registry/subjects", auth=basic("motcua", "nope"))
+    assert wrong.status_code == 401
+
+
+async def test_confluent_error_codes(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+    auth = basic(user, secret)
+    http = gateway.http
+    accept = {"Accept": REGISTRY}
+
+    async def call(method: str, path: str, **kw: Any) -> httpx.Response:
+        return await http.request(method, "/registry" + path, auth=auth, headers=accept, **kw)
+
+    def code(r: httpx.Response) -> int:
+        assert r.headers["content-type"].startswith(REGISTRY), r.headers
+        return int(r.json()["error_code"])
+
+    assert code(await call("GET", "/subjects/nope/versions")) == 40401
+    reg = await call("POST", "/subjects/s1/versions", json={"schema": json.dumps(V1)})
+    assert reg.status_code == 200
+    schema_id = reg.json()["id"]
+    assert code(await call("GET", "/subjects/s1/versions/7")) == 40402
+    assert code(await call("GET", "/subjects/s1/versions/abc")) == 42202
+    assert code(await call("GET", "/schemas/ids/999999")) == 40403
+    assert code(await call("POST", "/subjects/s1/versions", json={"schema": "{not json"})) == 42201
+    bad_type = await call("POST", "/subjects/s1/versions", json={"schema": '{"type": "strin"}'})
+    assert code(bad_type) == 42201
+    assert code(await call("PUT", "/config/s1", json={"compatibility": "SIDEWAYS"})) == 42203
+    assert code(await call("GET", "/config/s1")) == 40408
+
+    # Lookup, ids shared across subjects, whitespace does not make a new schema.
+    spaced = json.dumps(V1, indent=4)
+    found = await call("POST", "/subjects/s1", json={"schema": spaced})
+    assert found.status_code == 200 and found.json()["id"] == schema_id
+    other = await call("POST", "/subjects/s2/versions", json={"schema": spaced})
+    assert other.json()["id"] == schema_id
+    subjects = await call("GET", f"/schemas/ids/{schema_id}/subjects")
+    assert subjects.json() == ["s1", "s2"]
+    raw = await call("GET", "/subjects/s1/versions/latest/schema")
+    assert raw.json() == V1
+
+    # Soft delete, then permanent; the order is enforced.
+    assert code(await call("DELETE", "/subjects/s1", params={"permanent": "true"})) == 40405
+    assert (await call("DELETE", "/subjects/s1")).json() == [1]
+    assert code(await call("DELETE", "/subjects/s1")) == 40404
+    assert code(await call("GET", "/subjects/s1/versions")) == 40401
+    deleted = await call("GET", "/subjects/s1/versions", params={"deleted": "true"})
+    assert deleted.json() == [1]
+    assert (await call("DELETE", "/subjects/s1", params={"permanent": "true"})).json() == [1]
+    assert "s1" not in (await call("GET", "/subjects", params={"deleted": "true"})).json()
+
+    # Configuration: global and per subject.
+    assert (await call("GET", "/config")).json() == {"compatibilityLevel": "BACKWARD"}
+    put = await call("PUT", "/config/s2", json={"compatibility": "FULL_TRANSITIVE"})
+    assert put.json() == {"compatibility": "FULL_TRANSITIVE"}
+    assert (await call("GET", "/config/s2")).json() == {"compatibilityLevel": "FULL_TRANSITIVE"}
+    assert (await call("DELETE", "/config/s2")).status_code == 200
+    defaulted = await call("GET", "/config/s2", params={"defaultToGlobal": "true"})
+    assert defaulted.json() == {"compatibilityLevel": "BACKWARD"}
+
+
+async def test_compatibility_endpoint_explains_why(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+    auth = basic(user, secret)
+    await gateway.http.post(
+        "/registry/subjects/s/versions", json={"schema": json.dumps(V1)}, auth=auth
+    )
+    r = await gateway.http.post(
+        "/registry/compatibility/subjects/s/versions/latest",
+        params={"verbose": "true"},
+        json={"schema": json.dumps(V3_BAD)},
+        auth=auth,
+    )
+    body = r.json()
+    assert body["is_compatible"] is False
+    assert any("HoVaTen" in m for m in body["messages"])
+    fine = await gateway.http.post(
+        "/registry/compatibility/subjects/s/versions", json={"schema": json.dumps(V2)}, auth=auth
+    )
+    assert fine.json() == {"is_compatible": True}
+
+
+async def test_registry_changes_are_recorded(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+    await gateway.http.post(
+        "/registry/subjects/s/versions", json={"schema": json.dumps(V1)}, auth=basic(user, secret)
+    )
+    async with gateway.state.sessions() as s:
+        from sqlalchemy import select
+
+        from gateway.store.models import AdminEvent
+
+        event = await s.scalar(
+            select(AdminEvent).where(
+                AdminEvent.action == "registry.register", AdminEvent.target == "s/1"
+            )
+        )
+    assert event is not None and event.actor == "client:schema-admin"
+
+
+# -- XML Schema -------------------------------------------------------------------------------
+
+XSD = """<?xml version="1.0" encoding="UTF-8"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"
+           targetNamespace="http://www.mic.gov.vn/TBT/QCVN_102_2016"
+           xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016" elementFormDefault="qualified">
+  <xs:element name="Status">
+    <xs:complexType>
+      <xs:sequence>
+        <xs:element name="DocumentId" type="xs:string"/>
+        <xs:element name="StatusCode" type="xs:string"/>
+      </xs:sequence>
+    </xs:complexType>
+  </xs:element>
+</xs:schema>"""
+NS = 'xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016"'
+
+
+async def test_xml_schemas_register_with_compatibility_none(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+    auth = basic(user, secret)
+    first = await gateway.http.post(
+        "/registry/subjects/edxml.status/versions",
+        json={"schema": XSD, "schemaType": "XML"},
+        auth=auth,
+    )
+    assert first.status_code == 200, first.text
+    changed = XSD.replace('name="StatusCode"', 'name="StatusCode" minOccurs="0"')
+    refused = await gateway.http.post(
+        "/registry/subjects/edxml.status/versions",
+        json={"schema": changed, "schemaType": "XML"},
+        auth=auth,
+    )
+    assert refused.status_code == 409 and "NONE" in refused.json()["message"]
+    await gateway.http.put(
+        "/registry/config/edxml.status", json={"compatibility": "NONE"}, auth=auth
+    )
+    accepted = await gateway.http.post(
+        "/registry/subjects/edxml.status/versions",
+        json={"schema": changed, "schemaType": "XML"},
+        auth=auth,
+    )
+    assert accepted.status_code == 200
+    types = await gateway.http.get("/registry/schemas/types", auth=auth)
+    assert "XML" in types.json()
+
+
+def test_xml_messages_are_validated_safely(tmp_path: Any) -> None:
+    validator = compile_validator(parse("XML", XSD))
+    assert isinstance(validator, XmlValidator)
+    assert (
+        validator.errors(
+            f"<Status {NS}><DocumentId>1</DocumentId><StatusCode>03</StatusCode></Status>".encode()
+        )
+        == []
+    )
+    missing = validator.errors(f"<Status {NS}><DocumentId>1</DocumentId></Status>".encode())
+    assert missing and "StatusCode" in missing[0].detail
+    # An external entity is never resolved: the file's content cannot leak into a message.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    hostile = (
+        f'<!DOCTYPE Status [<!ENTITY x SYSTEM "file://{secret}">]>'
+        f"<Status {NS}><DocumentId>&x;</DocumentId><StatusCode>1</StatusCode></Status>"
+    ).encode()
+    errors = validator.errors(hostile)
+    assert [e.detail for e in errors] == ["document type declarations (DTDs) are not allowed"]
+
+
+def test_remote_references_are_refused() -> None:
+    with pytest.raises(InvalidSchema, match="remote references are not allowed"):
+        parse("JSON", json.dumps({"$ref": "http://example.com/other.json"}))
+    local = parse("JSON", json.dumps({"$defs": {"a": {"type": "string"}}, "$ref": "#/$defs/a"}))
+    assert compile_validator(local).errors(b'"x"') == []
+
+
+# -- validation in the pipeline ---------------------------------------------------------------
+
+
+async def test_bundled_schemas_are_loaded_at_start_idempotently(gateway: Harness) -> None:
+    from gateway.registry.bundled import load_bundled
+
+    secret = await gateway.secret("motcua")
+    versions = await gateway.http.get(
+        f"/registry/subjects/{NATIONAL_REQUEST}/versions", auth=basic("motcua", secret)
+    )
+    assert versions.json() == [1]
+    assert await load_bundled(gateway.state.sessions, gateway.state.settings.schemas_dir) == []
+
+
+async def test_malformed_request_is_refused_with_pointers(gateway: Harness) -> None:
+    token = await gateway.token()
+    r = await gateway.http.post(
+        f"{POPULATION}/cong-dan/tra-cuu",
+        json={"SoDinhDanh": "00109901234", "GhiChu": "x", "HoVaTen": "A" * 101},
+        headers={"Authorization": f"Bearer {token}", **ACCOUNTABLE},
+    )
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["type"] == "urn:lgsp:problem:invalid-message" and body["side"] == "caller"
+    pointers = {e["pointer"] for e in body["errors"]}
+    assert {"/SoDinhDanh", "/HoVaTen", ""} <= pointers
+    assert any("GhiChu" in e["detail"] for e in body["errors"])
+    [rec] = await gateway.audit(r.headers["X-Request-Id"])
+    assert rec.error_type == "invalid-message" and rec.upstream_status is None
+    # Nothing malformed reached the national side.
+    from simulator.app import LOOKUPS
+
+    assert gateway.simulator[LOOKUPS] == []
+
+
+async def test_well_formed_exchange_passes_both_schemas(gateway: Harness) -> None:
+    token = await gateway.token()
+    r = await gateway.http.post(
+        f"{POPULATION}/cong-dan/tra-cuu",
+        json={"SoDinhDanh": "001099012345"},
+        headers={"Authorization": f"Bearer {token}", **ACCOUNTABLE},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["CongDan"]["Ho"] == "Nguyễn"
+
+
+async def test_nonconforming_answer_is_a_502_flagged_in_the_audit(gateway: Harness) -> None:
+    token = await gateway.token()
+    r = await gateway.http.post(
+        f"/r1/{PROVINCE_ID}/echo-checked/v1/x",
+        json={"SoDinhDanh": "001099012345"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 502, r.text
+    body = r.json()
+    assert body["type"] == "urn:lgsp:problem:upstream-invalid-message"
+    assert body["side"] == "upstream"
+    assert any("MaLoi" in e["detail"] for e in body["errors"])
+    [rec] = await gateway.audit(r.headers["X-Request-Id"])
+    assert rec.status == 502 and rec.upstream_status == 200
+    assert rec.error_type == "upstream-invalid-message"
+
+
+async def test_service_whose_schema_is_gone_refuses_rather_than_skip_validation(
+    gateway: Harness,
+) -> None:
+    from gateway.registry import store
+
+    async with gateway.state.sessions() as s, s.begin():
+        await store.delete_version(s, NATIONAL_REQUEST, 1, permanent=False, actor="test")
+    await reload_config(gateway.state)
+    token = await gateway.token()
+    r = await gateway.http.post(
+        f"/r1/{PROVINCE_ID}/echo-checked/v1/x",
+        json={"SoDinhDanh": "001099012345"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 503
+    assert r.json()["type"] == "urn:lgsp:problem:schema-unavailable"
+    assert NATIONAL_REQUEST in r.json()["detail"]
+    # Services without schemas are untouched.
+    ok = await gateway.http.get(f"{ECHO}/x", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+
+
+async def test_policy_naming_an_unregistered_schema_is_not_applied(gateway: Harness) -> None:
+    from tests.conftest import test_policy
+
+    policy = test_policy("http://127.0.0.1:1", "http://127.0.0.1:2").model_dump()
+    policy["services"][0]["schemas"]["request"] = {"subject": "no.such.subject"}
+    from gateway.policy import PolicySet
+
+    async with gateway.state.sessions() as s:
+        with pytest.raises(admin.NotFound, match=r"services\[0\]\.schemas\.request"):
+            await admin.apply_policy(s, PolicySet.model_validate(policy), actor="t")
+
+
+def test_national_response_schema_accepts_every_simulated_citizen() -> None:
+    """The bundled schema and the simulator agree, so the demo's answers validate."""
+    import importlib.resources
+
+    citizens = json.loads(
+        importlib.resources.files("simulator").joinpath("data/citizens.json").read_text("utf-8")
+    )
+    from tests.conftest import REPO
+
+    text = (REPO / "schemas" / "population" / "citizen-lookup.national.response.json").read_text()
+    validator = compile_validator(parse("JSON", text))
+    for c in citizens:
+        public = {k: v for k, v in c.items() if k != "HanChe"}
+        doc = {"MaYeuCau": "r", "MaLoi": "0", "MoTaLoi": "Thành công", "CongDan": public}
+        assert validator.errors(json.dumps(doc).encode()) == [], c["SoDinhDanh"]

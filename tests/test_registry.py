@@ -427,3 +427,36 @@ def test_national_response_schema_accepts_every_simulated_citizen() -> None:
         public = {k: v for k, v in c.items() if k != "HanChe"}
         doc = {"MaYeuCau": "r", "MaLoi": "0", "MoTaLoi": "Thành công", "CongDan": public}
         assert validator.errors(json.dumps(doc).encode()) == [], c["SoDinhDanh"]
+
+
+async def test_concurrent_registrations_get_distinct_versions(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+    variants = [
+        {**V1, "properties": {**V1["properties"], f"f{i}": {"type": "string"}}} for i in range(4)
+    ]
+    await gateway.http.put(
+        "/registry/config/race", json={"compatibility": "NONE"}, auth=basic(user, secret)
+    )
+    answers = await asyncio.gather(
+        *(
+            gateway.http.post(
+                "/registry/subjects/race/versions",
+                json={"schema": json.dumps(v)},
+                auth=basic(user, secret),
+            )
+            for v in variants
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    versions = await gateway.http.get("/registry/subjects/race/versions", auth=basic(user, secret))
+    assert versions.json() == [1, 2, 3, 4]
+
+
+async def test_subject_names_are_checked(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+    r = await gateway.http.post(
+        "/registry/subjects/" + "s" * 300 + "/versions",
+        json={"schema": json.dumps(V1)},
+        auth=basic(user, secret),
+    )
+    assert r.status_code == 422 and r.json()["error_code"] == 42208

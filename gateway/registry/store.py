@@ -62,6 +62,11 @@ class VersionInfo:
         return doc
 
 
+def check_subject(subject: str) -> None:
+    if not 0 < len(subject) <= 255 or not subject.isprintable():
+        raise RegistryError(422, 42208, "Invalid subject: 1-255 printable characters, without '/'.")
+
+
 def parse_version(value: str) -> int | None:
     """A version path segment: a positive number, or "latest" / -1 (None)."""
     if value in ("latest", "-1"):
@@ -228,6 +233,8 @@ async def register(
     session: AsyncSession, subject: str, parsed: ParsedSchema, *, actor: str, text: str
 ) -> tuple[int, int, bool]:
     """Register a schema under a subject: (schema id, version, created?)."""
+    check_subject(subject)
+    await admin.serialize_changes(session)
     rows = await _versions(session, subject)
     for v, s in rows:
         if s.fingerprint == parsed.fingerprint and s.schema_type == parsed.schema_type:
@@ -272,6 +279,7 @@ async def register(
 async def delete_subject(
     session: AsyncSession, subject: str, *, permanent: bool, actor: str
 ) -> list[int]:
+    await admin.serialize_changes(session)
     rows = await _versions(session, subject, deleted=True)
     if not rows:
         raise subject_not_found(subject)
@@ -309,6 +317,7 @@ async def delete_subject(
 async def delete_version(
     session: AsyncSession, subject: str, version: int | None, *, permanent: bool, actor: str
 ) -> int:
+    await admin.serialize_changes(session)
     rows = await _versions(session, subject, deleted=True)
     if not rows:
         raise subject_not_found(subject)
@@ -353,6 +362,7 @@ async def delete_version(
 async def set_compatibility(
     session: AsyncSession, subject: str | None, level: Any, *, actor: str
 ) -> str:
+    await admin.serialize_changes(session)
     if level not in compat.MODES:
         raise RegistryError(
             422, 42203, f"Invalid compatibility level {level!r}; use one of {list(compat.MODES)}"
@@ -376,6 +386,7 @@ async def set_compatibility(
 
 
 async def delete_compatibility(session: AsyncSession, subject: str, *, actor: str) -> str:
+    await admin.serialize_changes(session)
     row = await session.get(RegistryConfig, subject)
     if row is None:
         raise RegistryError(

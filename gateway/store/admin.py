@@ -62,6 +62,14 @@ async def record(
     )
 
 
+async def serialize_changes(session: AsyncSession) -> None:
+    """Take the configuration lock now, before reading what the change depends on, so
+    concurrent changes (two registrations on one subject, say) run one after the other."""
+    await session.execute(
+        update(ConfigState).where(ConfigState.id == 1).values(version=ConfigState.version)
+    )
+
+
 async def config_version(session: AsyncSession) -> int:
     return int(await session.scalar(select(ConfigState.version).where(ConfigState.id == 1)) or 0)
 
@@ -110,6 +118,7 @@ async def apply_policy(
             comment=comment,
         )
 
+    await serialize_changes(session)
     await _check_schema_refs(session, policy)
     agencies: dict[str, Agency] = {}
     for a in policy.agencies:

@@ -88,6 +88,7 @@ HOUSEHOLD: dict[str, Any] = {
     },
 }
 
+
 # An identity document: a oneOf with a required "Loai" discriminator.
 def _document(kind: str, pattern: str) -> dict[str, Any]:
     return {
@@ -263,8 +264,16 @@ ROWS = [
     ),
     Row(
         "pattern_properties_same_pattern_widened",
-        obj({}, patternProperties={"^Ma": {"type": "string", "maxLength": 5}}, additionalProperties=False),
-        obj({}, patternProperties={"^Ma": {"type": "string", "maxLength": 10}}, additionalProperties=False),
+        obj(
+            {},
+            patternProperties={"^Ma": {"type": "string", "maxLength": 5}},
+            additionalProperties=False,
+        ),
+        obj(
+            {},
+            patternProperties={"^Ma": {"type": "string", "maxLength": 10}},
+            additionalProperties=False,
+        ),
         None,
         "MAX_LENGTH_DECREASED",
     ),
@@ -291,7 +300,9 @@ ROWS = [
         "TYPE_NARROWED",
         None,
     ),
-    Row("integer_widened_to_number", {"type": "integer"}, {"type": "number"}, None, "TYPE_NARROWED"),
+    Row(
+        "integer_widened_to_number", {"type": "integer"}, {"type": "number"}, None, "TYPE_NARROWED"
+    ),
     Row(
         "type_added_to_untyped_property",
         edit(CITIZEN, (f"{P}/GhiChu", {})),

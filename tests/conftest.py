@@ -236,6 +236,7 @@ class Harness:
     simulator: web.Application
     host: str
     port: int
+    simulator_url: str = ""
 
     async def secret(self, client: str) -> str:
         async with self.state.sessions() as s, s.begin():
@@ -334,5 +335,13 @@ async def gateway(
     await server.start_server()
     url = str(server.make_url("")).rstrip("/")
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-        yield Harness(url, http, server.app[STATE], simulator.app, "127.0.0.1", server.port)
+        yield Harness(
+            url,
+            http,
+            server.app[STATE],
+            simulator.app,
+            "127.0.0.1",
+            server.port,
+            str(simulator.make_url("")).rstrip("/"),
+        )
     await server.close()

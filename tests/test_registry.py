@@ -460,3 +460,54 @@ async def test_subject_names_are_checked(gateway: Harness) -> None:
         auth=basic(user, secret),
     )
     assert r.status_code == 422 and r.json()["error_code"] == 42208
+
+
+async def test_xml_service_validates_its_requests_end_to_end(gateway: Harness) -> None:
+    from gateway.policy import PolicySet
+    from gateway.registry import store
+
+    async with gateway.state.sessions() as s, s.begin():
+        await store.register(s, "edxml.status", store.parse_schema("XML", XSD), actor="t", text=XSD)
+    sim = str(gateway.simulator_url)
+    policy = PolicySet.model_validate(
+        {
+            "agencies": [
+                {"code": PROVINCE_ID, "name": "UBND tỉnh"},
+                {"code": "000.00.31.H49", "name": "Trung tâm PVHCC"},
+            ],
+            "clients": [{"code": "motcua", "agency": "000.00.31.H49", "name": "Một cửa"}],
+            "upstreams": [{"name": "sim-open", "base_url": sim}],
+            "services": [
+                {
+                    "provider": PROVINCE_ID,
+                    "code": "edxml-status",
+                    "version": "v1",
+                    "name": "edXML status",
+                    "upstream": "sim-open",
+                    "upstream_path": "/_sim/echo",
+                    "schemas": {"request": {"subject": "edxml.status", "version": 1}},
+                    "access": [{"client": "motcua"}],
+                }
+            ],
+        }
+    )
+    async with gateway.state.sessions() as s, s.begin():
+        await admin.apply_policy(s, policy, actor="test")
+    await reload_config(gateway.state)
+    token = await gateway.token()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
+    url = f"/r1/{PROVINCE_ID}/edxml-status/v1/trang-thai"
+    good = (
+        f"<Status {NS}><DocumentId>123/UBND-VP</DocumentId><StatusCode>03</StatusCode></Status>"
+    ).encode()
+    ok = await gateway.http.post(url, content=good, headers=headers)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["body"] == good.decode()  # forwarded unchanged
+    bad = await gateway.http.post(
+        url,
+        content=f"<Status {NS}><DocumentId>1</DocumentId></Status>".encode(),
+        headers=headers,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["type"] == "urn:lgsp:problem:invalid-message"
+    assert "StatusCode" in bad.json()["errors"][0]["detail"]

@@ -846,6 +846,35 @@ def _merge_object(merged: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) 
 # -- the checker --------------------------------------------------------------------------------
 
 
+def _size_bounds(
+    r: dict[str, Any], rp: str, w: dict[str, Any], stem: str, what: str, unbounded: str
+) -> list[Incompatibility]:
+    """min{stem}/max{stem} (Length, Items): the reader's range must cover the writer's."""
+    problems = []
+    low, high = f"min{stem}", f"max{stem}"
+    least, writer_least = _number(r.get(low)) or 0, _number(w.get(low)) or 0
+    if least > writer_least:
+        problems.append(
+            Incompatibility(
+                _child(rp, low),
+                f"MIN_{stem.upper()}_INCREASED",
+                f"The reader requires at least {least} {what}, but the writer allows "
+                f"{writer_least}.",
+            )
+        )
+    most, writer_most = _number(r.get(high)), _number(w.get(high))
+    if most is not None and (writer_most is None or writer_most > most):
+        allowed = unbounded if writer_most is None else f"up to {writer_most}"
+        problems.append(
+            Incompatibility(
+                _child(rp, high),
+                f"MAX_{stem.upper()}_DECREASED",
+                f"The reader allows at most {most} {what}, but the writer allows {allowed}.",
+            )
+        )
+    return problems
+
+
 class _Checker:
     """Compares subschemas of one reader document with subschemas of one writer document."""
 
@@ -1326,29 +1355,8 @@ class _Checker:
 
     @staticmethod
     def strings(r: dict[str, Any], rp: str, w: dict[str, Any]) -> list[Incompatibility]:
-        problems = []
         at = _subject(rp)
-        least, writer_least = _number(r.get("minLength")) or 0, _number(w.get("minLength")) or 0
-        if least > writer_least:
-            problems.append(
-                Incompatibility(
-                    _child(rp, "minLength"),
-                    "MIN_LENGTH_INCREASED",
-                    f"The reader requires at least {least} characters for {at}, but the writer "
-                    f"allows {writer_least}.",
-                )
-            )
-        most, writer_most = _number(r.get("maxLength")), _number(w.get("maxLength"))
-        if most is not None and (writer_most is None or writer_most > most):
-            allowed = "any length" if writer_most is None else f"up to {writer_most}"
-            problems.append(
-                Incompatibility(
-                    _child(rp, "maxLength"),
-                    "MAX_LENGTH_DECREASED",
-                    f"The reader allows at most {most} characters for {at}, but the writer "
-                    f"allows {allowed}.",
-                )
-            )
+        problems = _size_bounds(r, rp, w, "Length", f"characters for {at}", "any length")
         pattern = r.get("pattern")
         if pattern is not None and pattern not in ("", ".*") and w.get("pattern") != pattern:
             if "pattern" in w:
@@ -1441,29 +1449,9 @@ class _Checker:
     def arrays(
         self, r: dict[str, Any], rp: str, w: dict[str, Any], wp: str
     ) -> list[Incompatibility]:
-        problems = []
         at = _subject(rp)
-        least, writer_least = _number(r.get("minItems")) or 0, _number(w.get("minItems")) or 0
-        if least > writer_least:
-            problems.append(
-                Incompatibility(
-                    _child(rp, "minItems"),
-                    "MIN_ITEMS_INCREASED",
-                    f"The reader requires at least {least} items in {at}, but the writer allows "
-                    f"{writer_least}.",
-                )
-            )
-        most, writer_most = _number(r.get("maxItems")), _number(w.get("maxItems"))
-        if most is not None and (writer_most is None or writer_most > most):
-            allowed = "any number" if writer_most is None else f"up to {writer_most}"
-            problems.append(
-                Incompatibility(
-                    _child(rp, "maxItems"),
-                    "MAX_ITEMS_DECREASED",
-                    f"The reader allows at most {most} items in {at}, but the writer allows "
-                    f"{allowed}.",
-                )
-            )
+        problems = _size_bounds(r, rp, w, "Items", f"items in {at}", "any number")
+        writer_most = _number(w.get("maxItems"))
         short = writer_most is not None and writer_most <= 1
         if r.get("uniqueItems") is True and w.get("uniqueItems") is not True and not short:
             problems.append(

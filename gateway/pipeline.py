@@ -5,8 +5,9 @@
     3. authenticate  bearer token or API key                      (401)
     4. authorise     deny unless a right grants method + path     (403)
     5. account       officer, procedure, case as the service asks (400)
-    6. read body     within the service's size limit              (413)
+    6. read body     within the size limit, checked by its schema (413, 400)
     7. forward       to the provider, with the gateway's creds    (502, 503, 504)
+                     a 2xx answer checked by the response schema  (502)
     8. respond       upstream answer, hop-by-hop headers removed
     9. audit         always, whatever happened above; a service in `fail_closed` mode
                      gets 503 instead of its answer if the event cannot be made durable
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -60,17 +60,6 @@ from gateway.tokens import TokenService
 from gateway.upstream import NOT_FORWARDED_REQUEST, UpstreamClient, forwardable
 
 REQUEST_HASH_HEADER = "X-Request-Sha256"
-
-
-@dataclass
-class Exchange:
-    """What is known about one exchange so far; becomes its audit event."""
-
-    request_id: str
-    trace_id: str
-    started: datetime
-    t0: float
-    event: AuditEvent = field(init=False)
 
 
 class ExchangePipeline:
@@ -198,6 +187,8 @@ class ExchangePipeline:
             )
             event.upstream_status = upstream.status
             event.upstream_ms = round(upstream.elapsed_ms, 3)
+            # Size and digest of what the provider answered, even if it is refused below.
+            event.response_bytes = len(upstream.body)
             event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
             # The schema describes successful answers; errors pass through as they are.
             if service.response_validator is not None and 200 <= upstream.status < 300:
@@ -215,7 +206,6 @@ class ExchangePipeline:
             response = web.Response(
                 status=upstream.status, body=upstream.body, headers=upstream.headers
             )
-            event.response_bytes = len(upstream.body)
         except Problem as problem:
             response = self._problem_response(problem, request_id, event)
         except Exception as exc:
@@ -252,7 +242,8 @@ class ExchangePipeline:
         event.error_type = problem.ptype.slug
         event.error_detail = problem.detail
         response = problem.to_response(type_base=self.problem_type_base, request_id=request_id)
-        event.response_bytes = len(response.body) if isinstance(response.body, bytes) else 0
+        if event.upstream_status is None and isinstance(response.body, bytes):
+            event.response_bytes = len(response.body)  # no provider answer: ours
         return response
 
 

@@ -4,6 +4,7 @@ bundled schemas, XML Schema, and validation of exchanges in the pipeline."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
@@ -376,6 +377,8 @@ async def test_nonconforming_answer_is_a_502_flagged_in_the_audit(gateway: Harne
     [rec] = await gateway.audit(r.headers["X-Request-Id"])
     assert rec.status == 502 and rec.upstream_status == 200
     assert rec.error_type == "upstream-invalid-message"
+    # The record keeps the digest of what the provider answered, not of our 502.
+    assert rec.response_sha256 != hashlib.sha256(r.content).hexdigest()
 
 
 async def test_service_whose_schema_is_gone_refuses_rather_than_skip_validation(

@@ -28,7 +28,7 @@ from gateway.settings import Settings
 from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
-from gateway.store.models import AuditRecord, Credential
+from gateway.store.models import AdminEvent, AuditRecord, Credential
 
 
 def cli_actor() -> str:
@@ -251,7 +251,37 @@ AUDIT_COLUMNS = (
 )
 
 
+CHANGE_COLUMNS = ("at", "actor", "action", "target", "comment")
+
+
+def cmd_audit_changes(args: argparse.Namespace) -> int:
+    """Configuration and credential changes, newest last."""
+    settings = _settings(args)
+
+    async def work(session: Any) -> list[AdminEvent]:
+        query = select(AdminEvent).order_by(AdminEvent.id.desc()).limit(args.limit)
+        return list(reversed((await session.scalars(query)).all()))
+
+    rows = asyncio.run(_with_session(settings, work))
+    if args.json:
+        for r in rows:
+            doc = {c.name: getattr(r, c.name) for c in AdminEvent.__table__.columns}
+            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return 0
+    _print_table(CHANGE_COLUMNS, [[_cell(getattr(r, c)) for c in CHANGE_COLUMNS] for r in rows])
+    return 0
+
+
+def _print_table(columns: tuple[str, ...], table: list[list[str]]) -> None:
+    widths = [max([len(c), *(len(row[i]) for row in table)]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
 def cmd_audit_list(args: argparse.Namespace) -> int:
+    if args.action == "changes":
+        return cmd_audit_changes(args)
     settings = _settings(args)
 
     async def work(session: Any) -> list[AuditRecord]:
@@ -268,11 +298,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
             doc = {c.name: getattr(r, c.name) for c in AuditRecord.__table__.columns}
             sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return 0
-    table = [[_cell(getattr(r, c)) for c in AUDIT_COLUMNS] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in table)]) for i, c in enumerate(AUDIT_COLUMNS)]
-    print("  ".join(c.ljust(w) for c, w in zip(AUDIT_COLUMNS, widths, strict=True)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    _print_table(AUDIT_COLUMNS, [[_cell(getattr(r, c)) for c in AUDIT_COLUMNS] for r in rows])
     return 0
 
 
@@ -364,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     audit = sub.add_parser("audit", help="read the audit log")
-    audit.add_argument("action", choices=["list"])
+    audit.add_argument(
+        "action", choices=["list", "changes"], help="list: exchanges; changes: admin changes"
+    )
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--request-id")
     audit.add_argument("--client")

@@ -160,6 +160,13 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=20)
+    # Every change made above is on record, with who made it.
+    changes = lgsp(env, "audit", "changes", "--json", "--limit", "500")
+    events = [json.loads(line) for line in changes.stdout.splitlines()]
+    actions = [(e["action"], e["target"]) for e in events]
+    assert ("client.create", "kiemtra") in actions
+    assert ("credential.revoke", f"#{creds['credential_id']}") in actions
+    assert all(e["actor"].startswith("cli:") or e["actor"] == "bundled-schemas" for e in events)
     # Logs are JSON lines.
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r.get("event") == "configuration loaded" for r in records)

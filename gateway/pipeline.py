@@ -166,12 +166,21 @@ class ExchangePipeline:
             event.request_bytes = len(body)
             event.request_sha256 = hashlib.sha256(body).hexdigest()
             if service.request_validator is not None:
+                if request.headers.get("Content-Encoding", "identity") != "identity":
+                    raise Problem(
+                        INVALID_MESSAGE,
+                        "This service validates its messages: send the body uncompressed "
+                        "(no Content-Encoding).",
+                    )
                 _conform(service.request_validator, body, INVALID_MESSAGE, "The request")
 
             # 7. forward
             headers = forwardable(request.headers, NOT_FORWARDED_REQUEST)
             headers[REQUEST_ID_HEADER] = request_id
             headers["traceparent"] = traceparent
+            if service.response_validator is not None:
+                # The answer is read to be validated: it must arrive uncompressed.
+                headers["Accept-Encoding"] = "identity"
             # Tell the provider who is asking, as X-Road's X-Road-Client does.
             headers["X-Client-Id"] = caller.client.code
             headers["X-Client-Agency"] = caller.client.agency_code

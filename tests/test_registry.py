@@ -19,6 +19,7 @@ from gateway.store import admin
 from tests.conftest import (
     ECHO,
     NATIONAL_REQUEST,
+    NATIONAL_RESPONSE,
     POPULATION,
     PROVINCE_ID,
     Harness,
@@ -514,3 +515,87 @@ async def test_xml_service_validates_its_requests_end_to_end(gateway: Harness) -
     assert bad.status_code == 400
     assert bad.json()["type"] == "urn:lgsp:problem:invalid-message"
     assert "StatusCode" in bad.json()["errors"][0]["detail"]
+
+
+async def test_validated_answers_are_not_compressed_by_the_provider(gateway: Harness) -> None:
+    """A provider that gzips when asked must not turn a valid answer into a 502: for a
+    service whose answers are validated, the gateway asks the provider for identity."""
+    import gzip
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from gateway.policy import PolicySet
+
+    answer = json.dumps({"MaYeuCau": "r", "MaLoi": "0", "MoTaLoi": "Thành công"}).encode()
+    seen: list[str] = []
+
+    async def lookup(request: web.Request) -> web.Response:
+        accepted = request.headers.get("Accept-Encoding", "")
+        seen.append(accepted)
+        if "gzip" in accepted:
+            return web.Response(
+                body=gzip.compress(answer),
+                content_type="application/json",
+                headers={"Content-Encoding": "gzip"},
+            )
+        return web.Response(body=answer, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/lookup", lookup)
+    provider = TestServer(app, host="127.0.0.1")
+    await provider.start_server()
+    try:
+        policy = PolicySet.model_validate(
+            {
+                "agencies": [
+                    {"code": PROVINCE_ID, "name": "UBND tỉnh"},
+                    {"code": "000.00.31.H49", "name": "Trung tâm PVHCC"},
+                ],
+                "clients": [{"code": "motcua", "agency": "000.00.31.H49", "name": "Một cửa"}],
+                "upstreams": [
+                    {"name": "gzipper", "base_url": str(provider.make_url("")).rstrip("/")}
+                ],
+                "services": [
+                    {
+                        "provider": PROVINCE_ID,
+                        "code": "gzip-checked",
+                        "version": "v1",
+                        "name": "gzip",
+                        "upstream": "gzipper",
+                        "schemas": {"response": {"subject": NATIONAL_RESPONSE}},
+                        "access": [{"client": "motcua"}],
+                    }
+                ],
+            }
+        )
+        async with gateway.state.sessions() as s, s.begin():
+            await admin.apply_policy(s, policy, actor="test")
+        await reload_config(gateway.state)
+        token = await gateway.token()
+        r = await gateway.http.post(
+            f"/r1/{PROVINCE_ID}/gzip-checked/v1/lookup",
+            content=b"{}",
+            headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip, deflate"},
+        )
+    finally:
+        await provider.close()
+    assert r.status_code == 200, r.text
+    assert r.json()["MaLoi"] == "0"
+    assert seen == ["identity"]
+
+
+async def test_compressed_request_to_a_validated_service_is_refused_clearly(
+    gateway: Harness,
+) -> None:
+    import gzip
+
+    token = await gateway.token()
+    r = await gateway.http.post(
+        f"{POPULATION}/cong-dan/tra-cuu",
+        content=gzip.compress(b'{"SoDinhDanh": "001099012345"}'),
+        headers={"Authorization": f"Bearer {token}", "Content-Encoding": "gzip", **ACCOUNTABLE},
+    )
+    assert r.status_code == 400
+    assert r.json()["type"] == "urn:lgsp:problem:invalid-message"
+    assert "uncompressed" in r.json()["detail"]

@@ -60,6 +60,7 @@ from gateway.tokens import TokenService
 from gateway.upstream import NOT_FORWARDED_REQUEST, UpstreamClient, forwardable
 
 REQUEST_HASH_HEADER = "X-Request-Sha256"
+MESSAGE_METHODS = frozenset({"POST", "PUT", "PATCH"})  # these always carry a message
 
 
 class ExchangePipeline:
@@ -165,7 +166,10 @@ class ExchangePipeline:
             body = await _read_body(request, service.max_request_bytes)
             event.request_bytes = len(body)
             event.request_sha256 = hashlib.sha256(body).hexdigest()
-            if service.request_validator is not None:
+            # A GET, HEAD or DELETE without a body carries no message to check.
+            if service.request_validator is not None and (
+                body or request.method in MESSAGE_METHODS
+            ):
                 if request.headers.get("Content-Encoding", "identity") != "identity":
                     raise Problem(
                         INVALID_MESSAGE,
@@ -199,8 +203,14 @@ class ExchangePipeline:
             # Size and digest of what the provider answered, even if it is refused below.
             event.response_bytes = len(upstream.body)
             event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
-            # The schema describes successful answers; errors pass through as they are.
-            if service.response_validator is not None and 200 <= upstream.status < 300:
+            # The schema describes successful answers; errors pass through as they are,
+            # and 204 or a HEAD answer has no body to check.
+            if (
+                service.response_validator is not None
+                and 200 <= upstream.status < 300
+                and upstream.status != 204
+                and request.method != "HEAD"
+            ):
                 _conform(
                     service.response_validator,
                     upstream.body,

@@ -599,3 +599,18 @@ async def test_compressed_request_to_a_validated_service_is_refused_clearly(
     assert r.status_code == 400
     assert r.json()["type"] == "urn:lgsp:problem:invalid-message"
     assert "uncompressed" in r.json()["detail"]
+
+
+async def test_bodiless_requests_skip_request_validation(gateway: Harness) -> None:
+    """A GET carries no message: only the answer is checked (here the echo's, which is
+    not a lookup result, hence 502 rather than a 400 about the missing body)."""
+    token = await gateway.token()
+    r = await gateway.http.get(
+        f"/r1/{PROVINCE_ID}/echo-checked/v1/status", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 502, r.text
+    assert r.json()["type"] == "urn:lgsp:problem:upstream-invalid-message"
+    empty_post = await gateway.http.post(
+        f"/r1/{PROVINCE_ID}/echo-checked/v1/x", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert empty_post.status_code == 400  # a POST must carry its message

@@ -745,8 +745,14 @@ def test_problems_are_well_formed(row: Row) -> None:
     for problem in can_read(row.new, row.old) + can_read(row.old, row.new):
         assert problem.path.startswith("#")
         assert re.fullmatch(r"[A-Z][A-Z0-9_]*", problem.rule)
-        assert problem.message.strip().endswith((".", ")")) or problem.message
+        assert problem.message.endswith(".")
         assert str(problem) == f"{problem.path}: {problem.message} ({problem.rule})"
+        # A message names the property its path points into.
+        tokens = problem.path.split("/")
+        if "properties" in tokens[:-1]:
+            index = len(tokens) - 1 - tokens[::-1].index("properties")
+            if index + 1 < len(tokens):
+                assert tokens[index + 1] in problem.message, str(problem)
 
 
 # Schemas that only read themselves through the "identical" shortcut, because they use a

@@ -1629,6 +1629,11 @@ class _Checker:
                                 "reader or close the writer.",
                             )
                         )
+                    elif r_undeclared or w_undeclared:
+                        side = "reader" if r_undeclared else "writer"
+                        context = f"property '{name}', which the {side} leaves to its "
+                        context += "additionalProperties or patternProperties"
+                        problems += [_prefixed(p, context) for p in found]
                     else:
                         problems += found
         return problems

@@ -254,51 +254,34 @@ AUDIT_COLUMNS = (
 CHANGE_COLUMNS = ("at", "actor", "action", "target", "comment")
 
 
-def cmd_audit_changes(args: argparse.Namespace) -> int:
-    """Configuration and credential changes, newest last."""
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`list`: exchanges; `changes`: configuration and credential changes. Newest last."""
     settings = _settings(args)
+    model: type[AuditRecord] | type[AdminEvent]
+    model, columns = (
+        (AdminEvent, CHANGE_COLUMNS) if args.action == "changes" else (AuditRecord, AUDIT_COLUMNS)
+    )
 
-    async def work(session: Any) -> list[AdminEvent]:
-        query = select(AdminEvent).order_by(AdminEvent.id.desc()).limit(args.limit)
+    async def work(session: Any) -> list[Any]:
+        query = select(model).order_by(model.id.desc()).limit(args.limit)
+        if model is AuditRecord:
+            if args.request_id:
+                query = query.where(AuditRecord.request_id == args.request_id)
+            if args.client:
+                query = query.where(AuditRecord.client_code == args.client)
         return list(reversed((await session.scalars(query)).all()))
 
     rows = asyncio.run(_with_session(settings, work))
     if args.json:
         for r in rows:
-            doc = {c.name: getattr(r, c.name) for c in AdminEvent.__table__.columns}
+            doc = {c.name: getattr(r, c.name) for c in model.__table__.columns}
             sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return 0
-    _print_table(CHANGE_COLUMNS, [[_cell(getattr(r, c)) for c in CHANGE_COLUMNS] for r in rows])
-    return 0
-
-
-def _print_table(columns: tuple[str, ...], table: list[list[str]]) -> None:
+    table = [[_cell(getattr(r, c)) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in table)]) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in table:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-
-
-def cmd_audit_list(args: argparse.Namespace) -> int:
-    if args.action == "changes":
-        return cmd_audit_changes(args)
-    settings = _settings(args)
-
-    async def work(session: Any) -> list[AuditRecord]:
-        query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(args.limit)
-        if args.request_id:
-            query = query.where(AuditRecord.request_id == args.request_id)
-        if args.client:
-            query = query.where(AuditRecord.client_code == args.client)
-        return list(reversed((await session.scalars(query)).all()))
-
-    rows = asyncio.run(_with_session(settings, work))
-    if args.json:
-        for r in rows:
-            doc = {c.name: getattr(r, c.name) for c in AuditRecord.__table__.columns}
-            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
-        return 0
-    _print_table(AUDIT_COLUMNS, [[_cell(getattr(r, c)) for c in AUDIT_COLUMNS] for r in rows])
     return 0
 
 
@@ -397,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--request-id")
     audit.add_argument("--client")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
-    audit.set_defaults(func=cmd_audit_list)
+    audit.set_defaults(func=cmd_audit)
 
     demo = sub.add_parser("demo", help="run the gateway with the national simulator")
     demo.add_argument("--port", type=int, default=8080)

@@ -13,7 +13,8 @@ import orjson
 from aiohttp import web
 
 from gateway.accountability import REQUEST_ID_HEADER, request_id_from
-from gateway.audit.db_sink import DatabaseAuditSink
+from gateway.audit import api as audit_api
+from gateway.audit.log import audit_log_from_settings
 from gateway.audit.sink import AuditSink
 from gateway.authn import authenticate, check_client_secret
 from gateway.keys import KeyStore
@@ -204,7 +205,7 @@ async def list_services(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return _json({"status": "ok", "audit": request.app[STATE].audit.status()})
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         leeway_seconds=settings.clock_skew_seconds,
     )
     upstream = UpstreamClient()
-    sink = audit or DatabaseAuditSink(sessions)
+    sink = audit or audit_log_from_settings(settings, sessions)
     pipeline = ExchangePipeline(
         config=RuntimeConfig.empty(),
         tokens=tokens,
@@ -299,4 +300,5 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     app.router.add_get("/services", list_services)
     app.router.add_get("/healthz", healthz)
     registry_api.add_routes(app)
+    audit_api.add_routes(app)
     return app

@@ -45,7 +45,9 @@ class GroupSpec(_Strict):
     name: str = Field(min_length=1, max_length=255)
 
 
-Role = Literal["administrator", "operator", "auditor", "observer"]
+# "audit:unmask" is a right, not a role: held beside "auditor", it lets the auditor API
+# show personal identifiers unmasked (every such read is itself recorded).
+Role = Literal["administrator", "operator", "auditor", "observer", "audit:unmask"]
 
 
 class ClientSpec(_Strict):

@@ -101,6 +101,9 @@ AUDIT_UNAVAILABLE = _t(
     "audit-unavailable", 503, "The exchange could not be recorded in the audit log", Side.GATEWAY
 )
 INTERNAL_ERROR = _t("internal-error", 500, "Internal gateway error", Side.GATEWAY)
+INVALID_PARAMETER = _t(
+    "invalid-parameter", 400, "A query parameter has an invalid value", Side.CALLER
+)
 
 CATALOGUE: tuple[ProblemType, ...] = tuple(
     v for v in globals().values() if isinstance(v, ProblemType)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -41,6 +41,33 @@ class Settings(BaseSettings):
 
     # Bundled schemas registered at start (see gateway/registry/bundled.py); "" skips it.
     schemas_dir: Path = Path("schemas")
+
+    # -- audit log (README "Audit log") --
+    # Empty: the embedded default, events committed straight to the store. Set (host:port,
+    # comma-separated): events go through the local spool to Kafka; run `lgsp audit-indexer`.
+    audit_kafka_bootstrap: str = ""
+    audit_kafka_topic: str = "lgsp.audit.exchanges"
+    audit_kafka_partitions: int = Field(6, ge=1, le=1000)
+    audit_kafka_replication: int = Field(1, ge=1, le=10)
+    audit_kafka_compression: Literal["lz4", "zstd", "gzip", "snappy", "none"] = "lz4"
+    audit_kafka_idempotence: bool = True
+    audit_kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    audit_kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    audit_kafka_sasl_username: str | None = None
+    audit_kafka_sasl_password: str | None = None
+    audit_kafka_ssl_cafile: str | None = None
+    audit_indexer_group: str = "lgsp-audit-indexer"
+    # Each instance keeps its own spool in <audit_spool_dir>/<instance_id>.
+    audit_spool_dir: Path = Path("var/spool")
+    audit_spool_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024)
+    audit_checkpoint_every: int = Field(1000, ge=1)
+    audit_checkpoint_seconds: float = Field(60.0, gt=0)
+    # On shutdown, how long to wait for the broker to take what is in the spool.
+    audit_drain_seconds: float = Field(10.0, ge=0)
+    # Days an exchange record is kept in the store; 0 keeps everything.
+    audit_retention_days: int = Field(0, ge=0)
 
     # Upper bound for any request body; services set their own lower limits.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)

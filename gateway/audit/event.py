@@ -1,4 +1,10 @@
-"""An audit event: what the log keeps about one exchange, whatever its outcome."""
+"""An audit event: what the log keeps about one exchange, whatever its outcome.
+
+The wire form (JSON, `schemas/audit/exchange-event.json`) is the contract for whoever
+consumes the audit topic: the same bytes go into the spool, onto Kafka, and are hashed
+into the instance's chain, so a field the store keeps is exactly the field that was
+hashed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,11 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
+
+EVENT_KIND = "exchange"
+CHECKPOINT_KIND = "checkpoint"
 
 
 @dataclass(slots=True)
@@ -38,9 +49,57 @@ class AuditEvent:
     error_detail: str | None = None
     request_sha256: str | None = None
     response_sha256: str | None = None
+    # The instance's hash chain, filled in by the audit log's writer (gateway/audit/chain.py).
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def fit(self) -> None:
+        """Cut caller-controlled text to the store's column widths, before the event is
+        hashed: the hash must cover what is stored, and a long path or a claimed officer
+        id must not make an exchange unrecordable."""
+        for name, width in FIELD_WIDTHS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > width:
+                setattr(self, name, value[:width])
+
+    def to_wire(self) -> bytes:
+        body = self.as_dict()
+        body["kind"] = EVENT_KIND
+        return orjson.dumps(body)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> AuditEvent:
+        fields = {k: v for k, v in data.items() if k in _FIELD_SET}
+        for name in ("started_at", "finished_at"):
+            if isinstance(fields.get(name), str):
+                fields[name] = datetime.fromisoformat(fields[name])
+        return cls(**fields)
+
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditEvent))
+_FIELD_SET = frozenset(FIELD_NAMES)
+
+# Kept in step with gateway/store/models.py AuditRecord (a test checks they agree).
+FIELD_WIDTHS: dict[str, int] = {
+    "request_id": 128,
+    "trace_id": 32,
+    "instance": 128,
+    "client_code": 64,
+    "client_agency_code": 35,
+    "auth_method": 16,
+    "provider_code": 35,
+    "service_code": 64,
+    "service_version": 16,
+    "method": 16,
+    "officer_id": 64,
+    "procedure_code": 64,
+    "case_number": 128,
+    "remote_addr": 64,
+    "error_type": 64,
+    "request_sha256": 64,
+    "response_sha256": 64,
+}

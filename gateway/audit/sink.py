@@ -1,9 +1,8 @@
-"""Where audit events go. The database sink is the embedded default; the Kafka sink with
-its durable spool plugs in behind the same interface."""
+"""What the pipeline needs of the audit log (gateway/audit/log.py implements it)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.audit.event import AuditEvent
 
@@ -21,4 +20,8 @@ class AuditSink(Protocol):
 
     async def close(self) -> None:
         """Flush what is pending, then stop."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What /healthz shows of the audit path (mode, spool depth, broker)."""
         ...

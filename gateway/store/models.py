@@ -196,6 +196,7 @@ class AuditRecord(Base):
         Index("ix_audit_request_id", "request_id"),
         Index("ix_audit_client_started", "client_code", "started_at"),
         Index("ix_audit_service_started", "provider_code", "service_code", "started_at"),
+        Index("ix_audit_instance_seq", "instance", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -227,6 +228,89 @@ class AuditRecord(Base):
     error_detail: Mapped[str | None] = mapped_column(Text)
     request_sha256: Mapped[str | None] = mapped_column(String(64))
     response_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The instance's hash chain (gateway/audit/chain.py); null only on rows from before it.
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A gateway instance's signed statement that its chain reached `seq` with `hash`."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (UniqueConstraint("instance", "seq", "key_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column()
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class AuditSigningKey(Base):
+    """Public keys that audit checkpoints may be signed with, registered by each instance
+    at start. Verification trusts these (or keys the auditor supplies)."""
+
+    __tablename__ = "audit_signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[str] = mapped_column(String(128))  # raw Ed25519, base64url
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditFinding(Base):
+    """Something wrong with the audit trail: a gap, a broken link, an altered record, a bad
+    signature, a corrupted spool. Findings are never deleted; a gap later filled by a late
+    event is marked resolved."""
+
+    __tablename__ = "audit_findings"
+    __table_args__ = (Index("ix_audit_findings_instance", "instance", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(32))  # indexer | gateway | verify
+    instance: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    seq_from: Mapped[int | None] = mapped_column(BigInteger)
+    seq_to: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditPurge(Base):
+    """What retention removed: how many records, which time range, and for each instance
+    the last purged link of its chain, from which verification of the rest starts."""
+
+    __tablename__ = "audit_purges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purged_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    cutoff: Mapped[datetime] = mapped_column()
+    count: Mapped[int] = mapped_column(BigInteger)
+    first_started_at: Mapped[datetime | None] = mapped_column()
+    last_started_at: Mapped[datetime | None] = mapped_column()
+    # {instance: {"seq": n, "hash": "..."}}
+    heads: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AuditRead(Base):
+    """Every read of the audit log through the auditor API: who looked at what, and
+    whether personal identifiers were shown unmasked."""
+
+    __tablename__ = "audit_reads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))  # search | record | export | stats | verify
+    query: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    unmasked: Mapped[bool] = mapped_column(Boolean, default=False)
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class ConfigState(Base):

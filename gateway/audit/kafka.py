@@ -1,0 +1,215 @@
+"""Kafka transport for the audit log: the shipper that empties the spool onto the audit
+topic, and the client settings the indexer shares with it.
+
+Every record of an instance is keyed by the instance id, so one instance's events land
+in one partition, in order. The shipper sends from the spool's acknowledged position,
+waits for the broker's `acks=all` acknowledgement of the whole batch, then acknowledges
+the spool, which trims. If anything fails it starts again from the acknowledged position:
+a record may be delivered twice (consumers dedupe by event id), never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from gateway.audit.spool import Spool
+from gateway.logging import log
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str
+    topic: str
+    partitions: int = 6
+    replication: int = 1
+    compression: str | None = "lz4"
+    # On by default for Apache Kafka (no broker-side duplicates on retry); the Tansu test
+    # broker has no idempotent-producer support, so tests turn it off.
+    idempotence: bool = True
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    request_timeout_ms: int = 10_000
+
+    def client_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "request_timeout_ms": self.request_timeout_ms,
+            "security_protocol": self.security_protocol,
+            # A restarted or replaced broker is found again within seconds.
+            "metadata_max_age_ms": 5000,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        return options
+
+
+class BrokerLogReset(Exception):
+    """The broker acknowledged at an offset it had already used: its log began anew."""
+
+
+async def ensure_topic(settings: KafkaSettings) -> None:
+    admin = AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(settings.topic, settings.partitions, settings.replication)]
+        )
+        log.info("audit topic created", topic=settings.topic, partitions=settings.partitions)
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+
+
+class KafkaShipper:
+    def __init__(
+        self,
+        spool: Spool,
+        settings: KafkaSettings,
+        *,
+        key: str,
+        batch_records: int = 2000,
+        batch_bytes: int = 4 << 20,
+    ) -> None:
+        self.spool = spool
+        self.settings = settings
+        self.key = key.encode()
+        self.batch_records = batch_records
+        self.batch_bytes = batch_bytes
+        self.connected = False
+        self.last_error: str | None = None
+        self.shipped = 0
+        self.last_ack: float | None = None  # loop time of the broker's last acknowledgement
+        self._producer: AIOKafkaProducer | None = None
+        self._stopping = False
+        self._highs: dict[int, int] = {}  # partition -> highest offset acknowledged
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                if self._producer is None:
+                    await self._connect()
+                batch = self.spool.read(
+                    self.spool.acked, max_records=self.batch_records, max_bytes=self.batch_bytes
+                )
+                if not batch:
+                    await self.spool.wait(self.spool.acked, timeout=1.0)
+                    continue
+                await self._send(batch)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self._failed(exc, failures)
+                await self._disconnect()
+                # Exponential backoff with jitter, capped: a returning broker is not
+                # stampeded by every gateway at the same instant.
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1))  # noqa: S311
+
+    async def _connect(self) -> None:
+        s = self.settings
+        await ensure_topic(s)
+        producer = AIOKafkaProducer(
+            **s.client_options(),
+            acks="all",
+            enable_idempotence=s.idempotence,
+            compression_type=s.compression,
+            linger_ms=5,
+            max_batch_size=1 << 20,
+            max_request_size=8 << 20,
+        )
+        try:
+            await producer.start()
+        except Exception:
+            await producer.stop()
+            raise
+        self._producer = producer
+        if not self.connected:
+            log.info(
+                "audit broker connected", bootstrap=s.bootstrap, depth=self.spool.depth_records
+            )
+        self.connected = True
+
+    async def _send(self, batch: list[tuple[int, bytes]]) -> None:
+        assert self._producer is not None
+        topic = self.settings.topic
+        # A batch the broker does not take within twice the request timeout is re-sent.
+        async with asyncio.timeout(2 * self.settings.request_timeout_ms / 1000):
+            futures = [await self._producer.send(topic, p, key=self.key) for _, p in batch]
+            acks = await asyncio.gather(*futures)
+        # A partition's offsets only grow. An acknowledgement at or below one already seen
+        # means the broker's log started again (a replaced broker, an unclean leader
+        # election; the Tansu test broker even acknowledges writes to a topic it does not
+        # have): treat the batch as not delivered and send it again after reconnecting.
+        highs = dict(self._highs)
+        for md in acks:
+            if md.offset <= highs.get(md.partition, -1):
+                self._highs.clear()
+                raise BrokerLogReset(
+                    f"partition {md.partition} acknowledged offset {md.offset} after "
+                    f"{highs[md.partition]}: the broker's log was reset"
+                )
+            highs[md.partition] = md.offset
+        self._highs = highs
+        await self.spool.ack(batch[-1][0])
+        self.shipped += len(batch)
+        self.last_ack = asyncio.get_running_loop().time()
+
+    def _failed(self, exc: Exception, failures: int) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.connected or failures == 1:
+            log.error(
+                "audit broker unreachable; events stay in the spool",
+                error=self.last_error,
+                spool_records=self.spool.depth_records,
+            )
+        self.connected = False
+
+    async def _disconnect(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception as exc:
+                log.debug("producer stop failed", error=str(exc))
+
+    def healthy(self, stall_seconds: float = 5.0) -> bool:
+        """Connected, and either nothing waits or the broker acknowledged recently: a
+        broker that accepts connections but takes nothing is not healthy."""
+        if not self.connected:
+            return False
+        if self.spool.depth_records == 0:
+            return True
+        now = asyncio.get_running_loop().time()
+        return self.last_ack is not None and now - self.last_ack < stall_seconds
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait until the broker has everything in the spool, or the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.spool.acked < self.spool.end:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self._disconnect()

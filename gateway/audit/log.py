@@ -1,0 +1,353 @@
+"""The audit log the pipeline writes to: chain, checkpoint, make durable, then answer.
+
+One writer task takes events in arrival order, in batches (group commit: while one batch
+is being made durable the next accumulates, so throughput grows with load and a lone
+request waits for one fsync or one commit, never for a timer), links them into the
+instance's hash chain, adds a signed checkpoint when one is due, and hands the batch to
+a `Durable`:
+
+- `StoreDurable` (the embedded default, no broker): the batch is committed to the
+  database through `AuditStore.ingest`, the same code the Kafka indexer uses;
+- `SpoolDurable` (a broker is configured): the batch is appended to the local spool and
+  fsynced; `KafkaShipper` ships it to Kafka in the background and trims what the broker
+  acknowledged.
+
+`write` returns only once its event is durable. A batch that cannot be made durable is
+unlinked from the chain (so a failure leaves no false gap) and retried event by event, so
+one bad event cannot cost the others their record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit.chain import GENESIS, AuditSigner, Chain, Checkpoint, Finding
+from gateway.audit.event import AuditEvent
+from gateway.audit.kafka import KafkaSettings, KafkaShipper
+from gateway.audit.sink import AuditUnavailable
+from gateway.audit.spool import Spool, SpoolFull
+from gateway.audit.store import AuditStore
+from gateway.logging import log
+from gateway.settings import Settings
+
+_MAX_BATCH = 500
+
+
+class Durable(Protocol):
+    store: AuditStore
+
+    async def open(self, instance: str) -> tuple[int, str]:
+        """Start; return the instance's chain head (seq, hash) to continue from."""
+        ...
+
+    async def persist(
+        self, events: Sequence[AuditEvent], checkpoints: Sequence[Checkpoint]
+    ) -> None:
+        """Return once everything given is durable; raise otherwise."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class StoreDurable:
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+
+    async def open(self, instance: str) -> tuple[int, str]:
+        return await self.store.head(instance)
+
+    async def persist(
+        self, events: Sequence[AuditEvent], checkpoints: Sequence[Checkpoint]
+    ) -> None:
+        await self.store.ingest(events, checkpoints)
+
+    async def close(self) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"mode": "store"}
+
+
+class SpoolDurable:
+    def __init__(
+        self, spool: Spool, shipper: KafkaShipper, store: AuditStore, *, drain_seconds: float
+    ) -> None:
+        self.spool = spool
+        self.shipper = shipper
+        self.store = store
+        self.drain_seconds = drain_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._alarmed = False
+
+    async def open(self, instance: str) -> tuple[int, str]:
+        recovery = await self.spool.open()
+        if recovery.corruptions:
+            findings = [
+                Finding(
+                    instance,
+                    "spool_corrupt",
+                    None,
+                    None,
+                    f"{c.reason} in spool segment {c.segment} at byte {c.byte_offset}: "
+                    f"{c.length} bytes moved to {c.quarantine_path}",
+                )
+                for c in recovery.corruptions
+            ]
+            for f in findings:
+                log.error("audit spool corrupted", instance=instance, detail=f.detail)
+            try:
+                await self.store.record_findings(findings)
+            except Exception as exc:  # reported in the log above either way
+                log.error("could not record spool corruption in the store", error=str(exc))
+        if recovery.unacked:
+            log.info("audit spool replay", records=recovery.unacked)
+        head = _head_of(recovery.last_payload)
+        if head is None:
+            # A new (or emptied) spool: continue the chain from what the store has seen.
+            head = await self.store.head(instance)
+        self._task = asyncio.create_task(self.shipper.run(), name="audit-shipper")
+        return head
+
+    async def persist(
+        self, events: Sequence[AuditEvent], checkpoints: Sequence[Checkpoint]
+    ) -> None:
+        payloads = [e.to_wire() for e in events] + [c.to_wire() for c in checkpoints]
+        await self.spool.append(payloads)
+        near = self.spool.near_full
+        if near and not self._alarmed:
+            log.error(
+                "audit spool near its bound: the broker is not taking events",
+                depth_bytes=self.spool.depth_bytes,
+                max_bytes=self.spool.max_bytes,
+            )
+        self._alarmed = near
+
+    async def close(self) -> None:
+        # Graceful stop: give the shipper a moment to empty the spool; what it cannot
+        # ship stays in the spool and goes at the next start.
+        if self._task is not None:
+            await self.shipper.drain(self.drain_seconds)
+            await self.shipper.stop()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.spool.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "mode": "kafka",
+            "broker_connected": self.shipper.healthy(),
+            "spool_records": self.spool.depth_records,
+            "spool_bytes": self.spool.depth_bytes,
+            "spool_near_full": self.spool.near_full,
+            "last_error": self.shipper.last_error,
+        }
+
+
+def _head_of(payload: bytes | None) -> tuple[int, str] | None:
+    if payload is None:
+        return None
+    data = orjson.loads(payload)
+    return int(data["seq"]), str(data["hash"])
+
+
+_Pending = tuple[AuditEvent, "asyncio.Future[None]"]
+_CHECKPOINT = object()  # queued by the timer: sign the head if it moved
+
+
+class AuditLog:
+    """The pipeline's `AuditSink`."""
+
+    def __init__(
+        self,
+        *,
+        instance: str,
+        durable: Durable,
+        signer: AuditSigner | None,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
+    ) -> None:
+        self.instance = instance
+        self.durable = durable
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self.chain = Chain(instance)
+        self._signed_seq = 0
+        self._queue: asyncio.Queue[_Pending | object | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if self.signer is not None:
+            await self.durable.store.register_key(self.signer)
+        seq, head = await self.durable.open(self.instance)
+        self.chain = Chain(self.instance, seq, head or GENESIS)
+        self._signed_seq = seq
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+        if self.signer is not None:
+            self._timer = asyncio.create_task(self._tick(), name="audit-checkpoints")
+
+    async def write(self, event: AuditEvent) -> None:
+        if self._task is None or self._task.done():
+            raise AuditUnavailable("the audit writer is not running")
+        event.fit()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, done))
+        await done
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        if self._task is not None:
+            self._queue.put_nowait(_CHECKPOINT)
+            self._queue.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.durable.close()
+
+    def status(self) -> dict[str, Any]:
+        return {"instance": self.instance, "seq": self.chain.seq, **self.durable.status()}
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.checkpoint_seconds)
+            self._queue.put_nowait(_CHECKPOINT)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[_Pending] = []
+            sign = False
+            item = await self._queue.get()
+            while True:
+                if item is None:
+                    stopping = True
+                elif item is _CHECKPOINT:
+                    sign = True
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+                if stopping or len(batch) >= _MAX_BATCH or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            await self._commit(batch, sign)
+
+    async def _commit(self, batch: list[_Pending], sign: bool) -> None:
+        mark = self.chain.mark()
+        for event, _ in batch:
+            self.chain.link(event)
+        checkpoints = self._due(sign)
+        if not batch and not checkpoints:
+            return
+        try:
+            await self.durable.persist([e for e, _ in batch], checkpoints)
+        except Exception as exc:
+            self.chain.rewind(mark)
+            if len(batch) > 1:
+                log.warning("audit batch failed, retrying singly", error=str(exc), n=len(batch))
+                for item in batch:
+                    await self._commit([item], sign=False)
+                return
+            if batch:
+                event = batch[0][0]
+                # The alarm: the pipeline answers fail_closed services with 503, and
+                # fail_open ones go on, so the lost event is named here for operators.
+                log.error(
+                    "AUDIT EVENT NOT DURABLE",
+                    error=_describe(exc),
+                    event_id=event.event_id,
+                    request_id=event.request_id,
+                    client=event.client_code,
+                    service=event.service_code,
+                    status=event.status,
+                )
+                _settle(batch[0][1], exc)
+            return
+        if checkpoints:
+            self._signed_seq = checkpoints[-1].seq
+        for _, fut in batch:
+            _settle(fut, None)
+
+    def _due(self, forced: bool) -> list[Checkpoint]:
+        if self.signer is None or self.chain.seq <= self._signed_seq:
+            return []
+        if forced or self.chain.seq - self._signed_seq >= self.checkpoint_every:
+            return [self.signer.checkpoint(self.chain.seq, self.chain.head, datetime.now(UTC))]
+        return []
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SpoolFull):
+        return "the audit spool is full (the broker has been unreachable for long)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(AuditUnavailable(_describe(exc)))
+
+
+def audit_log_from_settings(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AuditLog:
+    """The audit log a gateway process runs with: straight to the store, or through the
+    spool to Kafka when a broker is configured."""
+    store = AuditStore(sessions, source="gateway")
+    durable: Durable
+    if settings.audit_kafka_bootstrap:
+        spool = Spool(
+            settings.audit_spool_dir / _safe(settings.instance_id),
+            max_bytes=settings.audit_spool_max_bytes,
+        )
+        shipper = KafkaShipper(spool, kafka_settings(settings), key=settings.instance_id)
+        durable = SpoolDurable(spool, shipper, store, drain_seconds=settings.audit_drain_seconds)
+    else:
+        durable = StoreDurable(store)
+    return AuditLog(
+        instance=settings.instance_id,
+        durable=durable,
+        signer=AuditSigner(settings.keys_dir, settings.instance_id, settings.key_passphrase),
+        checkpoint_every=settings.audit_checkpoint_every,
+        checkpoint_seconds=settings.audit_checkpoint_seconds,
+    )
+
+
+def kafka_settings(settings: Settings) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap=settings.audit_kafka_bootstrap,
+        topic=settings.audit_kafka_topic,
+        partitions=settings.audit_kafka_partitions,
+        replication=settings.audit_kafka_replication,
+        compression=None
+        if settings.audit_kafka_compression == "none"
+        else settings.audit_kafka_compression,
+        idempotence=settings.audit_kafka_idempotence,
+        security_protocol=settings.audit_kafka_security_protocol,
+        sasl_mechanism=settings.audit_kafka_sasl_mechanism,
+        sasl_username=settings.audit_kafka_sasl_username,
+        sasl_password=settings.audit_kafka_sasl_password,
+        ssl_cafile=settings.audit_kafka_ssl_cafile,
+    )
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

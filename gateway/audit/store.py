@@ -1,0 +1,228 @@
+"""The database audit store: where events become queryable.
+
+`AuditStore.ingest` is the one way in, used by the gateway itself when no broker is
+configured and by `lgsp audit-indexer` when one is. It is idempotent on event id (Kafka
+delivers at least once; the spool re-sends after a crash) and checks each instance's
+chain as it goes: an event whose hash does not match, a link that does not join, or a
+jump in sequence numbers is written down as a finding, and the event is stored anyway,
+because an auditor needs to see what arrived, not a tidied version of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit.chain import (
+    GENESIS,
+    AuditSigner,
+    Checkpoint,
+    Finding,
+    event_hash,
+    public_key_text,
+)
+from gateway.audit.event import AuditEvent
+from gateway.store.models import (
+    AuditCheckpoint,
+    AuditFinding,
+    AuditRecord,
+    AuditSigningKey,
+)
+
+
+@dataclass
+class IngestResult:
+    inserted: int = 0
+    duplicates: int = 0
+    checkpoints: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class AuditStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], source: str) -> None:
+        self._sessions = sessions
+        self.source = source
+        # The newest link stored per instance, so continuity is checked without a query
+        # per batch. Forgotten on `forget()` (e.g. a Kafka rebalance moved the partition).
+        self._heads: dict[str, tuple[int, str]] = {}
+
+    def forget(self) -> None:
+        self._heads.clear()
+
+    async def head(self, instance: str) -> tuple[int, str]:
+        async with self._sessions() as s:
+            return await self._load_head(s, instance)
+
+    async def _load_head(
+        self, s: AsyncSession, instance: str, excluding: str | None = None
+    ) -> tuple[int, str]:
+        q = select(AuditRecord.seq, AuditRecord.hash).where(
+            AuditRecord.instance == instance, AuditRecord.seq.is_not(None)
+        )
+        if excluding is not None:
+            q = q.where(AuditRecord.event_id != excluding)
+        row = (await s.execute(q.order_by(AuditRecord.seq.desc()).limit(1))).first()
+        if row is None or row[0] is None:
+            return 0, GENESIS
+        return int(row[0]), str(row[1])
+
+    async def ingest(
+        self, events: Sequence[AuditEvent], checkpoints: Sequence[Checkpoint] = ()
+    ) -> IngestResult:
+        result = IngestResult()
+        heads = dict(self._heads)
+        async with self._sessions() as s, s.begin():
+            if events:
+                stmt = (
+                    _insert(s, AuditRecord)
+                    .on_conflict_do_nothing(index_elements=["event_id"])
+                    .returning(AuditRecord.event_id)
+                )
+                inserted = set((await s.scalars(stmt, [e.as_dict() for e in events])).all())
+                result.inserted = len(inserted)
+                result.duplicates = len(events) - len(inserted)
+                for event in events:
+                    if event.event_id in inserted:
+                        inserted.discard(event.event_id)  # a batch may repeat an event
+                        await self._check(s, event, heads, result.findings)
+            if checkpoints:
+                stmt = _insert(s, AuditCheckpoint).on_conflict_do_nothing(
+                    index_elements=["instance", "seq", "key_id"]
+                )
+                await s.execute(
+                    stmt,
+                    [
+                        {
+                            "instance": c.instance,
+                            "seq": c.seq,
+                            "hash": c.hash,
+                            "signed_at": c.signed_at,
+                            "key_id": c.key_id,
+                            "signature": c.signature,
+                        }
+                        for c in checkpoints
+                    ],
+                )
+                result.checkpoints = len(checkpoints)
+            if result.findings:
+                s.add_all(self._rows(result.findings))
+        self._heads = heads
+        return result
+
+    async def _check(
+        self,
+        s: AsyncSession,
+        event: AuditEvent,
+        heads: dict[str, tuple[int, str]],
+        findings: list[Finding],
+    ) -> None:
+        instance, seq = event.instance, event.seq
+        if event_hash(event.as_dict()) != event.hash:
+            findings.append(
+                Finding(
+                    instance,
+                    "altered",
+                    seq,
+                    seq,
+                    f"event {event.event_id} (seq {seq}) arrived not matching its own hash",
+                )
+            )
+        if instance not in heads:
+            # The event was just inserted, so the stored head may be the event itself.
+            heads[instance] = await self._load_head(s, instance, excluding=event.event_id)
+        last_seq, last_hash = heads[instance]
+        if seq == last_seq + 1:
+            if event.prev_hash != last_hash:
+                findings.append(
+                    Finding(
+                        instance,
+                        "broken_link",
+                        seq,
+                        seq,
+                        f"seq {seq} does not link to the stored hash of seq {last_seq}",
+                    )
+                )
+        elif seq > last_seq + 1:
+            findings.append(
+                Finding(
+                    instance,
+                    "missing",
+                    last_seq + 1,
+                    seq - 1,
+                    f"{seq - last_seq - 1} event(s) between seq {last_seq} and {seq} have not "
+                    "arrived",
+                )
+            )
+        else:
+            await self._fill(s, instance, seq)
+            return
+        heads[instance] = (seq, event.hash)
+
+    async def _fill(self, s: AsyncSession, instance: str, seq: int) -> None:
+        """A late event: if it completes a recorded gap, mark that gap resolved."""
+        gaps = (
+            await s.scalars(
+                select(AuditFinding).where(
+                    AuditFinding.instance == instance,
+                    AuditFinding.kind == "missing",
+                    AuditFinding.resolved_at.is_(None),
+                    AuditFinding.seq_from <= seq,
+                    AuditFinding.seq_to >= seq,
+                )
+            )
+        ).all()
+        for gap in gaps:
+            assert gap.seq_from is not None and gap.seq_to is not None
+            present = await s.scalar(
+                select(func.count(func.distinct(AuditRecord.seq))).where(
+                    AuditRecord.instance == instance,
+                    AuditRecord.seq.between(gap.seq_from, gap.seq_to),
+                )
+            )
+            if present == gap.seq_to - gap.seq_from + 1:
+                await s.execute(
+                    update(AuditFinding)
+                    .where(AuditFinding.id == gap.id)
+                    .values(resolved_at=datetime.now(UTC))
+                )
+
+    def _rows(self, findings: Sequence[Finding]) -> list[AuditFinding]:
+        return [
+            AuditFinding(
+                source=self.source,
+                instance=f.instance,
+                kind=f.kind,
+                seq_from=f.seq_from,
+                seq_to=f.seq_to,
+                detail=f.detail,
+            )
+            for f in findings
+        ]
+
+    async def record_findings(self, findings: Sequence[Finding]) -> None:
+        async with self._sessions() as s, s.begin():
+            s.add_all(self._rows(findings))
+
+    async def register_key(self, signer: AuditSigner) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(
+                _insert(s, AuditSigningKey)
+                .values(
+                    key_id=signer.key_id,
+                    instance=signer.instance,
+                    public_key=public_key_text(signer.public_key),
+                    registered_at=datetime.now(UTC),
+                )
+                .on_conflict_do_nothing(index_elements=["key_id"])
+            )

@@ -88,6 +88,11 @@ def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
             f"{lgsp} audit list --limit 10",
             "access-denied",
         ),
+        Step(
+            "Verify the audit trail: every record's hash, the chain's links, signed checkpoints",
+            f"{lgsp} audit verify",
+            "the audit trail is intact",
+        ),
     ]
 
 

@@ -85,6 +85,7 @@ _FIELD_SET = frozenset(FIELD_NAMES)
 
 # Kept in step with gateway/store/models.py AuditRecord (a test checks they agree).
 FIELD_WIDTHS: dict[str, int] = {
+    "event_id": 36,
     "request_id": 128,
     "trace_id": 32,
     "instance": 128,

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.accountability import REQUEST_ID_HEADER, request_id_from
 from gateway.audit import api as audit_api
 from gateway.audit.log import audit_log_from_settings
+from gateway.audit.retention import retention_loop
 from gateway.audit.sink import AuditSink
 from gateway.authn import authenticate, check_client_secret
 from gateway.keys import KeyStore
@@ -277,11 +278,22 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await upstream.start()
         await sink.start()
         await reload_config(state)
-        poller = asyncio.create_task(_poll_config(state), name="config-poller")
+        tasks = [asyncio.create_task(_poll_config(state), name="config-poller")]
+        if settings.audit_retention_days and not settings.audit_kafka_bootstrap:
+            # With Kafka, `lgsp audit-indexer` applies retention to the store it fills.
+            tasks.append(
+                asyncio.create_task(
+                    retention_loop(
+                        sessions, days=settings.audit_retention_days, actor=settings.instance_id
+                    ),
+                    name="audit-retention",
+                )
+            )
         yield
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await sink.close()
         await upstream.close()
         await engine.dispose()

@@ -52,6 +52,27 @@ class KeyPair:
         return jwk
 
 
+def write_private_key(path: Path, key: SigningKey, passphrase: bytes | None) -> None:
+    """PKCS#8 PEM, encrypted when a passphrase is set, else mode 0600; written to a
+    temporary file, synced and renamed, so a crash never leaves half a key."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def _generate(alg: str) -> SigningKey:
     if alg == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
@@ -129,23 +150,7 @@ class KeyStore:
             created = max(created, self.active.created_at + timedelta(microseconds=1))
         kid = f"{created.strftime(_KID_TIME_FORMAT)}-{secrets.token_hex(4)}"
         private = _generate(self._alg)
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(self._passphrase)
-            if self._passphrase
-            else serialization.NoEncryption()
-        )
-        pem = private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.directory / f"{kid}.pem"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.rename(path)
+        write_private_key(self.directory / f"{kid}.pem", private, self._passphrase)
         pair = KeyPair(kid, _alg_of(private), private, private.public_key())
         self._keys[kid] = pair
         log.info("signing key created", kid=kid, alg=pair.alg, encrypted=bool(self._passphrase))

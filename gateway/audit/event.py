@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -65,6 +65,9 @@ class AuditEvent:
             value = getattr(self, name)
             if isinstance(value, str) and len(value) > width:
                 setattr(self, name, value[:width])
+        # The store keeps UTC; so must the hash.
+        self.started_at = self.started_at.astimezone(UTC)
+        self.finished_at = self.finished_at.astimezone(UTC)
 
     def to_wire(self) -> bytes:
         body = self.as_dict()

@@ -277,6 +277,8 @@ class AuditLog:
                     status=event.status,
                 )
                 _settle(batch[0][1], exc)
+            else:
+                log.warning("audit checkpoint not durable; the next one covers it", error=str(exc))
             return
         if checkpoints:
             self._signed_seq = checkpoints[-1].seq
@@ -317,6 +319,9 @@ def audit_log_from_settings(
         spool = Spool(
             settings.audit_spool_dir / _safe(settings.instance_id),
             max_bytes=settings.audit_spool_max_bytes,
+            # The spool frees space a whole segment at a time: keep segments small
+            # against the bound, or acknowledged events would count as waiting.
+            segment_bytes=min(64 << 20, settings.audit_spool_max_bytes // 16),
         )
         shipper = KafkaShipper(spool, kafka_settings(settings), key=settings.instance_id)
         durable = SpoolDurable(spool, shipper, store, drain_seconds=settings.audit_drain_seconds)

@@ -64,14 +64,10 @@ class AuditStore:
         async with self._sessions() as s:
             return await self._load_head(s, instance)
 
-    async def _load_head(
-        self, s: AsyncSession, instance: str, excluding: str | None = None
-    ) -> tuple[int, str]:
+    async def _load_head(self, s: AsyncSession, instance: str) -> tuple[int, str]:
         q = select(AuditRecord.seq, AuditRecord.hash).where(
             AuditRecord.instance == instance, AuditRecord.seq.is_not(None)
         )
-        if excluding is not None:
-            q = q.where(AuditRecord.event_id != excluding)
         row = (await s.execute(q.order_by(AuditRecord.seq.desc()).limit(1))).first()
         if row is None or row[0] is None:
             return 0, GENESIS
@@ -83,6 +79,9 @@ class AuditStore:
         result = IngestResult()
         heads = dict(self._heads)
         async with self._sessions() as s, s.begin():
+            # Heads are read before the batch goes in, or the batch would look stored.
+            for instance in {e.instance for e in events} - heads.keys():
+                heads[instance] = await self._load_head(s, instance)
             if events:
                 stmt = (
                     _insert(s, AuditRecord)
@@ -138,9 +137,6 @@ class AuditStore:
                     f"event {event.event_id} (seq {seq}) arrived not matching its own hash",
                 )
             )
-        if instance not in heads:
-            # The event was just inserted, so the stored head may be the event itself.
-            heads[instance] = await self._load_head(s, instance, excluding=event.event_id)
         last_seq, last_hash = heads[instance]
         if seq == last_seq + 1:
             if event.prev_hash != last_hash:

@@ -112,7 +112,7 @@ async def _verify_span(
     last: int,
     keys: Mapping[str, Ed25519PublicKey],
 ) -> InstanceReport:
-    anchor, anchor_finding = await _anchor(s, instance, first)
+    anchor = await _anchor(s, instance, first)
     stored_end = await s.scalar(
         select(func.max(AuditRecord.seq)).where(AuditRecord.instance == instance)
     )
@@ -136,39 +136,26 @@ async def _verify_span(
     verifier = ChainVerifier(instance, checkpoints, keys, anchor=anchor)
     async for row in rows:
         verifier.add(dict(row._mapping))
-    result = verifier.finish()
-    if anchor_finding is not None:
-        result.findings.insert(0, anchor_finding)
-    return result
+    return verifier.finish()
 
 
-async def _anchor(
-    s: AsyncSession, instance: str, first: int
-) -> tuple[tuple[int, str] | None, Finding | None]:
-    """The link before `first`: genesis, the stored predecessor, or a purge's record."""
-    if first == 1:
-        return (0, GENESIS), None
-    hash_before = await s.scalar(
-        select(AuditRecord.hash).where(
-            AuditRecord.instance == instance, AuditRecord.seq == first - 1
+async def _anchor(s: AsyncSession, instance: str, first: int) -> tuple[int, str]:
+    """The nearest link before `first`: the stored predecessor or a purge's recorded
+    head, whichever is later; genesis if there is neither. Anything between it and
+    `first` is then reported missing by the verifier."""
+    best = (0, GENESIS)
+    row = (
+        await s.execute(
+            select(AuditRecord.seq, AuditRecord.hash)
+            .where(AuditRecord.instance == instance, AuditRecord.seq < first)
+            .order_by(AuditRecord.seq.desc())
+            .limit(1)
         )
-    )
-    if hash_before is not None:
-        return (first - 1, hash_before), None
-    for heads in await s.scalars(select(AuditPurge.heads).order_by(AuditPurge.id.desc())):
+    ).first()
+    if row is not None and row[0] is not None and row[1] is not None:
+        best = (int(row[0]), str(row[1]))
+    for heads in await s.scalars(select(AuditPurge.heads)):
         head = heads.get(instance)
-        if head and int(head["seq"]) == first - 1:
-            return (first - 1, str(head["hash"])), None
-    earlier = await s.scalar(
-        select(func.max(AuditRecord.seq)).where(
-            AuditRecord.instance == instance, AuditRecord.seq < first
-        )
-    )
-    start = (earlier or 0) + 1
-    return None, Finding(
-        instance,
-        "missing",
-        start,
-        first - 1,
-        f"event(s) seq {start}..{first - 1} are neither stored nor accounted for by a purge",
-    )
+        if head and best[0] < int(head["seq"]) < first:
+            best = (int(head["seq"]), str(head["hash"]))
+    return best

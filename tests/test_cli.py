@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -170,3 +171,57 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
     # Logs are JSON lines.
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r.get("event") == "configuration loaded" for r in records)
+
+
+def test_audit_tail_follows_records_as_they_are_stored(env: dict[str, str]) -> None:
+    """`lgsp audit tail --json` prints the newest records, then each new one as it lands."""
+    import asyncio
+    import uuid
+    from datetime import UTC, datetime
+
+    from gateway.audit.event import AuditEvent
+    from gateway.audit.log import AuditLog, StoreDurable
+    from gateway.audit.store import AuditStore
+    from gateway.store.db import create_engine, session_factory
+
+    assert lgsp(env, "migrate").returncode == 0
+
+    async def write(request_ids: list[str]) -> None:
+        engine = create_engine(env["LGSP_DATABASE_URL"])
+        log = AuditLog(
+            instance="tail-test",
+            durable=StoreDurable(AuditStore(session_factory(engine), source="test")),
+            signer=None,
+        )
+        await log.start()
+        now = datetime.now(UTC)
+        for rid in request_ids:
+            await log.write(
+                AuditEvent(str(uuid.uuid4()), rid, "tail-test", "GET", "/r1/x", now, now, 1.0, 200)
+            )
+        await log.close()
+        await engine.dispose()
+
+    asyncio.run(write(["old-1", "old-2"]))
+    proc = subprocess.Popen(
+        [*LGSP, "audit", "tail", "-n", "1", "--json", "--interval", "0.1"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pool = ThreadPoolExecutor(1)
+
+    def line() -> dict[str, object]:
+        assert proc.stdout is not None
+        # A tail that stops following would block readline: fail instead of hanging.
+        return dict(json.loads(pool.submit(proc.stdout.readline).result(timeout=20)))
+
+    try:
+        assert line()["request_id"] == "old-2"  # -n 1: only the newest of what was there
+        asyncio.run(write(["new-1", "new-2"]))
+        assert [line()["request_id"] for _ in range(2)] == ["new-1", "new-2"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        pool.shutdown(wait=False)

@@ -182,11 +182,19 @@ async def test_only_auditors_read_and_unmasking_needs_its_right(gateway: Harness
     r = await h.http.get(f"{API}/export", params={"unmask": "true"}, headers=auditor)
     check_problem(r, 403, "access-denied", "audit:unmask")
 
-    # An API key works as well as a token; the refusals above were not reads.
+    # Who tried to look is recorded too: each refusal of a known system, nothing shown.
+    refused = await reads(h)
+    assert [(r.actor, r.action, r.records) for r in refused] == [("motcua", "refused", 0)] * 5 + [
+        ("thanhtra", "refused", 0)
+    ] * 2
+    assert refused[0].request_id == "ask-1"
+    assert refused[-1].query == {"path": f"{API}/export", "unmask": "true"}
+
+    # An API key works as well as a token.
     key = await h.api_key("thanhtra")
     r = await read(h, "/exchanges", {"X-Api-Key": key, "X-Request-Id": "by-key"})
     assert r.headers["x-request-id"] == "by-key"
-    [row] = await reads(h)
+    row = (await reads(h))[-1]
     assert (row.actor, row.action, row.request_id) == ("thanhtra", "search", "by-key")
     assert row.records == 0 and row.unmasked is False
 

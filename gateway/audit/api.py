@@ -70,6 +70,8 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
             call = Call(require_role(request, AUDITOR), request_id)
             response = await handler(request, call)
         except Problem as p:
+            if p.status == 403 and "client" in p.extensions:
+                await _record_refusal(request, str(p.extensions["client"]), request_id)
             return p.to_response(
                 type_base=state.settings.problem_type_base,
                 request_id=request_id,
@@ -136,6 +138,26 @@ async def _record_read(
         s.add(read)
         await s.flush()
         return read.id
+
+
+async def _record_refusal(request: web.Request, client: str, request_id: str) -> None:
+    """A known system refused (no auditor role, or unmasking without the right): who
+    tried to look is as much the auditors' business as who looked."""
+    try:
+        async with request.app[STATE].sessions() as s, s.begin():
+            s.add(
+                AuditRead(
+                    at=datetime.now(UTC),
+                    actor=client,
+                    action="refused",
+                    query={"path": request.path, **request.query},
+                    unmasked=False,
+                    records=0,
+                    request_id=request_id,
+                )
+            )
+    except Exception as exc:  # the refusal stands either way
+        log.error("could not record a refused audit read", error=str(exc), client=client)
 
 
 def _session(request: web.Request) -> AsyncSession:

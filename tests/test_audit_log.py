@@ -997,3 +997,34 @@ def test_cli_purge_reports_what_it_removed(
     code, out, _ = lgsp(capsys, cli_db, "audit", "purge", "--before", "2025-06-02T08:06:00")
     assert code == 0 and "purged 1 records" in out
     assert _count(cli_db) == 6
+
+
+async def test_a_failing_signer_costs_checkpoints_not_events(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Events are what must be durable; a broken checkpoint key must not refuse them."""
+
+    class BrokenSigner(AuditSigner):
+        def checkpoint(self, seq: int, head: str, at: datetime) -> Checkpoint:
+            raise OSError("key store unreadable")
+
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        log = AuditLog(
+            instance=INSTANCE,
+            durable=StoreDurable(AuditStore(sessions, source="gateway")),
+            signer=BrokenSigner(tmp_path, INSTANCE),
+            checkpoint_every=1,
+        )
+        await log.start()
+        with capture_logs() as logs:
+            for n in range(3):
+                await asyncio.wait_for(log.write(make_event(n + 1)), 5)
+            await log.close()
+        report = await verify_store(sessions, instance=INSTANCE)
+        assert report.ok and report.instances[0].events == 3
+        assert report.instances[0].checkpoints == 0
+        assert any(e["event"] == "AUDIT CHECKPOINT NOT SIGNED" for e in logs)
+    finally:
+        await engine.dispose()

@@ -245,16 +245,22 @@ class AuditLog:
                 if stopping or len(batch) >= _MAX_BATCH or self._queue.empty():
                     break
                 item = self._queue.get_nowait()
-            await self._commit(batch, sign)
+            try:
+                await self._commit(batch, sign)
+            except Exception as exc:  # a bug must not leave exchanges waiting forever
+                log.exception("audit writer failed on a batch", n=len(batch))
+                for _, fut in batch:
+                    _settle(fut, exc)
 
     async def _commit(self, batch: list[_Pending], sign: bool) -> None:
         mark = self.chain.mark()
-        for event, _ in batch:
-            self.chain.link(event)
-        checkpoints = self._due(sign)
-        if not batch and not checkpoints:
-            return
+        checkpoints: list[Checkpoint] = []
         try:
+            for event, _ in batch:
+                self.chain.link(event)
+            checkpoints = self._due(sign)
+            if not batch and not checkpoints:
+                return
             await self.durable.persist([e for e, _ in batch], checkpoints)
         except Exception as exc:
             self.chain.rewind(mark)
@@ -289,7 +295,12 @@ class AuditLog:
         if self.signer is None or self.chain.seq <= self._signed_seq:
             return []
         if forced or self.chain.seq - self._signed_seq >= self.checkpoint_every:
-            return [self.signer.checkpoint(self.chain.seq, self.chain.head, datetime.now(UTC))]
+            try:
+                return [self.signer.checkpoint(self.chain.seq, self.chain.head, datetime.now(UTC))]
+            except Exception:
+                # The events stay durable and chained; only the signature is missing, and
+                # verification will show the stretch as unsigned.
+                log.exception("AUDIT CHECKPOINT NOT SIGNED")
         return []
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from aiohttp import web
@@ -23,7 +23,7 @@ from gateway import credentials
 from gateway.app import create_app
 from gateway.keys import KeyStore
 from gateway.logging import configure_logging
-from gateway.policy import load_policy_dir
+from gateway.policy import Role, load_policy_dir
 from gateway.registry import store as registry
 from gateway.registry.bundled import load_bundled
 from gateway.registry.store import RegistryError
@@ -592,8 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         action="append",
         default=[],
-        choices=["administrator", "operator", "auditor", "observer"],
-        help="an administrative role (repeatable); departmental systems need none",
+        choices=get_args(Role),
+        help="an administrative role or right (repeatable); departmental systems need none",
     )
     create.set_defaults(func=cmd_client_create)
     cred = csub.add_parser("credential", help="issue another secret or API key")

@@ -61,6 +61,8 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lookup_load import BODY, LOOKUP_PATH, PROVIDER, lookups  # noqa: E402
+
 from gateway.audit.chain import AuditSigner  # noqa: E402
 from gateway.audit.event import AuditEvent  # noqa: E402
 from gateway.audit.kafka import KafkaSettings, KafkaShipper  # noqa: E402
@@ -72,14 +74,6 @@ from gateway.store.db import create_engine, session_factory  # noqa: E402
 from gateway.store.migrate import upgrade_async  # noqa: E402
 from gateway.upstream import basic_authorization  # noqa: E402
 
-PROVIDER = "000.00.00.G01"
-LOOKUP_PATH = f"/r1/{PROVIDER}/csdlqg-dancu/v1/cong-dan/tra-cuu"
-BODY = orjson.dumps({"SoDinhDanh": "001099012345"})
-HEADERS = {
-    "Content-Type": "application/json",
-    "X-Officer-Id": "CB-0042",
-    "X-Procedure-Code": "1.001234",
-}
 PROVINCE = "000.00.00.H49"
 NATIONAL_SECRET = "bench-national-secret"
 PG_ADMIN_URL = os.environ.get(
@@ -534,24 +528,9 @@ async def wait_http(url: str, proc_check: Any, seconds: float = 30) -> None:
 async def run_round(
     session: aiohttp.ClientSession, gw: Gateway, n: int, concurrency: int
 ) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    headers = {**HEADERS, "Authorization": f"Bearer {gw.token}"}
-    url = gw.url + LOOKUP_PATH
-    queue = iter(range(n))
-
-    async def worker() -> None:
-        for _ in queue:
-            t = time.perf_counter()
-            async with session.post(url, data=BODY, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"{gw.name}: HTTP {r.status}: {await r.text()}")
-            latencies.append(time.perf_counter() - t)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result = await lookups(session, gw.url + LOOKUP_PATH, gw.token, n, concurrency)
     gw.sent += n
-    return latencies, time.perf_counter() - started
+    return result
 
 
 def rotations(items: list[Gateway], rounds: int) -> Iterator[list[Gateway]]:

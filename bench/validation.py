@@ -30,16 +30,11 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lookup_load import BODY, PROVIDER  # noqa: E402
+from lookup_load import lookups as run_round  # noqa: E402
+
 from gateway.registry.schema import compile_validator, parse  # noqa: E402
 from gateway.upstream import basic_authorization  # noqa: E402
-
-PROVIDER = "000.00.00.G01"
-BODY = orjson.dumps({"SoDinhDanh": "001099012345"})
-HEADERS = {
-    "Content-Type": "application/json",
-    "X-Officer-Id": "CB-0042",
-    "X-Procedure-Code": "1.001234",
-}
 
 
 def free_port() -> int:
@@ -73,27 +68,6 @@ async def wait_http(url: str, seconds: float = 20) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not come up")
             await asyncio.sleep(0.1)
-
-
-async def run_round(
-    session: aiohttp.ClientSession, url: str, token: str, n: int, concurrency: int
-) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    headers = {**HEADERS, "Authorization": f"Bearer {token}"}
-    queue = iter(range(n))
-
-    async def worker() -> None:
-        for _ in queue:
-            t = time.perf_counter()
-            async with session.post(url, data=BODY, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status}")
-            latencies.append(time.perf_counter() - t)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - started
 
 
 def validator_cost(repeat: int = 20000) -> float:

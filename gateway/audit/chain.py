@@ -136,7 +136,7 @@ class AuditSigner:
     use, mode 0600 or encrypted with the key passphrase (like the token keys)."""
 
     def __init__(self, keys_dir: Path, instance: str, passphrase: str | None = None) -> None:
-        self.path = keys_dir / "audit" / f"{_safe_name(instance)}.pem"
+        self.path = keys_dir / "audit" / f"{file_name(instance)}.pem"
         self._passphrase = passphrase.encode() if passphrase else None
         self._key = self._load_or_create()
         self.public_key = self._key.public_key()
@@ -159,7 +159,8 @@ class AuditSigner:
         return Checkpoint(self.instance, seq, head, at, self.key_id, signature)
 
 
-def _safe_name(instance: str) -> str:
+def file_name(instance: str) -> str:
+    """An instance id as a file name (the spool directory, the checkpoint key)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in instance)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.audit.chain import GENESIS, AuditSigner, Chain, Checkpoint, Finding
+from gateway.audit.chain import GENESIS, AuditSigner, Chain, Checkpoint, Finding, file_name
 from gateway.audit.event import AuditEvent
 from gateway.audit.kafka import KafkaSettings, KafkaShipper
 from gateway.audit.sink import AuditUnavailable
@@ -328,7 +328,7 @@ def audit_log_from_settings(
     durable: Durable
     if settings.audit_kafka_bootstrap:
         spool = Spool(
-            settings.audit_spool_dir / _safe(settings.instance_id),
+            settings.audit_spool_dir / file_name(settings.instance_id),
             max_bytes=settings.audit_spool_max_bytes,
             # The spool frees space a whole segment at a time: keep segments small
             # against the bound, or acknowledged events would count as waiting.
@@ -363,7 +363,3 @@ def kafka_settings(settings: Settings) -> KafkaSettings:
         sasl_password=settings.audit_kafka_sasl_password,
         ssl_cafile=settings.audit_kafka_ssl_cafile,
     )
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -22,8 +22,9 @@ from typing import Any
 import jwt
 import orjson
 from aiohttp import web
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.accountability import REQUEST_ID_HEADER, request_id_from
 from gateway.audit import query
@@ -279,49 +280,61 @@ async def daily_stats(request: web.Request, call: Call) -> web.StreamResponse:
 # -- findings, purges, admin events -----------------------------------------------------------
 
 
+async def _listing(
+    request: web.Request,
+    call: Call,
+    action: str,
+    stmt: Select[Any],
+    at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[int],
+    asked: dict[str, Any],
+) -> web.Response:
+    """One page of rows, newest first, with its read recorded."""
+    limit = query.parse_limit(request.query.get("limit"))
+    async with _session(request) as s:
+        rows, next_cursor = await query.page(
+            s, stmt, at, row_id, limit=limit, cursor=request.query.get("cursor")
+        )
+    await _record_read(request, call, action, {"limit": limit, **asked}, records=len(rows))
+    return _json({"items": [query.row_dict(r) for r in rows], "next_cursor": next_cursor})
+
+
+def _where_equal(
+    request: web.Request, stmt: Select[Any], model: Any, names: Iterable[str], asked: dict[str, Any]
+) -> Select[Any]:
+    for name in names:
+        if name in request.query:
+            stmt = stmt.where(getattr(model, name) == request.query[name])
+            asked[name] = request.query[name]
+    return stmt
+
+
 @_endpoint
 async def findings(request: web.Request, call: Call) -> web.StreamResponse:
     _only(request, {"instance", "kind", "unresolved"} | _PAGE)
-    limit = query.parse_limit(request.query.get("limit"))
-    cursor = request.query.get("cursor")
-    unresolved = query.parse_flag("unresolved", request.query.get("unresolved"))
-    stmt = select(AuditFinding)
-    asked: dict[str, Any] = {"limit": limit}
-    for name in ("instance", "kind"):
-        if name in request.query:
-            stmt = stmt.where(getattr(AuditFinding, name) == request.query[name])
-            asked[name] = request.query[name]
-    if unresolved:
+    asked: dict[str, Any] = {}
+    stmt = _where_equal(request, select(AuditFinding), AuditFinding, ("instance", "kind"), asked)
+    if query.parse_flag("unresolved", request.query.get("unresolved")):
         stmt = stmt.where(AuditFinding.resolved_at.is_(None))
         asked["unresolved"] = True
-    async with _session(request) as s:
-        rows, next_cursor = await query.page(
-            s, stmt, AuditFinding.found_at, AuditFinding.id, limit=limit, cursor=cursor
-        )
-    await _record_read(request, call, "findings", asked, records=len(rows))
-    return _json({"items": [query.row_dict(r) for r in rows], "next_cursor": next_cursor})
+    return await _listing(
+        request, call, "findings", stmt, AuditFinding.found_at, AuditFinding.id, asked
+    )
 
 
 @_endpoint
 async def purges(request: web.Request, call: Call) -> web.StreamResponse:
     _only(request, _PAGE)
-    limit = query.parse_limit(request.query.get("limit"))
-    cursor = request.query.get("cursor")
-    async with _session(request) as s:
-        rows, next_cursor = await query.page(
-            s, select(AuditPurge), AuditPurge.purged_at, AuditPurge.id, limit=limit, cursor=cursor
-        )
-    await _record_read(request, call, "purges", {"limit": limit}, records=len(rows))
-    return _json({"items": [query.row_dict(r) for r in rows], "next_cursor": next_cursor})
+    return await _listing(
+        request, call, "purges", select(AuditPurge), AuditPurge.purged_at, AuditPurge.id, {}
+    )
 
 
 @_endpoint
 async def admin_events(request: web.Request, call: Call) -> web.StreamResponse:
     _only(request, {"since", "until", "actor", "action", "target"} | _PAGE)
-    limit = query.parse_limit(request.query.get("limit"))
-    cursor = request.query.get("cursor")
     stmt = select(AdminEvent)
-    asked: dict[str, Any] = {"limit": limit}
+    asked: dict[str, Any] = {}
     if "since" in request.query:
         since = query.parse_time("since", request.query["since"])
         stmt = stmt.where(AdminEvent.at >= since)
@@ -330,16 +343,8 @@ async def admin_events(request: web.Request, call: Call) -> web.StreamResponse:
         until = query.parse_time("until", request.query["until"])
         stmt = stmt.where(AdminEvent.at < until)
         asked["until"] = until.isoformat()
-    for name in ("actor", "action", "target"):
-        if name in request.query:
-            stmt = stmt.where(getattr(AdminEvent, name) == request.query[name])
-            asked[name] = request.query[name]
-    async with _session(request) as s:
-        rows, next_cursor = await query.page(
-            s, stmt, AdminEvent.at, AdminEvent.id, limit=limit, cursor=cursor
-        )
-    await _record_read(request, call, "admin-events", asked, records=len(rows))
-    return _json({"items": [query.row_dict(r) for r in rows], "next_cursor": next_cursor})
+    stmt = _where_equal(request, stmt, AdminEvent, ("actor", "action", "target"), asked)
+    return await _listing(request, call, "admin-events", stmt, AdminEvent.at, AdminEvent.id, asked)
 
 
 # -- verification -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lookup_load import BODY, LOOKUP_PATH, PROVIDER, lookups  # noqa: E402
+from http_load import BODY, LOOKUP_PATH, PROVIDER, lookups, wait_http  # noqa: E402
 
 from gateway.audit.chain import AuditSigner  # noqa: E402
 from gateway.audit.event import AuditEvent  # noqa: E402
@@ -509,22 +509,6 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
 
-async def wait_http(url: str, proc_check: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as s:
-        while True:
-            proc_check()
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not come up")
-            await asyncio.sleep(0.1)
-
-
 async def run_round(
     session: aiohttp.ClientSession, gw: Gateway, n: int, concurrency: int
 ) -> tuple[list[float], float]:
@@ -619,10 +603,13 @@ class Bench2:
             gw.proc = f"gateway-{i}"
             self.procs.start(gw.proc, gw.argv, env, self.work)
         await wait_http(
-            f"http://127.0.0.1:{sim_port}/healthz", lambda: self.procs.check("simulator")
+            f"http://127.0.0.1:{sim_port}/healthz",
+            proc_check=lambda: self.procs.check("simulator"),
         )
         for i, gw in enumerate(gateways):
-            await wait_http(f"{gw.url}/healthz", lambda i=i: self.procs.check(f"gateway-{i}"))
+            await wait_http(
+                f"{gw.url}/healthz", proc_check=lambda i=i: self.procs.check(f"gateway-{i}")
+            )
 
         connector = aiohttp.TCPConnector(limit=3 * self.concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:

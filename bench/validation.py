@@ -30,8 +30,8 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lookup_load import BODY, PROVIDER  # noqa: E402
-from lookup_load import lookups as run_round  # noqa: E402
+from http_load import BODY, PROVIDER, wait_http  # noqa: E402
+from http_load import lookups as run_round  # noqa: E402
 
 from gateway.registry.schema import compile_validator, parse  # noqa: E402
 from gateway.upstream import basic_authorization  # noqa: E402
@@ -53,21 +53,6 @@ def write_policy(directory: Path) -> None:
     schemas_block = raw[raw.index("    schemas:") : raw.index("    timeouts:")]
     raw = raw.replace(schemas_block, "")
     (directory / "population-raw.yaml").write_text("services:\n" + raw, encoding="utf-8")
-
-
-async def wait_http(url: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as s:
-        while True:
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not come up")
-            await asyncio.sleep(0.1)
 
 
 def validator_cost(repeat: int = 20000) -> float:

@@ -1,10 +1,12 @@
-"""The traffic every gateway benchmark sends: a national population lookup with its
-accountability headers, N requests from C concurrent workers, latencies kept."""
+"""What the gateway benchmarks share: waiting for a started process to answer, and the
+traffic they send (a national population lookup with its accountability headers, N
+requests from C concurrent workers, latencies kept)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -17,6 +19,26 @@ HEADERS = {
     "X-Officer-Id": "CB-0042",
     "X-Procedure-Code": "1.001234",
 }
+
+
+async def wait_http(
+    url: str, seconds: float = 30, proc_check: Callable[[], None] | None = None
+) -> None:
+    """Until `url` answers 200; `proc_check` raises if the process behind it has died."""
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as s:
+        while True:
+            if proc_check is not None:
+                proc_check()
+            try:
+                async with s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up")
+            await asyncio.sleep(0.1)
 
 
 async def lookups(

@@ -184,6 +184,8 @@ class Processes:
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     env.update(PYTHONPATH=str(REPO), LGSP_LOG_LEVEL="WARNING")
+    # The simulator the gateways call runs on 127.0.0.1.
+    env.update(LGSP_UPSTREAM_ALLOWED_NETWORKS='["loopback"]')
     env.update(extra or {})
     return env
 

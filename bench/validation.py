@@ -100,6 +100,7 @@ async def main() -> None:
         "LGSP_LOG_LEVEL": "WARNING",
         "LGSP_NDXP_URL": f"http://127.0.0.1:{sim_port}",
         "LGSP_NDXP_CLIENT_SECRET": national_secret,
+        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',  # the simulator on 127.0.0.1
         "PYTHONPATH": str(REPO),
     }
     lgsp = [sys.executable, "-m", "gateway"]

@@ -22,10 +22,10 @@ OFFICER_HEADER = "X-Officer-Id"
 PROCEDURE_HEADER = "X-Procedure-Code"
 CASE_HEADER = "X-Case-Number"
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 # Printable ASCII without separators that could smuggle structure into logs or CSV.
-_FIELD_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")
+FIELD_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")
 
 # (field name, header, max length) — lengths follow the national lookup's own limits.
 FIELDS: tuple[tuple[str, str, int], ...] = (
@@ -51,7 +51,7 @@ def request_id_from(headers: CIMultiDictProxy[str]) -> tuple[str, str | None]:
     given = headers.get(REQUEST_ID_HEADER)
     if given is None:
         return str(uuid.uuid4()), None
-    if _REQUEST_ID_RE.match(given):
+    if REQUEST_ID_RE.match(given):
         return given, None
     return str(uuid.uuid4()), (
         f"{REQUEST_ID_HEADER} must be 1-128 characters of letters, digits and '._:-'."
@@ -78,7 +78,7 @@ def accountability_from(
         value = headers.get(header)
         if value is not None:
             value = value.strip()
-            if not value or len(value) > max_len or not _FIELD_RE.match(value):
+            if not value or len(value) > max_len or not FIELD_RE.match(value):
                 raise Problem(
                     INVALID_HEADER,
                     f"{header} must be 1-{max_len} characters of letters, digits and '._:/-'.",

@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
+from gateway import admin_api, discovery
 from gateway.accountability import REQUEST_ID_HEADER, request_id_from
 from gateway.audit import api as audit_api
 from gateway.audit.log import audit_log_from_settings
@@ -20,6 +21,7 @@ from gateway.audit.sink import AuditSink
 from gateway.authn import authenticate, check_client_secret
 from gateway.keys import KeyStore
 from gateway.logging import log
+from gateway.outbound import OutboundPolicy
 from gateway.pipeline import ExchangePipeline
 from gateway.problems import (
     BAD_REQUEST,
@@ -32,17 +34,17 @@ from gateway.problems import (
     Problem,
     ProblemType,
 )
+from gateway.ratelimit import limiter_from_settings
 from gateway.registry import api as registry_api
 from gateway.registry.bundled import load_bundled
-from gateway.runtime import RuntimeConfig, load_runtime_config
+from gateway.reload import reload_config, watch_config
+from gateway.runtime import RuntimeConfig
 from gateway.settings import Settings
 from gateway.state import STATE, GatewayState
-from gateway.store import admin
 from gateway.store.db import create_engine, session_factory
 from gateway.tokens import TokenService
 from gateway.upstream import UpstreamClient
 
-CONFIG_POLL_SECONDS = 1.0
 TOKEN_REQUEST_MAX_BYTES = 8192
 
 
@@ -206,40 +208,18 @@ async def list_services(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok", "audit": request.app[STATE].audit.status()})
+    state = request.app[STATE]
+    return _json(
+        {
+            "status": "ok",
+            "audit": state.audit.status(),
+            "rate_limits": state.limiter.status(),
+            "config_version": state.config_version,
+        }
+    )
 
 
 # -- lifecycle --------------------------------------------------------------------------------
-
-
-async def reload_config(state: GatewayState) -> bool:
-    """Rebuild the tables if the configuration changed since the last build, and pick up
-    signing keys rotated by another process."""
-    async with state.reload_lock:
-        state.keys.refresh()
-        async with state.sessions() as session:
-            version = await admin.config_version(session)
-        if version == state.config_version:
-            return False
-        config = await load_runtime_config(state.sessions)
-        state.pipeline.swap_config(config)
-        state.config_version = version
-    log.info(
-        "configuration loaded",
-        version=version,
-        services=len(config.services),
-        clients=len(config.clients),
-    )
-    return True
-
-
-async def _poll_config(state: GatewayState) -> None:
-    while True:
-        await asyncio.sleep(CONFIG_POLL_SECONDS)
-        try:
-            await reload_config(state)
-        except Exception as e:  # keep serving on the tables we have
-            log.error("configuration reload failed", error=str(e))
 
 
 def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.Application:
@@ -257,17 +237,21 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         algorithms=settings.token_algorithms,
         leeway_seconds=settings.clock_skew_seconds,
     )
-    upstream = UpstreamClient()
+    upstream = UpstreamClient(outbound=OutboundPolicy.from_settings(settings))
     sink = audit or audit_log_from_settings(settings, sessions)
+    limiter = limiter_from_settings(settings)
     pipeline = ExchangePipeline(
         config=RuntimeConfig.empty(),
         tokens=tokens,
         upstream=upstream,
         audit=sink,
+        limiter=limiter,
         instance=settings.instance_id,
         problem_type_base=settings.problem_type_base,
     )
-    state = GatewayState(settings, engine, sessions, keys, tokens, upstream, sink, pipeline)
+    state = GatewayState(
+        settings, engine, sessions, keys, tokens, upstream, sink, pipeline, limiter
+    )
     app[STATE] = state
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -276,9 +260,10 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             for line in await load_bundled(sessions, settings.schemas_dir):
                 log.info("schemas", change=line)
         await upstream.start()
+        await limiter.start()
         await sink.start()
         await reload_config(state)
-        tasks = [asyncio.create_task(_poll_config(state), name="config-poller")]
+        tasks = [asyncio.create_task(watch_config(state), name="config-watcher")]
         if settings.audit_retention_days and not settings.audit_kafka_bootstrap:
             # With Kafka, `lgsp audit-indexer` applies retention to the store it fills.
             tasks.append(
@@ -295,6 +280,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await sink.close()
+        await limiter.close()
         await upstream.close()
         await engine.dispose()
 
@@ -312,5 +298,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     app.router.add_get("/services", list_services)
     app.router.add_get("/healthz", healthz)
     registry_api.add_routes(app)
+    admin_api.add_routes(app)
+    discovery.add_routes(app)
     audit_api.add_routes(app)
     return app

@@ -72,6 +72,14 @@ def _authenticate(
                 "The credential this token was issued for has been revoked.",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
+        expiry = config.credential_expiry.get(claims.credential_id)
+        if expiry is not None and expiry <= time.time():
+            raise Problem(
+                INVALID_TOKEN,
+                "The credential this token was issued for has expired; get a token with the "
+                "client's current secret.",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         return Caller(_enabled_client(config, claims.client, INVALID_TOKEN), "bearer")
 
     api_key = headers.get(API_KEY_HEADER)

@@ -23,12 +23,12 @@ from gateway import credentials
 from gateway.app import create_app
 from gateway.keys import KeyStore
 from gateway.logging import configure_logging
-from gateway.policy import Role, load_policy_dir
+from gateway.policy import Role
 from gateway.registry import store as registry
 from gateway.registry.bundled import load_bundled
 from gateway.registry.store import RegistryError
 from gateway.settings import Settings
-from gateway.store import admin
+from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
 from gateway.store.models import AdminEvent, AuditRecord, Credential
@@ -79,41 +79,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_policy(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    try:
-        policy = load_policy_dir(Path(args.directory))
-    except (ValidationError, ValueError, OSError) as e:
-        print(f"policy files in {args.directory} are not valid:\n{e}", file=sys.stderr)
-        return 2
-    if args.action == "validate":
-        print(
-            f"ok: {len(policy.agencies)} agencies, {len(policy.clients)} clients, "
-            f"{len(policy.services)} services"
-        )
-        return 0
-    upgrade(settings.database_url)
-    # Services name registered schemas: make sure the bundled ones are there first.
-    asyncio.run(_load_bundled(settings, settings.schemas_dir))
-    try:
-        changes = asyncio.run(
-            _with_session(
-                settings,
-                lambda s: admin.apply_policy(s, policy, actor=cli_actor(), comment=args.comment),
-            )
-        )
-    except admin.NotFound as e:
-        print(f"policy not applied: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(changes) if changes else "no changes")
-    return 0
-
-
 def _admin_command(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> int:
     """Run one admin change in one transaction; print its result as JSON, if any."""
     try:
         out = asyncio.run(_with_session(settings, work))
-    except admin.NotFound as e:
+    except (admin.NotFound, policy_state.PolicyRejected, ValidationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if out is not None:
@@ -141,7 +111,7 @@ async def _issue(session: Any, code: str, api_key: bool, *, replace: bool) -> di
 
 def cmd_client_create(args: argparse.Namespace) -> int:
     async def work(session: Any) -> dict[str, Any]:
-        await admin.create_client(
+        await policy_state.create_client(
             session,
             code=args.code,
             agency_code=args.agency,
@@ -575,11 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
 
-    policy = sub.add_parser("policy", help="validate or apply policy files")
-    policy.add_argument("action", choices=["validate", "apply"])
-    policy.add_argument("directory", nargs="?", default="policies")
-    policy.add_argument("--comment")
-    policy.set_defaults(func=cmd_policy)
+    from gateway import cli_policy  # its commands use this module's helpers
+
+    cli_policy.add_commands(sub)
 
     client = sub.add_parser("client", help="departmental systems and their credentials")
     csub = client.add_subparsers(dest="client_command", required=True)

@@ -25,11 +25,12 @@ from gateway.logging import configure_logging
 from gateway.policy import load_policy_dir
 from gateway.registry.bundled import load_bundled
 from gateway.settings import Settings
-from gateway.store import admin
+from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade_async
 
 DEMO_CLIENT = "motcua"
+DEMO_ADMIN = "quantri-dulieu"  # the sample policy's administrator
 PROVINCE_AT_NATIONAL = "000.00.00.H49"  # the province's client id at the national platform
 POPULATION_SERVICE = "/r1/000.00.00.G01/csdlqg-dancu/v1"
 
@@ -41,7 +42,16 @@ class Step:
     expect: str  # a text the step's output must contain
 
 
-def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
+def _get_token(variable: str, client: str, secret: str, gateway: str) -> str:
+    """A shell line that puts a fresh access token for `client` in $variable."""
+    return (
+        f"{variable}=$(curl -s -u '{client}:{secret}' -d grant_type=client_credentials "
+        f"{gateway}/oauth2/token | python3 -c 'import json,sys; "
+        'print(json.load(sys.stdin)["access_token"])\')'
+    )
+
+
+def demo_steps(gateway: str, secret: str, lgsp: str, admin_secret: str) -> list[Step]:
     post = f"curl -s -i -w '\\n' -X POST {gateway}{POPULATION_SERVICE}"
     accountability = (
         "-H 'X-Officer-Id: CB-0042' -H 'X-Procedure-Code: 1.001234' "
@@ -50,9 +60,8 @@ def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
     return [
         Step(
             "Get an access token for the one-stop-shop system (OAuth2 client credentials)",
-            f"TOKEN=$(curl -s -u '{DEMO_CLIENT}:{secret}' -d grant_type=client_credentials "
-            f"{gateway}/oauth2/token | python3 -c 'import json,sys; "
-            'print(json.load(sys.stdin)["access_token"])\') && echo "token: ${TOKEN:0:32}..."',
+            _get_token("TOKEN", DEMO_CLIENT, secret, gateway)
+            + ' && echo "token: ${TOKEN:0:32}..."',
             "token: ey",
         ),
         Step(
@@ -93,6 +102,20 @@ def demo_steps(gateway: str, secret: str, lgsp: str) -> list[Step]:
             f"{lgsp} audit verify",
             "the audit trail is intact",
         ),
+        Step(
+            "As the administrator, give the population service more time (admin API)",
+            _get_token("ADMIN_TOKEN", DEMO_ADMIN, admin_secret, gateway) + " \\\n"
+            "&& curl -s -w '\\n' -X PATCH -H \"Authorization: Bearer $ADMIN_TOKEN\" \\\n"
+            "  -H 'Content-Type: application/merge-patch+json' -d '{\"timeouts\": "
+            '{"total_ms": 15000}}\' \\\n'
+            f"  '{gateway}/admin/v1/services{POPULATION_SERVICE[3:]}?comment=demo'",
+            "timeouts.total_ms: 10000",
+        ),
+        Step(
+            "See the configuration's versions: who changed what, from where, and why",
+            f"{lgsp} policy history",
+            f"admin-api:{DEMO_ADMIN}",
+        ),
     ]
 
 
@@ -105,22 +128,22 @@ def _lgsp_command() -> str:
     return shutil.which("lgsp") or "lgsp"
 
 
-async def _prepare(settings: Settings, policies: Path) -> str:
+async def _prepare(settings: Settings, policies: Path) -> tuple[str, str]:
     await upgrade_async(settings.database_url)
     policy = load_policy_dir(policies)
     engine = create_engine(settings.database_url)
     try:
         await load_bundled(session_factory(engine), settings.schemas_dir)
         async with session_factory(engine)() as session, session.begin():
-            await admin.apply_policy(session, policy, actor="demo", comment="lgsp demo")
-            # A fresh secret each run: secrets are never kept in files, only their digests.
-            return await admin.issue_credential(
-                session,
-                client_code=DEMO_CLIENT,
-                kind="secret",
-                actor="demo",
-                revoke_others=True,
-            )
+            await policy_state.apply_policy(session, policy, actor="demo", comment="lgsp demo")
+            # Fresh secrets each run: secrets are never kept in files, only their digests.
+            secrets_ = [
+                await admin.issue_credential(
+                    session, client_code=code, kind="secret", actor="demo", revoke_others=True
+                )
+                for code in (DEMO_CLIENT, DEMO_ADMIN)
+            ]
+            return secrets_[0], secrets_[1]
     finally:
         await engine.dispose()
 
@@ -186,8 +209,9 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
     national_secret = secrets.token_urlsafe(24)
     os.environ["LGSP_NDXP_CLIENT_SECRET"] = national_secret
     os.environ["LGSP_NDXP_URL"] = f"http://127.0.0.1:{simulator_port}"
-    settings = Settings(port=port)
-    secret = await _prepare(settings, policies)
+    # The simulator is on 127.0.0.1, which the default outbound allow-list refuses.
+    settings = Settings(port=port, upstream_allowed_networks=["loopback"])
+    secret, admin_secret = await _prepare(settings, policies)
     simulator = await _start_simulator(simulator_port, national_secret)
     runner = web.AppRunner(create_app(settings), access_log=None)
     try:
@@ -196,7 +220,12 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
         gateway = f"http://{settings.host}:{settings.port}"
         print(f"gateway listening on {gateway}  (database {settings.database_url})")
         print(f"national simulator on http://127.0.0.1:{simulator_port}")
-        steps = demo_steps(gateway, secret, _lgsp_command())
+        print(
+            "outbound: loopback upstreams (the simulator) are allowed for this demo only; "
+            "a gateway's LGSP_UPSTREAM_ALLOWED_NETWORKS defaults to public and private "
+            'networks (README "Outbound safety")'
+        )
+        steps = demo_steps(gateway, secret, _lgsp_command(), admin_secret)
         if check:
             return 0 if await asyncio.to_thread(_check_steps, steps) else 1
         _print_steps(steps)

@@ -4,6 +4,8 @@
     2. route         check the raw path, find the service         (400 path, 404, 503)
     3. authenticate  bearer token or API key                      (401)
     4. authorise     deny unless a right grants method + path     (403)
+       limit         rate limits and daily quotas of the client,   (429, 503)
+                     the service and the pair, shared by replicas
     5. account       officer, procedure, case as the service asks (400)
     6. read body     within the size limit, checked by its schema (413, 400)
     7. forward       to the provider, with the gateway's creds    (502, 503, 504)
@@ -19,6 +21,7 @@ steps go, so a failure at any step is still recorded with everything known by th
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -46,6 +49,9 @@ from gateway.problems import (
     INVALID_MESSAGE,
     METHOD_NOT_ALLOWED,
     PAYLOAD_TOO_LARGE,
+    QUOTA_EXHAUSTED,
+    RATE_LIMIT_UNAVAILABLE,
+    RATE_LIMITED,
     SCHEMA_UNAVAILABLE,
     SERVICE_DISABLED,
     UNKNOWN_SERVICE,
@@ -53,6 +59,7 @@ from gateway.problems import (
     Problem,
     ProblemType,
 )
+from gateway.ratelimit import LimiterUnavailable, RateLimiter, Verdict
 from gateway.registry.schema import Validator
 from gateway.routing import parse_service_address
 from gateway.runtime import RuntimeConfig
@@ -71,10 +78,12 @@ class ExchangePipeline:
         tokens: TokenService,
         upstream: UpstreamClient,
         audit: AuditSink,
+        limiter: RateLimiter,
         instance: str,
         problem_type_base: str,
     ) -> None:
         self.config = config
+        self.limiter = limiter
         self.tokens = tokens
         self.upstream = upstream
         self.audit = audit
@@ -153,6 +162,20 @@ class ExchangePipeline:
                 raise Problem(SERVICE_DISABLED, f"{service.name} is disabled for maintenance.")
             if service.schema_error is not None:
                 raise Problem(SCHEMA_UNAVAILABLE, f"{service.name}: {service.schema_error}.")
+
+            #    limit
+            limits = config.limits_for(caller.client.code, service)
+            if limits:
+                try:
+                    verdict = await self.limiter.check(limits)
+                except LimiterUnavailable as exc:
+                    raise Problem(
+                        RATE_LIMIT_UNAVAILABLE,
+                        f"Rate limits cannot be checked ({exc}); retry shortly.",
+                        headers={"Retry-After": "1"},
+                    ) from None
+                if not verdict.allowed:
+                    raise _limited(verdict)
 
             # 5. account
             who = accountability_from(request.headers, service.required_fields)
@@ -264,6 +287,30 @@ class ExchangePipeline:
         if event.upstream_status is None and isinstance(response.body, bytes):
             event.response_bytes = len(response.body)  # no provider answer: ours
         return response
+
+
+def _limited(verdict: Verdict) -> Problem:
+    retry = max(1, math.ceil(verdict.retry_after))
+    limit = verdict.limit
+    what = limit.describe() if limit is not None else "a limit"
+    if verdict.kind == "quota":
+        ptype, detail = QUOTA_EXHAUSTED, f"The daily quota is used up: {what}."
+    else:
+        ptype, detail = RATE_LIMITED, f"Too many requests: {what}."
+    return Problem(
+        ptype,
+        f"{detail} Retry after {retry} s.",
+        headers={"Retry-After": str(retry)},
+        limit={
+            "scope": limit.scope if limit else None,
+            "subject": limit.subject if limit else None,
+            "kind": verdict.kind,
+            "rate_per_second": limit.rate if limit else None,
+            "burst": limit.burst if limit else None,
+            "quota_per_day": limit.quota_per_day if limit else None,
+        },
+        retry_after=retry,
+    )
 
 
 def _conform(validator: Validator, body: bytes, ptype: ProblemType, what: str) -> None:

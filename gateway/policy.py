@@ -10,6 +10,7 @@ String values may use `${VAR}` or `${VAR:-default}` to take deployment-specific 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -135,6 +136,10 @@ class ServiceSpec(_Strict):
     enabled: bool = True
     access: list[AccessSpec] = []
 
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.code}/{self.version}"
+
     @model_validator(mode="after")
     def _adapter_known(self) -> ServiceSpec:
         if self.adapter not in known_adapters():
@@ -144,12 +149,51 @@ class ServiceSpec(_Strict):
         return self
 
 
+ServiceKey = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*/[a-z0-9][a-z0-9._-]{0,63}/v[0-9]{1,6}(?:\.[0-9]{1,6})?$"
+    ),
+]
+
+
+class RateSpec(_Strict):
+    requests: int = Field(ge=1, le=1_000_000)
+    per: Literal["second", "minute", "hour"] = "second"
+    # Requests allowed at once after a quiet period; defaults to `requests`.
+    burst: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class RateLimitSpec(_Strict):
+    """A rate limit and/or daily quota for a client (on all its exchanges), a service (from
+    all callers), or one client on one service (both named)."""
+
+    client: Code | None = None
+    service: ServiceKey | None = None  # "provider/code/version"
+    rate: RateSpec | None = None
+    # Exchanges per calendar day, Vietnam time; the count starts again at midnight.
+    quota_per_day: int | None = Field(None, ge=1, le=1_000_000_000)
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> RateLimitSpec:
+        if self.client is None and self.service is None:
+            raise ValueError("a rate limit names a 'client', a 'service', or both")
+        if self.rate is None and self.quota_per_day is None:
+            raise ValueError("a rate limit sets 'rate', 'quota_per_day', or both")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.client or "", self.service or "")
+
+
 class PolicySet(_Strict):
     agencies: list[AgencySpec] = []
     groups: list[GroupSpec] = []
     clients: list[ClientSpec] = []
     upstreams: list[UpstreamSpec] = []
     services: list[ServiceSpec] = []
+    rate_limits: list[RateLimitSpec] = []
 
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySet:
@@ -167,7 +211,8 @@ class PolicySet(_Strict):
         groups = unique("group", [g.code for g in self.groups])
         clients = unique("client", [c.code for c in self.clients])
         upstreams = unique("upstream", [u.name for u in self.upstreams])
-        unique("service", [(s.provider, s.code, s.version) for s in self.services])
+        services = unique("service", [s.key for s in self.services])
+        unique("rate limit", [r.key for r in self.rate_limits])
         for i, c in enumerate(self.clients):
             if c.agency not in agencies:
                 errors.append(f"clients[{i}].agency: no agency {c.agency!r}")
@@ -182,9 +227,65 @@ class PolicySet(_Strict):
                     errors.append(f"services[{i}].access[{j}].client: no client {a.client!r}")
                 if a.group is not None and a.group not in groups:
                     errors.append(f"services[{i}].access[{j}].group: no group {a.group!r}")
+        for i, r in enumerate(self.rate_limits):
+            if r.client is not None and r.client not in clients:
+                errors.append(f"rate_limits[{i}].client: no client {r.client!r}")
+            if r.service is not None and r.service not in services:
+                errors.append(f"rate_limits[{i}].service: no service {r.service!r}")
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+
+def _entity_key(section: str, item: BaseModel) -> str:
+    if isinstance(item, ServiceSpec | RateLimitSpec):
+        return str(item.key)
+    return str(getattr(item, "name" if section == "upstreams" else "code"))
+
+
+def policy_document(policy: PolicySet, *, exclude_defaults: bool = False) -> dict[str, Any]:
+    """The policy as plain data, every section sorted by its key: a stable form to hash,
+    store and export, whatever order the files listed things in."""
+    doc: dict[str, Any] = {}
+    for section in PolicySet.model_fields:
+        items: list[BaseModel] = sorted(
+            getattr(policy, section), key=functools.partial(_entity_key, section)
+        )
+        doc[section] = [
+            _canonical(
+                i.model_dump(mode="json", exclude_defaults=exclude_defaults, exclude_none=True)
+            )
+            for i in items
+        ]
+    return doc
+
+
+def _canonical(item: dict[str, Any]) -> dict[str, Any]:
+    # Lists that are sets in meaning: sorted, so their order in a file is no change.
+    for name in ("groups", "roles", "require"):
+        if name in item:
+            item[name] = sorted(set(item[name]))
+    if "access" in item:
+        for right in item["access"]:
+            if "method" in right:
+                right["method"] = right["method"].upper()
+        item["access"] = sorted(
+            item["access"],
+            key=lambda r: (
+                r.get("client") or "",
+                r.get("group") or "",
+                r.get("method", "*"),
+                r.get("path", "/**"),
+            ),
+        )
+    return item
+
+
+def policy_yaml(policy: PolicySet, *, header: str = "") -> str:
+    """A policy file that `load_policy_dir` reads back as the same policy."""
+    doc = {k: v for k, v in policy_document(policy, exclude_defaults=True).items() if v}
+    body = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=100)
+    return header + body
 
 
 _VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")

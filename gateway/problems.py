@@ -100,6 +100,26 @@ UPSTREAM_TIMEOUT = _t(
 AUDIT_UNAVAILABLE = _t(
     "audit-unavailable", 503, "The exchange could not be recorded in the audit log", Side.GATEWAY
 )
+RATE_LIMITED = _t("rate-limited", 429, "Too many requests; a rate limit was reached", Side.CALLER)
+QUOTA_EXHAUSTED = _t(
+    "quota-exhausted", 429, "The daily quota is used up; it resets at midnight", Side.CALLER
+)
+RATE_LIMIT_UNAVAILABLE = _t(
+    "rate-limit-unavailable",
+    503,
+    "Rate limits cannot be checked, and this gateway refuses rather than guess",
+    Side.GATEWAY,
+)
+UPSTREAM_ADDRESS_REFUSED = _t(
+    "upstream-address-refused",
+    502,
+    "The provider's address is outside the networks this gateway may call",
+    Side.GATEWAY,
+)
+INVALID_CONFIGURATION = _t(
+    "invalid-configuration", 422, "The configuration change is not valid", Side.CALLER
+)
+CONFLICT = _t("conflict", 409, "The change conflicts with the current state", Side.CALLER)
 INTERNAL_ERROR = _t("internal-error", 500, "Internal gateway error", Side.GATEWAY)
 INVALID_PARAMETER = _t(
     "invalid-parameter", 400, "A query parameter has an invalid value", Side.CALLER

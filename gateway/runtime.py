@@ -7,6 +7,7 @@ the request path parses, compiles or queries configuration.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from gateway.access import Rule
+from gateway.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
 from gateway.store.models import (
     AccessRight,
@@ -26,6 +28,7 @@ from gateway.store.models import (
     Credential,
     Group,
     GroupMember,
+    RateLimitRule,
     RegistrySchema,
     RegistryVersion,
     Service,
@@ -80,6 +83,8 @@ class ServiceEntry:
     schema_error: str | None = None
     # Client code -> the rules that grant it something here (group rights expanded).
     rights: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    # Limits on the service as a whole, from every caller.
+    limits: tuple[Limit, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -93,10 +98,26 @@ class RuntimeConfig:
     # SHA-256 digest of a secret or API key -> the credential it belongs to (active only).
     credentials: dict[str, CredentialEntry]
     active_credential_ids: frozenset[int]
+    # Credential id -> when it expires (epoch seconds), for those that do: a token dies
+    # with its credential (a rotation's grace period ends for tokens too).
+    credential_expiry: dict[int, float] = field(default_factory=dict)
+    # Limits on a client wherever it calls, and on one client at one service.
+    client_limits: dict[str, tuple[Limit, ...]] = field(default_factory=dict)
+    pair_limits: dict[tuple[str, tuple[str, str, str]], tuple[Limit, ...]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def empty(cls) -> RuntimeConfig:
         return cls({}, {}, {}, frozenset())
+
+    def limits_for(self, client: str, service: ServiceEntry) -> tuple[Limit, ...]:
+        """Every limit an exchange of `client` with `service` counts against."""
+        return (
+            service.limits
+            + self.client_limits.get(client, ())
+            + self.pair_limits.get((client, service.key), ())
+        )
 
 
 # Compiled validators by schema fingerprint, kept across reloads: compiling is the costly
@@ -141,6 +162,37 @@ def _resolve(
     return _validator(match[0][1]), None
 
 
+@functools.lru_cache(maxsize=65536)
+def _rule(method: str, path: str) -> Rule:
+    # A regex per right; most reloads change few rights, so keep compiled ones.
+    return Rule.compile(method, path)
+
+
+_PER_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+
+
+def _limit(r: RateLimitRule) -> Limit:
+    rate = r.rate_requests / _PER_SECONDS[r.rate_per or "second"] if r.rate_requests else None
+    if r.client_code and r.service_key:
+        scope, subject = "client-service", f"{r.client_code}|{r.service_key}"
+    elif r.client_code:
+        scope, subject = "client", r.client_code
+    else:
+        scope, subject = "service", r.service_key or ""
+    return Limit(
+        scope=scope,  # type: ignore[arg-type]
+        subject=subject,
+        rate=rate,
+        burst=r.burst or r.rate_requests or 1,
+        quota_per_day=r.quota_per_day,
+    )
+
+
+def _service_key(key: str) -> tuple[str, str, str]:
+    provider, code, version = key.split("/")
+    return (provider, code, version)
+
+
 def _join_url(base: str, path: str) -> str:
     path = path.strip("/")
     return base.rstrip("/") + ("/" + path if path else "")
@@ -158,6 +210,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             await s.scalars(select(Service).options(selectinload(Service.provider)))
         ).all()
         rights = (await s.scalars(select(AccessRight))).all()
+        limit_rows = (await s.scalars(select(RateLimitRule))).all()
         schema_subjects = {
             ref["subject"]
             for svc in services_rows
@@ -194,10 +247,22 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
 
     rules_by_service: dict[int, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
     for r in rights:
-        rule = Rule.compile(r.method, r.path)
+        rule = _rule(r.method, r.path)
         holders = [r.subject_code] if r.subject_kind == "client" else group_members[r.subject_code]
         for holder in holders:
             rules_by_service[r.service_id][holder].append(rule)
+
+    service_limits: dict[tuple[str, str, str], list[Limit]] = defaultdict(list)
+    client_limits: dict[str, list[Limit]] = defaultdict(list)
+    pair_limits: dict[tuple[str, tuple[str, str, str]], list[Limit]] = defaultdict(list)
+    for row in limit_rows:
+        limit = _limit(row)
+        if row.client_code and row.service_key:
+            pair_limits[(row.client_code, _service_key(row.service_key))].append(limit)
+        elif row.client_code:
+            client_limits[row.client_code].append(limit)
+        elif row.service_key:
+            service_limits[_service_key(row.service_key)].append(limit)
 
     services: dict[tuple[str, str, str], ServiceEntry] = {}
     for svc in services_rows:
@@ -234,6 +299,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             response_validator=response_validator,
             schema_error=request_error or response_error,
             rights={k: tuple(v) for k, v in rules_by_service[svc.id].items()},
+            limits=tuple(service_limits[(svc.provider.code, svc.code, svc.version)]),
         )
         services[service_entry.key] = service_entry
     return RuntimeConfig(
@@ -241,4 +307,9 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         clients=clients,
         credentials=credentials,
         active_credential_ids=frozenset(c.id for c in credentials.values()),
+        credential_expiry={
+            c.id: c.expires_at.timestamp() for c in credentials.values() if c.expires_at
+        },
+        client_limits={k: tuple(v) for k, v in client_limits.items()},
+        pair_limits={k: tuple(v) for k, v in pair_limits.items()},
     )

@@ -69,6 +69,28 @@ class Settings(BaseSettings):
     # Days an exchange record is kept in the store; 0 keeps everything.
     audit_retention_days: int = Field(0, ge=0)
 
+    # -- configuration reload (README "Hot reload") --
+    # How often a gateway on SQLite checks the configuration version; on PostgreSQL it is
+    # told at once (LISTEN/NOTIFY) and this is only the safety net.
+    config_poll_seconds: float = Field(0.25, gt=0, le=60)
+
+    # -- rate limits and quotas (README "Rate limits and quotas") --
+    # Empty: limits are counted in this process only (the embedded default). Set
+    # (redis://host:6379/0): counted in Redis, shared by every replica.
+    redis_url: str = ""
+    # When Redis cannot be reached: "local" keeps limiting with this process's own
+    # counters (fail open, with an alarm); "deny" refuses limited exchanges with a 503.
+    ratelimit_on_redis_failure: Literal["local", "deny"] = "local"
+    ratelimit_redis_timeout_ms: int = Field(100, ge=1, le=10_000)
+
+    # -- outbound safety (README "Outbound safety") --
+    # Where upstreams may be: CIDR networks, or the names "public" (globally routable),
+    # "private" (RFC 1918, RFC 6598, fc00::/7) and "loopback". Link-local addresses
+    # (cloud metadata at 169.254.169.254), multicast and unspecified addresses are
+    # refused unless a CIDR names them.
+    upstream_allowed_networks: list[str] = ["public", "private"]
+    upstream_allowed_schemes: list[str] = ["https", "http"]
+
     # Upper bound for any request body; services set their own lower limits.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     problem_type_base: str = "urn:lgsp:problem:"

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.audit.sink import AuditSink
 from gateway.keys import KeyStore
 from gateway.pipeline import ExchangePipeline
+from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.tokens import TokenService
 from gateway.upstream import UpstreamClient
@@ -26,6 +27,7 @@ class GatewayState:
     upstream: UpstreamClient
     audit: AuditSink
     pipeline: ExchangePipeline
+    limiter: RateLimiter
     config_version: int = -1
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

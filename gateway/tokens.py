@@ -64,6 +64,10 @@ class TokenService:
             "exp": now + self.ttl,
             "jti": secrets.token_urlsafe(12),
         }
+        if client.roles:
+            # For the caller's tooling to read; the gateway checks roles against its current
+            # tables on every admin call, so taking a role away needs no token to expire.
+            claims["roles"] = sorted(client.roles)
         token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
         return token, self.ttl
 

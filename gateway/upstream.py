@@ -1,6 +1,10 @@
 """Forwarding to providers' systems: one pooled HTTP client, the gateway's own credentials
 for each upstream (cached until shortly before they expire), and upstream failures
 turned into problems that say the upstream side failed.
+
+With an `OutboundPolicy` (gateway/outbound.py), every URL is checked before it is sent
+(scheme, IP-literal host) and every resolved address when a connection is made; a refusal
+is an `upstream-address-refused` problem.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway.logging import log
+from gateway.outbound import AddressRefused, GuardedResolver, OutboundPolicy
 from gateway.problems import (
+    UPSTREAM_ADDRESS_REFUSED,
     UPSTREAM_AUTH_FAILED,
     UPSTREAM_BAD_RESPONSE,
     UPSTREAM_CONNECT_FAILED,
@@ -61,6 +68,20 @@ def forwardable(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMulti
     )
 
 
+def address_refused(error: BaseException) -> AddressRefused | None:
+    """The outbound policy's refusal inside an aiohttp connection error, if it is one."""
+    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
+        error.os_error, AddressRefused
+    ):
+        return error.os_error
+    return None
+
+
+def _refused(what: str, reason: str) -> Problem:
+    log.warning("upstream address refused", target=what, reason=reason)
+    return Problem(UPSTREAM_ADDRESS_REFUSED, f"The gateway may not call {what}: {reason}")
+
+
 def basic_authorization(client_id: str, secret: str) -> str:
     # RFC 6749 §2.3.1: form-encode both parts before Basic encoding.
     raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
@@ -78,8 +99,11 @@ class UpstreamResponse:
 class UpstreamTokens:
     """OAuth2 client-credentials tokens for upstreams, one in flight per upstream."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, outbound: OutboundPolicy | None = None
+    ) -> None:
         self._session = session
+        self._outbound = outbound
         self._tokens: dict[str, tuple[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -115,13 +139,28 @@ class UpstreamTokens:
         token_url = auth["token_url"]
         if token_url.startswith("/"):
             token_url = upstream.base_url.rstrip("/") + token_url
+        target = URL(token_url)
+        if self._outbound is not None:
+            reason = self._outbound.refusal(target.scheme, target.host)
+            if reason is not None:
+                raise _refused(f"the token URL of upstream {upstream.name!r}", reason)
         try:
             async with self._session.post(
-                token_url,
+                target,
                 data={"grant_type": "client_credentials"},
                 headers={"Authorization": basic_authorization(auth["client_id"], secret)},
                 timeout=aiohttp.ClientTimeout(total=10),
+                # A redirect could lead anywhere, IP literals included: with an outbound
+                # policy, the token URL must be the final address.
+                allow_redirects=self._outbound is None,
             ) as resp:
+                if 300 <= resp.status < 400 and self._outbound is not None:
+                    raise Problem(
+                        UPSTREAM_AUTH_FAILED,
+                        f"Upstream {upstream.name!r} answered the token request with a "
+                        f"redirect (HTTP {resp.status}); the gateway does not follow it. "
+                        "Set the upstream's token_url to the final address.",
+                    )
                 payload = await resp.json(content_type=None)
                 if resp.status != 200 or not isinstance(payload, dict):
                     raise Problem(
@@ -131,6 +170,11 @@ class UpstreamTokens:
                     )
                 return str(payload["access_token"]), float(payload.get("expires_in", 300))
         except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as e:
+            refused = address_refused(e)
+            if refused is not None:
+                raise _refused(
+                    f"the token URL of upstream {upstream.name!r}", str(refused)
+                ) from None
             raise Problem(
                 UPSTREAM_AUTH_FAILED,
                 f"Could not get an access token from upstream {upstream.name!r}: "
@@ -139,22 +183,33 @@ class UpstreamTokens:
 
 
 class UpstreamClient:
-    def __init__(self, *, pool_size: int = 1000) -> None:
+    def __init__(self, *, pool_size: int = 1000, outbound: OutboundPolicy | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._pool_size = pool_size
+        self._outbound = outbound
+        self._resolver: GuardedResolver | None = None
         self.tokens: UpstreamTokens | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=30)
+        if self._outbound is not None:
+            # Resolved addresses are filtered before the pool connects (and cached with
+            # the connector's DNS cache); IP literals are checked in _send.
+            self._resolver = GuardedResolver(self._outbound)
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size, keepalive_timeout=30, resolver=self._resolver
+        )
         # No decompression: bytes pass through as the provider sent them.
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
-        self.tokens = UpstreamTokens(self._session)
+        self.tokens = UpstreamTokens(self._session, self._outbound)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._resolver is not None:
+            # The connector does not own a resolver it was given.
+            await self._resolver.close()
 
     async def forward(
         self,
@@ -193,10 +248,16 @@ class UpstreamClient:
     ) -> UpstreamResponse:
         assert self._session is not None
         name = f"{service.provider}/{service.code}/{service.version}"
+        target = URL(url, encoded=True)
+        if self._outbound is not None:
+            # Cached per scheme and host: a dictionary lookup for hosts already seen.
+            reason = self._outbound.refusal(target.scheme, target.host)
+            if reason is not None:
+                raise _refused(f"the upstream of {name}", reason)
         try:
             async with self._session.request(
                 method,
-                URL(url, encoded=True),
+                target,
                 headers=headers,
                 data=body if body else None,
                 timeout=service.timeout,
@@ -237,6 +298,9 @@ class UpstreamClient:
                 f"{name} did not answer within {service.timeout.total:g} s.",
             ) from None
         except aiohttp.ClientConnectorError as e:
+            refused = address_refused(e)
+            if refused is not None:
+                raise _refused(f"the upstream of {name}", str(refused)) from None
             raise Problem(
                 UPSTREAM_CONNECT_FAILED,
                 f"Could not connect to {name} at {e.host}:{e.port}: "

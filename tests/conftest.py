@@ -11,6 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,7 +33,7 @@ from gateway.app import STATE, GatewayState, create_app, reload_config
 from gateway.policy import PolicySet
 from gateway.registry.bundled import load_bundled
 from gateway.settings import Settings
-from gateway.store import admin
+from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
 from gateway.store.models import AuditRecord, Base
@@ -309,6 +314,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         instance_id="test-gw",
         schemas_dir=REPO / "schemas",
         token_ttl_seconds=300,
+        upstream_allowed_networks=["loopback"],
     )
 
 
@@ -325,7 +331,7 @@ async def gateway(
     engine = create_engine(settings.database_url)
     await load_bundled(session_factory(engine), settings.schemas_dir)
     async with session_factory(engine)() as s, s.begin():
-        await admin.apply_policy(
+        await policy_state.apply_policy(
             s,
             test_policy(str(simulator.make_url("")).rstrip("/"), f"http://127.0.0.1:{dead_port}"),
             actor="test",
@@ -345,3 +351,95 @@ async def gateway(
             str(simulator.make_url("")).rstrip("/"),
         )
     await server.close()
+
+
+# -- the lgsp command, as a separate process ------------------------------------------------
+
+LGSP = [sys.executable, "-m", "gateway"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    e.update(
+        LGSP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'lgsp.db'}",
+        LGSP_KEYS_DIR=str(tmp_path / "keys"),
+        LGSP_PORT=str(free_port()),
+        # The sample policy's national upstream is the simulator on 127.0.0.1.
+        LGSP_UPSTREAM_ALLOWED_NETWORKS='["loopback"]',
+        PYTHONPATH=str(REPO),
+    )
+    return e
+
+
+def lgsp(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LGSP, *args],
+        env=env,
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@dataclass
+class GatewayProcess:
+    env: dict[str, str]
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*LGSP, "serve", "--no-migrate"],
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        pytest.fail(f"the gateway did not start; see {self.log}:\n{self.log.read_text()[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

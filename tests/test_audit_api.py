@@ -24,7 +24,7 @@ from sqlalchemy import delete, select, update
 from gateway.app import reload_config
 from gateway.audit import query
 from gateway.audit.query import AuditFilter
-from gateway.store import admin
+from gateway.store import policy_state
 from gateway.store.models import AuditFinding, AuditPurge, AuditRead, AuditRecord
 from tests.conftest import ECHO, PROVINCE_ID, Harness
 
@@ -49,7 +49,7 @@ async def auditors(h: Harness) -> tuple[dict[str, str], dict[str, str]]:
             ("thanhtra", ["auditor"]),
             ("thanhtra-pii", ["auditor", "audit:unmask"]),
         ):
-            await admin.create_client(
+            await policy_state.create_client(
                 s, code=code, agency_code=AUDITOR_AGENCY, name=code, actor="test", roles=roles
             )
     await reload_config(h.state)
@@ -545,7 +545,11 @@ async def test_findings_purges_and_admin_changes(gateway: Harness) -> None:
     # The test policy and the auditors themselves were admin changes, by actor "test".
     events = (await read(h, "/admin-events", auditor, actor="test", limit=1000)).json()
     assert events["next_cursor"] is None
-    created = [e for e in events["items"] if e["action"] == "client.create"]
+    created = [
+        e
+        for e in events["items"]
+        if e["action"] == "policy.client" and e["target"].startswith("thanhtra")
+    ]
     assert [e["target"] for e in created] == ["thanhtra-pii", "thanhtra"]  # newest first
     assert created[0]["after"]["roles"] == ["audit:unmask", "auditor"]
     assert set(created[0]) >= {"actor", "at", "action", "target", "before", "after"}

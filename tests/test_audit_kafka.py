@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -33,7 +32,7 @@ from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify_store
 from gateway.registry.bundled import load_bundled
-from gateway.store import admin
+from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditCheckpoint, AuditFinding, AuditRecord
 from tests.conftest import (
@@ -42,6 +41,7 @@ from tests.conftest import (
     PROVINCE_SECRET,
     REPO,
     SECRET_ENV,
+    GatewayProcess,
     _unavailable,
 )
 from tests.conftest import test_policy as policy_for
@@ -112,59 +112,6 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b.start()
     yield b
     b.stop()
-
-
-@dataclass
-class GatewayProcess:
-    env: dict[str, str]
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--no-migrate"],
-                env=self.env,
-                cwd=REPO,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        pytest.fail(f"the gateway did not start; see {self.log}:\n{self.log.read_text()[-3000:]}")
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait()
-
-    def terminate(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @dataclass
@@ -276,7 +223,7 @@ async def rig(
     sessions = session_factory(engine)
     await load_bundled(sessions, REPO / "schemas")
     async with sessions() as s, s.begin():
-        await admin.apply_policy(s, policy_for(sim_url, "http://127.0.0.1:9"), actor="test")
+        await policy_state.apply_policy(s, policy_for(sim_url, "http://127.0.0.1:9"), actor="test")
         secret = await admin.issue_credential(s, client_code="motcua", kind="secret", actor="t")
     port = _free_port()
     env = {
@@ -292,6 +239,7 @@ async def rig(
         "LGSP_AUDIT_KAFKA_IDEMPOTENCE": "false",
         "LGSP_AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
         "LGSP_AUDIT_CHECKPOINT_EVERY": "40",
+        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',  # the simulator on 127.0.0.1
         SECRET_ENV: PROVINCE_SECRET,
     }
     gw = GatewayProcess(env, port, tmp_path / "gateway.log")

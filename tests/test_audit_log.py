@@ -52,7 +52,7 @@ from gateway.policy import PolicySet
 from gateway.registry.bundled import load_bundled
 from gateway.settings import Settings
 from gateway.state import STATE
-from gateway.store import admin
+from gateway.store import policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import (
     AuditCheckpoint,
@@ -657,7 +657,7 @@ async def full_spool_gateway(
     sessions = session_factory(engine)
     await load_bundled(sessions, settings.schemas_dir)
     async with sessions() as s, s.begin():
-        await admin.apply_policy(
+        await policy_state.apply_policy(
             s,
             _policy_with_a_fail_open_service(simulator_url, f"http://127.0.0.1:{closed_port()}"),
             actor="test",

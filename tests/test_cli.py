@@ -4,51 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
+
+from tests.conftest import LGSP, free_port, lgsp
 
 REPO = Path(__file__).resolve().parent.parent
-LGSP = [sys.executable, "-m", "gateway"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    e.update(
-        LGSP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'lgsp.db'}",
-        LGSP_KEYS_DIR=str(tmp_path / "keys"),
-        LGSP_PORT=str(free_port()),
-        PYTHONPATH=str(REPO),
-    )
-    return e
-
-
-def lgsp(
-    env: dict[str, str], *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*LGSP, *args],
-        env=env,
-        cwd=cwd or REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_demo_steps_work_as_printed(tmp_path: Path) -> None:
@@ -165,7 +131,7 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
     changes = lgsp(env, "audit", "changes", "--json", "--limit", "500")
     events = [json.loads(line) for line in changes.stdout.splitlines()]
     actions = [(e["action"], e["target"]) for e in events]
-    assert ("client.create", "kiemtra") in actions
+    assert ("policy.client", "kiemtra") in actions
     assert ("credential.revoke", f"#{creds['credential_id']}") in actions
     assert all(e["actor"].startswith("cli:") or e["actor"] == "bundled-schemas" for e in events)
     # Logs are JSON lines.

@@ -15,7 +15,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from gateway.app import reload_config
 from gateway.registry.schema import InvalidSchema, XmlValidator, compile_validator, parse
-from gateway.store import admin
+from gateway.store import policy_state
 from tests.conftest import (
     ECHO,
     NATIONAL_REQUEST,
@@ -50,7 +50,7 @@ V3_BAD = {**V2, "required": ["SoDinhDanh", "HoVaTen"]}
 
 async def admin_credentials(gateway: Harness) -> tuple[str, str]:
     async with gateway.state.sessions() as s, s.begin():
-        await admin.create_client(
+        await policy_state.create_client(
             s,
             code="schema-admin",
             agency_code=PROVINCE_ID,
@@ -412,8 +412,8 @@ async def test_policy_naming_an_unregistered_schema_is_not_applied(gateway: Harn
     from gateway.policy import PolicySet
 
     async with gateway.state.sessions() as s:
-        with pytest.raises(admin.NotFound, match=r"services\[0\]\.schemas\.request"):
-            await admin.apply_policy(s, PolicySet.model_validate(policy), actor="t")
+        with pytest.raises(policy_state.PolicyRejected, match=r"services\[0\]\.schemas\.request"):
+            await policy_state.apply_policy(s, PolicySet.model_validate(policy), actor="t")
 
 
 def test_national_response_schema_accepts_every_simulated_citizen() -> None:
@@ -496,7 +496,7 @@ async def test_xml_service_validates_its_requests_end_to_end(gateway: Harness) -
         }
     )
     async with gateway.state.sessions() as s, s.begin():
-        await admin.apply_policy(s, policy, actor="test")
+        await policy_state.apply_policy(s, policy, actor="test")
     await reload_config(gateway.state)
     token = await gateway.token()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
@@ -570,7 +570,7 @@ async def test_validated_answers_are_not_compressed_by_the_provider(gateway: Har
             }
         )
         async with gateway.state.sessions() as s, s.begin():
-            await admin.apply_policy(s, policy, actor="test")
+            await policy_state.apply_policy(s, policy, actor="test")
         await reload_config(gateway.state)
         token = await gateway.token()
         r = await gateway.http.post(

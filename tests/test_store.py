@@ -12,7 +12,7 @@ from gateway import credentials
 from gateway.policy import PolicySet, load_policy_dir
 from gateway.registry.bundled import load_bundled
 from gateway.runtime import load_runtime_config
-from gateway.store import admin
+from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
 from gateway.store.models import AccessRight, AdminEvent, Credential, Service
@@ -31,7 +31,7 @@ async def sessions(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type:
 
 async def _apply(sessions, policy: PolicySet) -> list[str]:  # type: ignore[no-untyped-def]
     async with sessions() as s, s.begin():
-        return await admin.apply_policy(s, policy, actor="tester", comment="test")
+        return await policy_state.apply_policy(s, policy, actor="tester", comment="test")
 
 
 async def _count(sessions, model) -> int:  # type: ignore[no-untyped-def]
@@ -70,8 +70,8 @@ async def test_changed_service_is_updated_with_before_and_after(sessions) -> Non
             .order_by(AdminEvent.id.desc())
         )
         assert event is not None and event.actor == "tester" and event.comment == "test"
-        assert event.before is not None and event.before["timeout_ms"] == 10000
-        assert event.after is not None and event.after["timeout_ms"] == 2500
+        assert event.before is not None and event.before["timeouts"]["total_ms"] == 10000
+        assert event.after is not None and event.after["timeouts"]["total_ms"] == 2500
         service = await s.scalar(select(Service).where(Service.code == "csdlqg-dancu"))
         assert service is not None and service.timeout_ms == 2500
     assert await _count(sessions, AccessRight) == 1
@@ -126,8 +126,10 @@ async def test_unknown_client_or_agency_is_reported(sessions) -> None:  # type: 
     async with sessions() as s, s.begin():
         with pytest.raises(admin.NotFound, match="no client 'ghost'"):
             await admin.issue_credential(s, client_code="ghost", kind="secret", actor="t")
-        with pytest.raises(admin.NotFound, match="no agency"):
-            await admin.create_client(s, code="x", agency_code="999.99.99.Z99", name="x", actor="t")
+        with pytest.raises(policy_state.PolicyRejected, match="no agency"):
+            await policy_state.create_client(
+                s, code="x", agency_code="999.99.99.Z99", name="x", actor="t"
+            )
 
 
 # -- policy validation (no database) ----------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -185,6 +186,38 @@ class AccessRight(Base):
     method: Mapped[str] = mapped_column(String(16), default="*")
     path: Mapped[str] = mapped_column(String(1024), default="/**")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateLimitRule(Base):
+    """A rate limit and/or daily quota (policy `rate_limits`): for a client, a service
+    ("provider/code/version"), or the pair. Named by codes, like access rights."""
+
+    __tablename__ = "rate_limits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_code: Mapped[str | None] = mapped_column(String(64))
+    service_key: Mapped[str | None] = mapped_column(String(128))
+    rate_requests: Mapped[int | None] = mapped_column(Integer)
+    rate_per: Mapped[str | None] = mapped_column(String(8))  # second | minute | hour
+    burst: Mapped[int | None] = mapped_column(Integer)
+    quota_per_day: Mapped[int | None] = mapped_column(Integer)
+
+
+class PolicyVersion(Base):
+    """Every version of the declarative configuration: the whole document as applied
+    (zlib-compressed canonical JSON), who applied it, why, and what it changed. Files,
+    admin API and CLI all make versions here; rollback applies an old document again."""
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # the policy version number
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(32))  # apply | admin-api | cli | rollback
+    comment: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical JSON
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    changes: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class AuditRecord(Base):

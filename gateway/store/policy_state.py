@@ -1,0 +1,526 @@
+"""The province's configuration as one versioned state.
+
+Policy files (`lgsp policy apply`), the admin API and the CLI's client commands all end
+here, in `commit_policy`: the desired policy is compared with the current one, only the
+differences are written, each change is recorded as an admin event (before and after),
+and the whole document becomes a new policy version, in one transaction. Rollback is a
+commit of an earlier version's document. Credentials are not policy: they are issued and
+revoked on their own (gateway/store/admin.py) and never written to files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.policy import PolicySet, policy_document
+from gateway.policy_diff import Change, diff
+from gateway.store.admin import record, serialize_changes
+from gateway.store.models import (
+    AccessRight,
+    Agency,
+    Client,
+    Credential,
+    Group,
+    GroupMember,
+    PolicyVersion,
+    RateLimitRule,
+    RegistryVersion,
+    Service,
+    Upstream,
+)
+
+
+class PolicyRejected(ValueError):
+    """The change cannot be made as asked; the message says which field and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCommit:
+    version: int | None  # None: nothing changed, no version made
+    changes: list[Change]
+
+
+# -- reading the current state ----------------------------------------------------------------
+
+
+async def current_policy(session: AsyncSession) -> PolicySet:
+    agencies = (await session.scalars(select(Agency))).all()
+    agency_code = {a.id: a.code for a in agencies}
+    groups = (await session.scalars(select(Group))).all()
+    group_code = {g.id: g.code for g in groups}
+    members: dict[int, list[str]] = defaultdict(list)
+    for m in (await session.scalars(select(GroupMember))).all():
+        members[m.client_id].append(group_code[m.group_id])
+    upstreams = (await session.scalars(select(Upstream))).all()
+    upstream_name = {u.id: u.name for u in upstreams}
+    rights: dict[int, list[dict[str, str]]] = defaultdict(list)
+    for r in (await session.scalars(select(AccessRight))).all():
+        rights[r.service_id].append(
+            {r.subject_kind: r.subject_code, "method": r.method, "path": r.path}
+        )
+    doc: dict[str, list[Any]] = {
+        "agencies": [
+            {"code": a.code, "name": a.name, "doc_code": a.doc_code}
+            if a.doc_code
+            else {"code": a.code, "name": a.name}
+            for a in agencies
+        ],
+        "groups": [{"code": g.code, "name": g.name} for g in groups],
+        "clients": [
+            {
+                "code": c.code,
+                "agency": agency_code[c.agency_id],
+                "name": c.name,
+                "groups": sorted(members[c.id]),
+                "roles": sorted(c.roles or []),
+                "enabled": c.enabled,
+            }
+            for c in (await session.scalars(select(Client))).all()
+        ],
+        "upstreams": [
+            {"name": u.name, "base_url": u.base_url, "auth": dict(u.auth or {})} for u in upstreams
+        ],
+        "services": [
+            {
+                "provider": agency_code[s.provider_id],
+                "code": s.code,
+                "version": s.version,
+                "name": s.name,
+                "upstream": upstream_name[s.upstream_id],
+                "upstream_path": s.upstream_path,
+                "adapter": s.adapter,
+                "adapter_config": dict(s.adapter_config or {}),
+                "schemas": dict(s.schemas or {}),
+                "timeouts": {"connect_ms": s.connect_timeout_ms, "total_ms": s.timeout_ms},
+                "limits": {
+                    "max_request_bytes": s.max_request_bytes,
+                    "max_response_bytes": s.max_response_bytes,
+                },
+                "require": [
+                    name
+                    for name, flag in (
+                        ("officer", s.require_officer),
+                        ("procedure", s.require_procedure),
+                        ("case", s.require_case),
+                    )
+                    if flag
+                ],
+                "audit": s.audit_mode,
+                "enabled": s.enabled,
+                "access": rights[s.id],
+            }
+            for s in (await session.scalars(select(Service))).all()
+        ],
+        "rate_limits": [_rate_limit_doc(r) for r in (await session.scalars(select(RateLimitRule)))],
+    }
+    return PolicySet.model_validate(doc)
+
+
+def _rate_limit_doc(r: RateLimitRule) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if r.client_code:
+        doc["client"] = r.client_code
+    if r.service_key:
+        doc["service"] = r.service_key
+    if r.rate_requests:
+        doc["rate"] = {"requests": r.rate_requests, "per": r.rate_per or "second"}
+        if r.burst:
+            doc["rate"]["burst"] = r.burst
+    if r.quota_per_day:
+        doc["quota_per_day"] = r.quota_per_day
+    return doc
+
+
+# -- versions -----------------------------------------------------------------------------------
+
+
+def encode_document(policy: PolicySet) -> tuple[bytes, str]:
+    canonical = orjson.dumps(policy_document(policy), option=orjson.OPT_SORT_KEYS)
+    return zlib.compress(canonical, 6), hashlib.sha256(canonical).hexdigest()
+
+
+def decode_document(blob: bytes) -> PolicySet:
+    return PolicySet.model_validate(orjson.loads(zlib.decompress(blob)))
+
+
+async def version_policy(session: AsyncSession, version: int) -> PolicySet:
+    row = await session.get(PolicyVersion, version)
+    if row is None:
+        latest = await session.scalar(select(func.max(PolicyVersion.id)))
+        raise PolicyRejected(
+            f"no policy version {version}; versions run from 1 to {latest or 0} "
+            "(lgsp policy history)"
+        )
+    return decode_document(row.document)
+
+
+async def history(session: AsyncSession, *, limit: int = 50) -> list[PolicyVersion]:
+    rows = await session.scalars(
+        select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(limit)
+    )
+    return list(rows.all())
+
+
+# -- committing a change ------------------------------------------------------------------------
+
+
+async def commit_policy(
+    session: AsyncSession,
+    new: PolicySet,
+    *,
+    actor: str,
+    source: str,
+    comment: str | None = None,
+    check_url: Callable[[str], None] | None = None,
+) -> PolicyCommit:
+    """Make the stored configuration equal to `new`, as one new policy version.
+
+    Things the current state has and `new` lacks are deleted (a client's credentials
+    with it): the policy is the whole configuration, as decK and ADC treat theirs.
+    `check_url` (the outbound allow-list) refuses upstream addresses the gateway may
+    not call. Run inside the caller's transaction; nothing is written on refusal.
+    """
+    await serialize_changes(session)
+    old = await current_policy(session)
+    changes = diff(old, new)
+    if not changes:
+        return PolicyCommit(None, [])
+    await _check(session, old, new, check_url)
+    await _write(session, new, changes)
+    for change in changes:
+        await record(
+            session,
+            actor=actor,
+            action=f"policy.{change.kind}",
+            target=change.key,
+            before=change.before,
+            after=change.after,
+            comment=comment,
+        )
+    blob, digest = encode_document(new)
+    version = PolicyVersion(
+        actor=actor,
+        source=source,
+        comment=comment,
+        digest=digest,
+        document=blob,
+        changes=[c.summary for c in changes],
+    )
+    session.add(version)
+    await session.flush()
+    return PolicyCommit(version.id, changes)
+
+
+async def rollback(
+    session: AsyncSession,
+    version: int,
+    *,
+    actor: str,
+    comment: str | None = None,
+    check_url: Callable[[str], None] | None = None,
+) -> PolicyCommit:
+    """Return to an earlier version, as a new version (history only grows). The old
+    document passes today's checks (schemas, addresses, an administrator left)."""
+    target = await version_policy(session, version)
+    note = f"rollback to version {version}" + (f": {comment}" if comment else "")
+    return await commit_policy(
+        session, target, actor=actor, source="rollback", comment=note, check_url=check_url
+    )
+
+
+async def _check(
+    session: AsyncSession,
+    old: PolicySet,
+    new: PolicySet,
+    check_url: Callable[[str], None] | None,
+) -> None:
+    problems: list[str] = []
+    if _administrators(old) and not _administrators(new):
+        problems.append(
+            "clients: the change leaves no enabled client with the administrator role; "
+            "keep one (lgsp admin create makes one) so the gateway stays manageable"
+        )
+    if check_url is not None:
+        for i, u in enumerate(new.upstreams):
+            urls = [("base_url", u.base_url)]
+            if u.auth.token_url and not u.auth.token_url.startswith("/"):
+                urls.append(("auth.token_url", u.auth.token_url))
+            for field, url in urls:
+                try:
+                    check_url(url)
+                except ValueError as e:
+                    problems.append(f"upstreams[{i}].{field}: {e}")
+    for i, svc in enumerate(new.services):
+        for kind in ("request", "response"):
+            ref = getattr(svc.schemas, kind)
+            if ref is None:
+                continue
+            q = select(RegistryVersion.version).where(
+                RegistryVersion.subject == ref.subject, RegistryVersion.deleted.is_(False)
+            )
+            if ref.version != "latest":
+                q = q.where(RegistryVersion.version == ref.version)
+            if await session.scalar(q.limit(1)) is None:
+                problems.append(
+                    f"services[{i}].schemas.{kind}: {ref.subject} version {ref.version} is not "
+                    "in the registry (lgsp schema load / lgsp schema register)"
+                )
+    if problems:
+        raise PolicyRejected("; ".join(problems))
+
+
+def _administrators(policy: PolicySet) -> list[str]:
+    return [c.code for c in policy.clients if c.enabled and "administrator" in c.roles]
+
+
+async def _ids(session: AsyncSession, model: Any, key: str) -> dict[str, int]:
+    rows = await session.execute(select(getattr(model, key), model.id))
+    return {k: i for k, i in rows.all()}
+
+
+async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -> None:
+    """Write the changes, in the order `diff` put them (references first, deletes last)."""
+    agencies = await _ids(session, Agency, "code")
+    groups = await _ids(session, Group, "code")
+    clients = await _ids(session, Client, "code")
+    upstreams = await _ids(session, Upstream, "name")
+    services = {
+        f"{p}/{c}/{v}": i
+        for p, c, v, i in (
+            await session.execute(
+                select(Agency.code, Service.code, Service.version, Service.id).join(
+                    Agency, Agency.id == Service.provider_id
+                )
+            )
+        ).all()
+    }
+    client_specs = {c.code: c for c in new.clients}
+    service_specs = {s.key: s for s in new.services}
+
+    async def upsert(model: Any, ids: dict[str, int], key: str, values: dict[str, Any]) -> int:
+        row = await session.get(model, ids[key]) if key in ids else None
+        if row is not None:
+            for k, v in values.items():
+                setattr(row, k, v)
+        else:
+            row = model(**values)
+            session.add(row)
+        await session.flush()
+        ids[key] = row.id
+        return int(row.id)
+
+    for ch in changes:
+        after = ch.after or {}
+        if ch.op == "delete":
+            await _delete(session, ch, agencies, groups, clients, upstreams, services)
+        elif ch.kind == "agency":
+            values = {"code": ch.key, "name": after["name"], "doc_code": after.get("doc_code")}
+            await upsert(Agency, agencies, ch.key, values)
+        elif ch.kind == "group":
+            await upsert(Group, groups, ch.key, {"code": ch.key, "name": after["name"]})
+        elif ch.kind == "client":
+            c = client_specs[ch.key]
+            client_id = await upsert(
+                Client,
+                clients,
+                ch.key,
+                {
+                    "code": c.code,
+                    "agency_id": agencies[c.agency],
+                    "name": c.name,
+                    "enabled": c.enabled,
+                    "roles": sorted(set(c.roles)),
+                },
+            )
+            await session.execute(delete(GroupMember).where(GroupMember.client_id == client_id))
+            for g in sorted(set(c.groups)):
+                session.add(GroupMember(group_id=groups[g], client_id=client_id))
+        elif ch.kind == "upstream":
+            values = {"name": ch.key, "base_url": after["base_url"], "auth": _auth(after)}
+            await upsert(Upstream, upstreams, ch.key, values)
+        elif ch.kind == "service":
+            s = service_specs[ch.key]
+            await upsert(
+                Service,
+                services,
+                ch.key,
+                {
+                    "provider_id": agencies[s.provider],
+                    "code": s.code,
+                    "version": s.version,
+                    "name": s.name,
+                    "upstream_id": upstreams[s.upstream],
+                    "upstream_path": s.upstream_path,
+                    "adapter": s.adapter,
+                    "adapter_config": s.adapter_config,
+                    "schemas": s.schemas.model_dump(exclude_none=True),
+                    "connect_timeout_ms": s.timeouts.connect_ms,
+                    "timeout_ms": s.timeouts.total_ms,
+                    "max_request_bytes": s.limits.max_request_bytes,
+                    "max_response_bytes": s.limits.max_response_bytes,
+                    "require_officer": "officer" in s.require,
+                    "require_procedure": "procedure" in s.require,
+                    "require_case": "case" in s.require,
+                    "audit_mode": s.audit,
+                    "enabled": s.enabled,
+                },
+            )
+        elif ch.kind == "access":
+            service_id = services[ch.key]
+            await session.execute(delete(AccessRight).where(AccessRight.service_id == service_id))
+            for kind, subject, method, path in after["rights"]:
+                session.add(
+                    AccessRight(
+                        service_id=service_id,
+                        subject_kind=kind,
+                        subject_code=subject,
+                        method=method,
+                        path=path,
+                    )
+                )
+        elif ch.kind == "rate_limit":
+            await _delete_rate_limit(session, after.get("client"), after.get("service"))
+            rate = after.get("rate") or {}
+            session.add(
+                RateLimitRule(
+                    client_code=after.get("client"),
+                    service_key=after.get("service"),
+                    rate_requests=rate.get("requests"),
+                    rate_per=rate.get("per"),
+                    burst=rate.get("burst"),
+                    quota_per_day=after.get("quota_per_day"),
+                )
+            )
+    await session.flush()
+
+
+def _auth(upstream: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (upstream.get("auth") or {}).items() if v is not None}
+
+
+async def _delete_rate_limit(
+    session: AsyncSession, client: str | None, service: str | None
+) -> None:
+    await session.execute(
+        delete(RateLimitRule).where(
+            RateLimitRule.client_code.is_(None)
+            if client is None
+            else RateLimitRule.client_code == client,
+            RateLimitRule.service_key.is_(None)
+            if service is None
+            else RateLimitRule.service_key == service,
+        )
+    )
+
+
+async def _delete(
+    session: AsyncSession,
+    ch: Change,
+    agencies: dict[str, int],
+    groups: dict[str, int],
+    clients: dict[str, int],
+    upstreams: dict[str, int],
+    services: dict[str, int],
+) -> None:
+    # Core deletes, so the database's ON DELETE CASCADE removes dependants (a client's
+    # credentials and memberships, a service's rights) in the same statement.
+    before = ch.before or {}
+    if ch.kind == "rate_limit":
+        await _delete_rate_limit(session, before.get("client"), before.get("service"))
+    elif ch.kind == "access":
+        await session.execute(delete(AccessRight).where(AccessRight.service_id == services[ch.key]))
+    elif ch.kind == "service":
+        await session.execute(delete(AccessRight).where(AccessRight.service_id == services[ch.key]))
+        await session.execute(delete(Service).where(Service.id == services.pop(ch.key)))
+    elif ch.kind == "upstream":
+        await session.execute(delete(Upstream).where(Upstream.id == upstreams.pop(ch.key)))
+    elif ch.kind == "client":
+        client_id = clients.pop(ch.key)
+        await session.execute(delete(Credential).where(Credential.client_id == client_id))
+        await session.execute(delete(GroupMember).where(GroupMember.client_id == client_id))
+        await session.execute(delete(Client).where(Client.id == client_id))
+    elif ch.kind == "group":
+        group_id = groups.pop(ch.key)
+        await session.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
+        await session.execute(delete(Group).where(Group.id == group_id))
+    elif ch.kind == "agency":
+        await session.execute(delete(Agency).where(Agency.id == agencies.pop(ch.key)))
+
+
+# -- conveniences over commit_policy ----------------------------------------------------------
+
+
+async def apply_policy(
+    session: AsyncSession,
+    policy: PolicySet,
+    *,
+    actor: str,
+    comment: str | None = None,
+    source: str = "apply",
+    check_url: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Commit a policy (from files, usually); return a line per change."""
+    commit = await commit_policy(
+        session, policy, actor=actor, source=source, comment=comment, check_url=check_url
+    )
+    return [c.summary for c in commit.changes]
+
+
+async def edit_policy(
+    session: AsyncSession,
+    edit: Callable[[dict[str, Any]], None],
+    *,
+    actor: str,
+    source: str,
+    comment: str | None = None,
+    check_url: Callable[[str], None] | None = None,
+) -> PolicyCommit:
+    """Change one thing: `edit` modifies the current policy document in place; the result
+    is validated as a whole (references, unknown fields) and committed as a new version."""
+    # Lock before reading, so two concurrent edits cannot undo one another.
+    await serialize_changes(session)
+    doc = policy_document(await current_policy(session))
+    edit(doc)
+    return await commit_policy(
+        session,
+        PolicySet.model_validate(doc),
+        actor=actor,
+        source=source,
+        comment=comment,
+        check_url=check_url,
+    )
+
+
+async def create_client(
+    session: AsyncSession,
+    *,
+    code: str,
+    agency_code: str,
+    name: str,
+    actor: str,
+    roles: list[str] | None = None,
+    source: str = "cli",
+) -> PolicyCommit:
+    """Add a departmental system (or an admin caller, with roles) to the configuration."""
+
+    def add(doc: dict[str, Any]) -> None:
+        if not any(a["code"] == agency_code for a in doc["agencies"]):
+            raise PolicyRejected(
+                f"no agency {agency_code!r}; declare it in the policy files and apply them"
+            )
+        if any(c["code"] == code for c in doc["clients"]):
+            raise PolicyRejected(f"client {code!r} already exists")
+        doc["clients"].append(
+            {"code": code, "agency": agency_code, "name": name, "roles": sorted(set(roles or []))}
+        )
+
+    return await edit_policy(session, add, actor=actor, source=source)

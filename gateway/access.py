@@ -7,12 +7,14 @@ to regular expressions once, when configuration loads.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+@functools.lru_cache(maxsize=65536)
 def compile_glob(glob: str) -> re.Pattern[str] | None:
     """`/**` (the whole service) compiles to None, which matches without a regex."""
     if not glob.startswith("/"):

@@ -201,7 +201,7 @@ async def list_services(request: web.Request) -> web.Response:
                     "enabled": s.enabled,
                 }
                 for s in config.services.values()
-                if caller.client.code in s.rights
+                if s.grants(caller.client)
             ],
         }
     )

@@ -243,7 +243,7 @@ async def list_services(request: web.Request) -> web.Response:
     body = asked.cache.get(asked.version, key)
     if body is None:
         code, issuer = asked.client.code, asked.state.settings.issuer
-        services = [_summary(s, code in s.rights, issuer) for s in _enabled(asked.config)]
+        services = [_summary(s, s.grants(asked.client), issuer) for s in _enabled(asked.config)]
         body = orjson.dumps({"client": code, "services": services})
         asked.cache.put(asked.version, key, body)
     return _respond(body)
@@ -263,7 +263,7 @@ async def _allowed(asked: _Asked) -> web.Response:
             current = await admin.config_version(session) == asked.version
         services = []
         for s in _enabled(asked.config):
-            if asked.client.code in s.rights and s.key in grants:
+            if s.grants(asked.client) and s.key in grants:
                 entry = _summary(s, True, asked.state.settings.issuer)
                 entry["endpoints"] = [{"method": m, "path": p} for m, p in grants[s.key]]
                 services.append(entry)
@@ -289,7 +289,7 @@ async def service_openapi(request: web.Request) -> web.Response:
             UNKNOWN_SERVICE,
             f"No enabled service {'/'.join(service_key)}; {PREFIX}/services lists them.",
         )
-    if client.code not in service.rights:
+    if not service.grants(client):
         raise Problem(
             ACCESS_DENIED,
             f"Client '{client.code}' holds no right on {'/'.join(service_key)}, so it is "

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from gateway.access import HTTP_METHODS, is_allowed
+from gateway.access import HTTP_METHODS
 from gateway.accountability import (
     CASE_HEADER,
     OFFICER_HEADER,
@@ -150,8 +150,7 @@ class ExchangePipeline:
             event.auth_method = caller.method
 
             # 4. authorise
-            rules = service.rights.get(caller.client.code, ())
-            if not is_allowed(rules, request.method, address.endpoint):
+            if not service.allows(caller.client, request.method, address.endpoint):
                 raise Problem(
                     ACCESS_DENIED,
                     f"Client {caller.client.code!r} is not granted {request.method} "

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.policy import PolicySet
+from gateway.policy import PolicySet, policy_document
 
 # Order in which changes are written: what others refer to comes first (and goes last).
 KINDS = ("agency", "group", "client", "upstream", "service", "access", "rate_limit")
@@ -87,38 +87,38 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
             yield path, v
 
 
-def entities(policy: PolicySet) -> dict[str, dict[str, dict[str, Any]]]:
-    """The policy as {kind: {key: canonical fields}}: the unit of diff and of apply."""
+def entities(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """A policy document (`policy_document`) as {kind: {key: fields}}: the unit of diff
+    and of apply. The document is canonical already (sets sorted, methods in capitals)."""
     out: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
-    for a in policy.agencies:
-        out["agency"][a.code] = a.model_dump(mode="json", exclude={"code"})
-    for g in policy.groups:
-        out["group"][g.code] = g.model_dump(mode="json", exclude={"code"})
-    for c in policy.clients:
-        doc = c.model_dump(mode="json", exclude={"code"})
-        doc["groups"], doc["roles"] = sorted(set(c.groups)), sorted(set(c.roles))
-        out["client"][c.code] = doc
-    for u in policy.upstreams:
-        out["upstream"][u.name] = u.model_dump(mode="json", exclude={"name"})
-    for s in policy.services:
-        doc = s.model_dump(mode="json", exclude={"access", "provider", "code", "version"})
-        doc["require"] = sorted(set(s.require))
-        out["service"][s.key] = doc
+    for section, kind, key_field in (
+        ("agencies", "agency", "code"),
+        ("groups", "group", "code"),
+        ("clients", "client", "code"),
+        ("upstreams", "upstream", "name"),
+    ):
+        for item in doc[section]:
+            out[kind][item[key_field]] = {k: v for k, v in item.items() if k != key_field}
+    for svc in doc["services"]:
+        key = f"{svc['provider']}/{svc['code']}/{svc['version']}"
+        out["service"][key] = {
+            k: v for k, v in svc.items() if k not in ("access", "provider", "code", "version")
+        }
         rights = sorted(
             {
                 (
-                    "client" if a.client else "group",
-                    a.client or a.group or "",
-                    a.method.upper(),
-                    a.path,
+                    "client" if a.get("client") else "group",
+                    a.get("client") or a.get("group") or "",
+                    a.get("method", "*"),
+                    a.get("path", "/**"),
                 )
-                for a in s.access
+                for a in svc.get("access", [])
             }
         )
         if rights:
-            out["access"][s.key] = {"rights": [list(r) for r in rights]}
-    for r in policy.rate_limits:
-        out["rate_limit"][rate_limit_key(r.client, r.service)] = r.model_dump(mode="json")
+            out["access"][key] = {"rights": [list(r) for r in rights]}
+    for r in doc["rate_limits"]:
+        out["rate_limit"][rate_limit_key(r.get("client"), r.get("service"))] = r
     return out
 
 
@@ -129,8 +129,13 @@ def rate_limit_key(client: str | None, service: str | None) -> str:
 
 
 def diff(old: PolicySet, new: PolicySet) -> list[Change]:
-    """Changes that turn `old` into `new`: creates and updates in dependency order, then
-    deletes in reverse dependency order."""
+    """Changes that turn `old` into `new`."""
+    return diff_documents(policy_document(old), policy_document(new))
+
+
+def diff_documents(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    """Changes that turn document `old` into `new`: creates and updates in dependency
+    order, then deletes in reverse dependency order."""
     before, after = entities(old), entities(new)
     upserts: list[Change] = []
     deletes: list[Change] = []

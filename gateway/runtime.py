@@ -7,6 +7,7 @@ the request path parses, compiles or queries configuration.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -16,9 +17,8 @@ from typing import Any
 import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
-from gateway.access import Rule
+from gateway.access import Rule, is_allowed
 from gateway.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
 from gateway.store.models import (
@@ -81,14 +81,29 @@ class ServiceEntry:
     # Set when a schema the service names is missing from the registry: the service then
     # refuses exchanges rather than pass unvalidated messages.
     schema_error: str | None = None
-    # Client code -> the rules that grant it something here (group rights expanded).
-    rights: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    # Who is granted what here: rules by client code and by group code.
+    client_rights: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    group_rights: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     # Limits on the service as a whole, from every caller.
     limits: tuple[Limit, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.provider, self.code, self.version)
+
+    def grants(self, client: ClientEntry) -> bool:
+        """Does `client` (or one of its groups) hold any right on this service?"""
+        return client.code in self.client_rights or any(
+            g in self.group_rights for g in client.groups
+        )
+
+    def allows(self, client: ClientEntry, method: str, endpoint: str) -> bool:
+        """Deny unless a right of the client, or of one of its groups, grants this call."""
+        if is_allowed(self.client_rights.get(client.code, ()), method, endpoint):
+            return True
+        return any(
+            is_allowed(self.group_rights.get(g, ()), method, endpoint) for g in client.groups
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +186,7 @@ def _rule(method: str, path: str) -> Rule:
 _PER_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 
 
-def _limit(r: RateLimitRule) -> Limit:
+def _limit(r: Any) -> Limit:
     rate = r.rate_requests / _PER_SECONDS[r.rate_per or "second"] if r.rate_requests else None
     if r.client_code and r.service_key:
         scope, subject = "client-service", f"{r.client_code}|{r.service_key}"
@@ -198,19 +213,44 @@ def _join_url(base: str, path: str) -> str:
     return base.rstrip("/") + ("/" + path if path else "")
 
 
+# Yield to the event loop this often while building, so a big configuration never holds
+# requests up for more than a few milliseconds at a time.
+_YIELD_EVERY = 200
+
+
 async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> RuntimeConfig:
+    # Core rows, not ORM objects: a province has thousands of clients, and the build
+    # runs on the loop that serves requests.
     async with sessions() as s:
-        agencies = {a.id: a for a in (await s.scalars(select(Agency))).all()}
-        groups = {g.id: g.code for g in (await s.scalars(select(Group))).all()}
-        members = (await s.scalars(select(GroupMember))).all()
-        clients_rows = (await s.scalars(select(Client))).all()
-        creds = (await s.scalars(select(Credential).where(Credential.revoked_at.is_(None)))).all()
-        upstreams = {u.id: u for u in (await s.scalars(select(Upstream))).all()}
-        services_rows = (
-            await s.scalars(select(Service).options(selectinload(Service.provider)))
+        agency_code = dict((await s.execute(select(Agency.id, Agency.code))).all())
+        group_code = dict((await s.execute(select(Group.id, Group.code))).all())
+        members = (await s.execute(select(GroupMember.client_id, GroupMember.group_id))).all()
+        clients_rows = (await s.execute(select(Client.__table__))).all()
+        creds = (
+            await s.execute(
+                select(
+                    Credential.id,
+                    Credential.kind,
+                    Credential.client_id,
+                    Credential.secret_sha256,
+                    Credential.expires_at,
+                ).where(Credential.revoked_at.is_(None))
+            )
         ).all()
-        rights = (await s.scalars(select(AccessRight))).all()
-        limit_rows = (await s.scalars(select(RateLimitRule))).all()
+        upstreams = {u.id: u for u in (await s.execute(select(Upstream.__table__))).all()}
+        services_rows = (await s.execute(select(Service.__table__))).all()
+        rights = (
+            await s.execute(
+                select(
+                    AccessRight.service_id,
+                    AccessRight.subject_kind,
+                    AccessRight.subject_code,
+                    AccessRight.method,
+                    AccessRight.path,
+                )
+            )
+        ).all()
+        limit_rows = (await s.execute(select(RateLimitRule.__table__))).all()
         schema_subjects = {
             ref["subject"]
             for svc in services_rows
@@ -220,19 +260,20 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         schema_versions = await _registry_versions(s, schema_subjects)
 
     client_groups: dict[int, set[str]] = defaultdict(set)
-    for m in members:
-        client_groups[m.client_id].add(groups[m.group_id])
-    clients = {
-        c.code: ClientEntry(
+    for client_id, group_id in members:
+        client_groups[client_id].add(group_code[group_id])
+    clients: dict[str, ClientEntry] = {}
+    for i, c in enumerate(clients_rows):
+        clients[c.code] = ClientEntry(
             code=c.code,
             name=c.name,
-            agency_code=agencies[c.agency_id].code,
+            agency_code=agency_code[c.agency_id],
             enabled=c.enabled,
             groups=frozenset(client_groups[c.id]),
             roles=frozenset(c.roles or ()),
         )
-        for c in clients_rows
-    }
+        if i % (_YIELD_EVERY * 10) == 0:
+            await asyncio.sleep(0)
     client_code_by_id = {c.id: c.code for c in clients_rows}
     credentials = {
         cr.secret_sha256: CredentialEntry(
@@ -240,17 +281,15 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         )
         for cr in creds
     }
-    group_members: dict[str, list[str]] = defaultdict(list)
-    for code, entry in clients.items():
-        for g in entry.groups:
-            group_members[g].append(code)
 
-    rules_by_service: dict[int, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
-    for r in rights:
-        rule = _rule(r.method, r.path)
-        holders = [r.subject_code] if r.subject_kind == "client" else group_members[r.subject_code]
-        for holder in holders:
-            rules_by_service[r.service_id][holder].append(rule)
+    # Rights stay keyed by who holds them (a client or a group): expanding group rights
+    # per member would multiply them by the group sizes.
+    rules_by_service: dict[int, tuple[dict[str, list[Rule]], dict[str, list[Rule]]]] = defaultdict(
+        lambda: (defaultdict(list), defaultdict(list))
+    )
+    for service_id, kind, subject, method, path in rights:
+        by_client, by_group = rules_by_service[service_id]
+        (by_client if kind == "client" else by_group)[subject].append(_rule(method, path))
 
     service_limits: dict[tuple[str, str, str], list[Limit]] = defaultdict(list)
     client_limits: dict[str, list[Limit]] = defaultdict(list)
@@ -265,8 +304,13 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             service_limits[_service_key(row.service_key)].append(limit)
 
     services: dict[tuple[str, str, str], ServiceEntry] = {}
-    for svc in services_rows:
-        up = upstreams[svc.upstream_id]
+    upstream_entries = {
+        i: UpstreamEntry(u.name, u.base_url, dict(u.auth or {})) for i, u in upstreams.items()
+    }
+    for i, svc in enumerate(services_rows):
+        if i % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        up = upstream_entries[svc.upstream_id]
         required = tuple(
             name
             for name, flag in (
@@ -279,12 +323,14 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         schemas = svc.schemas or {}
         request_validator, request_error = _resolve(schemas.get("request"), schema_versions)
         response_validator, response_error = _resolve(schemas.get("response"), schema_versions)
+        provider = agency_code[svc.provider_id]
+        by_client, by_group = rules_by_service.get(svc.id, ({}, {}))
         service_entry = ServiceEntry(
-            provider=svc.provider.code,
+            provider=provider,
             code=svc.code,
             version=svc.version,
             name=svc.name,
-            upstream=UpstreamEntry(up.name, up.base_url, dict(up.auth or {})),
+            upstream=up,
             upstream_url=_join_url(up.base_url, svc.upstream_path),
             adapter=svc.adapter,
             timeout=aiohttp.ClientTimeout(
@@ -298,8 +344,9 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             request_validator=request_validator,
             response_validator=response_validator,
             schema_error=request_error or response_error,
-            rights={k: tuple(v) for k, v in rules_by_service[svc.id].items()},
-            limits=tuple(service_limits[(svc.provider.code, svc.code, svc.version)]),
+            client_rights={k: tuple(v) for k, v in by_client.items()},
+            group_rights={k: tuple(v) for k, v in by_group.items()},
+            limits=tuple(service_limits[(provider, svc.code, svc.version)]),
         )
         services[service_entry.key] = service_entry
     return RuntimeConfig(

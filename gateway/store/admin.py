@@ -41,16 +41,24 @@ async def record(
     comment: str | None = None,
 ) -> None:
     """Record a change and bump the configuration version, in the caller's transaction."""
-    session.add(
-        AdminEvent(
-            actor=actor,
-            action=action,
-            target=target,
-            before=before,
-            after=after,
-            comment=comment,
-        )
+    await record_all(
+        session,
+        [
+            AdminEvent(
+                actor=actor,
+                action=action,
+                target=target,
+                before=before,
+                after=after,
+                comment=comment,
+            )
+        ],
     )
+
+
+async def record_all(session: AsyncSession, events: list[AdminEvent]) -> None:
+    """Record changes made in one transaction, with one configuration version bump."""
+    session.add_all(events)
     # The row lock serialises admin transactions: versions follow commit order.
     await session.execute(
         update(ConfigState).where(ConfigState.id == 1).values(version=ConfigState.version + 1)

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.policy import PolicySet, policy_document
-from gateway.policy_diff import Change, diff
-from gateway.store.admin import record, serialize_changes
+from gateway.policy_diff import Change, diff_documents
+from gateway.store.admin import config_version, record_all, serialize_changes
 from gateway.store.models import (
     AccessRight,
+    AdminEvent,
     Agency,
     Client,
     Credential,
@@ -53,28 +54,37 @@ class PolicyCommit:
 
 
 async def current_policy(session: AsyncSession) -> PolicySet:
-    agencies = (await session.scalars(select(Agency))).all()
-    agency_code = {a.id: a.code for a in agencies}
-    groups = (await session.scalars(select(Group))).all()
-    group_code = {g.id: g.code for g in groups}
+    # Core rows, not ORM objects: a province's configuration has thousands of entities.
+    agency_code = dict((await session.execute(select(Agency.id, Agency.code))).all())
+    group_code = dict((await session.execute(select(Group.id, Group.code))).all())
     members: dict[int, list[str]] = defaultdict(list)
-    for m in (await session.scalars(select(GroupMember))).all():
-        members[m.client_id].append(group_code[m.group_id])
-    upstreams = (await session.scalars(select(Upstream))).all()
+    for client_id, group_id in await session.execute(
+        select(GroupMember.client_id, GroupMember.group_id)
+    ):
+        members[client_id].append(group_code[group_id])
+    upstreams = (await session.execute(select(Upstream.__table__))).all()
     upstream_name = {u.id: u.name for u in upstreams}
     rights: dict[int, list[dict[str, str]]] = defaultdict(list)
-    for r in (await session.scalars(select(AccessRight))).all():
-        rights[r.service_id].append(
-            {r.subject_kind: r.subject_code, "method": r.method, "path": r.path}
+    for service_id, kind, subject, method, path in await session.execute(
+        select(
+            AccessRight.service_id,
+            AccessRight.subject_kind,
+            AccessRight.subject_code,
+            AccessRight.method,
+            AccessRight.path,
         )
+    ):
+        rights[service_id].append({kind: subject, "method": method, "path": path})
     doc: dict[str, list[Any]] = {
         "agencies": [
             {"code": a.code, "name": a.name, "doc_code": a.doc_code}
             if a.doc_code
             else {"code": a.code, "name": a.name}
-            for a in agencies
+            for a in await session.execute(select(Agency.__table__))
         ],
-        "groups": [{"code": g.code, "name": g.name} for g in groups],
+        "groups": [
+            {"code": g.code, "name": g.name} for g in await session.execute(select(Group.__table__))
+        ],
         "clients": [
             {
                 "code": c.code,
@@ -84,7 +94,7 @@ async def current_policy(session: AsyncSession) -> PolicySet:
                 "roles": sorted(c.roles or []),
                 "enabled": c.enabled,
             }
-            for c in (await session.scalars(select(Client))).all()
+            for c in await session.execute(select(Client.__table__))
         ],
         "upstreams": [
             {"name": u.name, "base_url": u.base_url, "auth": dict(u.auth or {})} for u in upstreams
@@ -118,14 +128,16 @@ async def current_policy(session: AsyncSession) -> PolicySet:
                 "enabled": s.enabled,
                 "access": rights[s.id],
             }
-            for s in (await session.scalars(select(Service))).all()
+            for s in await session.execute(select(Service.__table__))
         ],
-        "rate_limits": [_rate_limit_doc(r) for r in (await session.scalars(select(RateLimitRule)))],
+        "rate_limits": [
+            _rate_limit_doc(r) for r in await session.execute(select(RateLimitRule.__table__))
+        ],
     }
     return PolicySet.model_validate(doc)
 
 
-def _rate_limit_doc(r: RateLimitRule) -> dict[str, Any]:
+def _rate_limit_doc(r: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if r.client_code:
         doc["client"] = r.client_code
@@ -144,7 +156,11 @@ def _rate_limit_doc(r: RateLimitRule) -> dict[str, Any]:
 
 
 def encode_document(policy: PolicySet) -> tuple[bytes, str]:
-    canonical = orjson.dumps(policy_document(policy), option=orjson.OPT_SORT_KEYS)
+    return _encode(policy_document(policy))
+
+
+def _encode(doc: dict[str, Any]) -> tuple[bytes, str]:
+    canonical = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     return zlib.compress(canonical, 6), hashlib.sha256(canonical).hexdigest()
 
 
@@ -189,24 +205,61 @@ async def commit_policy(
     `check_url` (the outbound allow-list) refuses upstream addresses the gateway may
     not call. Run inside the caller's transaction; nothing is written on refusal.
     """
+    return await _commit(
+        session,
+        lambda _current: new,
+        actor=actor,
+        source=source,
+        comment=comment,
+        check_url=check_url,
+    )
+
+
+async def _plan(
+    session: AsyncSession, desired: Callable[[PolicySet], PolicySet]
+) -> tuple[PolicySet, PolicySet, dict[str, Any], list[Change]]:
+    current = await current_policy(session)
+    new = desired(current)
+    new_doc = policy_document(new)
+    return current, new, new_doc, diff_documents(policy_document(current), new_doc)
+
+
+async def _commit(
+    session: AsyncSession,
+    desired: Callable[[PolicySet], PolicySet],
+    *,
+    actor: str,
+    source: str,
+    comment: str | None,
+    check_url: Callable[[str], None] | None,
+) -> PolicyCommit:
+    # Read and diff before taking the configuration lock (on SQLite, the database's write
+    # lock, which the audit writer needs too); take it only to write, and start over
+    # under the lock if someone committed in between.
+    seen = await config_version(session)
+    current, new, new_doc, changes = await _plan(session, desired)
     await serialize_changes(session)
-    old = await current_policy(session)
-    changes = diff(old, new)
+    if await config_version(session) != seen:
+        current, new, new_doc, changes = await _plan(session, desired)
     if not changes:
         return PolicyCommit(None, [])
-    await _check(session, old, new, check_url)
+    await _check(session, current, new, check_url)
     await _write(session, new, changes)
-    for change in changes:
-        await record(
-            session,
-            actor=actor,
-            action=f"policy.{change.kind}",
-            target=change.key,
-            before=change.before,
-            after=change.after,
-            comment=comment,
-        )
-    blob, digest = encode_document(new)
+    await record_all(
+        session,
+        [
+            AdminEvent(
+                actor=actor,
+                action=f"policy.{change.kind}",
+                target=change.key,
+                before=change.before,
+                after=change.after,
+                comment=comment,
+            )
+            for change in changes
+        ],
+    )
+    blob, digest = _encode(new_doc)
     version = PolicyVersion(
         actor=actor,
         source=source,
@@ -287,119 +340,162 @@ async def _ids(session: AsyncSession, model: Any, key: str) -> dict[str, int]:
     return {k: i for k, i in rows.all()}
 
 
+async def _service_ids(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(Agency.code, Service.code, Service.version, Service.id).join(
+            Agency, Agency.id == Service.provider_id
+        )
+    )
+    return {f"{p}/{c}/{v}": i for p, c, v, i in rows.all()}
+
+
+async def _put_rows(
+    session: AsyncSession,
+    model: Any,
+    changes: list[Change],
+    values: Callable[[Change], dict[str, Any]],
+    ids: Callable[[], Any],
+) -> dict[str, int]:
+    """Insert the created rows in one statement, update the changed ones; return the
+    key -> id map afterwards. One flush per kind, not per row: a first apply of a
+    province's configuration is thousands of rows."""
+    known: dict[str, int] = await ids()
+    created = [values(c) for c in changes if c.key not in known]
+    if created:
+        await session.execute(insert(model), created)
+    for c in changes:
+        if c.key in known:
+            await session.execute(update(model).where(model.id == known[c.key]).values(values(c)))
+    return await ids() if created else known
+
+
 async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -> None:
-    """Write the changes, in the order `diff` put them (references first, deletes last)."""
-    agencies = await _ids(session, Agency, "code")
-    groups = await _ids(session, Group, "code")
-    clients = await _ids(session, Client, "code")
-    upstreams = await _ids(session, Upstream, "name")
-    services = {
-        f"{p}/{c}/{v}": i
-        for p, c, v, i in (
-            await session.execute(
-                select(Agency.code, Service.code, Service.version, Service.id).join(
-                    Agency, Agency.id == Service.provider_id
-                )
-            )
-        ).all()
-    }
+    """Write the changes: creates and updates kind by kind (what others refer to first),
+    then deletes in reverse order, as `diff` ordered them."""
+    upserts: dict[str, list[Change]] = defaultdict(list)
+    for ch in changes:
+        if ch.op != "delete":
+            upserts[ch.kind].append(ch)
     client_specs = {c.code: c for c in new.clients}
     service_specs = {s.key: s for s in new.services}
 
-    async def upsert(model: Any, ids: dict[str, int], key: str, values: dict[str, Any]) -> int:
-        row = await session.get(model, ids[key]) if key in ids else None
-        if row is not None:
-            for k, v in values.items():
-                setattr(row, k, v)
-        else:
-            row = model(**values)
-            session.add(row)
-        await session.flush()
-        ids[key] = row.id
-        return int(row.id)
+    agencies = await _put_rows(
+        session,
+        Agency,
+        upserts["agency"],
+        lambda c: {
+            "code": c.key,
+            "name": (c.after or {})["name"],
+            "doc_code": (c.after or {}).get("doc_code"),
+        },
+        lambda: _ids(session, Agency, "code"),
+    )
+    groups = await _put_rows(
+        session,
+        Group,
+        upserts["group"],
+        lambda c: {"code": c.key, "name": (c.after or {})["name"]},
+        lambda: _ids(session, Group, "code"),
+    )
 
+    def client_values(c: Change) -> dict[str, Any]:
+        spec = client_specs[c.key]
+        return {
+            "code": spec.code,
+            "agency_id": agencies[spec.agency],
+            "name": spec.name,
+            "enabled": spec.enabled,
+            "roles": sorted(set(spec.roles)),
+        }
+
+    clients = await _put_rows(
+        session, Client, upserts["client"], client_values, lambda: _ids(session, Client, "code")
+    )
+    written = [clients[c.key] for c in upserts["client"]]
+    if written:
+        await session.execute(delete(GroupMember).where(GroupMember.client_id.in_(written)))
+        members = [
+            {"group_id": groups[g], "client_id": clients[c.key]}
+            for c in upserts["client"]
+            for g in sorted(set(client_specs[c.key].groups))
+        ]
+        if members:
+            await session.execute(insert(GroupMember), members)
+    upstreams = await _put_rows(
+        session,
+        Upstream,
+        upserts["upstream"],
+        lambda c: {
+            "name": c.key,
+            "base_url": (c.after or {})["base_url"],
+            "auth": _auth(c.after or {}),
+        },
+        lambda: _ids(session, Upstream, "name"),
+    )
+
+    def service_values(c: Change) -> dict[str, Any]:
+        s = service_specs[c.key]
+        return {
+            "provider_id": agencies[s.provider],
+            "code": s.code,
+            "version": s.version,
+            "name": s.name,
+            "upstream_id": upstreams[s.upstream],
+            "upstream_path": s.upstream_path,
+            "adapter": s.adapter,
+            "adapter_config": s.adapter_config,
+            "schemas": s.schemas.model_dump(exclude_none=True),
+            "connect_timeout_ms": s.timeouts.connect_ms,
+            "timeout_ms": s.timeouts.total_ms,
+            "max_request_bytes": s.limits.max_request_bytes,
+            "max_response_bytes": s.limits.max_response_bytes,
+            "require_officer": "officer" in s.require,
+            "require_procedure": "procedure" in s.require,
+            "require_case": "case" in s.require,
+            "audit_mode": s.audit,
+            "enabled": s.enabled,
+        }
+
+    services = await _put_rows(
+        session, Service, upserts["service"], service_values, lambda: _service_ids(session)
+    )
+    rewritten = [services[c.key] for c in upserts["access"]]
+    if rewritten:
+        await session.execute(delete(AccessRight).where(AccessRight.service_id.in_(rewritten)))
+        await session.execute(
+            insert(AccessRight),
+            [
+                {
+                    "service_id": services[c.key],
+                    "subject_kind": kind,
+                    "subject_code": subject,
+                    "method": method,
+                    "path": path,
+                }
+                for c in upserts["access"]
+                for kind, subject, method, path in (c.after or {})["rights"]
+            ],
+        )
+    limits = []
+    for c in upserts["rate_limit"]:
+        after = c.after or {}
+        await _delete_rate_limit(session, after.get("client"), after.get("service"))
+        rate = after.get("rate") or {}
+        limits.append(
+            {
+                "client_code": after.get("client"),
+                "service_key": after.get("service"),
+                "rate_requests": rate.get("requests"),
+                "rate_per": rate.get("per"),
+                "burst": rate.get("burst"),
+                "quota_per_day": after.get("quota_per_day"),
+            }
+        )
+    if limits:
+        await session.execute(insert(RateLimitRule), limits)
     for ch in changes:
-        after = ch.after or {}
         if ch.op == "delete":
             await _delete(session, ch, agencies, groups, clients, upstreams, services)
-        elif ch.kind == "agency":
-            values = {"code": ch.key, "name": after["name"], "doc_code": after.get("doc_code")}
-            await upsert(Agency, agencies, ch.key, values)
-        elif ch.kind == "group":
-            await upsert(Group, groups, ch.key, {"code": ch.key, "name": after["name"]})
-        elif ch.kind == "client":
-            c = client_specs[ch.key]
-            client_id = await upsert(
-                Client,
-                clients,
-                ch.key,
-                {
-                    "code": c.code,
-                    "agency_id": agencies[c.agency],
-                    "name": c.name,
-                    "enabled": c.enabled,
-                    "roles": sorted(set(c.roles)),
-                },
-            )
-            await session.execute(delete(GroupMember).where(GroupMember.client_id == client_id))
-            for g in sorted(set(c.groups)):
-                session.add(GroupMember(group_id=groups[g], client_id=client_id))
-        elif ch.kind == "upstream":
-            values = {"name": ch.key, "base_url": after["base_url"], "auth": _auth(after)}
-            await upsert(Upstream, upstreams, ch.key, values)
-        elif ch.kind == "service":
-            s = service_specs[ch.key]
-            await upsert(
-                Service,
-                services,
-                ch.key,
-                {
-                    "provider_id": agencies[s.provider],
-                    "code": s.code,
-                    "version": s.version,
-                    "name": s.name,
-                    "upstream_id": upstreams[s.upstream],
-                    "upstream_path": s.upstream_path,
-                    "adapter": s.adapter,
-                    "adapter_config": s.adapter_config,
-                    "schemas": s.schemas.model_dump(exclude_none=True),
-                    "connect_timeout_ms": s.timeouts.connect_ms,
-                    "timeout_ms": s.timeouts.total_ms,
-                    "max_request_bytes": s.limits.max_request_bytes,
-                    "max_response_bytes": s.limits.max_response_bytes,
-                    "require_officer": "officer" in s.require,
-                    "require_procedure": "procedure" in s.require,
-                    "require_case": "case" in s.require,
-                    "audit_mode": s.audit,
-                    "enabled": s.enabled,
-                },
-            )
-        elif ch.kind == "access":
-            service_id = services[ch.key]
-            await session.execute(delete(AccessRight).where(AccessRight.service_id == service_id))
-            for kind, subject, method, path in after["rights"]:
-                session.add(
-                    AccessRight(
-                        service_id=service_id,
-                        subject_kind=kind,
-                        subject_code=subject,
-                        method=method,
-                        path=path,
-                    )
-                )
-        elif ch.kind == "rate_limit":
-            await _delete_rate_limit(session, after.get("client"), after.get("service"))
-            rate = after.get("rate") or {}
-            session.add(
-                RateLimitRule(
-                    client_code=after.get("client"),
-                    service_key=after.get("service"),
-                    rate_requests=rate.get("requests"),
-                    rate_per=rate.get("per"),
-                    burst=rate.get("burst"),
-                    quota_per_day=after.get("quota_per_day"),
-                )
-            )
     await session.flush()
 
 
@@ -485,18 +581,16 @@ async def edit_policy(
     check_url: Callable[[str], None] | None = None,
 ) -> PolicyCommit:
     """Change one thing: `edit` modifies the current policy document in place; the result
-    is validated as a whole (references, unknown fields) and committed as a new version."""
-    # Lock before reading, so two concurrent edits cannot undo one another.
-    await serialize_changes(session)
-    doc = policy_document(await current_policy(session))
-    edit(doc)
-    return await commit_policy(
-        session,
-        PolicySet.model_validate(doc),
-        actor=actor,
-        source=source,
-        comment=comment,
-        check_url=check_url,
+    is validated as a whole (references, unknown fields) and committed as a new version.
+    `edit` may run twice (again on fresh state if another change landed meanwhile)."""
+
+    def edited(current: PolicySet) -> PolicySet:
+        doc = policy_document(current)
+        edit(doc)
+        return PolicySet.model_validate(doc)
+
+    return await _commit(
+        session, edited, actor=actor, source=source, comment=comment, check_url=check_url
     )
 
 

@@ -8,7 +8,9 @@
                      the service and the pair, shared by replicas
     5. account       officer, procedure, case as the service asks (400)
     6. read body     within the size limit, checked by its schema (413, 400)
-    7. forward       to the provider, with the gateway's creds    (502, 503, 504)
+    7. forward       converted by the service's adapter, if any,   (400, 502, 503, 504)
+                     to the provider, with the gateway's creds;
+                     the answer converted back
                      a 2xx answer checked by the response schema  (502)
     8. respond       upstream answer, hop-by-hop headers removed
     9. audit         always, whatever happened above; a service in `fail_closed` mode
@@ -38,11 +40,14 @@ from gateway.accountability import (
     request_id_from,
     traceparent_from,
 )
+from gateway.adapters import OutboundRequest
 from gateway.audit import AuditEvent, AuditSink, AuditUnavailable
 from gateway.authn import authenticate
 from gateway.logging import log
+from gateway.mapping.engine import Context
 from gateway.problems import (
     ACCESS_DENIED,
+    ADAPTER_UNAVAILABLE,
     AUDIT_UNAVAILABLE,
     INTERNAL_ERROR,
     INVALID_HEADER,
@@ -161,6 +166,8 @@ class ExchangePipeline:
                 raise Problem(SERVICE_DISABLED, f"{service.name} is disabled for maintenance.")
             if service.schema_error is not None:
                 raise Problem(SCHEMA_UNAVAILABLE, f"{service.name}: {service.schema_error}.")
+            if service.adapter_error is not None:
+                raise Problem(ADAPTER_UNAVAILABLE, f"{service.name}: {service.adapter_error}.")
 
             #    limit
             limits = config.limits_for(caller.client.code, service)
@@ -189,23 +196,25 @@ class ExchangePipeline:
             event.request_bytes = len(body)
             event.request_sha256 = hashlib.sha256(body).hexdigest()
             # A GET, HEAD or DELETE without a body carries no message to check.
+            adapter = service.adapter_impl
+            reads_body = service.request_validator is not None or adapter is not None
+            if reads_body and request.headers.get("Content-Encoding", "identity") != "identity":
+                raise Problem(
+                    INVALID_MESSAGE,
+                    "This service reads its messages: send the body uncompressed "
+                    "(no Content-Encoding).",
+                )
             if service.request_validator is not None and (
                 body or request.method in MESSAGE_METHODS
             ):
-                if request.headers.get("Content-Encoding", "identity") != "identity":
-                    raise Problem(
-                        INVALID_MESSAGE,
-                        "This service validates its messages: send the body uncompressed "
-                        "(no Content-Encoding).",
-                    )
                 _conform(service.request_validator, body, INVALID_MESSAGE, "The request")
 
             # 7. forward
             headers = forwardable(request.headers, NOT_FORWARDED_REQUEST)
             headers[REQUEST_ID_HEADER] = request_id
             headers["traceparent"] = traceparent
-            if service.response_validator is not None:
-                # The answer is read to be validated: it must arrive uncompressed.
+            if service.response_validator is not None or adapter is not None:
+                # The answer is read (validated, converted): it must arrive uncompressed.
                 headers["Accept-Encoding"] = "identity"
             # Tell the provider who is asking, as X-Road's X-Road-Client does.
             headers["X-Client-Id"] = caller.client.code
@@ -217,14 +226,33 @@ class ExchangePipeline:
             ):
                 if value is not None:
                     headers[header] = value
-            upstream = await self.upstream.forward(
-                service, request.method, address.raw_endpoint, address.query, headers, body
+            outbound = OutboundRequest(
+                request.method, address.raw_endpoint, address.query, headers, body
             )
+            context = Context(
+                request_id=request_id,
+                client=caller.client.code,
+                client_agency=caller.client.agency_code,
+                officer=who.officer,
+                procedure=who.procedure,
+                case=who.case,
+                now=started.isoformat(),
+            )
+            if adapter is not None:
+                #    convert: the provincial form to the provider's (Circular 13/2017 art. 17)
+                outbound = adapter.request(outbound, context)
+            upstream = await self.upstream.forward(
+                service, outbound.method, outbound.path, outbound.query, outbound.headers,
+                outbound.body,
+            )  # fmt: skip
             event.upstream_status = upstream.status
             event.upstream_ms = round(upstream.elapsed_ms, 3)
             # Size and digest of what the provider answered, even if it is refused below.
             event.response_bytes = len(upstream.body)
             event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
+            if adapter is not None:
+                #    convert back: the provider's answer (or error) to the provincial form
+                upstream = adapter.response(upstream, outbound, context)
             # The schema describes successful answers; errors pass through as they are,
             # and 204 or a HEAD answer has no body to check.
             if (

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.access import HTTP_METHODS, compile_glob
-from gateway.adapters import known_adapters
+from gateway.adapters import adapter_config_errors
 from gateway.routing import VERSION_RE
 
 AgencyCode = Annotated[
@@ -141,11 +141,11 @@ class ServiceSpec(_Strict):
         return f"{self.provider}/{self.code}/{self.version}"
 
     @model_validator(mode="after")
-    def _adapter_known(self) -> ServiceSpec:
-        if self.adapter not in known_adapters():
-            raise ValueError(
-                f"unknown adapter {self.adapter!r}; installed: {sorted(known_adapters())}"
-            )
+    def _adapter_valid(self) -> ServiceSpec:
+        # The adapter's own configuration model checks adapter_config, naming the field.
+        errors = adapter_config_errors(self.adapter, self.adapter_config)
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
 
 

@@ -116,6 +116,12 @@ UPSTREAM_ADDRESS_REFUSED = _t(
     "The provider's address is outside the networks this gateway may call",
     Side.GATEWAY,
 )
+ADAPTER_UNAVAILABLE = _t(
+    "adapter-unavailable",
+    503,
+    "The service's message adapter could not be loaded",
+    Side.GATEWAY,
+)
 INVALID_CONFIGURATION = _t(
     "invalid-configuration", 422, "The configuration change is not valid", Side.CALLER
 )

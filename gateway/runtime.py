@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.access import Rule, is_allowed
+from gateway.adapters import Adapter, build_adapter
 from gateway.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
 from gateway.store.models import (
@@ -86,6 +87,9 @@ class ServiceEntry:
     group_rights: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     # Limits on the service as a whole, from every caller.
     limits: tuple[Limit, ...] = ()
+    # The compiled adapter (None: passthrough, messages go as they are).
+    adapter_impl: Adapter | None = None
+    adapter_error: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -208,6 +212,13 @@ def _service_key(key: str) -> tuple[str, str, str]:
     return (provider, code, version)
 
 
+def _adapter(name: str, config: dict[str, Any]) -> tuple[Adapter | None, str | None]:
+    try:
+        return build_adapter(name, config), None
+    except Exception as e:  # a service with a broken adapter refuses; the rest still load
+        return None, f"adapter {name!r} could not be loaded: {e}"
+
+
 def _join_url(base: str, path: str) -> str:
     path = path.strip("/")
     return base.rstrip("/") + ("/" + path if path else "")
@@ -325,6 +336,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         response_validator, response_error = _resolve(schemas.get("response"), schema_versions)
         provider = agency_code[svc.provider_id]
         by_client, by_group = rules_by_service.get(svc.id, ({}, {}))
+        adapter_impl, adapter_error = _adapter(svc.adapter, svc.adapter_config or {})
         service_entry = ServiceEntry(
             provider=provider,
             code=svc.code,
@@ -347,6 +359,8 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             client_rights={k: tuple(v) for k, v in by_client.items()},
             group_rights={k: tuple(v) for k, v in by_group.items()},
             limits=tuple(service_limits[(provider, svc.code, svc.version)]),
+            adapter_impl=adapter_impl,
+            adapter_error=adapter_error,
         )
         services[service_entry.key] = service_entry
     return RuntimeConfig(

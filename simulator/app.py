@@ -46,6 +46,8 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
+from simulator import business, dossier, edxml
+
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
 
@@ -413,6 +415,11 @@ def create_app(clients: dict[str, str], *, token_ttl: int = 300) -> web.Applicat
     app.router.add_post("/oauth2/token", _issue_token)
     app.router.add_post("/csdldc/v1/cong-dan/tra-cuu", _lookup_by_number)
     app.router.add_post("/csdldc/v1/cong-dan/tra-cuu-ho-ten", _lookup_by_name)
+    # National business registration (XML), document exchange (edXML over SOAP 1.1) and
+    # the public service portal's dossier sync (JSON), behind the same bearer token.
+    business.setup(app, _has_valid_token)
+    edxml.setup(app, _has_valid_token)
+    dossier.setup(app, _has_valid_token)
     app.router.add_get("/healthz", _healthz)
     for method in ("GET", "POST"):
         app.router.add_route(method, r"/_sim/delay/{ms:\d+}", _delay)

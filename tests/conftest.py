@@ -29,10 +29,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select, text
 
-from gateway.app import STATE, GatewayState, create_app, reload_config
+from gateway.app import create_app
 from gateway.policy import PolicySet
 from gateway.registry.bundled import load_bundled
+from gateway.reload import reload_config
 from gateway.settings import Settings
+from gateway.state import STATE, GatewayState
 from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
@@ -347,7 +349,7 @@ async def gateway(
             server.app[STATE],
             simulator.app,
             "127.0.0.1",
-            server.port,
+            server.port or 0,
             str(simulator.make_url("")).rstrip("/"),
         )
     await server.close()

@@ -61,7 +61,14 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from http_load import BODY, LOOKUP_PATH, PROVIDER, lookups, wait_http  # noqa: E402
+from http_load import (  # noqa: E402
+    BODY,
+    LOOKUP_PATH,
+    PROVIDER,
+    lookups,
+    sample_policies,
+    wait_http,
+)
 
 from gateway.audit.chain import AuditSigner  # noqa: E402
 from gateway.audit.event import AuditEvent  # noqa: E402
@@ -551,7 +558,10 @@ class Bench2:
             }
         )
         lgsp = [sys.executable, "-m", "gateway"]
-        for argv in ([*lgsp, "migrate"], [*lgsp, "policy", "apply", str(REPO / "policies")]):
+        for argv in (
+            [*lgsp, "migrate"],
+            [*lgsp, "policy", "apply", str(sample_policies(self.work / "policies"))],
+        ):
             subprocess.run(argv, env=env, cwd=self.work, check=True, capture_output=True)
         created = subprocess.run(
             [*lgsp, "client", "credential", "motcua"],

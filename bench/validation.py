@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,33 +23,26 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from http_load import BODY, PROVIDER, wait_http  # noqa: E402
+from http_load import BODY, PROVIDER, gateway_stack, sample_policies  # noqa: E402
 from http_load import lookups as run_round  # noqa: E402
 
 from gateway.registry.schema import compile_validator, parse  # noqa: E402
-from gateway.upstream import basic_authorization  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_policy(directory: Path) -> None:
     """The sample policy plus a copy of the population service without schemas."""
-    for f in (REPO / "policies").glob("*.yaml"):
-        shutil.copy(f, directory / f.name)
-    population = (directory / "population.yaml").read_text(encoding="utf-8")
-    start = population.index("  - provider:")
-    raw = population[start:].replace("code: csdlqg-dancu", "code: csdlqg-dancu-raw", 1)
-    schemas_block = raw[raw.index("    schemas:") : raw.index("    timeouts:")]
-    raw = raw.replace(schemas_block, "")
-    (directory / "population-raw.yaml").write_text("services:\n" + raw, encoding="utf-8")
+    sample_policies(directory)
+    doc = yaml.safe_load((directory / "population.yaml").read_text(encoding="utf-8"))
+    raw = {**doc["services"][0], "code": "csdlqg-dancu-raw"}
+    raw.pop("schemas")
+    (directory / "population-raw.yaml").write_text(
+        yaml.safe_dump({"services": [raw]}, allow_unicode=True), encoding="utf-8"
+    )
 
 
 def validator_cost(repeat: int = 20000) -> float:
@@ -89,56 +79,9 @@ async def main() -> None:
     policies = work / "policies"
     policies.mkdir()
     write_policy(policies)
-    port, sim_port = free_port(), free_port()
-    national_secret = "bench-national-secret"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LGSP_")},
-        "LGSP_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'lgsp.db'}",
-        "LGSP_KEYS_DIR": str(work / "keys"),
-        "LGSP_SCHEMAS_DIR": str(REPO / "schemas"),
-        "LGSP_PORT": str(port),
-        "LGSP_LOG_LEVEL": "WARNING",
-        "LGSP_NDXP_URL": f"http://127.0.0.1:{sim_port}",
-        "LGSP_NDXP_CLIENT_SECRET": national_secret,
-        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',  # the simulator on 127.0.0.1
-        "PYTHONPATH": str(REPO),
-    }
-    lgsp = [sys.executable, "-m", "gateway"]
-    subprocess.run(
-        [*lgsp, "policy", "apply", str(policies)], env=env, check=True, capture_output=True
-    )
-    created = subprocess.run(
-        [*lgsp, "client", "credential", "motcua"], env=env, check=True, capture_output=True
-    )
-    secret = orjson.loads(created.stdout)["client_secret"]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "simulator",
-                "--port",
-                str(sim_port),
-                "--client",
-                f"000.00.00.H49:{national_secret}",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        ),
-        subprocess.Popen([*lgsp, "serve"], env=env, stderr=subprocess.DEVNULL),
-    ]
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await wait_http(f"http://127.0.0.1:{sim_port}/healthz")
-        await wait_http(f"{base}/healthz")
+    async with gateway_stack(policies, work) as (base, token):
         connector = aiohttp.TCPConnector(limit=args.concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.post(
-                f"{base}/oauth2/token",
-                data={"grant_type": "client_credentials"},
-                headers={"Authorization": basic_authorization("motcua", secret)},
-            ) as r:
-                token = (await r.json())["access_token"]
             services = {
                 "no validation": f"{base}/r1/{PROVIDER}/csdlqg-dancu-raw/v1/cong-dan/tra-cuu",
                 "request + response validated": (
@@ -156,11 +99,6 @@ async def main() -> None:
                     )
                     results[name] = (results[name][0] + lat, results[name][1] + took)
                     round_means[name].append(statistics.fmean(lat) * 1e6)
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
 
     alone = validator_cost()
     print(

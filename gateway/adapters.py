@@ -50,6 +50,7 @@ __all__ = [
     "OutboundRequest",
     "adapter_config_errors",
     "build_adapter",
+    "json_object",
     "known_adapters",
     "load_mappings",
 ]
@@ -113,6 +114,19 @@ class Adapter:
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
     ) -> UpstreamResponse:
         return answer
+
+
+def json_object(body: bytes, what: str = "The request body") -> dict[str, Any]:
+    """A caller's JSON object, or a 400 problem saying what is wrong with it."""
+    from gateway.problems import INVALID_MESSAGE, Problem  # keeps this module light
+
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise Problem(INVALID_MESSAGE, f"{what} is not JSON: {e}.") from None
+    if not isinstance(value, dict):
+        raise Problem(INVALID_MESSAGE, f"{what} must be a JSON object.")
+    return value
 
 
 @functools.cache

@@ -33,6 +33,10 @@ DEMO_CLIENT = "motcua"
 DEMO_ADMIN = "quantri-dulieu"  # the sample policy's administrator
 PROVINCE_AT_NATIONAL = "000.00.00.H49"  # the province's client id at the national platform
 POPULATION_SERVICE = "/r1/000.00.00.G01/csdlqg-dancu/v1"
+CANONICAL_POPULATION = "/r1/000.00.00.G01/csdlqg-dancu/v2"
+BUSINESS = "/r1/000.00.00.G12/csdlqg-dkdn/v1"
+DOSSIERS = "/r1/000.00.00.G25/dvcqg-ho-so/v1"
+DOCUMENTS = "/r1/000.00.00.G22/lien-thong-van-ban/v1"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,50 @@ def demo_steps(gateway: str, secret: str, lgsp: str, admin_secret: str) -> list[
             "  -H 'Content-Type: application/json' \\\n"
             '  -d \'{"SoDinhDanh": "00109901234", "GhiChu": "x"}\'',
             "urn:lgsp:problem:invalid-message",
+        ),
+        Step(
+            "The same lookup in the province's own form: the population adapter converts both ways",
+            f"curl -s -i -w '\\n' -X POST {gateway}{CANONICAL_POPULATION}/cong-dan/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '{\"personalId\": \"001099012345\"}'",
+            '"outcome":"found"',
+        ),
+        Step(
+            "Look an enterprise branch up in the national business registration database "
+            "(JSON here, XML there)",
+            f"curl -s -i -w '\\n' -X POST {gateway}{BUSINESS}/doanh-nghiep/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '{\"enterpriseCode\": \"0101234567-001\"}'",
+            '"requestedBranch":{"code":"0101234567-001"',
+        ),
+        Step(
+            "Send an official letter with an attachment to another agency (edXML over SOAP "
+            "on the national side)",
+            f"curl -s -w '\\n' -X POST {gateway}{DOCUMENTS}/documents \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '"
+            '{"to": [{"organId": "000.00.31.H49", "organName": "Trung tâm Phục vụ hành chính '
+            'công tỉnh"}], "documentId": "000.00.00.H49,2025/11/22,\'"$(date +%s)"\'/UBND-VP", '
+            '"code": {"number": "123", "notation": "UBND-VP"}, '
+            '"promulgation": {"place": "Thành phố Huế", "date": "2025-11-22"}, '
+            '"type": {"code": "1", "name": "Công văn"}, '
+            '"subject": "Về việc triển khai Nền tảng tích hợp, chia sẻ dữ liệu cấp tỉnh", '
+            '"signer": {"fullName": "Nguyễn Văn Bình", "position": "Chủ tịch"}, '
+            '"attachments": [{"name": "123-UBND-VP.pdf", "contentType": "application/pdf", '
+            '"contentBase64": "JVBERi0xLjcKJSVFT0YK"}]}\'',
+            '"name":"arrived"',
+        ),
+        Step(
+            "Tell the national public service portal that a dossier was received",
+            f"curl -s -i -w '\\n' -X POST {gateway}{DOSSIERS}/ho-so/trang-thai \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '"
+            '{"dossierId": "000.00.31.H49-251122-0001", "agencyCode": "000.00.31.H49", '
+            '"procedure": {"code": "1.001193", "name": "Cấp giấy phép xây dựng (mẫu)"}, '
+            '"receivedAt": "2025-11-22T08:30:00+07:00", '
+            '"applicant": {"fullName": "Nguyễn Thị Hường", "personalId": "001199012345"}, '
+            '"status": "received", "updatedAt": "2025-11-22T08:30:00+07:00"}\'',
+            '"synced":true',
         ),
         Step(
             "List the message schemas in the registry (Confluent Schema Registry API)",

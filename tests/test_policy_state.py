@@ -49,9 +49,11 @@ async def current(sessions) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 def edited(doc: dict[str, Any]) -> dict[str, Any]:
     """A week's worth of changes: a timeout, a right taken away, a limit, a client gone."""
     new = policy_document(PolicySet.model_validate(doc))
-    svc = new["services"][0]
+    svc = new["services"][0]  # sorted by key: the population lookup comes first
+    assert svc["code"] == "csdlqg-dancu" and svc["version"] == "v1"
     svc["timeouts"]["total_ms"] = 2500
-    svc["access"] = [a for a in svc["access"] if a.get("client") != "hotich"]
+    for service in new["services"]:
+        service["access"] = [a for a in service["access"] if a.get("client") != "hotich"]
     new["clients"] = [c for c in new["clients"] if c["code"] != "hotich"]
     # hotich's own limit goes with it; motcua's is tightened.
     new["rate_limits"] = [r for r in new["rate_limits"] if r.get("client") != "hotich"]

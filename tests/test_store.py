@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -56,8 +57,9 @@ async def test_changed_service_is_updated_with_before_and_after(sessions) -> Non
     policy = load_policy_dir(REPO / "policies")
     await _apply(sessions, policy)
     doc = policy.model_dump()
-    doc["services"][0]["timeouts"]["total_ms"] = 2500
-    doc["services"][0]["access"] = doc["services"][0]["access"][:1]
+    population = _index(doc, "csdlqg-dancu", "v1")
+    doc["services"][population]["timeouts"]["total_ms"] = 2500
+    doc["services"][population]["access"] = doc["services"][population]["access"][:1]
     changes = await _apply(sessions, PolicySet.model_validate(doc))
     assert changes == [
         "updated service 000.00.00.G01/csdlqg-dancu/v1",
@@ -72,9 +74,16 @@ async def test_changed_service_is_updated_with_before_and_after(sessions) -> Non
         assert event is not None and event.actor == "tester" and event.comment == "test"
         assert event.before is not None and event.before["timeouts"]["total_ms"] == 10000
         assert event.after is not None and event.after["timeouts"]["total_ms"] == 2500
-        service = await s.scalar(select(Service).where(Service.code == "csdlqg-dancu"))
+        service = await s.scalar(
+            select(Service).where(Service.code == "csdlqg-dancu", Service.version == "v1")
+        )
         assert service is not None and service.timeout_ms == 2500
-    assert await _count(sessions, AccessRight) == 1
+        rights = await s.scalar(
+            select(func.count())
+            .select_from(AccessRight)
+            .where(AccessRight.service_id == service.id)
+        )
+    assert rights == 1
 
 
 async def test_runtime_tables_grant_through_groups_and_deny_the_rest(sessions) -> None:  # type: ignore[no-untyped-def]
@@ -151,14 +160,20 @@ def test_unknown_field_is_named() -> None:
         PolicySet.model_validate(doc)
 
 
+def _index(doc: dict[str, Any], code: str, version: str) -> int:
+    services = doc["services"]
+    return next(i for i, s in enumerate(services) if (s["code"], s["version"]) == (code, version))
+
+
 def test_unresolved_references_are_named() -> None:
     doc = _policy()
-    doc["services"][0]["access"].append({"client": "nobody"})  # type: ignore[index]
+    population = _index(doc, "csdlqg-dancu", "v1")
+    doc["services"][population]["access"].append({"client": "nobody"})  # type: ignore[index]
     doc["clients"][0]["agency"] = "000.00.99.H49"  # type: ignore[index]
     with pytest.raises(ValidationError) as e:
         PolicySet.model_validate(doc)
     text = str(e.value)
-    assert "services[0].access[2].client: no client 'nobody'" in text
+    assert f"services[{population}].access[2].client: no client 'nobody'" in text
     assert "clients[0].agency: no agency '000.00.99.H49'" in text
 
 

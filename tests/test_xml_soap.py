@@ -700,3 +700,17 @@ def test_envelopes_are_parsed_safely() -> None:
     deep = envelope(etree.fromstring(deep_nesting(20)), version="1.1")
     with pytest.raises(UnsafeXML, match="nesting deeper than 10 levels"):
         parse_envelope(deep, max_depth=10)
+
+
+def test_large_text_lifts_only_the_text_node_cap() -> None:
+    """A base64 file over 10 MB in one element: refused by default (libxml2's cap),
+    read with large_text; every other limit stays."""
+    big = b"<Tep>" + b"A" * (11 * 1024 * 1024) + b"</Tep>"
+    with pytest.raises(InvalidXML):
+        parse_xml(big, max_bytes=32 * 1024 * 1024)
+    root = parse_xml(big, max_bytes=32 * 1024 * 1024, large_text=True)
+    assert len(root.text or "") == 11 * 1024 * 1024
+    with pytest.raises(UnsafeXML, match="DTDs are refused"):
+        parse_xml(billion_laughs(), large_text=True)
+    with pytest.raises(UnsafeXML, match="nesting deeper than 64"):
+        parse_xml(b"<a>" * 100 + b"</a>" * 100, large_text=True)

@@ -190,12 +190,19 @@ def parse_envelope(
     max_bytes: int = MAX_BYTES,
     max_depth: int = MAX_DEPTH,
     max_elements: int = MAX_ELEMENTS,
+    large_text: bool = False,
 ) -> SoapMessage:
     """Read an envelope of either version (told apart by its namespace). Raises
     `UnsafeXML`/`InvalidXML` from `parse_xml`, and `InvalidXML` for a document that is
     not a SOAP envelope or a malformed one (no Body, more than one body element, a
     fault without a code)."""
-    root = parse_xml(data, max_bytes=max_bytes, max_depth=max_depth, max_elements=max_elements)
+    root = parse_xml(
+        data,
+        max_bytes=max_bytes,
+        max_depth=max_depth,
+        max_elements=max_elements,
+        large_text=large_text,
+    )
     qname = etree.QName(root)
     version = _VERSIONS.get(qname.namespace or "")
     if qname.localname != "Envelope" or version is None:

@@ -65,14 +65,16 @@ def hardened_parser() -> etree.XMLParser:
     )
 
 
-def _pull_parser() -> etree.XMLPullParser:
+def _pull_parser(large_text: bool) -> etree.XMLPullParser:
     return etree.XMLPullParser(
         events=("start", "end", "pi"),
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=False,
+        # libxml2's "huge" mode lifts its 10 MB cap on one text node (a base64 file) and
+        # raises its own depth cap; our size, depth and element limits apply either way.
+        huge_tree=large_text,
         remove_blank_text=True,
     )
 
@@ -108,18 +110,20 @@ def parse_xml(
     max_bytes: int = MAX_BYTES,
     max_depth: int = MAX_DEPTH,
     max_elements: int = MAX_ELEMENTS,
+    large_text: bool = False,
 ) -> etree._Element:
     """Parse an untrusted document; return its root element.
 
     Raises `UnsafeXML` for a DTD, a processing instruction or a limit exceeded, and
     `InvalidXML` when the document is not well-formed. `max_depth` above 256 has no
-    effect: libxml2 refuses deeper documents on its own.
+    effect: libxml2 refuses deeper documents on its own. `large_text` allows a single
+    text node over 10 MB (attachments in base64), still within `max_bytes`.
     """
     if len(data) > max_bytes:
         raise UnsafeXML(f"the document is {len(data)} bytes, more than the {max_bytes} allowed")
     _check_prolog(data)
 
-    parser = _pull_parser()
+    parser = _pull_parser(large_text)
     depth = 0
     elements = 0
 

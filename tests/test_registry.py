@@ -307,7 +307,10 @@ def test_xml_messages_are_validated_safely(tmp_path: Any) -> None:
         f"<Status {NS}><DocumentId>&x;</DocumentId><StatusCode>1</StatusCode></Status>"
     ).encode()
     errors = validator.errors(hostile)
-    assert [e.detail for e in errors] == ["document type declarations (DTDs) are not allowed"]
+    assert [e.detail for e in errors] == [
+        "the document is refused: the document declares a DTD (<!DOCTYPE ...>) at line 1; "
+        "DTDs are refused"
+    ]
 
 
 def test_remote_references_are_refused() -> None:
@@ -515,6 +518,24 @@ async def test_xml_service_validates_its_requests_end_to_end(gateway: Harness) -
     assert bad.status_code == 400
     assert bad.json()["type"] == "urn:lgsp:problem:invalid-message"
     assert "StatusCode" in bad.json()["errors"][0]["detail"]
+
+    # Hostile documents: refused before anything is built, each a 400 saying why, audited.
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + b"".join(
+            f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">'.encode() for i in range(1, 10)
+        ).replace(b"&lol0;", b"&lol;")
+        + b"]><Status>&lol9;</Status>"
+    )
+    deep = b"<a>" * 100_000 + b"</a>" * 100_000
+    for hostile, why in ((laughs, "DTDs are refused"), (deep, "nesting deeper than 64")):
+        r = await gateway.http.post(
+            url, content=hostile, headers={**headers, "X-Request-Id": f"hostile-{len(hostile)}"}
+        )
+        assert r.status_code == 400 and r.json()["type"] == "urn:lgsp:problem:invalid-message"
+        assert why in r.json()["errors"][0]["detail"]
+        [record] = await gateway.audit(f"hostile-{len(hostile)}")
+        assert record.error_type == "invalid-message"
 
 
 async def test_validated_answers_are_not_compressed_by_the_provider(gateway: Harness) -> None:

@@ -183,7 +183,13 @@ async def _prepare(settings: Settings, policies: Path) -> tuple[str, str]:
     try:
         await load_bundled(session_factory(engine), settings.schemas_dir)
         async with session_factory(engine)() as session, session.begin():
-            await policy_state.apply_policy(session, policy, actor="demo", comment="lgsp demo")
+            changes = await policy_state.apply_policy(
+                session, policy, actor="demo", comment="lgsp demo"
+            )
+            # The files are the whole configuration: say what applying them removed.
+            for line in changes:
+                if line.startswith(("deleted", "removed")):
+                    print(f"demo: applying {policies} {line}")
             # Fresh secrets each run: secrets are never kept in files, only their digests.
             secrets_ = [
                 await admin.issue_credential(

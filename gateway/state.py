@@ -29,6 +29,7 @@ class GatewayState:
     pipeline: ExchangePipeline
     limiter: RateLimiter
     config_version: int = -1
+    reloads: int = 0
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

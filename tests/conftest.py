@@ -299,6 +299,20 @@ class Harness:
         return int(status_line.split()[1]), hdrs, payload
 
 
+async def add_to_policy(
+    h: Harness, services: list[dict[str, Any]], upstreams: list[dict[str, Any]] | None = None
+) -> None:
+    """Add services (and upstreams) to the running gateway's configuration, reloaded."""
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["upstreams"].extend(upstreams or [])
+        doc["services"].extend(services)
+
+    async with h.state.sessions() as s, s.begin():
+        await policy_state.edit_policy(s, change, actor="test", source="test")
+    await reload_config(h.state)
+
+
 @pytest.fixture
 async def simulator() -> AsyncIterator[TestServer]:
     server = TestServer(create_simulator({PROVINCE_ID: PROVINCE_SECRET}), host="127.0.0.1")

@@ -46,11 +46,10 @@ from gateway.mapping.engine import Context
 from gateway.policy import ServiceSpec, load_policy_dir
 from gateway.problems import Problem
 from gateway.registry.schema import compile_validator, parse
-from gateway.reload import reload_config
 from gateway.store import policy_state
 from gateway.upstream import UpstreamResponse
 from simulator.edxml import DOCUMENT_EXCHANGE, DocumentExchange
-from tests.conftest import PROVINCE_ID, REPO, Harness
+from tests.conftest import PROVINCE_ID, REPO, Harness, add_to_policy
 
 PROVIDER = "000.00.00.G22"
 SERVICE = f"/r1/{PROVIDER}/lien-thong-van-ban"
@@ -84,18 +83,6 @@ def variant(version: str, upstream: str = "ndxp", **config: Any) -> dict[str, An
     [shipped] = shipped_policy()["services"]
     adapter_config = {k: v for k, v in {**shipped["adapter_config"], **config}.items() if v}
     return {**shipped, "version": version, "upstream": upstream, "adapter_config": adapter_config}
-
-
-async def add_to_policy(
-    h: Harness, services: list[dict[str, Any]], upstreams: list[dict[str, Any]] | None = None
-) -> None:
-    def change(doc: dict[str, Any]) -> None:
-        doc["upstreams"].extend(upstreams or [])
-        doc["services"].extend(services)
-
-    async with h.state.sessions() as s, s.begin():
-        await policy_state.edit_policy(s, change, actor="test", source="test")
-    await reload_config(h.state)
 
 
 @pytest.fixture

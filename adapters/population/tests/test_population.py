@@ -34,11 +34,9 @@ from gateway.mapping import vnencoding
 from gateway.mapping.engine import Context
 from gateway.policy import PolicySet, ServiceSpec
 from gateway.problems import Problem
-from gateway.reload import reload_config
-from gateway.store import policy_state
 from gateway.upstream import UpstreamResponse
 from simulator.app import LOOKUPS
-from tests.conftest import REPO, Harness
+from tests.conftest import REPO, Harness, add_to_policy
 
 SERVICE = "/r1/000.00.00.G01/csdlqg-dancu"
 LOOKUP = "/cong-dan/tra-cuu"
@@ -83,18 +81,6 @@ def service(version: str, upstream: str = "ndxp", **config: Any) -> dict[str, An
             {"client": "legacy", "method": "POST", "path": LOOKUP},
         ],
     }
-
-
-async def add_to_policy(
-    h: Harness, services: list[dict[str, Any]], upstreams: list[dict[str, Any]] | None = None
-) -> None:
-    def change(doc: dict[str, Any]) -> None:
-        doc["upstreams"].extend(upstreams or [])
-        doc["services"].extend(services)
-
-    async with h.state.sessions() as s, s.begin():
-        await policy_state.edit_policy(s, change, actor="test", source="test")
-    await reload_config(h.state)
 
 
 @pytest.fixture

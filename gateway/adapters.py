@@ -28,7 +28,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import orjson
 import yaml
@@ -98,13 +98,18 @@ class OutboundRequest:
     body: bytes
 
 
-class Adapter:
-    """Base class; `passthrough` is this class itself: both hooks return their input."""
+C = TypeVar("C", bound=AdapterConfig)
+
+
+class Adapter(Generic[C]):
+    """Base class; `passthrough` is this class itself: both hooks return their input.
+    A subclass names its configuration model twice: as `Config` (what the registry
+    validates `adapter_config` with) and as the type parameter (what `self.config` is)."""
 
     name: ClassVar[str] = "passthrough"
     Config: ClassVar[type[AdapterConfig]] = AdapterConfig
 
-    def __init__(self, config: AdapterConfig) -> None:
+    def __init__(self, config: C) -> None:
         self.config = config
 
     def request(self, outbound: OutboundRequest, context: Context) -> OutboundRequest:
@@ -130,8 +135,8 @@ def json_object(body: bytes, what: str = "The request body") -> dict[str, Any]:
 
 
 @functools.cache
-def _registry() -> dict[str, type[Adapter]]:
-    found: dict[str, type[Adapter]] = {"passthrough": Adapter}
+def _registry() -> dict[str, type[Adapter[Any]]]:
+    found: dict[str, type[Adapter[Any]]] = {"passthrough": Adapter}
     try:
         package = importlib.import_module("adapters")
     except ImportError:  # installed without the bundled adapters
@@ -171,14 +176,14 @@ def adapter_config_errors(name: str, config: Mapping[str, Any]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _build(name: str, config_json: bytes) -> Adapter | None:
+def _build(name: str, config_json: bytes) -> Adapter[Any] | None:
     cls = _registry()[name]
     if cls is Adapter:
         return None  # passthrough: nothing to run on the exchange path
     return cls(cls.Config.model_validate(orjson.loads(config_json)))
 
 
-def build_adapter(name: str, config: Mapping[str, Any]) -> Adapter | None:
+def build_adapter(name: str, config: Mapping[str, Any]) -> Adapter[Any] | None:
     """The adapter instance for a service (None for passthrough), compiled once per
     distinct configuration and reused across reloads."""
     return _build(name, orjson.dumps(dict(config), option=orjson.OPT_SORT_KEYS))

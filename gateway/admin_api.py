@@ -1022,17 +1022,7 @@ async def list_changes(request: web.Request, call: Call) -> web.StreamResponse:
             q = q.where(AdminEvent.id > since_id).order_by(AdminEvent.id).limit(limit)
             rows = list((await s.scalars(q)).all())
     items = [
-        AdminEventOut(
-            id=r.id,
-            at=r.at,
-            actor=r.actor,
-            action=r.action,
-            target=r.target,
-            before=r.before,
-            after=r.after,
-            comment=r.comment,
-        ).model_dump(mode="json")
-        for r in rows
+        AdminEventOut.model_validate(r, from_attributes=True).model_dump(mode="json") for r in rows
     ]
     return _respond({"items": items, "last_id": rows[-1].id if rows else since_id})
 

@@ -229,17 +229,18 @@ class ExchangePipeline:
             outbound = OutboundRequest(
                 request.method, address.raw_endpoint, address.query, headers, body
             )
-            context = Context(
-                request_id=request_id,
-                client=caller.client.code,
-                client_agency=caller.client.agency_code,
-                officer=who.officer,
-                procedure=who.procedure,
-                case=who.case,
-                now=started.isoformat(),
-            )
+            context: Context | None = None  # what an adapter may read; passthrough needs none
             if adapter is not None:
                 #    convert: the provincial form to the provider's (Circular 13/2017 art. 17)
+                context = Context(
+                    request_id=request_id,
+                    client=caller.client.code,
+                    client_agency=caller.client.agency_code,
+                    officer=who.officer,
+                    procedure=who.procedure,
+                    case=who.case,
+                    now=started.isoformat(),
+                )
                 outbound = adapter.request(outbound, context)
             upstream = await self.upstream.forward(
                 service, outbound.method, outbound.path, outbound.query, outbound.headers,
@@ -250,7 +251,7 @@ class ExchangePipeline:
             # Size and digest of what the provider answered, even if it is refused below.
             event.response_bytes = len(upstream.body)
             event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
-            if adapter is not None:
+            if adapter is not None and context is not None:
                 #    convert back: the provider's answer (or error) to the provincial form
                 upstream = adapter.response(upstream, outbound, context)
             # The schema describes successful answers; errors pass through as they are,

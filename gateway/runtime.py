@@ -88,7 +88,7 @@ class ServiceEntry:
     # Limits on the service as a whole, from every caller.
     limits: tuple[Limit, ...] = ()
     # The compiled adapter (None: passthrough, messages go as they are).
-    adapter_impl: Adapter | None = None
+    adapter_impl: Adapter[Any] | None = None
     adapter_error: str | None = None
 
     @property
@@ -212,7 +212,7 @@ def _service_key(key: str) -> tuple[str, str, str]:
     return (provider, code, version)
 
 
-def _adapter(name: str, config: dict[str, Any]) -> tuple[Adapter | None, str | None]:
+def _adapter(name: str, config: dict[str, Any]) -> tuple[Adapter[Any] | None, str | None]:
     try:
         return build_adapter(name, config), None
     except Exception as e:  # a service with a broken adapter refuses; the rest still load

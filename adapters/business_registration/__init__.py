@@ -121,17 +121,14 @@ class BusinessRegistrationConfig(LegacyTextConfig):
     """Sent as MaDonVi; without it, the calling client's agency code is sent."""
 
 
-class BusinessRegistration(Adapter):
+class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
     """Canonical JSON enterprise lookup <-> the national XML lookup."""
 
     name: ClassVar[str] = "business_registration"
     Config: ClassVar[type[AdapterConfig]] = BusinessRegistrationConfig
 
-    def __init__(self, config: AdapterConfig) -> None:
-        if not isinstance(config, BusinessRegistrationConfig):
-            raise TypeError(f"expected BusinessRegistrationConfig, got {type(config).__name__}")
+    def __init__(self, config: BusinessRegistrationConfig) -> None:
         super().__init__(config)
-        self.settings = config
         mappings = load_mappings(Path(__file__).resolve().parent)
         self.to_national = mappings["request"]
         self.to_canonical = mappings["response"]
@@ -168,16 +165,16 @@ class BusinessRegistration(Adapter):
                     INVALID_MESSAGE, f"/{key} must be a string, not {type(value).__name__}."
                 )
         try:
-            text = self.settings.text_in(message)
+            text = self.config.text_in(message)
         except ValueError as e:
             raise Problem(
                 INVALID_MESSAGE,
-                f"The request's text is not valid {self.settings.legacy_input}: {e}",
+                f"The request's text is not valid {self.config.legacy_input}: {e}",
             ) from None
         ctx = dataclasses.replace(
             context,
             request_id=national_request_id(context.request_id),
-            client_agency=self.settings.agency_code or context.client_agency,
+            client_agency=self.config.agency_code or context.client_agency,
         )
         try:
             national = self.to_national.apply(text, ctx)
@@ -201,11 +198,11 @@ class BusinessRegistration(Adapter):
         sent = _sent_fields(outbound.body)
         status, document = self.canonical_answer(answer.status, answer.body, sent)
         try:
-            document = self.settings.text_out(document)
+            document = self.config.text_out(document)
         except LegacyEncodingError as e:
             raise Problem(
                 UPSTREAM_BAD_RESPONSE,
-                f"{SERVICE} answered with text that {self.settings.legacy_output} cannot "
+                f"{SERVICE} answered with text that {self.config.legacy_output} cannot "
                 f"carry, so it cannot be given to this legacy caller: {e}",
             ) from None
         headers = CIMultiDict(answer.headers)

@@ -107,13 +107,12 @@ class Route:
     organ_id: str | None = None
 
 
-class DocumentExchangeAdapter(Adapter):
+class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
     name: ClassVar[str] = "document_exchange"
     Config: ClassVar[type[DocumentExchangeConfig]] = DocumentExchangeConfig
 
     def __init__(self, config: DocumentExchangeConfig) -> None:
         super().__init__(config)
-        self.settings = config
         self.edxml = _edxml()
         self.version: SoapVersion = config.soap_version
 
@@ -161,7 +160,7 @@ class DocumentExchangeAdapter(Adapter):
         if len(segments) == 2 and word == "pending":
             _allow(method, path, "GET")
             _only(params, ("organId",))
-            organ = _organ(params) or self.settings.sender_organ_id
+            organ = _organ(params) or self.config.sender_organ_id
             if organ is None:
                 raise Problem(
                     INVALID_PARAMETER,
@@ -208,13 +207,13 @@ class DocumentExchangeAdapter(Adapter):
             raise ConversionError(
                 "this is a status report, not a document: POST it to /documents/{documentId}/status"
             )
-        document = self.settings.text_in(body)
+        document = self.config.text_in(body)
         if "from" not in document:
             document["from"] = {"organId": self._default_organ("from")}
         return dict(document)
 
     def _report(self, body: dict[str, Any], document_id: str, now: datetime) -> dict[str, Any]:
-        report: dict[str, Any] = dict(self.settings.text_in(body))
+        report: dict[str, Any] = dict(self.config.text_in(body))
         if not isinstance(report.get("status"), str):
             raise ConversionError(
                 "status is required: one of rejected, accepted, assigned, in_progress, "
@@ -237,11 +236,11 @@ class DocumentExchangeAdapter(Adapter):
         return report
 
     def _default_organ(self, field: str) -> str:
-        if self.settings.sender_organ_id is None:
+        if self.config.sender_organ_id is None:
             raise ConversionError(
                 f"{field} is required: this service has no default organ (sender_organ_id)"
             )
-        return self.settings.sender_organ_id
+        return self.config.sender_organ_id
 
     # -- response -------------------------------------------------------------------------
 
@@ -285,7 +284,7 @@ class DocumentExchangeAdapter(Adapter):
                 operation=operation,
             ) from None
         try:
-            canonical = self.settings.text_out(converted)
+            canonical = self.config.text_out(converted)
         except ValueError as e:  # LegacyEncodingError: a character TCVN3/VNI cannot carry
             raise Problem(
                 UPSTREAM_BAD_RESPONSE,

@@ -139,7 +139,7 @@ def _portal_fields(spec_path: Path) -> dict[str, str]:
     return fields
 
 
-class DossierSyncAdapter(Adapter):
+class DossierSyncAdapter(Adapter[DossierSyncConfig]):
     """POST /ho-so/trang-thai (canonical status change) -> POST /ho-so/dong-bo (portal
     JSON + HoSo XML); GET /ho-so/{dossierId} -> the portal's GET /ho-so/{maHoSo}. The
     portal's error_code answers become canonical answers or problems."""
@@ -147,11 +147,8 @@ class DossierSyncAdapter(Adapter):
     name: ClassVar[str] = "dossier_sync"
     Config: ClassVar[type[AdapterConfig]] = DossierSyncConfig
 
-    def __init__(self, config: AdapterConfig) -> None:
-        if not isinstance(config, DossierSyncConfig):
-            raise TypeError(f"dossier_sync needs a DossierSyncConfig, not {type(config)}")
+    def __init__(self, config: DossierSyncConfig) -> None:
         super().__init__(config)
-        self.settings = config
         mappings = load_mappings(FOLDER)
         self._to_portal = mappings["status_change"]
         self._from_record = mappings["portal_record"]
@@ -176,12 +173,12 @@ class DossierSyncAdapter(Adapter):
             if doc.get(name) is not None:
                 doc[name] = vietnam_time(doc[name], f"/{name}")
         if doc.get("agencyCode") is None:
-            if self.settings.agency_code is None:
+            if self.config.agency_code is None:
                 raise _invalid(
                     "/agencyCode",
                     "is required: this service has no default agency (adapter_config.agency_code)",
                 )
-            doc["agencyCode"] = self.settings.agency_code
+            doc["agencyCode"] = self.config.agency_code
         try:
             mapped = self._to_portal.apply(doc, context)
         except MappingError as e:
@@ -201,7 +198,7 @@ class DossierSyncAdapter(Adapter):
             ) from None
         return {
             "maDonVi": mapped["maDonVi"],
-            "module": self.settings.module,
+            "module": self.config.module,
             "maHoSo": mapped["maHoSo"],
             "ngayTiepNhan": mapped["ngayTiepNhan"],
             "data": xml.decode("utf-8"),
@@ -259,7 +256,7 @@ class DossierSyncAdapter(Adapter):
 
     def _sync_request(self, outbound: OutboundRequest, context: Context) -> OutboundRequest:
         change = json_object(outbound.body, "The status change")
-        message = self.to_portal(self.settings.text_in(change), context)
+        message = self.to_portal(self.config.text_in(change), context)
         return OutboundRequest(
             "POST", PORTAL_SYNC, "", _json_headers(outbound.headers), orjson.dumps(message)
         )
@@ -284,7 +281,7 @@ class DossierSyncAdapter(Adapter):
             canonical = self._sync_answer(code, message, payload, outbound)
         else:
             canonical = self._record_answer(code, message, payload, outbound)
-        body = orjson.dumps(self.settings.text_out(canonical))
+        body = orjson.dumps(self.config.text_out(canonical))
         return UpstreamResponse(
             200, CIMultiDict({"Content-Type": JSON_TYPE}), body, answer.elapsed_ms
         )

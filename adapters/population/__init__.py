@@ -115,13 +115,12 @@ def _mappings() -> dict[str, CompiledMapping]:
     return load_mappings(FOLDER)
 
 
-class PopulationAdapter(Adapter):
+class PopulationAdapter(Adapter[PopulationConfig]):
     name: ClassVar[str] = "population"
     Config: ClassVar[type[PopulationConfig]] = PopulationConfig
 
     def __init__(self, config: PopulationConfig) -> None:
         super().__init__(config)
-        self.settings = config
         mappings = _mappings()
         self.accountability = mappings["accountability"]
         self.by_number = mappings["lookup-by-number"]
@@ -193,7 +192,7 @@ class PopulationAdapter(Adapter):
     def _canonical_request(self, body: bytes) -> dict[str, Any]:
         raw = json_object(body)
         # Legacy TCVN3/VNI text becomes Unicode NFC here, before anything reads it.
-        doc: dict[str, Any] = self.settings.text_in(raw)
+        doc: dict[str, Any] = self.config.text_in(raw)
         for field, pattern in _STRING_FIELDS.items():
             value = doc.get(field)
             if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
@@ -236,11 +235,11 @@ class PopulationAdapter(Adapter):
     ) -> UpstreamResponse:
         status, document = self.answer(answer.status, answer.body, context.request_id)
         try:
-            body = orjson.dumps(self.settings.text_out(document))
+            body = orjson.dumps(self.config.text_out(document))
         except ValueError as e:  # legacy_output cannot carry a character of the answer
             raise Problem(
                 UPSTREAM_BAD_RESPONSE,
-                f"The national answer cannot be given in {self.settings.legacy_output}: {e}.",
+                f"The national answer cannot be given in {self.config.legacy_output}: {e}.",
             ) from None
         return dataclasses.replace(
             answer, status=status, headers=CIMultiDict({"Content-Type": JSON}), body=body

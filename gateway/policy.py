@@ -77,15 +77,46 @@ class UpstreamAuthSpec(_Strict):
         return self
 
 
+class CircuitBreakerSpec(_Strict):
+    # Consecutive failures (transport errors, timeouts, 5xx answers) that open the
+    # breaker; 0 switches it off.
+    failure_threshold: int = Field(5, ge=0, le=10_000)
+    # How long an open breaker answers 503 without calling, before trial calls.
+    open_seconds: float = Field(10.0, ge=0.1, le=86_400)
+    # Trial calls let through when half-open; as many successes close the breaker.
+    half_open_requests: int = Field(1, ge=1, le=1000)
+
+
 class UpstreamSpec(_Strict):
     name: Code
     base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$")]
     auth: UpstreamAuthSpec = UpstreamAuthSpec()
+    circuit_breaker: CircuitBreakerSpec = CircuitBreakerSpec()
+    # Calls in flight at once, per worker process (0: no limit), so one slow provider
+    # cannot hold every connection; callers over it wait up to queue_timeout_ms for a
+    # slot (0: refused at once) and then get a 503.
+    max_concurrency: int = Field(100, ge=0, le=1_000_000)
+    queue_timeout_ms: int = Field(0, ge=0, le=600_000)
 
 
 class TimeoutsSpec(_Strict):
     connect_ms: int = Field(2000, ge=10, le=60_000)
     total_ms: int = Field(10_000, ge=10, le=600_000)
+
+
+class RetriesSpec(_Strict):
+    """Retries of idempotent calls (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) after a
+    connection failure, a timeout or a 502/503/504, all within `timeouts.total_ms`."""
+
+    attempts: int = Field(1, ge=1, le=5)  # 1: no retry
+    backoff_ms: int = Field(50, ge=1, le=60_000)
+    max_backoff_ms: int = Field(1000, ge=1, le=600_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetriesSpec:
+        if self.max_backoff_ms < self.backoff_ms:
+            raise ValueError("max_backoff_ms must be at least backoff_ms")
+        return self
 
 
 class LimitsSpec(_Strict):
@@ -130,6 +161,7 @@ class ServiceSpec(_Strict):
     adapter_config: dict[str, Any] = {}
     schemas: ServiceSchemas = ServiceSchemas()
     timeouts: TimeoutsSpec = TimeoutsSpec()
+    retries: RetriesSpec = RetriesSpec()
     limits: LimitsSpec = LimitsSpec()
     require: list[Literal["officer", "procedure", "case"]] = []
     audit: Literal["fail_closed", "fail_open"] = "fail_closed"

@@ -97,6 +97,18 @@ SCHEMA_UNAVAILABLE = _t(
 UPSTREAM_TIMEOUT = _t(
     "upstream-timeout", 504, "The provider's system did not answer in time", Side.UPSTREAM
 )
+UPSTREAM_CIRCUIT_OPEN = _t(
+    "upstream-unavailable",
+    503,
+    "The provider's system is failing; the gateway does not call it for now",
+    Side.UPSTREAM,
+)
+UPSTREAM_BUSY = _t(
+    "upstream-busy",
+    503,
+    "The provider's system has as many calls in progress as it may; try again shortly",
+    Side.UPSTREAM,
+)
 AUDIT_UNAVAILABLE = _t(
     "audit-unavailable", 503, "The exchange could not be recorded in the audit log", Side.GATEWAY
 )
@@ -126,6 +138,13 @@ INVALID_CONFIGURATION = _t(
     "invalid-configuration", 422, "The configuration change is not valid", Side.CALLER
 )
 CONFLICT = _t("conflict", 409, "The change conflicts with the current state", Side.CALLER)
+EXCHANGE_CANCELLED = _t(
+    "exchange-cancelled", 503, "The gateway stopped before the exchange ended", Side.GATEWAY
+)
+NOT_READY = _t("not-ready", 503, "This gateway instance cannot serve exchanges now", Side.GATEWAY)
+METRICS_FORBIDDEN = _t(
+    "metrics-forbidden", 403, "Metrics are not served to this address", Side.CALLER
+)
 INTERNAL_ERROR = _t("internal-error", 500, "Internal gateway error", Side.GATEWAY)
 INVALID_PARAMETER = _t(
     "invalid-parameter", 400, "A query parameter has an invalid value", Side.CALLER

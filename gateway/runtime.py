@@ -22,6 +22,7 @@ from gateway.access import Rule, is_allowed
 from gateway.adapters import Adapter, build_adapter
 from gateway.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
+from gateway.resilience import DEFAULT_BREAKER, NO_RETRY, BreakerPolicy, RetryPolicy
 from gateway.store.models import (
     AccessRight,
     Agency,
@@ -60,6 +61,9 @@ class UpstreamEntry:
     name: str
     base_url: str
     auth: dict[str, str]
+    breaker: BreakerPolicy = DEFAULT_BREAKER
+    max_concurrency: int = 100  # per worker process; 0: no limit
+    queue_timeout: float = 0.0  # seconds a caller may wait for a slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,8 @@ class ServiceEntry:
     # The compiled adapter (None: passthrough, messages go as they are).
     adapter_impl: Adapter[Any] | None = None
     adapter_error: str | None = None
+    # Retries of idempotent calls, within timeout.total.
+    retry: RetryPolicy = NO_RETRY
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -224,6 +230,27 @@ def _join_url(base: str, path: str) -> str:
     return base.rstrip("/") + ("/" + path if path else "")
 
 
+def _upstream_entry(u: Any) -> UpstreamEntry:
+    return UpstreamEntry(
+        u.name,
+        u.base_url,
+        dict(u.auth or {}),
+        breaker=BreakerPolicy(
+            failure_threshold=u.breaker_failure_threshold,
+            open_seconds=float(u.breaker_open_seconds),
+            half_open_requests=u.breaker_half_open_requests,
+        ),
+        max_concurrency=u.max_concurrency,
+        queue_timeout=u.queue_timeout_ms / 1000,
+    )
+
+
+def _retry(svc: Any) -> RetryPolicy:
+    if svc.retry_attempts <= 1:
+        return NO_RETRY  # shared: most services never retry
+    return RetryPolicy(svc.retry_attempts, svc.retry_backoff_ms, svc.retry_max_backoff_ms)
+
+
 # Yield to the event loop this often while building, so a big configuration never holds
 # requests up for more than a few milliseconds at a time.
 _YIELD_EVERY = 200
@@ -315,9 +342,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             service_limits[_service_key(row.service_key)].append(limit)
 
     services: dict[tuple[str, str, str], ServiceEntry] = {}
-    upstream_entries = {
-        i: UpstreamEntry(u.name, u.base_url, dict(u.auth or {})) for i, u in upstreams.items()
-    }
+    upstream_entries = {i: _upstream_entry(u) for i, u in upstreams.items()}
     for i, svc in enumerate(services_rows):
         if i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
@@ -361,6 +386,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             limits=tuple(service_limits[(provider, svc.code, svc.version)]),
             adapter_impl=adapter_impl,
             adapter_error=adapter_error,
+            retry=_retry(svc),
         )
         services[service_entry.key] = service_entry
     return RuntimeConfig(

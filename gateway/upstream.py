@@ -5,14 +5,22 @@ turned into problems that say the upstream side failed.
 With an `OutboundPolicy` (gateway/outbound.py), every URL is checked before it is sent
 (scheme, IP-literal host) and every resolved address when a connection is made; a refusal
 is an `upstream-address-refused` problem.
+
+Around each exchange, per upstream (gateway/resilience.py): a circuit breaker that
+answers 503 `upstream-unavailable` without calling a provider that keeps failing, a
+concurrency limit that answers 503 `upstream-busy` rather than let one slow provider
+hold every connection, and retries of idempotent calls within the service's total
+timeout. State is kept by upstream name, so it survives configuration reloads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
@@ -26,10 +34,24 @@ from gateway.problems import (
     UPSTREAM_ADDRESS_REFUSED,
     UPSTREAM_AUTH_FAILED,
     UPSTREAM_BAD_RESPONSE,
+    UPSTREAM_BUSY,
+    UPSTREAM_CIRCUIT_OPEN,
     UPSTREAM_CONNECT_FAILED,
     UPSTREAM_RESPONSE_TOO_LARGE,
     UPSTREAM_TIMEOUT,
     Problem,
+    ProblemType,
+)
+from gateway.resilience import (
+    CLOSED,
+    HALF_OPEN,
+    IDEMPOTENT_METHODS,
+    RETRY_STATUSES,
+    Bulkhead,
+    CircuitBreaker,
+    min_attempt_seconds,
+    next_delay,
+    retry_after_seconds,
 )
 from gateway.runtime import ServiceEntry, UpstreamEntry
 
@@ -58,6 +80,11 @@ NOT_FORWARDED_REQUEST = HOP_BY_HOP | {
 }
 NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
 _TOKEN_MARGIN_SECONDS = 30
+# Failures that count against an upstream's breaker (with any 5xx answer) and those worth
+# a retry (with 502/503/504). A refused address, a failed token request or an oversized
+# answer say nothing about whether the provider's system is up.
+_BREAKER_FAILURES = frozenset({UPSTREAM_CONNECT_FAILED, UPSTREAM_TIMEOUT, UPSTREAM_BAD_RESPONSE})
+_RETRY_PROBLEMS: frozenset[ProblemType] = frozenset({UPSTREAM_CONNECT_FAILED, UPSTREAM_TIMEOUT})
 
 
 def forwardable(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
@@ -93,7 +120,9 @@ class UpstreamResponse:
     status: int
     headers: CIMultiDict[str]
     body: bytes
+    # From the first attempt's start to this answer, retries and their waits included.
     elapsed_ms: float
+    attempts: int = 1
 
 
 class UpstreamTokens:
@@ -182,13 +211,103 @@ class UpstreamTokens:
             ) from None
 
 
+class _Guard:
+    """One upstream's breaker, concurrency limit and retry count, kept by name across
+    reloads; `entry` is the configuration they were last set from."""
+
+    __slots__ = ("breaker", "bulkhead", "entry", "retries")
+
+    def __init__(self, entry: UpstreamEntry, clock: Callable[[], float]) -> None:
+        self.entry = entry
+        self.breaker = CircuitBreaker(entry.name, entry.breaker, clock)
+        self.bulkhead = Bulkhead(entry.max_concurrency)
+        self.retries = 0
+
+    def configure(self, entry: UpstreamEntry) -> None:
+        self.entry = entry
+        self.breaker.configure(entry.breaker)
+        self.bulkhead.limit = entry.max_concurrency
+
+
+def _service_name(service: ServiceEntry) -> str:
+    return f"{service.provider}/{service.code}/{service.version}"
+
+
+def _circuit_open(service: ServiceEntry, breaker: CircuitBreaker, wait: float) -> Problem:
+    retry = max(1, math.ceil(wait))
+    name = breaker.name
+    if breaker.state == HALF_OPEN:
+        why = f"Upstream {name!r} has been failing and is being tried again right now"
+    else:
+        failed = (
+            "failed again when tried"
+            if breaker.reopened
+            else f"failed {breaker.policy.failure_threshold} times in a row"
+        )
+        why = (
+            f"Upstream {name!r} {failed}, so the gateway stopped calling it; it will be "
+            f"tried again in {retry} s"
+        )
+    return Problem(
+        UPSTREAM_CIRCUIT_OPEN,
+        f"{why}. {_service_name(service)} is not available until then; retry after {retry} s.",
+        headers={"Retry-After": str(retry)},
+        upstream=name,
+        retry_after=retry,
+    )
+
+
+def _busy(service: ServiceEntry, bulkhead: Bulkhead) -> Problem:
+    upstream = service.upstream
+    waited = f" (waited {upstream.queue_timeout:g} s)" if upstream.queue_timeout else ""
+    return Problem(
+        UPSTREAM_BUSY,
+        f"Upstream {upstream.name!r} of {_service_name(service)} already has {bulkhead.limit} "
+        f"calls in progress from this gateway process{waited}; retry in a moment.",
+        headers={"Retry-After": "1"},
+        upstream=upstream.name,
+        retry_after=1,
+    )
+
+
 class UpstreamClient:
-    def __init__(self, *, pool_size: int = 1000, outbound: OutboundPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pool_size: int = 1000,
+        outbound: OutboundPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._pool_size = pool_size
         self._outbound = outbound
         self._resolver: GuardedResolver | None = None
         self.tokens: UpstreamTokens | None = None
+        self._clock = clock  # the breakers' (tests move it instead of sleeping)
+        self._guards: dict[str, _Guard] = {}
+
+    # -- for /metrics (read every few seconds; each call builds a fresh dict) ----------
+
+    def breaker_states(self) -> dict[str, str]:
+        """Upstream name -> "closed" | "open" | "half_open", for upstreams called since
+        start (an upstream not listed is closed). Per worker process."""
+        return {name: g.breaker.state for name, g in self._guards.items()}
+
+    def in_flight(self) -> dict[str, int]:
+        """Upstream name -> calls in progress in this process (queued callers excluded)."""
+        return {name: g.bulkhead.in_flight for name, g in self._guards.items()}
+
+    def retries_total(self) -> dict[str, int]:
+        """Upstream name -> attempts that were retries, since start."""
+        return {name: g.retries for name, g in self._guards.items()}
+
+    def _guard(self, entry: UpstreamEntry) -> _Guard:
+        guard = self._guards.get(entry.name)
+        if guard is None:
+            guard = self._guards[entry.name] = _Guard(entry, self._clock)
+        else:
+            guard.configure(entry)  # a reload changed (or re-made) the upstream
+        return guard
 
     async def start(self) -> None:
         if self._outbound is not None:
@@ -221,21 +340,131 @@ class UpstreamClient:
         body: bytes,
     ) -> UpstreamResponse:
         assert self._session is not None and self.tokens is not None
+        upstream = service.upstream
+        guard = self._guards.get(upstream.name)
+        if guard is None or guard.entry is not upstream:
+            guard = self._guard(upstream)
+        breaker = guard.breaker
+        trial = False
+        if breaker.state != CLOSED:
+            wait = breaker.admit()
+            if wait is not None:
+                raise _circuit_open(service, breaker, wait)
+            trial = True
+        bulkhead = guard.bulkhead
+        if not bulkhead.try_acquire() and not await bulkhead.acquire(upstream.queue_timeout):
+            breaker.abandon(trial)
+            raise _busy(service, bulkhead)
         url = service.upstream_url + raw_endpoint
         if query:
             url += "?" + query
-        for attempt in (1, 2):
+        try:
+            return await self._attempts(service, guard, trial, method, url, headers, body)
+        finally:
+            bulkhead.release()
+
+    async def _attempts(
+        self,
+        service: ServiceEntry,
+        guard: _Guard,
+        trial: bool,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+    ) -> UpstreamResponse:
+        """The first attempt and, for idempotent methods, retries while the service's
+        total timeout lasts: each retry gets what is left of it as its own timeout."""
+        breaker = guard.breaker
+        policy = service.retry
+        timeout = service.timeout
+        budget = timeout.total or 0.0
+        started = time.perf_counter()
+        deadline = started + budget
+        retrying = policy.attempts > 1 and method in IDEMPOTENT_METHODS
+        attempt = 1
+        try:
+            while True:
+                retry_after: float | None = None
+                try:
+                    response = await self._attempt(
+                        service, method, url, headers, body, timeout, deadline
+                    )
+                except Problem as problem:
+                    if problem.ptype in _BREAKER_FAILURES:
+                        breaker.failure(trial)
+                    else:
+                        breaker.abandon(trial)
+                    trial = False
+                    if not retrying or problem.ptype not in _RETRY_PROBLEMS:
+                        raise _after(problem, attempt, budget) from None
+                    last: UpstreamResponse | Problem = problem
+                else:
+                    if response.status >= 500:
+                        breaker.failure(trial)
+                    elif trial or breaker.failures:
+                        breaker.success(trial)
+                    trial = False
+                    if not retrying or response.status not in RETRY_STATUSES:
+                        response.elapsed_ms = (time.perf_counter() - started) * 1000
+                        response.attempts = attempt
+                        return response
+                    if response.status == 503:
+                        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    last = response
+                # Retry only while the breaker lets everyone through: an opening breaker
+                # means the provider is down, and a retry would only add to its load.
+                delay = None
+                if breaker.state == CLOSED:
+                    delay = next_delay(
+                        policy,
+                        attempt,
+                        deadline - time.perf_counter(),
+                        min_attempt_seconds(budget, timeout.sock_connect),
+                        retry_after,
+                    )
+                if delay is None:
+                    if isinstance(last, Problem):
+                        raise _after(last, attempt, budget)
+                    last.elapsed_ms = (time.perf_counter() - started) * 1000
+                    last.attempts = attempt
+                    return last
+                await asyncio.sleep(delay)
+                attempt += 1
+                guard.retries += 1
+                timeout = aiohttp.ClientTimeout(
+                    total=deadline - time.perf_counter(), sock_connect=timeout.sock_connect
+                )
+        finally:
+            breaker.abandon(trial)  # cancelled before its verdict: free the trial slot
+
+    async def _attempt(
+        self,
+        service: ServiceEntry,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        limits: aiohttp.ClientTimeout,
+        deadline: float,
+    ) -> UpstreamResponse:
+        assert self.tokens is not None
+        authorization = await self.tokens.authorization(service.upstream)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        response = await self._send(service, method, url, headers, body, limits)
+        # A 401 with a cached token means the provider forgot it: fetch one more, once,
+        # within what is left of the time budget.
+        if response.status == 401 and authorization is not None:
+            self.tokens.invalidate(service.upstream)
             authorization = await self.tokens.authorization(service.upstream)
             if authorization is not None:
                 headers["Authorization"] = authorization
-            started = time.perf_counter()
-            response = await self._send(service, method, url, headers, body)
-            response.elapsed_ms = (time.perf_counter() - started) * 1000
-            # A 401 with a cached token means the provider forgot it: fetch one more, once.
-            if response.status == 401 and authorization is not None and attempt == 1:
-                self.tokens.invalidate(service.upstream)
-                continue
-            return response
+            left = aiohttp.ClientTimeout(
+                total=max(0.001, deadline - time.perf_counter()),
+                sock_connect=limits.sock_connect,
+            )
+            response = await self._send(service, method, url, headers, body, left)
         return response
 
     async def _send(
@@ -245,9 +474,10 @@ class UpstreamClient:
         url: str,
         headers: CIMultiDict[str],
         body: bytes,
+        limits: aiohttp.ClientTimeout,
     ) -> UpstreamResponse:
         assert self._session is not None
-        name = f"{service.provider}/{service.code}/{service.version}"
+        name = _service_name(service)
         target = URL(url, encoded=True)
         if self._outbound is not None:
             # Cached per scheme and host: a dictionary lookup for hosts already seen.
@@ -260,7 +490,7 @@ class UpstreamClient:
                 target,
                 headers=headers,
                 data=body if body else None,
-                timeout=service.timeout,
+                timeout=limits,
                 allow_redirects=False,
             ) as resp:
                 declared = resp.content_length
@@ -290,7 +520,7 @@ class UpstreamClient:
         except aiohttp.ConnectionTimeoutError:
             raise Problem(
                 UPSTREAM_TIMEOUT,
-                f"Could not connect to {name} within {service.timeout.sock_connect:g} s.",
+                f"Could not connect to {name} within {limits.sock_connect:g} s.",
             ) from None
         except TimeoutError:
             raise Problem(
@@ -311,3 +541,17 @@ class UpstreamClient:
                 UPSTREAM_BAD_RESPONSE,
                 f"{name} broke the exchange: {type(e).__name__}.",
             ) from None
+
+
+def _after(problem: Problem, attempts: int, budget: float) -> Problem:
+    """The last attempt's problem, saying how many were made."""
+    if attempts == 1:
+        return problem
+    return Problem(
+        problem.ptype,
+        f"{problem.detail} The gateway tried {attempts} times within the service's "
+        f"time limit of {budget:g} s.",
+        headers=problem.headers,
+        attempts=attempts,
+        **problem.extensions,
+    )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -137,6 +138,13 @@ class Upstream(Base):
     # {"type": "none"} or {"type": "oauth2_client_credentials", "token_url", "client_id",
     #  "client_secret_env"}: the secret itself is never stored, only where to read it.
     auth: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Circuit breaker and concurrency limit (policy `circuit_breaker`, `max_concurrency`,
+    # `queue_timeout_ms`); server defaults so rows from before migration 0006 get them.
+    breaker_failure_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    breaker_open_seconds: Mapped[float] = mapped_column(Float, default=10.0, server_default="10")
+    breaker_half_open_requests: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    max_concurrency: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
+    queue_timeout_ms: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Service(Base):
@@ -159,6 +167,10 @@ class Service(Base):
     adapter_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     connect_timeout_ms: Mapped[int] = mapped_column(Integer, default=2000)
     timeout_ms: Mapped[int] = mapped_column(Integer, default=10000)
+    # Retries of idempotent calls (policy `retries`), within timeout_ms.
+    retry_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    retry_backoff_ms: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    retry_max_backoff_ms: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
     max_request_bytes: Mapped[int] = mapped_column(Integer, default=1024 * 1024)
     max_response_bytes: Mapped[int] = mapped_column(Integer, default=10 * 1024 * 1024)
     require_officer: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -96,9 +96,7 @@ async def current_policy(session: AsyncSession) -> PolicySet:
             }
             for c in await session.execute(select(Client.__table__))
         ],
-        "upstreams": [
-            {"name": u.name, "base_url": u.base_url, "auth": dict(u.auth or {})} for u in upstreams
-        ],
+        "upstreams": [_upstream_doc(u) for u in upstreams],
         "services": [
             {
                 "provider": agency_code[s.provider_id],
@@ -111,6 +109,11 @@ async def current_policy(session: AsyncSession) -> PolicySet:
                 "adapter_config": dict(s.adapter_config or {}),
                 "schemas": dict(s.schemas or {}),
                 "timeouts": {"connect_ms": s.connect_timeout_ms, "total_ms": s.timeout_ms},
+                "retries": {
+                    "attempts": s.retry_attempts,
+                    "backoff_ms": s.retry_backoff_ms,
+                    "max_backoff_ms": s.retry_max_backoff_ms,
+                },
                 "limits": {
                     "max_request_bytes": s.max_request_bytes,
                     "max_response_bytes": s.max_response_bytes,
@@ -135,6 +138,36 @@ async def current_policy(session: AsyncSession) -> PolicySet:
         ],
     }
     return PolicySet.model_validate(doc)
+
+
+def _upstream_doc(u: Any) -> dict[str, Any]:
+    return {
+        "name": u.name,
+        "base_url": u.base_url,
+        "auth": dict(u.auth or {}),
+        "circuit_breaker": {
+            "failure_threshold": u.breaker_failure_threshold,
+            "open_seconds": u.breaker_open_seconds,
+            "half_open_requests": u.breaker_half_open_requests,
+        },
+        "max_concurrency": u.max_concurrency,
+        "queue_timeout_ms": u.queue_timeout_ms,
+    }
+
+
+def _upstream_values(c: Change) -> dict[str, Any]:
+    after = c.after or {}
+    breaker = after.get("circuit_breaker") or {}
+    return {
+        "name": c.key,
+        "base_url": after["base_url"],
+        "auth": _auth(after),
+        "breaker_failure_threshold": breaker["failure_threshold"],
+        "breaker_open_seconds": breaker["open_seconds"],
+        "breaker_half_open_requests": breaker["half_open_requests"],
+        "max_concurrency": after["max_concurrency"],
+        "queue_timeout_ms": after["queue_timeout_ms"],
+    }
 
 
 def _rate_limit_doc(r: Any) -> dict[str, Any]:
@@ -439,11 +472,7 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
         session,
         Upstream,
         upserts["upstream"],
-        lambda c: {
-            "name": c.key,
-            "base_url": (c.after or {})["base_url"],
-            "auth": _auth(c.after or {}),
-        },
+        _upstream_values,
         lambda: _ids(session, Upstream, "name"),
     )
 
@@ -461,6 +490,9 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
             "schemas": s.schemas.model_dump(exclude_none=True),
             "connect_timeout_ms": s.timeouts.connect_ms,
             "timeout_ms": s.timeouts.total_ms,
+            "retry_attempts": s.retries.attempts,
+            "retry_backoff_ms": s.retries.backoff_ms,
+            "retry_max_backoff_ms": s.retries.max_backoff_ms,
             "max_request_bytes": s.limits.max_request_bytes,
             "max_response_bytes": s.limits.max_response_bytes,
             "require_officer": "officer" in s.require,

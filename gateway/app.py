@@ -21,6 +21,7 @@ from gateway.audit.sink import AuditSink
 from gateway.authn import authenticate, check_client_secret
 from gateway.keys import KeyStore
 from gateway.logging import log
+from gateway.metrics import BREAKER_STATES, CONTENT_TYPE, GatewayMetrics, NetworkAllowList
 from gateway.outbound import OutboundPolicy
 from gateway.pipeline import ExchangePipeline
 from gateway.problems import (
@@ -28,7 +29,9 @@ from gateway.problems import (
     INTERNAL_ERROR,
     INVALID_CLIENT,
     METHOD_NOT_ALLOWED,
+    METRICS_FORBIDDEN,
     NOT_FOUND,
+    NOT_READY,
     PAYLOAD_TOO_LARGE,
     UNSUPPORTED_GRANT,
     Problem,
@@ -208,15 +211,129 @@ async def list_services(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers. What it depends on is /readyz's business."""
     state = request.app[STATE]
     return _json(
         {
             "status": "ok",
+            "instance": state.settings.instance_id,
             "audit": state.audit.status(),
             "rate_limits": state.limiter.status(),
             "config_version": state.config_version,
         }
     )
+
+
+READY_STORE_TIMEOUT_SECONDS = 2.0
+
+
+async def _store_check(state: GatewayState) -> str | None:
+    try:
+        async with asyncio.timeout(READY_STORE_TIMEOUT_SECONDS), state.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception as e:  # any failure to reach it is the answer
+        return f"unreachable: {type(e).__name__}"
+    return None
+
+
+def _keys_check(state: GatewayState) -> str | None:
+    try:
+        state.keys.active  # noqa: B018 - raises when no key is loaded
+    except Exception as e:
+        return f"no signing key: {type(e).__name__}"
+    return None
+
+
+def _audit_check(state: GatewayState) -> tuple[str | None, str | None]:
+    """(failure, warning) of the audit path: the broker may be away while the spool has
+    room, since the spool keeps every event durable until the broker takes it."""
+    audit = state.audit.status()
+    if audit.get("mode") != "kafka":
+        return None, None
+    if audit.get("spool_near_full"):
+        return "the broker is not taking events and the spool is near its bound", None
+    if not audit.get("broker_connected"):
+        return None, (
+            f"broker unreachable; {audit.get('spool_records', 0)} event(s) kept in the spool"
+        )
+    return None, None
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the store answers, the signing keys are loaded, the audit path takes events,
+    the configuration is loaded and the instance is not draining."""
+    state = request.app[STATE]
+    audit_failure, audit_warning = _audit_check(state)
+    checks: dict[str, str | None] = {
+        "draining": "stopping: finishing the exchanges in flight" if state.draining else None,
+        "configuration": None if state.config_version >= 0 else "not loaded yet",
+        "store": await _store_check(state),
+        "keys": _keys_check(state),
+        "audit": audit_failure,
+    }
+    failed = {name: why for name, why in checks.items() if why is not None}
+    report = {name: (checks[name] or "ok") for name in ("store", "keys", "audit", "configuration")}
+    if audit_warning is not None:
+        report["audit"] = audit_warning
+    if failed:
+        raise Problem(
+            NOT_READY,
+            "Not ready: " + "; ".join(f"{name}: {why}" for name, why in failed.items()) + ".",
+            headers={"Retry-After": "1"},
+            checks=report,
+            instance_id=state.settings.instance_id,
+        )
+    return _json(
+        {
+            "status": "degraded" if audit_warning else "ready",
+            "instance": state.settings.instance_id,
+            "checks": report,
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not request.app[METRICS_ALLOWED].allows(request.remote):
+        raise Problem(
+            METRICS_FORBIDDEN,
+            f"/metrics is served to LGSP_METRICS_ALLOWED_NETWORKS only, not to {request.remote}.",
+        )
+    refresh_gauges(state)
+    return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+METRICS_ALLOWED = web.AppKey("metrics_allowed", NetworkAllowList)
+
+
+def refresh_gauges(state: GatewayState) -> None:
+    """This instance's gauges: read from the parts that hold them, never per request."""
+    m, instance = state.metrics, state.settings.instance_id
+    m.flush()
+    audit = state.audit.status()
+    m.spool_records.labels(instance).set(float(audit.get("spool_records", 0)))
+    m.spool_bytes.labels(instance).set(float(audit.get("spool_bytes", 0)))
+    m.config_version.labels(instance).set(state.config_version)
+    # Every configured upstream has a breaker state; one not called yet is closed.
+    breakers = state.upstream.breaker_states()
+    for upstream in {s.upstream.name for s in state.pipeline.config.services.values()}:
+        breaker = breakers.get(upstream, "closed")
+        m.breaker_state.labels(upstream, instance).set(BREAKER_STATES[breaker])
+    for upstream, count in state.upstream.in_flight().items():
+        m.upstream_in_flight.labels(upstream, instance).set(count)
+    for upstream, count in state.upstream.retries_total().items():
+        m.upstream_retries.labels(upstream, instance).set(count)
+
+
+async def _refresh_gauges_loop(state: GatewayState, every: float = 1.0) -> None:
+    # With several workers the scrape is answered by one of them: the others' gauges are
+    # whatever they last wrote, so each writes its own every second.
+    while True:
+        await asyncio.sleep(every)
+        try:
+            refresh_gauges(state)
+        except Exception:
+            log.exception("metrics refresh failed")
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -240,19 +357,22 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     upstream = UpstreamClient(outbound=OutboundPolicy.from_settings(settings))
     sink = audit or audit_log_from_settings(settings, sessions)
     limiter = limiter_from_settings(settings)
+    gateway_metrics = GatewayMetrics(settings.instance_id)
     pipeline = ExchangePipeline(
         config=RuntimeConfig.empty(),
         tokens=tokens,
         upstream=upstream,
         audit=sink,
         limiter=limiter,
+        metrics=gateway_metrics,
         instance=settings.instance_id,
         problem_type_base=settings.problem_type_base,
     )
     state = GatewayState(
-        settings, engine, sessions, keys, tokens, upstream, sink, pipeline, limiter
+        settings, engine, sessions, keys, tokens, upstream, sink, pipeline, limiter, gateway_metrics
     )
     app[STATE] = state
+    app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         keys.load()
@@ -263,7 +383,10 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await limiter.start()
         await sink.start()
         await reload_config(state)
-        tasks = [asyncio.create_task(watch_config(state), name="config-watcher")]
+        tasks = [
+            asyncio.create_task(watch_config(state), name="config-watcher"),
+            asyncio.create_task(_refresh_gauges_loop(state), name="metrics-gauges"),
+        ]
         if settings.audit_retention_days and not settings.audit_kafka_bootstrap:
             # With Kafka, `lgsp audit-indexer` applies retention to the store it fills.
             tasks.append(
@@ -279,15 +402,20 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        gateway_metrics.flush()  # what was counted since the last second
         await sink.close()
         await limiter.close()
         await upstream.close()
         await engine.dispose()
 
-    async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = "lgsp"
+        if state.draining:
+            # The caller's next request goes on a new connection, to an instance that stays.
+            response.force_close()
+            response.headers["Connection"] = "close"  # headers are set before this hook
 
-    app.on_response_prepare.append(hide_server_version)
+    app.on_response_prepare.append(on_prepare)
     app.cleanup_ctx.append(lifecycle)
     # [\s\S]: every target under /r1/ reaches the pipeline, even one with an encoded
     # newline, so that it is refused by the path check and audited like any other.
@@ -297,6 +425,8 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     app.router.add_get("/.well-known/oauth-authorization-server", oauth_metadata)
     app.router.add_get("/services", list_services)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     registry_api.add_routes(app)
     admin_api.add_routes(app)
     discovery.add_routes(app)

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any, get_args
 
 import orjson
-from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from gateway import credentials
-from gateway.app import create_app
+from gateway import credentials, serve
 from gateway.keys import KeyStore
 from gateway.logging import configure_logging
 from gateway.policy import Role
@@ -64,12 +62,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
+    if args.worker:  # started by a parent `lgsp serve --workers N`, which prepared
+        return serve.run(lambda: serve.serve_worker(settings, reuse_port=True))
+    workers = serve.worker_count(settings, args.workers)
     if not args.no_migrate:
         upgrade(settings.database_url)
-    web.run_app(
-        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
-    )
-    return 0
+    if workers == 1:
+        return serve.run(lambda: serve.serve_worker(settings, reuse_port=False))
+    serve.prepare(settings)
+    return serve.Supervisor(settings, workers).run()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -541,6 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on the one port (default LGSP_WORKERS; 0: one per core "
+        "if LGSP_REDIS_URL is set, else 1)",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)

@@ -164,6 +164,12 @@ def demo_steps(gateway: str, secret: str, lgsp: str, admin_secret: str) -> list[
             f"{lgsp} policy history",
             f"admin-api:{DEMO_ADMIN}",
         ),
+        Step(
+            "Operations: is it ready (store, keys, audit), and what has it served (Prometheus)",
+            f"curl -s -w '\\n' {gateway}/readyz && curl -s {gateway}/metrics \\\n"
+            "  | grep -E '^lgsp_exchange_duration_seconds_count.*(outcome=\"ok\"|access-denied)'",
+            'client="motcua",outcome="ok"',
+        ),
     ]
 
 

@@ -14,7 +14,9 @@
                      a 2xx answer checked by the response schema  (502)
     8. respond       upstream answer, hop-by-hop headers removed
     9. audit         always, whatever happened above; a service in `fail_closed` mode
-                     gets 503 instead of its answer if the event cannot be made durable
+                     gets 503 instead of its answer if the event cannot be made durable;
+                     even an exchange cancelled by shutdown past its drain timeout
+   10. count         the outcome, per service and client, for /metrics
 
 Each step raises `Problem` to stop; the exchange's audit event is filled in as the
 steps go, so a failure at any step is still recorded with everything known by then.
@@ -22,6 +24,7 @@ steps go, so a failure at any step is still recorded with everything known by th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -45,10 +48,12 @@ from gateway.audit import AuditEvent, AuditSink, AuditUnavailable
 from gateway.authn import authenticate
 from gateway.logging import log
 from gateway.mapping.engine import Context
+from gateway.metrics import GatewayMetrics
 from gateway.problems import (
     ACCESS_DENIED,
     ADAPTER_UNAVAILABLE,
     AUDIT_UNAVAILABLE,
+    EXCHANGE_CANCELLED,
     INTERNAL_ERROR,
     INVALID_HEADER,
     INVALID_MESSAGE,
@@ -84,10 +89,12 @@ class ExchangePipeline:
         upstream: UpstreamClient,
         audit: AuditSink,
         limiter: RateLimiter,
+        metrics: GatewayMetrics,
         instance: str,
         problem_type_base: str,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.limiter = limiter
         self.tokens = tokens
         self.upstream = upstream
@@ -181,6 +188,9 @@ class ExchangePipeline:
                         headers={"Retry-After": "1"},
                     ) from None
                 if not verdict.allowed:
+                    if verdict.limit is not None:
+                        kind = verdict.kind or "rate"
+                        self.metrics.rate_limit_rejection(verdict.limit.scope, kind)
                     raise _limited(verdict)
 
             # 5. account
@@ -248,6 +258,9 @@ class ExchangePipeline:
             )  # fmt: skip
             event.upstream_status = upstream.status
             event.upstream_ms = round(upstream.elapsed_ms, 3)
+            self.metrics.upstream(
+                service.upstream.name, upstream.status, upstream.elapsed_ms / 1000
+            )
             # Size and digest of what the provider answered, even if it is refused below.
             event.response_bytes = len(upstream.body)
             event.response_sha256 = hashlib.sha256(upstream.body).hexdigest()
@@ -278,6 +291,16 @@ class ExchangePipeline:
             )
         except Problem as problem:
             response = self._problem_response(problem, request_id, event)
+        except asyncio.CancelledError:
+            # Shutdown cancels what is still running after its drain timeout: the caller
+            # gets no answer, but the exchange is still recorded before the task ends.
+            cancelled = self._problem_response(
+                Problem(EXCHANGE_CANCELLED, "The gateway stopped before the exchange ended."),
+                request_id,
+                event,
+            )
+            await self._finish(event, cancelled, t0, config)
+            raise
         except Exception as exc:
             log.exception("exchange failed", request_id=request_id)
             response = self._problem_response(
@@ -286,24 +309,43 @@ class ExchangePipeline:
                 event,
             )
 
+        return await self._finish(event, response, t0, config)
+
+    async def _finish(
+        self, event: AuditEvent, response: web.Response, t0: float, config: RuntimeConfig
+    ) -> web.Response:
         # 9. audit
         event.status = response.status
         elapsed = time.perf_counter() - t0
         event.duration_ms = round(elapsed * 1000, 3)
-        event.finished_at = started + timedelta(seconds=elapsed)
+        event.finished_at = event.started_at + timedelta(seconds=elapsed)
+        key = (event.provider_code or "", event.service_code or "", event.service_version or "")
+        service = config.services.get(key)
+        outcome: str | None = None
         try:
             await self.audit.write(event)
         except AuditUnavailable as exc:
-            log.error("audit event not durable", request_id=request_id, error=str(exc))
-            service = config.services.get(
-                (event.provider_code or "", event.service_code or "", event.service_version or "")
-            )
+            log.error("audit event not durable", request_id=event.request_id, error=str(exc))
+            self.metrics.audit_failures.inc()
             if service is None or service.audit_mode == "fail_closed":
-                return Problem(
+                response = Problem(
                     AUDIT_UNAVAILABLE,
                     "The exchange could not be recorded in the audit log, so its answer is "
                     "withheld. Retry later; the operators have been alerted.",
-                ).to_response(type_base=self.problem_type_base, request_id=request_id)
+                ).to_response(type_base=self.problem_type_base, request_id=event.request_id)
+                outcome = AUDIT_UNAVAILABLE.slug
+
+        # 10. count
+        if outcome is None:
+            outcome = event.error_type or (
+                "ok" if response.status < 400 else f"upstream-{response.status // 100}xx"
+            )
+        self.metrics.exchange(
+            service.key if service is not None else None,
+            event.client_code if service is not None else None,
+            outcome,
+            time.perf_counter() - t0,
+        )
         return response
 
     def _problem_response(

@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     upstream_allowed_networks: list[str] = ["public", "private"]
     upstream_allowed_schemes: list[str] = ["https", "http"]
 
+    # -- serving (README "Serving and draining") --
+    # Worker processes on the one port (SO_REUSEPORT). 0: one per core when rate limits
+    # are shared through Redis, else 1, since without Redis each worker counts on its own.
+    workers: int = Field(0, ge=0, le=256)
+    # On SIGTERM: /readyz answers 503 for this long while serving goes on (so a load
+    # balancer takes the instance out), then the listener closes, requests in flight get
+    # up to drain_timeout_seconds to finish, and the audit is flushed.
+    drain_delay_seconds: float = Field(0.0, ge=0, le=300)
+    drain_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Who may read /metrics: CIDR networks or "loopback" and "private" (as for upstreams).
+    metrics_allowed_networks: list[str] = ["loopback", "private"]
+
     # Upper bound for any request body; services set their own lower limits.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     problem_type_base: str = "urn:lgsp:problem:"

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.sink import AuditSink
 from gateway.keys import KeyStore
+from gateway.metrics import GatewayMetrics
 from gateway.pipeline import ExchangePipeline
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
@@ -28,7 +29,10 @@ class GatewayState:
     audit: AuditSink
     pipeline: ExchangePipeline
     limiter: RateLimiter
+    metrics: GatewayMetrics
     config_version: int = -1
+    # Set on SIGTERM: /readyz answers 503 and answers close their connections.
+    draining: bool = False
     reloads: int = 0
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -52,14 +52,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def gateway_stack(policies: Path, work: Path) -> AsyncIterator[tuple[str, str]]:
-    """`lgsp serve` (SQLite in `work`, the given policies applied) and the national
-    simulator as separate processes; yields the gateway's base URL and an access token
-    for the sample system motcua. Stops both and removes `work` on the way out."""
+def gateway_env(work: Path, port: int, ndxp_url: str) -> dict[str, str]:
+    """The `LGSP_*` environment of a benchmark gateway: SQLite, keys and spool in `work`,
+    the national platform at `ndxp_url`, warnings only."""
     repo = Path(__file__).resolve().parent.parent
-    port, sim_port = free_port(), free_port()
-    env = {
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("LGSP_")},
         "LGSP_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'lgsp.db'}",
         "LGSP_KEYS_DIR": str(work / "keys"),
@@ -67,11 +64,16 @@ async def gateway_stack(policies: Path, work: Path) -> AsyncIterator[tuple[str, 
         "LGSP_AUDIT_SPOOL_DIR": str(work / "spool"),
         "LGSP_PORT": str(port),
         "LGSP_LOG_LEVEL": "WARNING",
-        "LGSP_NDXP_URL": f"http://127.0.0.1:{sim_port}",
+        "LGSP_NDXP_URL": ndxp_url,
         "LGSP_NDXP_CLIENT_SECRET": NATIONAL_SECRET,
-        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',  # the simulator on 127.0.0.1
+        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',  # the upstream on 127.0.0.1
         "PYTHONPATH": str(repo),
     }
+
+
+def prepare_gateway(policies: Path, env: dict[str, str]) -> str:
+    """Apply `policies` to the gateway's store (migrating it) and issue a secret for the
+    sample system motcua; returns the secret."""
     lgsp = [sys.executable, "-m", "gateway"]
     subprocess.run(
         [*lgsp, "policy", "apply", str(policies)], env=env, check=True, capture_output=True
@@ -79,7 +81,31 @@ async def gateway_stack(policies: Path, work: Path) -> AsyncIterator[tuple[str, 
     created = subprocess.run(
         [*lgsp, "client", "credential", "motcua"], env=env, check=True, capture_output=True
     )
-    secret = orjson.loads(created.stdout)["client_secret"]
+    return str(orjson.loads(created.stdout)["client_secret"])
+
+
+async def client_token(base: str, secret: str) -> str:
+    """An access token for motcua from the gateway at `base`."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base}/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=aiohttp.BasicAuth("motcua", secret),
+        ) as r,
+    ):
+        return str((await r.json())["access_token"])
+
+
+@contextlib.asynccontextmanager
+async def gateway_stack(policies: Path, work: Path) -> AsyncIterator[tuple[str, str]]:
+    """`lgsp serve` (SQLite in `work`, the given policies applied) and the national
+    simulator as separate processes; yields the gateway's base URL and an access token
+    for the sample system motcua. Stops both and removes `work` on the way out."""
+    port, sim_port = free_port(), free_port()
+    env = gateway_env(work, port, f"http://127.0.0.1:{sim_port}")
+    secret = prepare_gateway(policies, env)
+    lgsp = [sys.executable, "-m", "gateway"]
     simulator = [sys.executable, "-m", "simulator", "--port", str(sim_port)]
     procs = [
         subprocess.Popen(
@@ -93,16 +119,7 @@ async def gateway_stack(policies: Path, work: Path) -> AsyncIterator[tuple[str, 
     try:
         await wait_http(f"http://127.0.0.1:{sim_port}/healthz")
         await wait_http(f"{base}/healthz")
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"{base}/oauth2/token",
-                data={"grant_type": "client_credentials"},
-                auth=aiohttp.BasicAuth("motcua", secret),
-            ) as r,
-        ):
-            token = str((await r.json())["access_token"])
-        yield base, token
+        yield base, await client_token(base, secret)
     finally:
         for p in procs:
             p.terminate()

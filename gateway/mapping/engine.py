@@ -267,6 +267,45 @@ def _reversed(rule: RuleSpec) -> RuleSpec:
     )
 
 
+def _reader(rule: RuleSpec, sources: list[tuple[str, ...]]) -> Callable[[Any, Context], Any]:
+    """How a rule reads its value: a constant, a context field, joined name parts, or one
+    path (a single key, the common case, without the path walk)."""
+    if rule.const is not None:
+        const = rule.const
+        return lambda source, ctx: const
+    if rule.context is not None:
+        field_name = rule.context
+
+        def from_context(source: Any, ctx: Context) -> Any:
+            value = getattr(ctx, field_name)
+            return _MISSING if value in (None, "") else value
+
+        return from_context
+    if rule.name == "join":
+
+        def joined(source: Any, ctx: Context) -> Any:
+            parts = [get(source, s) for s in sources]
+            present = [p for p in parts if p is not _MISSING and p is not None]
+            return join_name(present) if present else _MISSING
+
+        return joined
+    path = sources[0]
+    if len(path) == 1:
+        key = path[0]
+
+        def one_key(source: Any, ctx: Context) -> Any:
+            value = source.get(key, _MISSING) if isinstance(source, dict) else _MISSING
+            return _MISSING if value is None else value
+
+        return one_key
+
+    def at_path(source: Any, ctx: Context) -> Any:
+        value = get(source, path)
+        return _MISSING if value is None else value
+
+    return at_path
+
+
 def _compile(
     rule: RuleSpec, code_lists: Mapping[str, Mapping[str, str]], *, reverse: bool
 ) -> _Step:
@@ -293,29 +332,24 @@ def _compile(
         enc_out = rule.to_legacy
         transforms.append(lambda v: vnencoding.encode(v, enc_out) if isinstance(v, str) else v)
 
-    def transform(value: Any) -> Any:
-        value = _nfc(value)
-        for t in transforms:
-            value = t(value)
-        return value
+    # Specialised here, once, rather than decided per value on the request path.
+    transform: Callable[[Any], Any]
+    if transforms:
+
+        def transform(value: Any) -> Any:
+            value = _nfc(value)
+            for t in transforms:
+                value = t(value)
+            return value
+
+    else:
+        transform = _nfc
 
     sources = [_split(p) for p in _paths(rule.from_)]
     targets = [_split(p) for p in _paths(rule.to)]
     label = f"{rule.from_ or rule.const or rule.context!r} -> {rule.to!r}"
     children = [_compile(r, code_lists, reverse=reverse) for r in rule.each or []]
-
-    def read(source: Any, ctx: Context) -> Any:
-        if rule.const is not None:
-            return rule.const
-        if rule.context is not None:
-            value = getattr(ctx, rule.context)
-            return _MISSING if value in (None, "") else value
-        value = get(source, sources[0]) if rule.name != "join" else None
-        if rule.name == "join":
-            parts = [get(source, s) for s in sources]
-            present = [p for p in parts if p is not _MISSING and p is not None]
-            return join_name(present) if present else _MISSING
-        return _MISSING if value is None else value
+    read = _reader(rule, sources)
 
     def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
         value = read(source, ctx)

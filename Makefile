@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT     ?= 8080
 SIM_PORT ?= 8090
 
-.PHONY: demo test lint typecheck venv clean
+.PHONY: demo test bench lint typecheck venv clean
 
 $(BIN)/lgsp: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.11)")'
@@ -22,6 +22,10 @@ demo: venv
 ## test: lint, type-check, then the test suite (needs PostgreSQL on 127.0.0.1:5432)
 test: lint typecheck
 	$(BIN)/pytest
+
+## bench: the gateway against nginx and a bare aiohttp proxy (installs nginx and wrk if root)
+bench: venv
+	$(BIN)/python bench/proxies.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -401,12 +401,16 @@ def _claimed(request: web.Request, header: str) -> str | None:
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
-    if declared is not None and declared > limit:
-        raise Problem(
-            PAYLOAD_TOO_LARGE,
-            f"The request body ({declared} bytes) exceeds this service's limit of {limit} bytes.",
-            limit=limit,
-        )
+    if declared is not None:
+        if declared > limit:
+            raise Problem(
+                PAYLOAD_TOO_LARGE,
+                f"The request body ({declared} bytes) exceeds this service's limit of "
+                f"{limit} bytes.",
+                limit=limit,
+            )
+        # The length is known and allowed: read to the end of the body at once.
+        return await request.content.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):

@@ -111,9 +111,11 @@ class ServiceEntry:
         """Deny unless a right of the client, or of one of its groups, grants this call."""
         if is_allowed(self.client_rights.get(client.code, ()), method, endpoint):
             return True
-        return any(
-            is_allowed(self.group_rights.get(g, ()), method, endpoint) for g in client.groups
-        )
+        for group in client.groups:
+            rules = self.group_rights.get(group)
+            if rules is not None and is_allowed(rules, method, endpoint):
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)

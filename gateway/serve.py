@@ -42,15 +42,21 @@ from gateway.settings import Settings
 from gateway.state import STATE
 from gateway.store.db import create_engine, session_factory
 
-# A worker that dies sooner than this after its first start failed to start: the
-# configuration is wrong, and restarting it would only repeat the error.
-STARTUP_GRACE_SECONDS = 10.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
+# A worker says it listens by writing to this inherited pipe; one that dies before it
+# ever did failed to start (the configuration is wrong: restarting would repeat it).
+READY_FD_ENV = "LGSP_WORKER_READY_FD"
 
 
 def worker_count(settings: Settings, requested: int | None) -> int:
     """`--workers`, else LGSP_WORKERS, else one per core when limits are shared in Redis."""
     n = requested if requested is not None else settings.workers
+    if n > 1 and not settings.redis_url:
+        log.warning(
+            "rate limits and quotas are counted per worker without LGSP_REDIS_URL: a client "
+            "may get up to the number of workers times its limit",
+            workers=n,
+        )
     if n > 0:
         return n
     if settings.redis_url:
@@ -109,6 +115,7 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         await site.start()
+        _tell_parent_ready()
         log.info(
             "gateway listening",
             address=f"http://{settings.host}:{settings.port}",
@@ -125,6 +132,14 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
         await runner.cleanup()
     log.info("stopped", instance=settings.instance_id)
     return 0
+
+
+def _tell_parent_ready() -> None:
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
 
 
 # -- the parent of N workers ------------------------------------------------------------------
@@ -152,13 +167,16 @@ class Supervisor:
         self.count = workers
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.started: dict[int, float] = {}
+        self.ready_pipes: dict[int, int] = {}  # read ends, until the worker said "ready"
+        self.ever_ready: set[int] = set()
         self.restarts: dict[int, int] = {}
         self.stopping = False
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="lgsp-metrics-"))
 
-    def _env(self, n: int) -> dict[str, str]:
+    def _env(self, n: int, ready_fd: int) -> dict[str, str]:
         s = self.settings
         return {
+            READY_FD_ENV: str(ready_fd),
             **os.environ,
             "LGSP_INSTANCE_ID": f"{s.instance_id}-{n}",
             "LGSP_HOST": s.host,
@@ -171,7 +189,16 @@ class Supervisor:
 
     def _spawn(self, n: int) -> None:
         command = [sys.executable, "-m", "gateway", "serve", "--worker"]
-        self.procs[n] = subprocess.Popen(command, env=self._env(n))  # noqa: S603
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        try:
+            self.procs[n] = subprocess.Popen(  # noqa: S603
+                command, env=self._env(n, write_end), pass_fds=(write_end,)
+            )
+        finally:
+            os.close(write_end)
+        self._forget_pipe(n)
+        self.ready_pipes[n] = read_end
         self.started[n] = time.monotonic()
         log.info("worker started", worker=n, pid=self.procs[n].pid)
 
@@ -200,17 +227,36 @@ class Supervisor:
                 time.sleep(0.2)
             return self._wait_all()
         finally:
+            for n in list(self.ready_pipes):
+                self._forget_pipe(n)
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _forget_pipe(self, n: int) -> None:
+        fd = self.ready_pipes.pop(n, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _check_ready(self, n: int) -> None:
+        fd = self.ready_pipes.get(n)
+        if fd is None:
+            return
+        with contextlib.suppress(BlockingIOError):
+            if os.read(fd, 1):
+                self.ever_ready.add(n)
+                self._forget_pipe(n)
 
     def _watch(self) -> int | None:
         """Restart workers that died; the exit code if one could not start at all."""
         for n, proc in list(self.procs.items()):
+            self._check_ready(n)
             code = proc.poll()
             if code is None or self.stopping:
                 continue
+            self._check_ready(n)  # it may have said so just before dying
+            self._forget_pipe(n)
             worker_exited(proc.pid, self.metrics_dir)
             uptime = time.monotonic() - self.started[n]
-            if uptime < STARTUP_GRACE_SECONDS and n not in self.restarts:
+            if n not in self.ever_ready:
                 log.error("worker could not start", worker=n, exit_code=code)
                 return code or 1
             self.restarts[n] = self.restarts.get(n, 0) + 1

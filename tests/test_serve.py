@@ -355,3 +355,75 @@ async def test_exchange_past_the_drain_timeout_is_cancelled_and_audited(
     assert record.error_type == "exchange-cancelled"
     assert record.client_code == "motcua"
     assert record.service_code == "sleepy"
+
+
+def _workers(parent: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{parent}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return children
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_worker_that_dies_is_replaced_under_the_same_instance(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with serve(database_url, tmp_path, workers=2) as gw:
+        # Both workers listening (one that dies before it ever listened stops the gateway:
+        # that is a configuration error, not a crash).
+        seen: set[str] = set()
+        async with _fresh_connections() as http:
+            deadline = time.monotonic() + 30
+            while len(seen) < 2 and time.monotonic() < deadline:
+                seen.add((await http.get(f"{gw.url}/healthz")).json()["instance"])
+        first = sorted(_workers(gw.proc.pid))
+        assert len(first) == 2
+        os.kill(first[0], signal.SIGKILL)
+        # The parent starts another in its place; meanwhile the other worker serves.
+        auth = {"Authorization": f"Bearer {gw.token}"}
+        async with _fresh_connections() as http:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = sorted(_workers(gw.proc.pid))
+                if len(now) == 2 and first[0] not in now:
+                    break
+                await asyncio.sleep(0.2)
+            replaced = sorted(_workers(gw.proc.pid))
+            assert len(replaced) == 2 and first[0] not in replaced, gw.tail()
+            # Every exchange is answered, by the survivor until the new worker listens.
+            instances = set()
+            deadline = time.monotonic() + 30
+            while len(instances) < 2 and time.monotonic() < deadline:
+                r = await http.get(f"{gw.url}{ECHO}/x", headers=auth)
+                assert r.status_code == 200, r.text
+                instances.add((await http.get(f"{gw.url}/healthz")).json()["instance"])
+        # Still two instances, the same two: the new worker took over the dead one's
+        # id, so its audit chain goes on where the other left it.
+        assert instances == {f"{BASE_INSTANCE}-1", f"{BASE_INSTANCE}-2"}
+        assert gw.stop() == 0, gw.tail()
+    engine = create_engine(database_url)
+    try:
+        report = await verify_store(session_factory(engine))
+    finally:
+        await engine.dispose()
+    assert report.ok, report.as_dict()
+
+
+def test_serve_refuses_a_port_in_use(env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        env = {**env, "LGSP_PORT": str(holder.getsockname()[1]), "LGSP_SCHEMAS_DIR": ""}
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--workers", "2"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert "already in use" in done.stderr

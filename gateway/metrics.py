@@ -86,48 +86,38 @@ class GatewayMetrics:
             "Audit events that could not be made durable.",
             registry=registry,
         )
-        gauge_mode = {"multiprocess_mode": "livesum"}
-        self.spool_records = Gauge(
+
+        def instance_gauge(name: str, doc: str, *labels: str) -> Gauge:
+            # One worker's value, labelled with its instance: summed over live processes
+            # ("livesum"), which leaves each instance's own value.
+            return Gauge(
+                name, doc, [*labels, "instance"], registry=registry, multiprocess_mode="livesum"
+            )
+
+        self.spool_records = instance_gauge(
             "lgsp_audit_spool_records",
             "Audit events in this instance's spool, not yet taken by the broker.",
-            ["instance"],
-            registry=registry,
-            **gauge_mode,  # type: ignore[arg-type]
         )
-        self.spool_bytes = Gauge(
-            "lgsp_audit_spool_bytes",
-            "Bytes in this instance's audit spool.",
-            ["instance"],
-            registry=registry,
-            **gauge_mode,  # type: ignore[arg-type]
+        self.spool_bytes = instance_gauge(
+            "lgsp_audit_spool_bytes", "Bytes in this instance's audit spool."
         )
-        self.breaker_state = Gauge(
+        self.breaker_state = instance_gauge(
             "lgsp_upstream_circuit_state",
             "Circuit breaker per upstream in this instance: 0 closed, 1 half-open, 2 open.",
-            ["upstream", "instance"],
-            registry=registry,
-            **gauge_mode,  # type: ignore[arg-type]
+            "upstream",
         )
-        self.upstream_in_flight = Gauge(
+        self.upstream_in_flight = instance_gauge(
             "lgsp_upstream_in_flight",
             "Requests to each upstream in flight in this instance.",
-            ["upstream", "instance"],
-            registry=registry,
-            **gauge_mode,  # type: ignore[arg-type]
+            "upstream",
         )
-        self.upstream_retries = Gauge(
+        self.upstream_retries = instance_gauge(
             "lgsp_upstream_retries",
             "Upstream attempts that were retries, since this instance started.",
-            ["upstream", "instance"],
-            registry=registry,
-            **gauge_mode,  # type: ignore[arg-type]
+            "upstream",
         )
-        self.config_version = Gauge(
-            "lgsp_config_version",
-            "The configuration version this instance serves.",
-            ["instance"],
-            registry=registry,
-            **gauge_mode,  # type: ignore[arg-type]
+        self.config_version = instance_gauge(
+            "lgsp_config_version", "The configuration version this instance serves."
         )
         self._exchange_tallies: dict[_ExchangeKey, _Tally] = {}
         self._upstream_tallies: dict[tuple[str, int], _Tally] = {}

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from gateway.audit.indexer import Indexer
 from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
-from gateway.audit.verify import verify_store
+from gateway.audit.verify import VerificationReport, verify_store
 from gateway.policy import ServiceSpec
 from gateway.registry.bundled import load_bundled
 from gateway.store import admin, policy_state
@@ -177,6 +177,14 @@ async def serve(
         await simulator.close()
 
 
+async def _verify(database_url: str) -> VerificationReport:
+    engine = create_engine(database_url)
+    try:
+        return await verify_store(session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
 def _fresh_connections() -> httpx.AsyncClient:
     # A new connection per request: the kernel picks a worker for each.
     return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0), timeout=30)
@@ -206,11 +214,7 @@ async def test_two_workers_share_the_port_each_with_its_own_audit_chain(
     assert await gw.instances() == {f"{BASE_INSTANCE}-1", f"{BASE_INSTANCE}-2"}
     stored = await gw.stored()
     assert all(stored[r] == 1 for r in seen)
-    engine = create_engine(database_url)
-    try:
-        report = await verify_store(session_factory(engine))
-    finally:
-        await engine.dispose()
+    report = await _verify(database_url)
     assert report.ok, report.as_dict()
     assert len(report.instances) == 2
     # Whichever worker answered the scrape, it counted both workers' exchanges.
@@ -402,11 +406,7 @@ async def test_a_worker_that_dies_is_replaced_under_the_same_instance(
         # id, so its audit chain goes on where the other left it.
         assert instances == {f"{BASE_INSTANCE}-1", f"{BASE_INSTANCE}-2"}
         assert gw.stop() == 0, gw.tail()
-    engine = create_engine(database_url)
-    try:
-        report = await verify_store(session_factory(engine))
-    finally:
-        await engine.dispose()
+    report = await _verify(database_url)
     assert report.ok, report.as_dict()
 
 

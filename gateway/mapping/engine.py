@@ -202,7 +202,10 @@ def join_name(parts: list[Any]) -> str:
 
 
 def _nfc(value: Any) -> Any:
-    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+    # ASCII is already NFC: skip the call for codes, numbers and dates.
+    if isinstance(value, str) and not value.isascii():
+        return unicodedata.normalize("NFC", value)
+    return value
 
 
 # -- compiled rules -------------------------------------------------------------------------------
@@ -351,16 +354,35 @@ def _compile(
     children = [_compile(r, code_lists, reverse=reverse) for r in rule.each or []]
     read = _reader(rule, sources)
 
+    def missing() -> Any:
+        if rule.default is not None:
+            return rule.default
+        if rule.required:
+            raise MappingError(f"{'/'.join(('', *sources[0])) if sources else label} is required")
+        return _MISSING
+
+    if not children and rule.name != "split" and len(targets[0]) == 1:
+        # The common rule, one value to one top-level key, without the general path.
+        key = targets[0][0]
+
+        def simple_step(source: Any, target: dict[str, Any], ctx: Context) -> None:
+            value = read(source, ctx)
+            if value is _MISSING:
+                value = missing()
+                if value is _MISSING:
+                    return
+            try:
+                target[key] = transform(value)
+            except MappingError as e:
+                raise MappingError(f"{label}: {e}") from None
+
+        return simple_step
+
     def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
         value = read(source, ctx)
         if value is _MISSING:
-            if rule.default is not None:
-                value = rule.default
-            elif rule.required:
-                raise MappingError(
-                    f"{'/'.join(('', *sources[0])) if sources else label} is required"
-                )
-            else:
+            value = missing()
+            if value is _MISSING:
                 return
         try:
             if children:

@@ -145,6 +145,8 @@ async def test_two_gateway_processes_share_one_budget_through_redis(
                 "LGSP_PUBLIC_URL": "http://gateway.test",
                 "LGSP_SCHEMAS_DIR": "",
                 "LGSP_REDIS_URL": REDIS_URL,
+                # Two replicas of one process each (workers are tests/test_serve.py's).
+                "LGSP_WORKERS": "1",
                 "LGSP_AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
                 "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',
             }

@@ -46,6 +46,7 @@ RESTART_BACKOFF_MAX_SECONDS = 30.0
 # A worker says it listens by writing to this inherited pipe; one that dies before it
 # ever did failed to start (the configuration is wrong: restarting would repeat it).
 READY_FD_ENV = "LGSP_WORKER_READY_FD"
+PARENT_PID_ENV = "LGSP_WORKER_PARENT_PID"
 
 
 def worker_count(settings: Settings, requested: int | None) -> int:
@@ -112,6 +113,7 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphaned = asyncio.create_task(_stop_when_orphaned(stop)) if reuse_port else None
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         await site.start()
@@ -127,11 +129,24 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
         log.info("draining", instance=settings.instance_id, delay=settings.drain_delay_seconds)
         await asyncio.sleep(settings.drain_delay_seconds)
     finally:
+        if orphaned is not None:
+            orphaned.cancel()
         # Stops listening, waits for the exchanges in flight, then flushes the audit log
         # (the app's cleanup closes the audit sink last).
         await runner.cleanup()
     log.info("stopped", instance=settings.instance_id)
     return 0
+
+
+async def _stop_when_orphaned(stop: asyncio.Event, every: float = 1.0) -> None:
+    """A worker whose parent died (SIGKILL, OOM) drains and exits rather than hold the
+    port forever: it notices by being handed to another parent. The parent's pid comes
+    from the parent, so a death while this worker was still starting is noticed too."""
+    parent = int(os.environ.get(PARENT_PID_ENV) or os.getppid())
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
+        await asyncio.sleep(every)
+    log.error("the lgsp serve parent is gone; this worker stops", parent=parent)
+    stop.set()
 
 
 def _tell_parent_ready() -> None:
@@ -177,6 +192,7 @@ class Supervisor:
         s = self.settings
         return {
             READY_FD_ENV: str(ready_fd),
+            PARENT_PID_ENV: str(os.getpid()),
             **os.environ,
             "LGSP_INSTANCE_ID": f"{s.instance_id}-{n}",
             "LGSP_HOST": s.host,

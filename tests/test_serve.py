@@ -410,6 +410,32 @@ async def test_a_worker_that_dies_is_replaced_under_the_same_instance(
     assert report.ok, report.as_dict()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_workers_stop_when_their_parent_is_killed(database_url: str, tmp_path: Path) -> None:
+    async with serve(database_url, tmp_path, workers=2) as gw:
+        deadline = time.monotonic() + 20
+        while len(_workers(gw.proc.pid)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        workers = _workers(gw.proc.pid)
+        assert len(workers) == 2
+        gw.proc.kill()
+        gw.proc.wait()
+        # No parent to restart or stop them: they notice and exit, freeing the port.
+        deadline = time.monotonic() + 20
+        while any(_running(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"orphaned workers still run: {workers}"
+            await asyncio.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited orphan waits for whoever adopted it to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_serve_refuses_a_port_in_use(env: dict[str, str]) -> None:
     import socket
 

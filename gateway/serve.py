@@ -165,6 +165,9 @@ def _check_port_free(host: str, port: int) -> None:
     # another gateway left running: refuse that here, where a plain bind can tell.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR (as every server sets it): connections of a previous run left in
+        # TIME_WAIT do not count; a listener, with or without SO_REUSEPORT, still does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as e:

@@ -339,11 +339,11 @@ async def gateway(
     settings: Settings, simulator: TestServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Harness]:
     monkeypatch.setenv(SECRET_ENV, PROVINCE_SECRET)
-    # A port nobody listens on: bind, note, close.
-    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    dead_port = probe.sockets[0].getsockname()[1]
-    probe.close()
-    await probe.wait_closed()
+    # A port nobody listens on, held (bound, never listening) for the whole test: a
+    # closed one could be handed to the next server the test starts, the gateway itself.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
     engine = create_engine(settings.database_url)
     await load_bundled(session_factory(engine), settings.schemas_dir)
     async with session_factory(engine)() as s, s.begin():
@@ -367,6 +367,7 @@ async def gateway(
             str(simulator.make_url("")).rstrip("/"),
         )
     await server.close()
+    dead.close()
 
 
 # -- the lgsp command, as a separate process ------------------------------------------------

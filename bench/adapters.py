@@ -45,6 +45,9 @@ from http_load import (  # noqa: E402
     sample_policies,
     send_many,
 )
+from http_load import (  # noqa: E402
+    quantile_ms as ms,
+)
 
 from gateway.adapters import Adapter, AdapterConfig, OutboundRequest, build_adapter  # noqa: E402
 from gateway.mapping.engine import Context  # noqa: E402
@@ -236,11 +239,6 @@ async def end_to_end(args: argparse.Namespace) -> list[tuple[str, list[float], l
                         )
                         results[name][i].extend(lat)
             return [(k, v[0], v[1]) for k, v in results.items()]
-
-
-def ms(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def main() -> None:

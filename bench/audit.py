@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +68,9 @@ from http_load import (  # noqa: E402
     lookups,
     sample_policies,
     wait_http,
+)
+from http_load import (  # noqa: E402
+    quantile_ms as pct,
 )
 
 from gateway.audit.chain import AuditSigner  # noqa: E402
@@ -114,12 +117,6 @@ async def wait_port(port: int, seconds: float = 15) -> None:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-quantile of seconds, in milliseconds."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -44,6 +44,12 @@ def sample_policies(directory: Path) -> Path:
 
 NATIONAL_SECRET = "bench-national-secret"
 PROVINCE = "000.00.00.H49"
+
+
+def quantile_ms(values: Sequence[float], q: float) -> float:
+    """The q-quantile (no interpolation) of latencies in seconds, in milliseconds."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def free_port() -> int:

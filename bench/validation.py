@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from http_load import BODY, PROVIDER, gateway_stack, sample_policies  # noqa: E402
 from http_load import lookups as run_round  # noqa: E402
+from http_load import quantile_ms as pct  # noqa: E402
 
 from gateway.registry.schema import compile_validator, parse  # noqa: E402
 
@@ -61,11 +62,6 @@ def validator_cost(repeat: int = 20000) -> float:
     for _ in range(repeat):
         assert not request.errors(BODY) and not response.errors(answer)
     return (time.perf_counter() - t) / repeat * 1e6
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def main() -> None:

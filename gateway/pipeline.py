@@ -72,7 +72,7 @@ from gateway.problems import (
 from gateway.ratelimit import LimiterUnavailable, RateLimiter, Verdict
 from gateway.registry.schema import Validator
 from gateway.routing import parse_service_address
-from gateway.runtime import RuntimeConfig
+from gateway.runtime import RuntimeConfig, ServiceEntry
 from gateway.tokens import TokenService
 from gateway.upstream import NOT_FORWARDED_REQUEST, UpstreamClient, forwardable
 
@@ -132,6 +132,7 @@ class ExchangePipeline:
             case_number=_claimed(request, CASE_HEADER),
         )
         response: web.Response
+        service: ServiceEntry | None = None  # found at step 2; None when it never was
         try:
             if bad_request_id is not None:
                 raise Problem(INVALID_HEADER, bad_request_id, header=REQUEST_ID_HEADER)
@@ -299,7 +300,7 @@ class ExchangePipeline:
                 request_id,
                 event,
             )
-            await self._finish(event, cancelled, t0, config)
+            await self._finish(event, cancelled, t0, service)
             raise
         except Exception as exc:
             log.exception("exchange failed", request_id=request_id)
@@ -309,18 +310,16 @@ class ExchangePipeline:
                 event,
             )
 
-        return await self._finish(event, response, t0, config)
+        return await self._finish(event, response, t0, service)
 
     async def _finish(
-        self, event: AuditEvent, response: web.Response, t0: float, config: RuntimeConfig
+        self, event: AuditEvent, response: web.Response, t0: float, service: ServiceEntry | None
     ) -> web.Response:
         # 9. audit
         event.status = response.status
         elapsed = time.perf_counter() - t0
         event.duration_ms = round(elapsed * 1000, 3)
         event.finished_at = event.started_at + timedelta(seconds=elapsed)
-        key = (event.provider_code or "", event.service_code or "", event.service_version or "")
-        service = config.services.get(key)
         outcome: str | None = None
         try:
             await self.audit.write(event)

@@ -18,10 +18,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.app import create_app
 from gateway.audit.event import AuditEvent
-from gateway.logging import configure_logging
-from gateway.settings import load_settings
+from gateway.core.logging import configure_logging
+from gateway.core.settings import load_settings
+from gateway.edge.app import create_app
 
 
 class NullSink:

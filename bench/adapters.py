@@ -49,9 +49,9 @@ from http_load import (  # noqa: E402
     quantile_ms as ms,
 )
 
-from gateway.adapters import Adapter, AdapterConfig, OutboundRequest, build_adapter  # noqa: E402
-from gateway.mapping.engine import Context  # noqa: E402
-from gateway.upstream import UpstreamResponse, basic_authorization  # noqa: E402
+from gateway.conversion.mapping.engine import Context  # noqa: E402
+from gateway.conversion.sdk import Adapter, AdapterConfig, OutboundRequest, build_adapter  # noqa: E402
+from gateway.upstream.client import UpstreamResponse, basic_authorization  # noqa: E402
 from simulator.app import create_app as create_simulator  # noqa: E402
 
 PROVINCE = "000.00.00.H49"

@@ -79,10 +79,10 @@ from gateway.audit.kafka import KafkaSettings, KafkaShipper  # noqa: E402
 from gateway.audit.log import AuditLog, Durable, SpoolDurable, StoreDurable  # noqa: E402
 from gateway.audit.spool import Spool  # noqa: E402
 from gateway.audit.store import AuditStore  # noqa: E402
-from gateway.logging import configure_logging  # noqa: E402
+from gateway.core.logging import configure_logging  # noqa: E402
 from gateway.store.db import create_engine, session_factory  # noqa: E402
 from gateway.store.migrate import upgrade_async  # noqa: E402
-from gateway.upstream import basic_authorization  # noqa: E402
+from gateway.upstream.client import basic_authorization  # noqa: E402
 
 PROVINCE = "000.00.00.H49"
 NATIONAL_SECRET = "bench-national-secret"

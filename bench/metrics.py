@@ -20,7 +20,7 @@ SERVICE = ("000.00.00.G01", "csdlqg-dancu", "v2")
 
 
 def measure() -> tuple[float, float, float]:
-    from gateway.metrics import GatewayMetrics
+    from gateway.telemetry.metrics import GatewayMetrics
 
     m = GatewayMetrics("bench")
 

@@ -72,13 +72,14 @@ sys.path.insert(0, str(REPO))
 
 from http_load import wait_http  # noqa: E402
 
-from gateway.policy import PolicySet  # noqa: E402
-from gateway.runtime import load_runtime_config  # noqa: E402
-from gateway.store import admin, policy_state  # noqa: E402
+from gateway.config import changes as admin  # noqa: E402
+from gateway.config import versions as policy_state  # noqa: E402
+from gateway.config.policy import PolicySet  # noqa: E402
+from gateway.config.runtime import load_runtime_config  # noqa: E402
 from gateway.store.db import create_engine, session_factory  # noqa: E402
 from gateway.store.migrate import upgrade_async  # noqa: E402
 from gateway.store.models import PolicyVersion  # noqa: E402
-from gateway.upstream import basic_authorization  # noqa: E402
+from gateway.upstream.client import basic_authorization  # noqa: E402
 
 PROVINCE = "000.00.00.H49"
 CALLER = "bench-caller"

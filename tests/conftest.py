@@ -29,13 +29,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select, text
 
-from gateway.app import create_app
-from gateway.policy import PolicySet
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.config.policy import PolicySet
+from gateway.core.settings import Settings
+from gateway.edge.app import create_app
+from gateway.edge.reload import reload_config
+from gateway.edge.state import STATE, GatewayState
 from gateway.registry.bundled import load_bundled
-from gateway.reload import reload_config
-from gateway.settings import Settings
-from gateway.state import STATE, GatewayState
-from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
 from gateway.store.models import AuditRecord, Base

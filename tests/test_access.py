@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.access import HTTP_METHODS, Rule, compile_glob, is_allowed
+from gateway.identity.access import HTTP_METHODS, Rule, compile_glob, is_allowed
 
 # (glob, endpoint, matches)
 GLOBS: list[tuple[str, str, bool]] = [

@@ -19,10 +19,11 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from gateway.admin_api import PREFIX, ROUTES
-from gateway.app import create_app
-from gateway.reload import reload_config
-from gateway.store import admin, policy_state
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.edge.admin_api import PREFIX, ROUTES
+from gateway.edge.app import create_app
+from gateway.edge.reload import reload_config
 from tests.conftest import ECHO, PROVINCE_ID, Harness
 
 PROBLEM = "urn:lgsp:problem:"

@@ -21,10 +21,10 @@ import jwt
 import orjson
 from sqlalchemy import delete, select, update
 
-from gateway.app import reload_config
 from gateway.audit import query
 from gateway.audit.query import AuditFilter
-from gateway.store import policy_state
+from gateway.config import versions as policy_state
+from gateway.edge.app import reload_config
 from gateway.store.models import AuditFinding, AuditPurge, AuditRead, AuditRecord
 from tests.conftest import ECHO, PROVINCE_ID, Harness
 

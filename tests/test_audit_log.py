@@ -29,7 +29,6 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
-from gateway.app import create_app
 from gateway.audit.chain import (
     GENESIS,
     AuditSigner,
@@ -47,12 +46,13 @@ from gateway.audit.sink import AuditUnavailable
 from gateway.audit.spool import HEADER_SIZE, Spool
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify_store
-from gateway.cli import main as lgsp_main
-from gateway.policy import PolicySet
+from gateway.config import versions as policy_state
+from gateway.config.policy import PolicySet
+from gateway.core.settings import Settings
+from gateway.edge.app import create_app
+from gateway.edge.state import STATE
+from gateway.ops.cli import main as lgsp_main
 from gateway.registry.bundled import load_bundled
-from gateway.settings import Settings
-from gateway.state import STATE
-from gateway.store import policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import (
     AuditCheckpoint,

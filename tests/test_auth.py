@@ -29,11 +29,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import select
 
-import gateway.keys as keys_module
-from gateway.app import reload_config
-from gateway.credentials import digest
-from gateway.keys import KeyStore
-from gateway.store import admin
+import gateway.identity.keys as keys_module
+from gateway.config import changes as admin
+from gateway.edge.app import reload_config
+from gateway.identity.credentials import digest
+from gateway.identity.keys import KeyStore
 from gateway.store.models import Client, Credential
 from tests.conftest import ECHO, Harness
 

@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import jwt
 import pytest
 
-import gateway.keys as keys_module
-from gateway.keys import KeyStore
-from gateway.problems import INVALID_TOKEN, Problem
-from gateway.runtime import ClientEntry
-from gateway.tokens import TokenService
+import gateway.identity.keys as keys_module
+from gateway.config.runtime import ClientEntry
+from gateway.core.problems import INVALID_TOKEN, Problem
+from gateway.identity.keys import KeyStore
+from gateway.identity.tokens import TokenService
 
 ISSUER = "http://gateway.test"
 CLIENT = ClientEntry(

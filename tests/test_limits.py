@@ -13,10 +13,11 @@ import httpx
 import redis.asyncio as redis
 from aiohttp.test_utils import TestServer
 
-from gateway.app import reload_config
-from gateway.policy import PolicySet
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.config.policy import PolicySet
+from gateway.edge.app import reload_config
 from gateway.registry.bundled import load_bundled
-from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from tests.conftest import (
     ECHO,

@@ -10,14 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.adapters import (
+from gateway.conversion.mapping.engine import (
+    Context,
+    MappingError,
+    compile_mapping,
+    join_name,
+    split_name,
+)
+from gateway.conversion.sdk import (
     Adapter,
     AdapterConfig,
     adapter_config_errors,
     build_adapter,
     known_adapters,
 )
-from gateway.mapping.engine import Context, MappingError, compile_mapping, join_name, split_name
 
 SEX = {"male": "1", "female": "2", "unknown": "0"}
 
@@ -204,7 +210,7 @@ def test_a_third_party_adapter_is_found_through_its_entry_point(
     """What a package of another agency does: declare an `lgsp.adapters` entry point."""
     import importlib.metadata
 
-    from gateway import adapters
+    from gateway.conversion import sdk as adapters
 
     class TaxConfig(AdapterConfig):
         office: str

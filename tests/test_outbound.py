@@ -17,13 +17,18 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app, reload_config
-from gateway.outbound import AddressRefused, GuardedResolver, OutboundPolicy, OutboundRefused
-from gateway.problems import Problem
-from gateway.runtime import UpstreamEntry
-from gateway.settings import Settings
-from gateway.store import policy_state
-from gateway.upstream import UpstreamClient
+from gateway.config import versions as policy_state
+from gateway.config.runtime import UpstreamEntry
+from gateway.core.problems import Problem
+from gateway.core.settings import Settings
+from gateway.edge.app import create_app, reload_config
+from gateway.upstream.allowlist import (
+    AddressRefused,
+    GuardedResolver,
+    OutboundPolicy,
+    OutboundRefused,
+)
+from gateway.upstream.client import UpstreamClient
 from simulator.app import LOOKUPS, TOKENS_ISSUED
 from tests import conftest
 from tests.conftest import ECHO, POPULATION, Harness

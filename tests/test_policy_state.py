@@ -11,10 +11,11 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from gateway.policy import PolicySet, load_policy_dir, policy_document, policy_yaml
-from gateway.policy_diff import diff
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.config.diff import diff
+from gateway.config.policy import PolicySet, load_policy_dir, policy_document, policy_yaml
 from gateway.registry.bundled import load_bundled
-from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AdminEvent, Credential, PolicyVersion
 from tests.conftest import lgsp

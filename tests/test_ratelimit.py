@@ -21,7 +21,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
-from gateway.ratelimit import (
+from gateway.core.settings import Settings
+from gateway.limits.ratelimit import (
     Limit,
     LimiterUnavailable,
     LocalLimiter,
@@ -30,7 +31,6 @@ from gateway.ratelimit import (
     Verdict,
     limiter_from_settings,
 )
-from gateway.settings import Settings
 from tests.conftest import _unavailable
 
 REDIS_URL = os.environ.get("LGSP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

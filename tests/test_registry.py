@@ -13,9 +13,9 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from gateway.app import reload_config
+from gateway.config import versions as policy_state
+from gateway.edge.app import reload_config
 from gateway.registry.schema import InvalidSchema, XmlValidator, compile_validator, parse
-from gateway.store import policy_state
 from tests.conftest import (
     ECHO,
     NATIONAL_REQUEST,
@@ -412,7 +412,7 @@ async def test_policy_naming_an_unregistered_schema_is_not_applied(gateway: Harn
 
     policy = test_policy("http://127.0.0.1:1", "http://127.0.0.1:2").model_dump()
     policy["services"][0]["schemas"]["request"] = {"subject": "no.such.subject"}
-    from gateway.policy import PolicySet
+    from gateway.config.policy import PolicySet
 
     async with gateway.state.sessions() as s:
         with pytest.raises(policy_state.PolicyRejected, match=r"services\[0\]\.schemas\.request"):
@@ -470,7 +470,7 @@ async def test_subject_names_are_checked(gateway: Harness) -> None:
 
 
 async def test_xml_service_validates_its_requests_end_to_end(gateway: Harness) -> None:
-    from gateway.policy import PolicySet
+    from gateway.config.policy import PolicySet
     from gateway.registry import store
 
     async with gateway.state.sessions() as s, s.begin():
@@ -546,7 +546,7 @@ async def test_validated_answers_are_not_compressed_by_the_provider(gateway: Har
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from gateway.policy import PolicySet
+    from gateway.config.policy import PolicySet
 
     answer = json.dumps({"MaYeuCau": "r", "MaLoi": "0", "MoTaLoi": "Thành công"}).encode()
     seen: list[str] = []

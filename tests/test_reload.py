@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import Settings
-from gateway.store import policy_state
+from gateway.config import versions as policy_state
+from gateway.core.settings import Settings
 from tests.conftest import ECHO, Harness
 
 

@@ -9,7 +9,7 @@ from email.utils import formatdate
 
 import pytest
 
-from gateway.resilience import (
+from gateway.upstream.resilience import (
     CLOSED,
     HALF_OPEN,
     OPEN,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.problems import INVALID_PATH, INVALID_SERVICE_ADDRESS, Problem, ProblemType
-from gateway.routing import ServiceAddress, parse_service_address
+from gateway.core.problems import INVALID_PATH, INVALID_SERVICE_ADDRESS, Problem, ProblemType
+from gateway.exchange.routing import ServiceAddress, parse_service_address
 
 P = "/r1/000.00.00.H49/echo/v1"
 

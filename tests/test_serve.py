@@ -31,9 +31,10 @@ from gateway.audit.indexer import Indexer
 from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import VerificationReport, verify_store
-from gateway.policy import ServiceSpec
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.config.policy import ServiceSpec
 from gateway.registry.bundled import load_bundled
-from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditRecord
 from simulator.app import create_app as create_simulator

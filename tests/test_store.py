@@ -9,11 +9,12 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from gateway import credentials
-from gateway.policy import PolicySet, load_policy_dir
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.config.policy import PolicySet, load_policy_dir
+from gateway.config.runtime import load_runtime_config
+from gateway.identity import credentials
 from gateway.registry.bundled import load_bundled
-from gateway.runtime import load_runtime_config
-from gateway.store import admin, policy_state
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
 from gateway.store.models import AccessRight, AdminEvent, Credential, Service

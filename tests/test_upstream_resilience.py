@@ -21,11 +21,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.policy import policy_yaml
-from gateway.reload import reload_config
-from gateway.resilience import RetryPolicy
-from gateway.store import policy_state
+from gateway.config import versions as policy_state
+from gateway.config.policy import policy_yaml
+from gateway.edge.reload import reload_config
 from gateway.store.models import AuditRecord
+from gateway.upstream.resilience import RetryPolicy
 from tests.conftest import PROVINCE_ID, Harness, add_to_policy
 
 PROBLEM = "urn:lgsp:problem:"

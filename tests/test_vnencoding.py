@@ -22,7 +22,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.mapping.vnencoding import (
+from gateway.conversion.mapping.vnencoding import (
     ENCODINGS,
     VIETNAMESE_LETTERS,
     Encoding,

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.mapping.soap import (
+from gateway.conversion.mapping.soap import (
     SOAP11,
     SOAP12,
     SoapFault,
@@ -33,7 +33,7 @@ from gateway.mapping.soap import (
     fault_to_problem,
     parse_envelope,
 )
-from gateway.mapping.xml import (
+from gateway.conversion.mapping.xml import (
     XSI,
     InvalidXML,
     UnsafeXML,
@@ -43,7 +43,7 @@ from gateway.mapping.xml import (
     to_bytes,
     xml_to_data,
 )
-from gateway.problems import INVALID_MESSAGE, UPSTREAM_BAD_RESPONSE
+from gateway.core.problems import INVALID_MESSAGE, UPSTREAM_BAD_RESPONSE
 
 QCVN = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 MB = 1024 * 1024

@@ -60,7 +60,10 @@ import orjson
 from multidict import CIMultiDict
 from pydantic import StringConstraints
 
-from gateway.adapters import (
+from gateway.conversion.mapping.engine import MappingError
+from gateway.conversion.mapping.vnencoding import LegacyEncodingError
+from gateway.conversion.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
+from gateway.conversion.sdk import (
     Adapter,
     AdapterConfig,
     Context,
@@ -69,10 +72,7 @@ from gateway.adapters import (
     json_object,
     load_mappings,
 )
-from gateway.mapping.engine import MappingError
-from gateway.mapping.vnencoding import LegacyEncodingError
-from gateway.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
-from gateway.problems import (
+from gateway.core.problems import (
     INVALID_MESSAGE,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
@@ -82,7 +82,7 @@ from gateway.problems import (
 )
 
 if TYPE_CHECKING:
-    from gateway.upstream import UpstreamResponse
+    from gateway.upstream.client import UpstreamResponse
 
 __all__ = [
     "ADAPTER",

@@ -49,11 +49,11 @@ from adapters.document_exchange.edxml import (
     vietnam_time,
 )
 from adapters.document_exchange.faults import fault_problem
-from gateway.adapters import Adapter, Context, LegacyTextConfig, OutboundRequest
-from gateway.mapping import soap
-from gateway.mapping.soap import SoapVersion
-from gateway.mapping.xml import InvalidXML, UnsafeXML
-from gateway.problems import (
+from gateway.conversion.mapping import soap
+from gateway.conversion.mapping.soap import SoapVersion
+from gateway.conversion.mapping.xml import InvalidXML, UnsafeXML
+from gateway.conversion.sdk import Adapter, Context, LegacyTextConfig, OutboundRequest
+from gateway.core.problems import (
     INVALID_MESSAGE,
     INVALID_PARAMETER,
     INVALID_PATH,
@@ -63,7 +63,7 @@ from gateway.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
-from gateway.upstream import UpstreamResponse
+from gateway.upstream.client import UpstreamResponse
 
 FOLDER: Final = Path(__file__).resolve().parent
 SOAP_PATH: Final = "/soap"  # appended to the service's upstream_path (/edxml/v1)

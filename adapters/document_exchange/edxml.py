@@ -20,9 +20,9 @@ from typing import Any, Final
 import yaml
 from lxml import etree
 
-from gateway.adapters import load_mappings
-from gateway.mapping.engine import CompiledMapping
-from gateway.mapping.xml import data_to_xml, xml_to_data
+from gateway.conversion.mapping.engine import CompiledMapping
+from gateway.conversion.mapping.xml import data_to_xml, xml_to_data
+from gateway.conversion.sdk import load_mappings
 
 EDXML_NS: Final = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 SERVICE_NS: Final = "http://www.mic.gov.vn/TBT/QCVN_102_2016/service"

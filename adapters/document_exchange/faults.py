@@ -17,8 +17,8 @@ from typing import Any, Final
 
 from lxml import etree
 
-from gateway.mapping.soap import SoapFault, fault_to_problem
-from gateway.problems import (
+from gateway.conversion.mapping.soap import SoapFault, fault_to_problem
+from gateway.core.problems import (
     ACCESS_DENIED,
     CONFLICT,
     INTERNAL_ERROR,

@@ -15,7 +15,9 @@ import yaml
 from multidict import CIMultiDict
 from pydantic import StringConstraints
 
-from gateway.adapters import (
+from gateway.conversion.mapping.engine import MappingError
+from gateway.conversion.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
+from gateway.conversion.sdk import (
     Adapter,
     AdapterConfig,
     Context,
@@ -24,9 +26,7 @@ from gateway.adapters import (
     json_object,
     load_mappings,
 )
-from gateway.mapping.engine import MappingError
-from gateway.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
-from gateway.problems import (
+from gateway.core.problems import (
     CONFLICT,
     INTERNAL_ERROR,
     INVALID_MESSAGE,
@@ -37,7 +37,7 @@ from gateway.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
-from gateway.upstream import UpstreamResponse
+from gateway.upstream.client import UpstreamResponse
 
 FOLDER: Final = Path(__file__).resolve().parent
 VIETNAM: Final = timezone(timedelta(hours=7))

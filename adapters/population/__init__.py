@@ -56,16 +56,20 @@ import orjson
 from multidict import CIMultiDict
 from pydantic import StringConstraints
 
-from gateway.accountability import OFFICER_HEADER, PROCEDURE_HEADER, REQUEST_ID_HEADER
-from gateway.adapters import (
+from gateway.conversion.mapping.engine import (
+    CompiledMapping,
+    Context,
+    MappingError,
+    compile_mapping,
+)
+from gateway.conversion.sdk import (
     Adapter,
     LegacyTextConfig,
     OutboundRequest,
     json_object,
     load_mappings,
 )
-from gateway.mapping.engine import CompiledMapping, Context, MappingError, compile_mapping
-from gateway.problems import (
+from gateway.core.problems import (
     INVALID_HEADER,
     INVALID_MESSAGE,
     METHOD_NOT_ALLOWED,
@@ -75,9 +79,10 @@ from gateway.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
+from gateway.exchange.accountability import OFFICER_HEADER, PROCEDURE_HEADER, REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
-    from gateway.upstream import UpstreamResponse
+    from gateway.upstream.client import UpstreamResponse
 
 __all__ = ["ADAPTER", "PopulationAdapter", "PopulationConfig"]
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.audit.event import CHECKPOINT_KIND, AuditEvent
-from gateway.keys import write_private_key
+from gateway.identity.keys import write_private_key
 
 GENESIS = "0" * 64
 

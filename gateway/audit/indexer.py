@@ -23,7 +23,7 @@ from gateway.audit.chain import Checkpoint, Finding
 from gateway.audit.event import CHECKPOINT_KIND, EVENT_KIND, AuditEvent
 from gateway.audit.kafka import KafkaSettings, ensure_topic
 from gateway.audit.store import AuditStore
-from gateway.logging import log
+from gateway.core.logging import log
 
 
 class _Forget(ConsumerRebalanceListener):  # type: ignore[misc]

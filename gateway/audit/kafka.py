@@ -21,7 +21,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from gateway.audit.spool import Spool
-from gateway.logging import log
+from gateway.core.logging import log
 
 
 @dataclass(frozen=True, slots=True)

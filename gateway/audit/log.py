@@ -34,8 +34,8 @@ from gateway.audit.kafka import KafkaSettings, KafkaShipper
 from gateway.audit.sink import AuditUnavailable
 from gateway.audit.spool import Spool, SpoolFull
 from gateway.audit.store import AuditStore
-from gateway.logging import log
-from gateway.settings import Settings
+from gateway.core.logging import log
+from gateway.core.settings import Settings
 
 _MAX_BATCH = 500
 

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from gateway.problems import INVALID_PARAMETER, Problem
+from gateway.core.problems import INVALID_PARAMETER, Problem
 from gateway.store.models import AuditRecord, Base
 
 # Provinces report by local day. Vietnam has kept UTC+7, without daylight saving, since 1975.

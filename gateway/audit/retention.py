@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.logging import log
+from gateway.core.logging import log
 from gateway.store.models import AuditPurge, AuditRecord
 
 PURGE_INTERVAL_SECONDS = 3600.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.logging import log
+from gateway.core.logging import log
 from gateway.registry import store
 from gateway.registry.store import RegistryError
 

@@ -24,15 +24,15 @@ from adapters.business_registration import (
     BusinessRegistrationConfig,
     national_request_id,
 )
-from gateway.adapters import Context, OutboundRequest, build_adapter
-from gateway.mapping import vnencoding
-from gateway.mapping.engine import map_strings
-from gateway.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
-from gateway.policy import PolicySet, ServiceSpec
-from gateway.problems import Problem
-from gateway.reload import reload_config
-from gateway.store import policy_state
-from gateway.upstream import UpstreamResponse
+from gateway.config import versions as policy_state
+from gateway.config.policy import PolicySet, ServiceSpec
+from gateway.conversion.mapping import vnencoding
+from gateway.conversion.mapping.engine import map_strings
+from gateway.conversion.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
+from gateway.conversion.sdk import Context, OutboundRequest, build_adapter
+from gateway.core.problems import Problem
+from gateway.edge.reload import reload_config
+from gateway.upstream.client import UpstreamResponse
 from simulator.business import BUSINESS_REGISTRY
 from tests.conftest import Harness
 

@@ -40,14 +40,14 @@ from pydantic import ValidationError
 from adapters.document_exchange import ADAPTER, DocumentExchangeConfig
 from adapters.document_exchange.adapter import FOLDER
 from adapters.document_exchange.edxml import EDXML_NS, SERVICE_NS, Edxml
-from gateway.adapters import OutboundRequest, adapter_config_errors
-from gateway.mapping import soap, vnencoding
-from gateway.mapping.engine import Context
-from gateway.policy import ServiceSpec, load_policy_dir
-from gateway.problems import Problem
+from gateway.config import versions as policy_state
+from gateway.config.policy import ServiceSpec, load_policy_dir
+from gateway.conversion.mapping import soap, vnencoding
+from gateway.conversion.mapping.engine import Context
+from gateway.conversion.sdk import OutboundRequest, adapter_config_errors
+from gateway.core.problems import Problem
 from gateway.registry.schema import compile_validator, parse
-from gateway.store import policy_state
-from gateway.upstream import UpstreamResponse
+from gateway.upstream.client import UpstreamResponse
 from simulator.edxml import DOCUMENT_EXCHANGE, DocumentExchange
 from tests.conftest import PROVINCE_ID, REPO, Harness, add_to_policy
 
@@ -1047,7 +1047,7 @@ def test_status_round_trip_loses_nothing(
 
 
 def _data(element: etree._Element) -> Any:
-    from gateway.mapping.xml import xml_to_data
+    from gateway.conversion.mapping.xml import xml_to_data
 
     [(_, value)] = xml_to_data(
         element, namespaces={"svc": SERVICE_NS, "edXML": EDXML_NS}, lists={"edXML:To"}

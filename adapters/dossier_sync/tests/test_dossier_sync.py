@@ -25,14 +25,14 @@ from pydantic import ValidationError
 
 from adapters.dossier_sync import DossierSyncAdapter, DossierSyncConfig
 from adapters.dossier_sync.adapter import vietnam_time
-from gateway.adapters import OutboundRequest
-from gateway.mapping import vnencoding
-from gateway.mapping.engine import Context
-from gateway.policy import PolicySet, ServiceSpec, load_policy_dir
-from gateway.problems import Problem
-from gateway.reload import reload_config
-from gateway.store import policy_state
-from gateway.upstream import UpstreamResponse
+from gateway.config import versions as policy_state
+from gateway.config.policy import PolicySet, ServiceSpec, load_policy_dir
+from gateway.conversion.mapping import vnencoding
+from gateway.conversion.mapping.engine import Context
+from gateway.conversion.sdk import OutboundRequest
+from gateway.core.problems import Problem
+from gateway.edge.reload import reload_config
+from gateway.upstream.client import UpstreamResponse
 from simulator.dossier import DOSSIER_PORTAL, DossierPortal
 from tests.conftest import REPO, Harness
 

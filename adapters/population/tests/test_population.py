@@ -29,12 +29,12 @@ from multidict import CIMultiDict
 from pydantic import ValidationError
 
 from adapters.population import FOLDER, PopulationAdapter, PopulationConfig
-from gateway.adapters import OutboundRequest, adapter_config_errors, build_adapter
-from gateway.mapping import vnencoding
-from gateway.mapping.engine import Context
-from gateway.policy import PolicySet, ServiceSpec
-from gateway.problems import Problem
-from gateway.upstream import UpstreamResponse
+from gateway.config.policy import PolicySet, ServiceSpec
+from gateway.conversion.mapping import vnencoding
+from gateway.conversion.mapping.engine import Context
+from gateway.conversion.sdk import OutboundRequest, adapter_config_errors, build_adapter
+from gateway.core.problems import Problem
+from gateway.upstream.client import UpstreamResponse
 from simulator.app import LOOKUPS
 from tests.conftest import REPO, Harness, add_to_policy
 

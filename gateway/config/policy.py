@@ -1,0 +1,358 @@
+"""Declarative policy files: the province's agencies, systems, upstreams, services and
+access rights as YAML, kept in git and applied to the store.
+
+Every file in the policy directory is read and merged. Unknown fields are errors, and
+every reference (a client's agency, a service's provider and upstream, a right's client
+or group) must resolve, so a typo fails at validation time rather than at 3 a.m.
+String values may use `${VAR}` or `${VAR:-default}` to take deployment-specific values
+(addresses, ports) from the environment; secrets are never written in these files.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from gateway.conversion.sdk import adapter_config_errors
+from gateway.exchange.routing import VERSION_RE
+from gateway.identity.access import HTTP_METHODS, compile_glob
+
+AgencyCode = Annotated[
+    str, StringConstraints(pattern=r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*$", max_length=35)
+]
+DocCode = Annotated[str, StringConstraints(pattern=r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")]
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+Version = Annotated[str, StringConstraints(pattern=VERSION_RE.pattern)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgencySpec(_Strict):
+    code: AgencyCode
+    name: str = Field(min_length=1, max_length=255)
+    doc_code: DocCode | None = None
+
+
+class GroupSpec(_Strict):
+    code: Code
+    name: str = Field(min_length=1, max_length=255)
+
+
+# "audit:unmask" is a right, not a role: held beside "auditor", it lets the auditor API
+# show personal identifiers unmasked (every such read is itself recorded).
+Role = Literal["administrator", "operator", "auditor", "observer", "audit:unmask"]
+
+
+class ClientSpec(_Strict):
+    code: Code
+    agency: AgencyCode
+    name: str = Field(min_length=1, max_length=255)
+    groups: list[Code] = []
+    roles: list[Role] = []
+    enabled: bool = True
+
+
+class UpstreamAuthSpec(_Strict):
+    type: Literal["none", "oauth2_client_credentials"] = "none"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> UpstreamAuthSpec:
+        if self.type == "oauth2_client_credentials":
+            missing = [
+                f for f in ("token_url", "client_id", "client_secret_env") if not getattr(self, f)
+            ]
+            if missing:
+                raise ValueError(f"oauth2_client_credentials needs {', '.join(missing)}")
+        return self
+
+
+class CircuitBreakerSpec(_Strict):
+    # Consecutive failures (transport errors, timeouts, 5xx answers) that open the
+    # breaker; 0 switches it off.
+    failure_threshold: int = Field(5, ge=0, le=10_000)
+    # How long an open breaker answers 503 without calling, before trial calls.
+    open_seconds: float = Field(10.0, ge=0.1, le=86_400)
+    # Trial calls let through when half-open; as many successes close the breaker.
+    half_open_requests: int = Field(1, ge=1, le=1000)
+
+
+class UpstreamSpec(_Strict):
+    name: Code
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$")]
+    auth: UpstreamAuthSpec = UpstreamAuthSpec()
+    circuit_breaker: CircuitBreakerSpec = CircuitBreakerSpec()
+    # Calls in flight at once, per worker process (0: no limit), so one slow provider
+    # cannot hold every connection; callers over it wait up to queue_timeout_ms for a
+    # slot (0: refused at once) and then get a 503.
+    max_concurrency: int = Field(100, ge=0, le=1_000_000)
+    queue_timeout_ms: int = Field(0, ge=0, le=600_000)
+
+
+class TimeoutsSpec(_Strict):
+    connect_ms: int = Field(2000, ge=10, le=60_000)
+    total_ms: int = Field(10_000, ge=10, le=600_000)
+
+
+class RetriesSpec(_Strict):
+    """Retries of idempotent calls (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) after a
+    connection failure, a timeout or a 502/503/504, all within `timeouts.total_ms`."""
+
+    attempts: int = Field(1, ge=1, le=5)  # 1: no retry
+    backoff_ms: int = Field(50, ge=1, le=60_000)
+    max_backoff_ms: int = Field(1000, ge=1, le=600_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetriesSpec:
+        if self.max_backoff_ms < self.backoff_ms:
+            raise ValueError("max_backoff_ms must be at least backoff_ms")
+        return self
+
+
+class LimitsSpec(_Strict):
+    max_request_bytes: int = Field(1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    max_response_bytes: int = Field(10 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+
+
+class AccessSpec(_Strict):
+    client: Code | None = None
+    group: Code | None = None
+    method: str = "*"
+    path: str = "/**"
+
+    @model_validator(mode="after")
+    def _valid(self) -> AccessSpec:
+        if (self.client is None) == (self.group is None):
+            raise ValueError("an access right names exactly one of 'client' or 'group'")
+        if self.method != "*" and self.method.upper() not in HTTP_METHODS:
+            raise ValueError(f"method must be '*' or one of {sorted(HTTP_METHODS)}")
+        compile_glob(self.path)
+        return self
+
+
+class SchemaRef(_Strict):
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    version: int | Literal["latest"] = "latest"
+
+
+class ServiceSchemas(_Strict):
+    request: SchemaRef | None = None
+    response: SchemaRef | None = None
+
+
+class ServiceSpec(_Strict):
+    provider: AgencyCode
+    code: Code
+    version: Version
+    name: str = Field(min_length=1, max_length=255)
+    upstream: Code
+    upstream_path: str = ""
+    adapter: str = "passthrough"
+    adapter_config: dict[str, Any] = {}
+    schemas: ServiceSchemas = ServiceSchemas()
+    timeouts: TimeoutsSpec = TimeoutsSpec()
+    retries: RetriesSpec = RetriesSpec()
+    limits: LimitsSpec = LimitsSpec()
+    require: list[Literal["officer", "procedure", "case"]] = []
+    audit: Literal["fail_closed", "fail_open"] = "fail_closed"
+    enabled: bool = True
+    access: list[AccessSpec] = []
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.code}/{self.version}"
+
+    @model_validator(mode="after")
+    def _adapter_valid(self) -> ServiceSpec:
+        # The adapter's own configuration model checks adapter_config, naming the field.
+        errors = adapter_config_errors(self.adapter, self.adapter_config)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+
+ServiceKey = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*/[a-z0-9][a-z0-9._-]{0,63}/v[0-9]{1,6}(?:\.[0-9]{1,6})?$"
+    ),
+]
+
+
+class RateSpec(_Strict):
+    requests: int = Field(ge=1, le=1_000_000)
+    per: Literal["second", "minute", "hour"] = "second"
+    # Requests allowed at once after a quiet period; defaults to `requests`.
+    burst: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class RateLimitSpec(_Strict):
+    """A rate limit and/or daily quota for a client (on all its exchanges), a service (from
+    all callers), or one client on one service (both named)."""
+
+    client: Code | None = None
+    service: ServiceKey | None = None  # "provider/code/version"
+    rate: RateSpec | None = None
+    # Exchanges per calendar day, Vietnam time; the count starts again at midnight.
+    quota_per_day: int | None = Field(None, ge=1, le=1_000_000_000)
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> RateLimitSpec:
+        if self.client is None and self.service is None:
+            raise ValueError("a rate limit names a 'client', a 'service', or both")
+        if self.rate is None and self.quota_per_day is None:
+            raise ValueError("a rate limit sets 'rate', 'quota_per_day', or both")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.client or "", self.service or "")
+
+
+class PolicySet(_Strict):
+    agencies: list[AgencySpec] = []
+    groups: list[GroupSpec] = []
+    clients: list[ClientSpec] = []
+    upstreams: list[UpstreamSpec] = []
+    services: list[ServiceSpec] = []
+    rate_limits: list[RateLimitSpec] = []
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> PolicySet:
+        errors: list[str] = []
+
+        def unique(kind: str, keys: list[Any]) -> set[Any]:
+            seen: set[Any] = set()
+            for k in keys:
+                if k in seen:
+                    errors.append(f"{kind} {k!r} is defined twice")
+                seen.add(k)
+            return seen
+
+        agencies = unique("agency", [a.code for a in self.agencies])
+        groups = unique("group", [g.code for g in self.groups])
+        clients = unique("client", [c.code for c in self.clients])
+        upstreams = unique("upstream", [u.name for u in self.upstreams])
+        services = unique("service", [s.key for s in self.services])
+        unique("rate limit", [r.key for r in self.rate_limits])
+        for i, c in enumerate(self.clients):
+            if c.agency not in agencies:
+                errors.append(f"clients[{i}].agency: no agency {c.agency!r}")
+            errors += [f"clients[{i}].groups: no group {g!r}" for g in c.groups if g not in groups]
+        for i, s in enumerate(self.services):
+            if s.provider not in agencies:
+                errors.append(f"services[{i}].provider: no agency {s.provider!r}")
+            if s.upstream not in upstreams:
+                errors.append(f"services[{i}].upstream: no upstream {s.upstream!r}")
+            for j, a in enumerate(s.access):
+                if a.client is not None and a.client not in clients:
+                    errors.append(f"services[{i}].access[{j}].client: no client {a.client!r}")
+                if a.group is not None and a.group not in groups:
+                    errors.append(f"services[{i}].access[{j}].group: no group {a.group!r}")
+        for i, r in enumerate(self.rate_limits):
+            if r.client is not None and r.client not in clients:
+                errors.append(f"rate_limits[{i}].client: no client {r.client!r}")
+            if r.service is not None and r.service not in services:
+                errors.append(f"rate_limits[{i}].service: no service {r.service!r}")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+
+def document_key(section: str, item: dict[str, Any]) -> str:
+    """The key of one entity of a policy document section (as in `policy_document`)."""
+    if section == "services":
+        return f"{item['provider']}/{item['code']}/{item['version']}"
+    if section == "rate_limits":
+        return f"{item.get('client') or ''}|{item.get('service') or ''}"
+    return str(item["name" if section == "upstreams" else "code"])
+
+
+def policy_document(policy: PolicySet, *, exclude_defaults: bool = False) -> dict[str, Any]:
+    """The policy as plain data, every section sorted by its key: a stable form to hash,
+    store and export, whatever order the files listed things in."""
+    # One serialiser call for the whole set: per-entity calls cost 10x more at the size
+    # of a province (thousands of clients).
+    raw = policy.model_dump(mode="json", exclude_defaults=exclude_defaults, exclude_none=True)
+    doc: dict[str, Any] = {}
+    for section in PolicySet.model_fields:
+        items = [_canonical(i) for i in raw.get(section, [])]
+        doc[section] = sorted(items, key=functools.partial(document_key, section))
+    return doc
+
+
+def _canonical(item: dict[str, Any]) -> dict[str, Any]:
+    # Lists that are sets in meaning: sorted, so their order in a file is no change.
+    for name in ("groups", "roles", "require"):
+        if name in item:
+            item[name] = sorted(set(item[name]))
+    if "access" in item:
+        for right in item["access"]:
+            if "method" in right:
+                right["method"] = right["method"].upper()
+        item["access"] = sorted(
+            item["access"],
+            key=lambda r: (
+                r.get("client") or "",
+                r.get("group") or "",
+                r.get("method", "*"),
+                r.get("path", "/**"),
+            ),
+        )
+    return item
+
+
+def policy_yaml(policy: PolicySet, *, header: str = "") -> str:
+    """A policy file that `load_policy_dir` reads back as the same policy."""
+    doc = {k: v for k, v in policy_document(policy, exclude_defaults=True).items() if v}
+    body = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=100)
+    return header + body
+
+
+_VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, source: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ValueError(f"{source}: environment variable {name} is not set")
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_interpolate(v, source) for v in value]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, source) for k, v in value.items()}
+    return value
+
+
+def load_policy_dir(directory: Path) -> PolicySet:
+    """Read and merge every `*.yaml` / `*.yml` file of a policy directory, then validate."""
+    merged: dict[str, list[Any]] = {}
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    if not files:
+        raise ValueError(f"no policy files (*.yaml) in {directory}")
+    for path in files:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: a policy file is a mapping of sections")
+        for section, items in _interpolate(doc, str(path)).items():
+            if not isinstance(items, list):
+                raise ValueError(f"{path}: section {section!r} must be a list")
+            merged.setdefault(section, []).extend(items)
+    return PolicySet.model_validate(merged)

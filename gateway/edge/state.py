@@ -1,0 +1,40 @@
+"""What one running gateway holds: settings, store, keys, tables, clients of upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.audit.sink import AuditSink
+from gateway.core.settings import Settings
+from gateway.exchange.pipeline import ExchangePipeline
+from gateway.identity.keys import KeyStore
+from gateway.identity.tokens import TokenService
+from gateway.limits.ratelimit import RateLimiter
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.upstream.client import UpstreamClient
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    keys: KeyStore
+    tokens: TokenService
+    upstream: UpstreamClient
+    audit: AuditSink
+    pipeline: ExchangePipeline
+    limiter: RateLimiter
+    metrics: GatewayMetrics
+    config_version: int = -1
+    # Set on SIGTERM: /readyz answers 503 and answers close their connections.
+    draining: bool = False
+    reloads: int = 0
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+STATE = web.AppKey("state", GatewayState)

@@ -1,0 +1,127 @@
+"""Access tokens: short-lived JWTs the gateway signs for clients, and their verification.
+
+Verification pins everything an attacker could otherwise choose: the algorithm comes from
+an allow-list (never from the token), the key from our own key set by `kid`, and the
+issuer, audience, expiry and not-before are all required. A verified token is cached by
+its exact text until it expires, so a client's repeated calls cost one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from gateway.config.runtime import ClientEntry
+from gateway.core.problems import INVALID_TOKEN, Problem
+from gateway.identity.keys import KeyStore
+
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]
+_CACHE_LIMIT = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    client: str
+    credential_id: int
+    expires_at: float
+
+
+class TokenService:
+    def __init__(
+        self,
+        keys: KeyStore,
+        *,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int,
+        algorithms: list[str],
+        leeway_seconds: int,
+    ) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl_seconds
+        self.algorithms = list(algorithms)
+        self.leeway = leeway_seconds
+        self._verified: dict[str, TokenClaims] = {}
+
+    def issue(self, client: ClientEntry, credential_id: int) -> tuple[str, int]:
+        now = int(time.time())
+        key = self.keys.active
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": client.code,
+            "client_id": client.code,
+            "agency": client.agency_code,
+            "cred": credential_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_urlsafe(12),
+        }
+        if client.roles:
+            # For the caller's tooling to read; the gateway checks roles against its current
+            # tables on every admin call, so taking a role away needs no token to expire.
+            claims["roles"] = sorted(client.roles)
+        token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
+        return token, self.ttl
+
+    def verify(self, token: str) -> TokenClaims:
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at + self.leeway > now:
+                return cached
+            del self._verified[token]
+        claims = self._decode(token)
+        result = TokenClaims(str(claims["sub"]), int(claims.get("cred", 0)), float(claims["exp"]))
+        if len(self._verified) >= _CACHE_LIMIT:
+            self._verified.clear()
+        self._verified[token] = result
+        return result
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise Problem(INVALID_TOKEN, f"The bearer token is not a JWT: {e}.") from None
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise Problem(
+                INVALID_TOKEN,
+                f"Tokens signed with {alg!r} are not accepted; allowed: {self.algorithms}.",
+            )
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise Problem(INVALID_TOKEN, "The token has no key id (kid).")
+        pair = self.keys.get(kid)
+        if pair is None and self.keys.reload_if_stale():
+            pair = self.keys.get(kid)
+        if pair is None:
+            raise Problem(INVALID_TOKEN, f"The token was signed with an unknown key {kid!r}.")
+        if pair.alg != alg:
+            raise Problem(INVALID_TOKEN, f"Key {kid!r} does not sign with {alg!r}.")
+        try:
+            decoded: dict[str, Any] = jwt.decode(
+                token,
+                pair.public,
+                algorithms=[pair.alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Problem(
+                INVALID_TOKEN, "The access token has expired; request a new one."
+            ) from None
+        except jwt.ImmatureSignatureError:
+            raise Problem(INVALID_TOKEN, "The access token is not valid yet (nbf).") from None
+        except jwt.PyJWTError as e:
+            raise Problem(INVALID_TOKEN, f"The access token was rejected: {e}.") from None
+        return decoded

@@ -1,0 +1,243 @@
+"""`lgsp policy validate | diff | apply | export | history | rollback` and `lgsp admin create`:
+the province's configuration as files kept in git, against the versioned state in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.config import versions as policy_state
+from gateway.config.diff import diff
+from gateway.config.policy import PolicySet, load_policy_dir, policy_yaml
+from gateway.core.settings import Settings
+from gateway.ops.cli import VIETNAM, _issue, _load_bundled, _settings, _with_session, cli_actor
+from gateway.store.migrate import upgrade
+from gateway.upstream.allowlist import OutboundPolicy
+
+
+def _load(directory: str, settings: Settings) -> PolicySet | None:
+    try:
+        policy = load_policy_dir(Path(directory))
+        outbound = OutboundPolicy.from_settings(settings)
+        bad = []
+        for i, u in enumerate(policy.upstreams):
+            try:
+                outbound.check_url(u.base_url)
+            except ValueError as e:
+                bad.append(f"upstreams[{i}].base_url: {e}")
+        if bad:
+            raise ValueError("; ".join(bad))
+    except (ValidationError, ValueError, OSError) as e:
+        print(f"policy files in {directory} are not valid:\n{e}", file=sys.stderr)
+        return None
+    return policy
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    policy = _load(args.directory, _settings(args))
+    if policy is None:
+        return 2
+    print(
+        f"ok: {len(policy.agencies)} agencies, {len(policy.clients)} clients, "
+        f"{len(policy.services)} services, {len(policy.rate_limits)} rate limits"
+    )
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    policy = _load(args.directory, settings)
+    if policy is None:
+        return 2
+    upgrade(settings.database_url)
+    current = asyncio.run(_with_session(settings, policy_state.current_policy))
+    changes = diff(current, policy)
+    if not changes:
+        print("no changes: the store already holds these files' configuration")
+        return 0
+    print("\n".join(c.render() for c in changes))
+    print(f"{len(changes)} change(s); `lgsp policy apply {args.directory}` makes them")
+    return 1 if args.exit_code else 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    policy = _load(args.directory, settings)
+    if policy is None:
+        return 2
+    upgrade(settings.database_url)
+    # Services name registered schemas: make sure the bundled ones are there first.
+    asyncio.run(_load_bundled(settings, settings.schemas_dir))
+    check = OutboundPolicy.from_settings(settings).check_url
+    return _report(
+        settings,
+        lambda s: policy_state.commit_policy(
+            s, policy, actor=cli_actor(), source="apply", comment=args.comment, check_url=check
+        ),
+        verb="applied",
+    )
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    return _report(
+        settings,
+        lambda s: policy_state.rollback(
+            s,
+            args.version,
+            actor=cli_actor(),
+            comment=args.comment,
+            check_url=OutboundPolicy.from_settings(settings).check_url,
+        ),
+        verb=f"rolled back to version {args.version} as",
+    )
+
+
+def _report(settings: Settings, work: Any, *, verb: str) -> int:
+    try:
+        commit: policy_state.PolicyCommit = asyncio.run(_with_session(settings, work))
+    except (policy_state.PolicyRejected, ValidationError) as e:
+        print(f"not applied: {e}", file=sys.stderr)
+        return 2
+    if commit.version is None:
+        print("no changes")
+        return 0
+    print("\n".join(c.render() for c in commit.changes))
+    print(f"{verb} policy version {commit.version} ({len(commit.changes)} change(s))")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    upgrade(settings.database_url)
+
+    async def work(session: Any) -> PolicySet:
+        if args.version is not None:
+            return await policy_state.version_policy(session, args.version)
+        return await policy_state.current_policy(session)
+
+    try:
+        policy = asyncio.run(_with_session(settings, work))
+    except policy_state.PolicyRejected as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    which = f"version {args.version}" if args.version is not None else "the current state"
+    text = policy_yaml(policy, header=f"# lgsp policy export: {which}\n")
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {which} to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    rows = asyncio.run(_with_session(settings, lambda s: policy_state.history(s, limit=args.limit)))
+    if not rows:
+        print("no policy versions yet: `lgsp policy apply` makes the first")
+        return 0
+    for r in reversed(rows):
+        at = r.at.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{r.id:>5}  {at}  {r.actor}  [{r.source}]  {r.comment or ''}".rstrip())
+        for line in r.changes[: args.changes]:
+            print(f"         {line}")
+        if len(r.changes) > args.changes:
+            print(f"         … and {len(r.changes) - args.changes} more")
+    return 0
+
+
+def cmd_admin_create(args: argparse.Namespace) -> int:
+    """The first administrator: an admin client and its secret, from the host's shell."""
+    settings = _settings(args)
+    upgrade(settings.database_url)
+
+    async def work(session: Any) -> dict[str, Any]:
+        def add(doc: dict[str, Any]) -> None:
+            if not any(a["code"] == args.agency for a in doc["agencies"]):
+                if not args.agency_name:
+                    raise policy_state.PolicyRejected(
+                        f"no agency {args.agency!r}: apply the policy files first, or pass "
+                        "--agency-name to create it"
+                    )
+                doc["agencies"].append({"code": args.agency, "name": args.agency_name})
+            if any(c["code"] == args.code for c in doc["clients"]):
+                raise policy_state.PolicyRejected(f"client {args.code!r} already exists")
+            doc["clients"].append(
+                {
+                    "code": args.code,
+                    "agency": args.agency,
+                    "name": args.name,
+                    "roles": ["administrator"],
+                }
+            )
+
+        await policy_state.edit_policy(
+            session, add, actor=cli_actor(), source="cli", comment="lgsp admin create"
+        )
+        return await _issue(session, args.code, False, replace=False)
+
+    try:
+        out = asyncio.run(_with_session(settings, work))
+    except (policy_state.PolicyRejected, ValidationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"administrator {out['client_id']} created; its secret (shown once):")
+    print(out["client_secret"])
+    print(
+        "Get a token: curl -u "
+        f"'{out['client_id']}:<secret>' -d grant_type=client_credentials "
+        f"{settings.issuer}/oauth2/token\n"
+        "Then call the admin API with 'Authorization: Bearer <token>' "
+        f"({settings.issuer}/admin/v1/openapi.json describes it). Add this client to your "
+        "policy files (`lgsp policy export` shows it), or the next `policy apply` of files "
+        "without it would refuse to remove the last administrator.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    policy = sub.add_parser("policy", help="the configuration as files: validate, diff, apply…")
+    psub = policy.add_subparsers(dest="action", required=True)
+    for name, func, text in (
+        ("validate", cmd_validate, "check the files: fields, references, upstream addresses"),
+        ("diff", cmd_diff, "what `apply` would change in the store"),
+        ("apply", cmd_apply, "make the store hold the files' configuration (a new version)"),
+    ):
+        p = psub.add_parser(name, help=text)
+        p.add_argument("directory", nargs="?", default="policies")
+        p.set_defaults(func=func)
+        if name == "apply":
+            p.add_argument("--comment", help="why: kept with the version and its records")
+        if name == "diff":
+            p.add_argument("--exit-code", action="store_true", help="exit 1 when there are changes")
+    exp = psub.add_parser("export", help="the current (or an earlier) configuration as YAML")
+    exp.add_argument("--version", type=int, help="a version from `lgsp policy history`")
+    exp.add_argument("-o", "--output", help="file to write (default: standard output)")
+    exp.set_defaults(func=cmd_export)
+    hist = psub.add_parser("history", help="policy versions: who, when, why, what")
+    hist.add_argument("--limit", type=int, default=20)
+    hist.add_argument("--changes", type=int, default=5, help="change lines shown per version")
+    hist.set_defaults(func=cmd_history)
+    rb = psub.add_parser("rollback", help="return to an earlier version (as a new version)")
+    rb.add_argument("version", type=int)
+    rb.add_argument("--comment")
+    rb.set_defaults(func=cmd_rollback)
+
+    admin = sub.add_parser("admin", help="administrators of the gateway")
+    asub = admin.add_subparsers(dest="admin_command", required=True)
+    create = asub.add_parser("create", help="bootstrap an administrator and print its secret")
+    create.add_argument("code", help="client code, e.g. quantri")
+    create.add_argument("--agency", required=True, help="agency code of the administrator's body")
+    create.add_argument("--agency-name", help="create the agency too, with this name")
+    create.add_argument("--name", default="Quản trị hệ thống", help="display name")
+    create.set_defaults(func=cmd_admin_create)

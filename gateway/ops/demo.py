@@ -1,0 +1,310 @@
+"""`lgsp demo`: the gateway on embedded defaults beside the national platform simulator,
+with the sample policies loaded and ready-to-paste commands printed.
+
+`--check` runs those same printed commands in bash and verifies what they print, so the
+demo a person follows and the one the tests run cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.config.policy import load_policy_dir
+from gateway.core.logging import configure_logging
+from gateway.core.settings import Settings
+from gateway.edge.app import create_app
+from gateway.registry.bundled import load_bundled
+from gateway.store.db import create_engine, session_factory
+from gateway.store.migrate import upgrade_async
+
+DEMO_CLIENT = "motcua"
+DEMO_ADMIN = "quantri-dulieu"  # the sample policy's administrator
+PROVINCE_AT_NATIONAL = "000.00.00.H49"  # the province's client id at the national platform
+POPULATION_SERVICE = "/r1/000.00.00.G01/csdlqg-dancu/v1"
+CANONICAL_POPULATION = "/r1/000.00.00.G01/csdlqg-dancu/v2"
+BUSINESS = "/r1/000.00.00.G12/csdlqg-dkdn/v1"
+DOSSIERS = "/r1/000.00.00.G25/dvcqg-ho-so/v1"
+DOCUMENTS = "/r1/000.00.00.G22/lien-thong-van-ban/v1"
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    command: str
+    expect: str  # a text the step's output must contain
+
+
+def _get_token(variable: str, client: str, secret: str, gateway: str) -> str:
+    """A shell line that puts a fresh access token for `client` in $variable."""
+    return (
+        f"{variable}=$(curl -s -u '{client}:{secret}' -d grant_type=client_credentials "
+        f"{gateway}/oauth2/token | python3 -c 'import json,sys; "
+        'print(json.load(sys.stdin)["access_token"])\')'
+    )
+
+
+def demo_steps(gateway: str, secret: str, lgsp: str, admin_secret: str) -> list[Step]:
+    post = f"curl -s -i -w '\\n' -X POST {gateway}{POPULATION_SERVICE}"
+    accountability = (
+        "-H 'X-Officer-Id: CB-0042' -H 'X-Procedure-Code: 1.001234' "
+        "-H 'X-Case-Number: 000.00.12.H49-261121-0001'"
+    )
+    return [
+        Step(
+            "Get an access token for the one-stop-shop system (OAuth2 client credentials)",
+            _get_token("TOKEN", DEMO_CLIENT, secret, gateway)
+            + ' && echo "token: ${TOKEN:0:32}..."',
+            "token: ey",
+        ),
+        Step(
+            "Look a citizen up in the national population database, through the gateway",
+            f"{post}/cong-dan/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '{\"SoDinhDanh\": \"001099012345\"}'",
+            '"MaLoi":"0"',
+        ),
+        Step(
+            "Try a lookup the policy does not grant this system (by name): a clear 403",
+            f"{post}/cong-dan/tra-cuu-ho-ten \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' \\\n"
+            '  -d \'{"HoVaTen": "Nguyễn Văn An", "NgayThangNamSinh": "1999-03-15"}\'',
+            "urn:lgsp:problem:access-denied",
+        ),
+        Step(
+            "Send a malformed lookup (an 11-digit ID, an unknown field): a 400 naming each error",
+            f"{post}/cong-dan/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' \\\n"
+            '  -d \'{"SoDinhDanh": "00109901234", "GhiChu": "x"}\'',
+            "urn:lgsp:problem:invalid-message",
+        ),
+        Step(
+            "The same lookup in the province's own form: the population adapter converts both ways",
+            f"curl -s -i -w '\\n' -X POST {gateway}{CANONICAL_POPULATION}/cong-dan/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '{\"personalId\": \"001099012345\"}'",
+            '"outcome":"found"',
+        ),
+        Step(
+            "Look an enterprise branch up in the national business registration database "
+            "(JSON here, XML there)",
+            f"curl -s -i -w '\\n' -X POST {gateway}{BUSINESS}/doanh-nghiep/tra-cuu \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '{\"enterpriseCode\": \"0101234567-001\"}'",
+            '"requestedBranch":{"code":"0101234567-001"',
+        ),
+        Step(
+            "Send an official letter with an attachment to another agency (edXML over SOAP "
+            "on the national side)",
+            f"curl -s -w '\\n' -X POST {gateway}{DOCUMENTS}/documents \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '"
+            '{"to": [{"organId": "000.00.31.H49", "organName": "Trung tâm Phục vụ hành chính '
+            'công tỉnh"}], "documentId": "000.00.00.H49,2025/11/22,\'"$(date +%s)"\'/UBND-VP", '
+            '"code": {"number": "123", "notation": "UBND-VP"}, '
+            '"promulgation": {"place": "Thành phố Huế", "date": "2025-11-22"}, '
+            '"type": {"code": "1", "name": "Công văn"}, '
+            '"subject": "Về việc triển khai Nền tảng tích hợp, chia sẻ dữ liệu cấp tỉnh", '
+            '"signer": {"fullName": "Nguyễn Văn Bình", "position": "Chủ tịch"}, '
+            '"attachments": [{"name": "123-UBND-VP.pdf", "contentType": "application/pdf", '
+            '"contentBase64": "JVBERi0xLjcKJSVFT0YK"}]}\'',
+            '"name":"arrived"',
+        ),
+        Step(
+            "Tell the national public service portal that a dossier was received",
+            f"curl -s -i -w '\\n' -X POST {gateway}{DOSSIERS}/ho-so/trang-thai \\\n"
+            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+            "  -H 'Content-Type: application/json' -d '"
+            '{"dossierId": "000.00.31.H49-251122-0001", "agencyCode": "000.00.31.H49", '
+            '"procedure": {"code": "1.001193", "name": "Cấp giấy phép xây dựng (mẫu)"}, '
+            '"receivedAt": "2025-11-22T08:30:00+07:00", '
+            '"applicant": {"fullName": "Nguyễn Thị Hường", "personalId": "001199012345"}, '
+            '"status": "received", "updatedAt": "2025-11-22T08:30:00+07:00"}\'',
+            '"synced":true',
+        ),
+        Step(
+            "List the message schemas in the registry (Confluent Schema Registry API)",
+            f"curl -s -w '\\n' -u '{DEMO_CLIENT}:{secret}' {gateway}/registry/subjects",
+            "population.citizen-lookup.national.request",
+        ),
+        Step(
+            "List the audit records of those calls",
+            f"{lgsp} audit list --limit 10",
+            "access-denied",
+        ),
+        Step(
+            "Verify the audit trail: every record's hash, the chain's links, signed checkpoints",
+            f"{lgsp} audit verify",
+            "the audit trail is intact",
+        ),
+        Step(
+            "As the administrator, give the population service more time (admin API)",
+            _get_token("ADMIN_TOKEN", DEMO_ADMIN, admin_secret, gateway) + " \\\n"
+            "&& curl -s -w '\\n' -X PATCH -H \"Authorization: Bearer $ADMIN_TOKEN\" \\\n"
+            "  -H 'Content-Type: application/merge-patch+json' -d '{\"timeouts\": "
+            '{"total_ms": 15000}}\' \\\n'
+            f"  '{gateway}/admin/v1/services{POPULATION_SERVICE[3:]}?comment=demo'",
+            "timeouts.total_ms: 10000",
+        ),
+        Step(
+            "See the configuration's versions: who changed what, from where, and why",
+            f"{lgsp} policy history",
+            f"admin-api:{DEMO_ADMIN}",
+        ),
+        Step(
+            "Operations: is it ready (store, keys, audit), and what has it served (Prometheus)",
+            f"curl -s -w '\\n' {gateway}/readyz && curl -s {gateway}/metrics \\\n"
+            "  | grep -E '^lgsp_exchange_duration_seconds_count.*(outcome=\"ok\"|access-denied)'",
+            'client="motcua",outcome="ok"',
+        ),
+    ]
+
+
+def _lgsp_command() -> str:
+    local = Path(sys.executable).parent / "lgsp"
+    if local.exists():
+        with contextlib.suppress(ValueError):
+            return str(local.relative_to(Path.cwd()))
+        return str(local)
+    return shutil.which("lgsp") or "lgsp"
+
+
+async def _prepare(settings: Settings, policies: Path) -> tuple[str, str]:
+    await upgrade_async(settings.database_url)
+    policy = load_policy_dir(policies)
+    engine = create_engine(settings.database_url)
+    try:
+        await load_bundled(session_factory(engine), settings.schemas_dir)
+        async with session_factory(engine)() as session, session.begin():
+            changes = await policy_state.apply_policy(
+                session, policy, actor="demo", comment="lgsp demo"
+            )
+            # The files are the whole configuration: say what applying them removed.
+            for line in changes:
+                if line.startswith(("deleted", "removed")):
+                    print(f"demo: applying {policies} {line}")
+            # Fresh secrets each run: secrets are never kept in files, only their digests.
+            secrets_ = [
+                await admin.issue_credential(
+                    session, client_code=code, kind="secret", actor="demo", revoke_others=True
+                )
+                for code in (DEMO_CLIENT, DEMO_ADMIN)
+            ]
+            return secrets_[0], secrets_[1]
+    finally:
+        await engine.dispose()
+
+
+async def _start_simulator(port: int, secret: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--client",
+        f"{PROVINCE_AT_NATIONAL}:{secret}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=15)
+    except TimeoutError:
+        line = b""
+    if b"listening" not in line:
+        proc.kill()
+        raise RuntimeError(f"the national simulator did not start on port {port}")
+    return proc
+
+
+def _print_steps(steps: list[Step]) -> None:
+    print("\nThe gateway and the national simulator are running. In another terminal,")
+    print("from this directory, paste these in order:\n")
+    for i, step in enumerate(steps, 1):
+        print(f"# {i}. {step.title}")
+        print(step.command + "\n")
+    sys.stdout.flush()
+
+
+def _check_steps(steps: list[Step]) -> bool:
+    script = "set -u\n" + "".join(
+        f"echo '@@step {i}'\n{step.command}\necho\n" for i, step in enumerate(steps, 1)
+    )
+    # The commands are the ones printed above, built from our own values only.
+    out = subprocess.run(  # noqa: S603
+        ["bash", "-c", script],  # noqa: S607
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    outputs = out.split("@@step ")[1:]
+    ok = len(outputs) == len(steps)
+    for i, step in enumerate(steps, 1):
+        text = outputs[i - 1] if i <= len(outputs) else ""
+        passed = step.expect in text
+        ok = ok and passed
+        print(f"[{'ok' if passed else 'FAILED'}] {i}. {step.title}")
+        if not passed:
+            print(text)
+    return ok
+
+
+async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> int:
+    national_secret = secrets.token_urlsafe(24)
+    os.environ["LGSP_NDXP_CLIENT_SECRET"] = national_secret
+    os.environ["LGSP_NDXP_URL"] = f"http://127.0.0.1:{simulator_port}"
+    # The simulator is on 127.0.0.1, which the default outbound allow-list refuses.
+    settings = Settings(port=port, upstream_allowed_networks=["loopback"])
+    secret, admin_secret = await _prepare(settings, policies)
+    simulator = await _start_simulator(simulator_port, national_secret)
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        gateway = f"http://{settings.host}:{settings.port}"
+        print(f"gateway listening on {gateway}  (database {settings.database_url})")
+        print(f"national simulator on http://127.0.0.1:{simulator_port}")
+        print(
+            "outbound: loopback upstreams (the simulator) are allowed for this demo only; "
+            "a gateway's LGSP_UPSTREAM_ALLOWED_NETWORKS defaults to public and private "
+            'networks (README "Outbound safety")'
+        )
+        steps = demo_steps(gateway, secret, _lgsp_command(), admin_secret)
+        if check:
+            return 0 if await asyncio.to_thread(_check_steps, steps) else 1
+        _print_steps(steps)
+        print("Press Ctrl-C to stop.")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        return 0
+    finally:
+        await runner.cleanup()
+        simulator.terminate()
+        await simulator.wait()
+
+
+def run_demo(
+    *, port: int, simulator_port: int, check: bool, policies: Path = Path("policies")
+) -> int:
+    configure_logging("WARNING")
+    return asyncio.run(_run(port, simulator_port, policies, check))

@@ -1,0 +1,226 @@
+"""Prometheus metrics: what the gateway counts per exchange, and the /metrics document.
+
+Per exchange the pipeline records one outcome and the upstream's time. Those two are
+counted in plain Python lists in this process (`_Tally`: a bisect and two additions) and
+handed to prometheus_client once a second and before each scrape: in multi-process mode
+every prometheus_client increment is an mmap write under a lock, about 2 µs, and a
+histogram observation is two of them (bench/metrics.py measures both ways).
+
+With several workers (`lgsp serve --workers N`) the parent sets PROMETHEUS_MULTIPROC_DIR
+before the workers start; each worker writes its values to its own mmap files there and
+whichever worker answers a scrape sums them all. Gauges of one worker (spool depth,
+breaker state) carry an `instance` label so they are not summed into each other.
+
+Label values are bounded: a service label is only ever a configured service's address
+(unknown addresses are "-"), a client label only an authenticated client's code.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+from gateway.upstream.allowlist import NAMED
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+UNKNOWN = "-"
+# Seconds; an exchange through the gateway is mostly its upstream's time.
+EXCHANGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# The *_created series only double what a scrape holds.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+ServiceKey = tuple[str, str, str]  # provider, service code, version
+_ExchangeKey = tuple[ServiceKey | None, str | None, str]
+
+
+class GatewayMetrics:
+    """One per process. `multiprocess` is decided by the environment at start."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        # In multi-process mode values live in the mmap files, not in a registry.
+        registry = None if self.multiprocess else CollectorRegistry()
+        self._registry = registry
+        # Its _count is the number of exchanges: no separate counter, which would cost
+        # another write per exchange for the same figure.
+        self.exchange_seconds = Histogram(
+            "lgsp_exchange_duration_seconds",
+            "Exchanges through /r1 and their time from request received to answer ready, "
+            "by service, client and outcome.",
+            ["service", "client", "outcome"],
+            buckets=EXCHANGE_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_seconds = Histogram(
+            "lgsp_upstream_duration_seconds",
+            "Time the upstream took to answer (all attempts), by upstream and status class.",
+            ["upstream", "status"],
+            buckets=EXCHANGE_BUCKETS,
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "lgsp_rate_limit_rejections",
+            "Exchanges refused by a rate limit or a quota, by limit scope and kind.",
+            ["scope", "kind"],
+            registry=registry,
+        )
+        self.audit_failures = Counter(
+            "lgsp_audit_write_failures",
+            "Audit events that could not be made durable.",
+            registry=registry,
+        )
+
+        def instance_gauge(name: str, doc: str, *labels: str) -> Gauge:
+            # One worker's value, labelled with its instance: summed over live processes
+            # ("livesum"), which leaves each instance's own value.
+            return Gauge(
+                name, doc, [*labels, "instance"], registry=registry, multiprocess_mode="livesum"
+            )
+
+        self.spool_records = instance_gauge(
+            "lgsp_audit_spool_records",
+            "Audit events in this instance's spool, not yet taken by the broker.",
+        )
+        self.spool_bytes = instance_gauge(
+            "lgsp_audit_spool_bytes", "Bytes in this instance's audit spool."
+        )
+        self.breaker_state = instance_gauge(
+            "lgsp_upstream_circuit_state",
+            "Circuit breaker per upstream in this instance: 0 closed, 1 half-open, 2 open.",
+            "upstream",
+        )
+        self.upstream_in_flight = instance_gauge(
+            "lgsp_upstream_in_flight",
+            "Requests to each upstream in flight in this instance.",
+            "upstream",
+        )
+        self.upstream_retries = instance_gauge(
+            "lgsp_upstream_retries",
+            "Upstream attempts that were retries, since this instance started.",
+            "upstream",
+        )
+        self.config_version = instance_gauge(
+            "lgsp_config_version", "The configuration version this instance serves."
+        )
+        self._exchange_tallies: dict[_ExchangeKey, _Tally] = {}
+        self._upstream_tallies: dict[tuple[str, int], _Tally] = {}
+
+    def exchange(
+        self, service: ServiceKey | None, client: str | None, outcome: str, seconds: float
+    ) -> None:
+        key = (service, client, outcome)
+        tally = self._exchange_tallies.get(key)
+        if tally is None:
+            labels = ("/".join(service) if service else UNKNOWN, client or UNKNOWN, outcome)
+            tally = _Tally(self.exchange_seconds.labels(*labels))
+            self._exchange_tallies[key] = tally
+        tally.observe(seconds)
+
+    def upstream(self, upstream: str, status: int, seconds: float) -> None:
+        key = (upstream, status // 100)
+        tally = self._upstream_tallies.get(key)
+        if tally is None:
+            tally = _Tally(self.upstream_seconds.labels(upstream, f"{status // 100}xx"))
+            self._upstream_tallies[key] = tally
+        tally.observe(seconds)
+
+    def flush(self) -> None:
+        """Hand what was counted since the last flush to prometheus_client."""
+        for tally in self._exchange_tallies.values():
+            tally.flush()
+        for tally in self._upstream_tallies.values():
+            tally.flush()
+
+    def rate_limit_rejection(self, scope: str, kind: str) -> None:
+        self.rate_limited.labels(scope, kind).inc()
+
+    def render(self) -> bytes:
+        self.flush()
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        assert self._registry is not None
+        return generate_latest(self._registry)
+
+
+class _Tally:
+    """Observations of one histogram child since the last flush."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Histogram) -> None:
+        self.child = child
+        # prometheus_client's own bucket bounds (with +Inf last) and per-bucket values.
+        self.bounds: list[float] = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # The first bucket whose bound is >= seconds, as Histogram.observe picks it.
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    def flush(self) -> None:
+        if not any(self.counts):
+            return
+        buckets = self.child._buckets
+        for i, n in enumerate(self.counts):
+            if n:
+                buckets[i].inc(n)
+                self.counts[i] = 0
+        self.child._sum.inc(self.total)
+        self.total = 0.0
+
+
+def worker_exited(pid: int, directory: Path) -> None:
+    """Drop a dead worker's live gauges (its counters stay summed in)."""
+    multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+class NetworkAllowList:
+    """Who may read /metrics: CIDRs and the names "loopback" and "private"."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        networks: list[IPv4Network | IPv6Network] = []
+        for entry in entries:
+            name = entry.strip().lower()
+            if name in NAMED and name != "public":
+                networks += [*NAMED[name][0], *NAMED[name][1]]
+                continue
+            try:
+                networks.append(ip_network(entry.strip(), strict=True))
+            except ValueError as e:
+                raise ValueError(
+                    f"LGSP_METRICS_ALLOWED_NETWORKS: {entry!r} is neither loopback, private "
+                    f"nor a CIDR network ({e})"
+                ) from None
+        self._networks = tuple(networks)
+
+    def allows(self, remote: str | None) -> bool:
+        if not remote:
+            return False
+        try:
+            ip: IPv4Address | IPv6Address = ip_address(remote)
+        except ValueError:
+            return False
+        if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in n for n in self._networks)

@@ -1,0 +1,383 @@
+"""Outbound safety: where the gateway may send exchanges and token requests.
+
+A policy author names upstream URLs; without a check, a URL (or a name that resolves)
+pointing at 127.0.0.1, an internal admin port or the cloud metadata service at
+169.254.169.254 would turn the gateway into a proxy for them. `OutboundPolicy` holds the
+allow-list from the settings `upstream_allowed_networks` and `upstream_allowed_schemes`
+and is applied twice:
+
+* to the URL itself (`check_url`, `refusal`): the scheme, and the host when it is an IP
+  literal — when a policy is applied, and before each send (decisions cached per host);
+* to every address a host name resolves to (`GuardedResolver`), each time the connection
+  pool resolves a name, so a DNS answer that changes later (rebinding) is judged again.
+
+Names in the allow-list: "public" (globally routable unicast), "private" (RFC 1918,
+RFC 6598 100.64.0.0/10, fc00::/7) and "loopback" (127.0.0.0/8, ::1). Link-local
+(169.254.0.0/16, fe80::/10), multicast, unspecified and other special-purpose addresses
+belong to none of them: only a CIDR in the list that contains them allows them.
+IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) and NAT64 addresses (64:ff9b::a.b.c.d) are
+judged as the IPv4 address they carry.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterable, Sequence
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
+from typing import TYPE_CHECKING, Final
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+if TYPE_CHECKING:
+    from gateway.core.settings import Settings
+
+IPAddress = IPv4Address | IPv6Address
+NETWORKS_SETTING: Final = "LGSP_UPSTREAM_ALLOWED_NETWORKS"
+SCHEMES_SETTING: Final = "LGSP_UPSTREAM_ALLOWED_SCHEMES"
+SUPPORTED_SCHEMES: Final = frozenset({"http", "https"})
+
+
+def _v4(*cidrs: str) -> tuple[IPv4Network, ...]:
+    return tuple(IPv4Network(c) for c in cidrs)
+
+
+def _v6(*cidrs: str) -> tuple[IPv6Network, ...]:
+    return tuple(IPv6Network(c) for c in cidrs)
+
+
+LOOPBACK_V4: Final = _v4("127.0.0.0/8")
+LOOPBACK_V6: Final = _v6("::1/128")
+PRIVATE_V4: Final = _v4("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+PRIVATE_V6: Final = _v6("fc00::/7")
+LINK_LOCAL_V4: Final = _v4("169.254.0.0/16")
+LINK_LOCAL_V6: Final = _v6("fe80::/10")
+# Not globally routable (IANA special-purpose registries), whatever Python version's
+# `is_global` says: the table is spelled out so the answer never changes under us.
+NOT_PUBLIC_V4: Final = _v4(
+    "0.0.0.0/8",  # "this network", unspecified
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # documentation
+    "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+    "192.168.0.0/16",
+    "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # documentation
+    "203.0.113.0/24",  # documentation
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and 255.255.255.255 broadcast
+)
+# Global unicast IPv6 is 2000::/3; inside it, these are not globally routable.
+GLOBAL_UNICAST_V6: Final = IPv6Network("2000::/3")
+NOT_PUBLIC_V6: Final = _v6(
+    "2001::/23",  # IETF protocol assignments (Teredo, benchmarking, ORCHID)
+    "2001:db8::/32",  # documentation
+    "2002::/16",  # 6to4
+    "3fff::/20",  # documentation
+)
+NAT64_V6: Final = IPv6Network("64:ff9b::/96")
+METADATA: Final = frozenset({IPv4Address("169.254.169.254"), IPv6Address("fd00:ec2::254")})
+
+NAMED: Final[dict[str, tuple[tuple[IPv4Network, ...], tuple[IPv6Network, ...]]]] = {
+    "loopback": (LOOPBACK_V4, LOOPBACK_V6),
+    "private": (PRIVATE_V4, PRIVATE_V6),
+    "public": ((), ()),  # judged by _is_public, not by a list
+}
+
+
+class OutboundRefused(ValueError):
+    """An upstream URL the allow-list refuses; the message says what to change."""
+
+
+class AddressRefused(OSError):
+    """Every address a host resolved to is outside the allow-list.
+
+    Raised by `GuardedResolver`; aiohttp wraps it in `ClientConnectorDNSError`, whose
+    `os_error` is this exception."""
+
+    def __init__(self, host: str, refused: Sequence[IPAddress], message: str) -> None:
+        super().__init__(message)
+        self.strerror = message
+        self.message = message
+        self.host = host
+        self.refused = tuple(refused)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _unwrap(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv4-mapped or NAT64 IPv6 address stands for, else `ip`."""
+    if isinstance(ip, IPv6Address):
+        mapped = ip.ipv4_mapped
+        if mapped is not None:
+            return mapped
+        if ip in NAT64_V6:
+            return IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return ip
+
+
+def _is_public(ip: IPAddress) -> bool:
+    if isinstance(ip, IPv4Address):
+        return not any(ip in n for n in NOT_PUBLIC_V4)
+    return ip in GLOBAL_UNICAST_V6 and not any(ip in n for n in NOT_PUBLIC_V6)
+
+
+def describe(ip: IPAddress) -> str:
+    """What kind of address `ip` is, in words, for messages."""
+    ip = _unwrap(ip)
+    if ip in METADATA:
+        return "link-local, the cloud metadata service"
+    v4 = isinstance(ip, IPv4Address)
+    if ip.is_unspecified or (v4 and ip in IPv4Network("0.0.0.0/8")):
+        return "unspecified"
+    if any(ip in n for n in (LOOPBACK_V4 if v4 else LOOPBACK_V6)):
+        return "loopback"
+    if any(ip in n for n in (LINK_LOCAL_V4 if v4 else LINK_LOCAL_V6)):
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if any(ip in n for n in (PRIVATE_V4 if v4 else PRIVATE_V6)):
+        return "private"
+    if _is_public(ip):
+        return "public"
+    return "reserved"
+
+
+def _host_network(ip: IPAddress) -> str:
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def _numeric_ipv4(host: str) -> IPv4Address | None:
+    """The address a legacy numeric IPv4 form (127.1, 0x7f000001, 2130706433) means."""
+    if not host or not all(c in "0123456789abcdefABCDEFxX." for c in host):
+        return None
+    try:
+        return IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+class OutboundPolicy:
+    """The allow-list of upstream networks and schemes; build once, share everywhere."""
+
+    def __init__(self, networks: Iterable[str], schemes: Iterable[str]) -> None:
+        self.networks = [str(n).strip() for n in networks]
+        self.schemes = [str(s).strip().lower() for s in schemes]
+        v4: list[IPv4Network] = []  # CIDRs in the list
+        v6: list[IPv6Network] = []
+        named_v4: list[IPv4Network] = []  # what the names in the list stand for
+        named_v6: list[IPv6Network] = []
+        self._public = False
+        for entry in self.networks:
+            name = entry.lower()
+            if name in NAMED:
+                self._public = self._public or name == "public"
+                named_v4 += NAMED[name][0]
+                named_v6 += NAMED[name][1]
+                continue
+            try:
+                net = ip_network(entry, strict=True)
+            except ValueError as e:
+                raise ValueError(
+                    f"{NETWORKS_SETTING}: {entry!r} is neither a network name "
+                    f"({', '.join(NAMED)}) nor a CIDR network ({e})"
+                ) from None
+            if isinstance(net, IPv4Network):
+                v4.append(net)
+            else:
+                v6.append(net)
+        if not self.networks:
+            raise ValueError(
+                f"{NETWORKS_SETTING} is empty: every upstream would be refused. "
+                'The default is ["public", "private"].'
+            )
+        for scheme in self.schemes:
+            if scheme not in SUPPORTED_SCHEMES:
+                raise ValueError(
+                    f"{SCHEMES_SETTING}: {scheme!r} is not a scheme the gateway can call "
+                    f"upstreams with (only {', '.join(sorted(SUPPORTED_SCHEMES))})"
+                )
+        if not self.schemes:
+            raise ValueError(f"{SCHEMES_SETTING} is empty: every upstream would be refused.")
+        self._v4 = tuple(v4)
+        self._v6 = tuple(v6)
+        self._named_v4 = tuple(named_v4)
+        self._named_v6 = tuple(named_v6)
+        self._decisions: dict[tuple[str, str | None], str | None] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboundPolicy:
+        return cls(settings.upstream_allowed_networks, settings.upstream_allowed_schemes)
+
+    # -- addresses ------------------------------------------------------------------------
+
+    def allows(self, ip: IPAddress) -> bool:
+        """Whether the gateway may connect to `ip` (run for each new upstream connection)."""
+        if isinstance(ip, IPv6Address):
+            v4 = _unwrap(ip)
+            if isinstance(v4, IPv4Address):
+                # NAT64 may be allowed by its own IPv6 CIDR; IPv4-mapped never is.
+                if ip.ipv4_mapped is None and any(ip in n for n in self._v6):
+                    return True
+                return self.allows(v4)
+            if any(ip in n for n in self._v6):
+                return True
+            if ip in METADATA:  # fd00:ec2::254 is in fc00::/7, yet never "private"
+                return False
+            if any(ip in n for n in self._named_v6):
+                return True
+        else:
+            if any(ip in n for n in self._v4):
+                return True
+            if any(ip in n for n in self._named_v4):
+                return True
+        return self._public and _is_public(ip)
+
+    def advice(self, refused: Iterable[IPAddress]) -> str:
+        """What to set so that `refused` would be allowed, naming the setting."""
+        current = json.dumps(self.networks)
+        refused = [_unwrap(ip) for ip in refused]
+        if any(ip in METADATA for ip in refused):
+            return (
+                "That is the cloud metadata service, which hands out the server's own "
+                "credentials: the upstream's address is wrong (or hostile); correct it. "
+                f"({NETWORKS_SETTING} is {current}.)"
+            )
+        additions: list[str] = []
+        special = False
+        for ip in refused:
+            kind = describe(ip)
+            if kind in NAMED:
+                add = kind
+            else:
+                add, special = _host_network(ip), True
+            if add not in additions and add not in self.networks:
+                additions.append(add)
+        if not additions:
+            return f"{NETWORKS_SETTING} is {current}."
+        wanted = json.dumps([*self.networks, *additions])
+        warning = (
+            " Link-local, multicast and reserved addresses are refused on purpose: allow one"
+            " only if it really is the provider's system."
+            if special
+            else ""
+        )
+        return (
+            f"If the provider's system really is there, set {NETWORKS_SETTING}='{wanted}'"
+            f" (it is {current}).{warning}"
+        )
+
+    def address_refusal(self, host: str, refused: Sequence[IPAddress]) -> str:
+        """The message for a host name whose addresses are all refused."""
+        listed = ", ".join(f"{ip} ({describe(ip)})" for ip in refused)
+        return (
+            f"{host} resolves only to addresses outside the networks this gateway may call: "
+            f"{listed or 'none it can judge'}. {self.advice(refused)}"
+        )
+
+    # -- URLs -----------------------------------------------------------------------------
+
+    def refusal(self, scheme: str, host: str | None) -> str | None:
+        """Why a URL with this scheme and host may not be called, or None if it may.
+
+        Host names pass here: their addresses are judged when they are resolved."""
+        key = (scheme, host)
+        try:
+            return self._decisions[key]
+        except KeyError:
+            pass
+        reason = self._judge(scheme, host)
+        if len(self._decisions) >= 4096:
+            self._decisions.clear()
+        self._decisions[key] = reason
+        return reason
+
+    def _judge(self, scheme: str, host: str | None) -> str | None:
+        scheme = scheme.lower()
+        if scheme not in self.schemes:
+            return (
+                f"the scheme {scheme or '(none)'!r} is not allowed; {SCHEMES_SETTING} is "
+                f"{json.dumps(self.schemes)}."
+            )
+        if not host:
+            return "the URL has no host."
+        try:
+            ip = ip_address(host)
+        except ValueError:
+            numeric = _numeric_ipv4(host)
+            if numeric is not None:
+                return (
+                    f"{host!r} is a non-standard way of writing the IPv4 address {numeric};"
+                    " write addresses in dotted form (a.b.c.d)."
+                )
+            return None  # a name: judged when resolved
+        if self.allows(ip):
+            return None
+        return (
+            f"{ip} ({describe(ip)}) is outside the networks this gateway may call. "
+            f"{self.advice([ip])}"
+        )
+
+    def check_url(self, url: str) -> None:
+        """Refuse `url` (absolute) if its scheme, or its host when that is an IP literal,
+        is outside the allow-list. Raises `OutboundRefused` saying what to change."""
+        try:
+            parsed = URL(url)
+        except (ValueError, TypeError) as e:
+            raise OutboundRefused(f"Upstream URL {url!r} is not a valid URL: {e}") from None
+        reason = self.refusal(parsed.scheme, parsed.host)
+        if reason is not None:
+            shown = parsed.with_query(None).with_fragment(None)
+            if shown.raw_user is not None or shown.raw_password is not None:
+                shown = shown.with_user(None)  # never repeat credentials
+            raise OutboundRefused(f"Upstream URL {str(shown)!r} is refused: {reason}")
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, keeping only the addresses the policy allows.
+
+    The connector caches what this returns (its DNS cache), so the filter runs once per
+    name and cache period, not per request. IP literals never reach a resolver: aiohttp
+    connects to them directly, so `OutboundPolicy.refusal` covers them before sending."""
+
+    def __init__(self, policy: OutboundPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner if inner is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if not results:
+            return results
+        kept: list[ResolveResult] = []
+        refused: list[IPAddress] = []
+        for result in results:
+            try:
+                ip = ip_address(result["host"])
+            except ValueError:
+                continue  # not an address we can judge: never connect to it
+            if self.policy.allows(ip):
+                kept.append(result)
+            else:
+                refused.append(ip)
+        if not kept:
+            raise AddressRefused(host, refused, self.policy.address_refusal(host, refused))
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,557 @@
+"""Forwarding to providers' systems: one pooled HTTP client, the gateway's own credentials
+for each upstream (cached until shortly before they expire), and upstream failures
+turned into problems that say the upstream side failed.
+
+With an `OutboundPolicy` (gateway/outbound.py), every URL is checked before it is sent
+(scheme, IP-literal host) and every resolved address when a connection is made; a refusal
+is an `upstream-address-refused` problem.
+
+Around each exchange, per upstream (gateway/resilience.py): a circuit breaker that
+answers 503 `upstream-unavailable` without calling a provider that keeps failing, a
+concurrency limit that answers 503 `upstream-busy` rather than let one slow provider
+hold every connection, and retries of idempotent calls within the service's total
+timeout. State is kept by upstream name, so it survives configuration reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote_plus
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.config.runtime import ServiceEntry, UpstreamEntry
+from gateway.core.logging import log
+from gateway.core.problems import (
+    UPSTREAM_ADDRESS_REFUSED,
+    UPSTREAM_AUTH_FAILED,
+    UPSTREAM_BAD_RESPONSE,
+    UPSTREAM_BUSY,
+    UPSTREAM_CIRCUIT_OPEN,
+    UPSTREAM_CONNECT_FAILED,
+    UPSTREAM_RESPONSE_TOO_LARGE,
+    UPSTREAM_TIMEOUT,
+    Problem,
+    ProblemType,
+)
+from gateway.upstream.allowlist import AddressRefused, GuardedResolver, OutboundPolicy
+from gateway.upstream.resilience import (
+    CLOSED,
+    HALF_OPEN,
+    IDEMPOTENT_METHODS,
+    RETRY_STATUSES,
+    Bulkhead,
+    CircuitBreaker,
+    min_attempt_seconds,
+    next_delay,
+    retry_after_seconds,
+)
+
+# RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# The caller's credentials are for the gateway, never for the provider; Host and length
+# are the client library's to set.
+NOT_FORWARDED_REQUEST = HOP_BY_HOP | {
+    "authorization",
+    "x-api-key",
+    "host",
+    "content-length",
+    "expect",  # the gateway has already read the body
+}
+NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
+_TOKEN_MARGIN_SECONDS = 30
+# Failures that count against an upstream's breaker (with any 5xx answer) and those worth
+# a retry (with 502/503/504). A refused address, a failed token request or an oversized
+# answer say nothing about whether the provider's system is up.
+_BREAKER_FAILURES = frozenset({UPSTREAM_CONNECT_FAILED, UPSTREAM_TIMEOUT, UPSTREAM_BAD_RESPONSE})
+_RETRY_PROBLEMS: frozenset[ProblemType] = frozenset({UPSTREAM_CONNECT_FAILED, UPSTREAM_TIMEOUT})
+
+
+def forwardable(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
+    # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    listed = {h.strip().lower() for v in headers.getall("Connection", []) for h in v.split(",")}
+    return CIMultiDict(
+        (k, v) for k, v in headers.items() if k.lower() not in drop and k.lower() not in listed
+    )
+
+
+def address_refused(error: BaseException) -> AddressRefused | None:
+    """The outbound policy's refusal inside an aiohttp connection error, if it is one."""
+    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
+        error.os_error, AddressRefused
+    ):
+        return error.os_error
+    return None
+
+
+def _refused(what: str, reason: str) -> Problem:
+    log.warning("upstream address refused", target=what, reason=reason)
+    return Problem(UPSTREAM_ADDRESS_REFUSED, f"The gateway may not call {what}: {reason}")
+
+
+def basic_authorization(client_id: str, secret: str) -> str:
+    # RFC 6749 §2.3.1: form-encode both parts before Basic encoding.
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+    # From the first attempt's start to this answer, retries and their waits included.
+    elapsed_ms: float
+    attempts: int = 1
+
+
+class UpstreamTokens:
+    """OAuth2 client-credentials tokens for upstreams, one in flight per upstream."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, outbound: OutboundPolicy | None = None
+    ) -> None:
+        self._session = session
+        self._outbound = outbound
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def authorization(self, upstream: UpstreamEntry) -> str | None:
+        if upstream.auth.get("type", "none") == "none":
+            return None
+        cached = self._tokens.get(upstream.name)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        lock = self._locks.setdefault(upstream.name, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(upstream.name)
+            if cached and cached[1] > time.monotonic():
+                return cached[0]
+            token, ttl = await self._fetch(upstream)
+            value = f"Bearer {token}"
+            self._tokens[upstream.name] = (value, time.monotonic() + ttl - _TOKEN_MARGIN_SECONDS)
+            return value
+
+    def invalidate(self, upstream: UpstreamEntry) -> None:
+        self._tokens.pop(upstream.name, None)
+
+    async def _fetch(self, upstream: UpstreamEntry) -> tuple[str, float]:
+        auth = upstream.auth
+        secret_env = auth.get("client_secret_env", "")
+        secret = os.environ.get(secret_env)
+        if not secret:
+            raise Problem(
+                UPSTREAM_AUTH_FAILED,
+                f"No client secret for upstream {upstream.name!r}: set the environment "
+                f"variable {secret_env!r} on the gateway.",
+            )
+        token_url = auth["token_url"]
+        if token_url.startswith("/"):
+            token_url = upstream.base_url.rstrip("/") + token_url
+        target = URL(token_url)
+        if self._outbound is not None:
+            reason = self._outbound.refusal(target.scheme, target.host)
+            if reason is not None:
+                raise _refused(f"the token URL of upstream {upstream.name!r}", reason)
+        try:
+            async with self._session.post(
+                target,
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": basic_authorization(auth["client_id"], secret)},
+                timeout=aiohttp.ClientTimeout(total=10),
+                # A redirect could lead anywhere, IP literals included: with an outbound
+                # policy, the token URL must be the final address.
+                allow_redirects=self._outbound is None,
+            ) as resp:
+                if 300 <= resp.status < 400 and self._outbound is not None:
+                    raise Problem(
+                        UPSTREAM_AUTH_FAILED,
+                        f"Upstream {upstream.name!r} answered the token request with a "
+                        f"redirect (HTTP {resp.status}); the gateway does not follow it. "
+                        "Set the upstream's token_url to the final address.",
+                    )
+                payload = await resp.json(content_type=None)
+                if resp.status != 200 or not isinstance(payload, dict):
+                    raise Problem(
+                        UPSTREAM_AUTH_FAILED,
+                        f"Upstream {upstream.name!r} refused the gateway's credentials "
+                        f"(HTTP {resp.status}).",
+                    )
+                return str(payload["access_token"]), float(payload.get("expires_in", 300))
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as e:
+            refused = address_refused(e)
+            if refused is not None:
+                raise _refused(
+                    f"the token URL of upstream {upstream.name!r}", str(refused)
+                ) from None
+            raise Problem(
+                UPSTREAM_AUTH_FAILED,
+                f"Could not get an access token from upstream {upstream.name!r}: "
+                f"{type(e).__name__}.",
+            ) from None
+
+
+class _Guard:
+    """One upstream's breaker, concurrency limit and retry count, kept by name across
+    reloads; `entry` is the configuration they were last set from."""
+
+    __slots__ = ("breaker", "bulkhead", "entry", "retries")
+
+    def __init__(self, entry: UpstreamEntry, clock: Callable[[], float]) -> None:
+        self.entry = entry
+        self.breaker = CircuitBreaker(entry.name, entry.breaker, clock)
+        self.bulkhead = Bulkhead(entry.max_concurrency)
+        self.retries = 0
+
+    def configure(self, entry: UpstreamEntry) -> None:
+        self.entry = entry
+        self.breaker.configure(entry.breaker)
+        self.bulkhead.limit = entry.max_concurrency
+
+
+def _service_name(service: ServiceEntry) -> str:
+    return f"{service.provider}/{service.code}/{service.version}"
+
+
+def _circuit_open(service: ServiceEntry, breaker: CircuitBreaker, wait: float) -> Problem:
+    retry = max(1, math.ceil(wait))
+    name = breaker.name
+    if breaker.state == HALF_OPEN:
+        why = f"Upstream {name!r} has been failing and is being tried again right now"
+    else:
+        failed = (
+            "failed again when tried"
+            if breaker.reopened
+            else f"failed {breaker.policy.failure_threshold} times in a row"
+        )
+        why = (
+            f"Upstream {name!r} {failed}, so the gateway stopped calling it; it will be "
+            f"tried again in {retry} s"
+        )
+    return Problem(
+        UPSTREAM_CIRCUIT_OPEN,
+        f"{why}. {_service_name(service)} is not available until then; retry after {retry} s.",
+        headers={"Retry-After": str(retry)},
+        upstream=name,
+        retry_after=retry,
+    )
+
+
+def _busy(service: ServiceEntry, bulkhead: Bulkhead) -> Problem:
+    upstream = service.upstream
+    waited = f" (waited {upstream.queue_timeout:g} s)" if upstream.queue_timeout else ""
+    return Problem(
+        UPSTREAM_BUSY,
+        f"Upstream {upstream.name!r} of {_service_name(service)} already has {bulkhead.limit} "
+        f"calls in progress from this gateway process{waited}; retry in a moment.",
+        headers={"Retry-After": "1"},
+        upstream=upstream.name,
+        retry_after=1,
+    )
+
+
+class UpstreamClient:
+    def __init__(
+        self,
+        *,
+        pool_size: int = 1000,
+        outbound: OutboundPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._pool_size = pool_size
+        self._outbound = outbound
+        self._resolver: GuardedResolver | None = None
+        self.tokens: UpstreamTokens | None = None
+        self._clock = clock  # the breakers' (tests move it instead of sleeping)
+        self._guards: dict[str, _Guard] = {}
+
+    # -- for /metrics (read every few seconds; each call builds a fresh dict) ----------
+
+    def breaker_states(self) -> dict[str, str]:
+        """Upstream name -> "closed" | "open" | "half_open", for upstreams called since
+        start (an upstream not listed is closed). Per worker process."""
+        return {name: g.breaker.state for name, g in self._guards.items()}
+
+    def in_flight(self) -> dict[str, int]:
+        """Upstream name -> calls in progress in this process (queued callers excluded)."""
+        return {name: g.bulkhead.in_flight for name, g in self._guards.items()}
+
+    def retries_total(self) -> dict[str, int]:
+        """Upstream name -> attempts that were retries, since start."""
+        return {name: g.retries for name, g in self._guards.items()}
+
+    def _guard(self, entry: UpstreamEntry) -> _Guard:
+        guard = self._guards.get(entry.name)
+        if guard is None:
+            guard = self._guards[entry.name] = _Guard(entry, self._clock)
+        else:
+            guard.configure(entry)  # a reload changed (or re-made) the upstream
+        return guard
+
+    async def start(self) -> None:
+        if self._outbound is not None:
+            # Resolved addresses are filtered before the pool connects (and cached with
+            # the connector's DNS cache); IP literals are checked in _send.
+            self._resolver = GuardedResolver(self._outbound)
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size, keepalive_timeout=30, resolver=self._resolver
+        )
+        # No decompression: bytes pass through as the provider sent them.
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
+        self.tokens = UpstreamTokens(self._session, self._outbound)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._resolver is not None:
+            # The connector does not own a resolver it was given.
+            await self._resolver.close()
+
+    async def forward(
+        self,
+        service: ServiceEntry,
+        method: str,
+        raw_endpoint: str,
+        query: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+    ) -> UpstreamResponse:
+        assert self._session is not None and self.tokens is not None
+        upstream = service.upstream
+        guard = self._guards.get(upstream.name)
+        if guard is None or guard.entry is not upstream:
+            guard = self._guard(upstream)
+        breaker = guard.breaker
+        trial = False
+        if breaker.state != CLOSED:
+            wait = breaker.admit()
+            if wait is not None:
+                raise _circuit_open(service, breaker, wait)
+            trial = True
+        bulkhead = guard.bulkhead
+        if not bulkhead.try_acquire() and not await bulkhead.acquire(upstream.queue_timeout):
+            breaker.abandon(trial)
+            raise _busy(service, bulkhead)
+        url = service.upstream_url + raw_endpoint
+        if query:
+            url += "?" + query
+        try:
+            return await self._attempts(service, guard, trial, method, url, headers, body)
+        finally:
+            bulkhead.release()
+
+    async def _attempts(
+        self,
+        service: ServiceEntry,
+        guard: _Guard,
+        trial: bool,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+    ) -> UpstreamResponse:
+        """The first attempt and, for idempotent methods, retries while the service's
+        total timeout lasts: each retry gets what is left of it as its own timeout."""
+        breaker = guard.breaker
+        policy = service.retry
+        timeout = service.timeout
+        budget = timeout.total or 0.0
+        started = time.perf_counter()
+        deadline = started + budget
+        retrying = policy.attempts > 1 and method in IDEMPOTENT_METHODS
+        attempt = 1
+        try:
+            while True:
+                retry_after: float | None = None
+                try:
+                    response = await self._attempt(
+                        service, method, url, headers, body, timeout, deadline
+                    )
+                except Problem as problem:
+                    if problem.ptype in _BREAKER_FAILURES:
+                        breaker.failure(trial)
+                    else:
+                        breaker.abandon(trial)
+                    trial = False
+                    if not retrying or problem.ptype not in _RETRY_PROBLEMS:
+                        raise _after(problem, attempt, budget) from None
+                    last: UpstreamResponse | Problem = problem
+                else:
+                    if response.status >= 500:
+                        breaker.failure(trial)
+                    elif trial or breaker.failures:
+                        breaker.success(trial)
+                    trial = False
+                    if not retrying or response.status not in RETRY_STATUSES:
+                        response.elapsed_ms = (time.perf_counter() - started) * 1000
+                        response.attempts = attempt
+                        return response
+                    if response.status == 503:
+                        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    last = response
+                # Retry only while the breaker lets everyone through: an opening breaker
+                # means the provider is down, and a retry would only add to its load.
+                delay = None
+                if breaker.state == CLOSED:
+                    delay = next_delay(
+                        policy,
+                        attempt,
+                        deadline - time.perf_counter(),
+                        min_attempt_seconds(budget, timeout.sock_connect),
+                        retry_after,
+                    )
+                if delay is None:
+                    if isinstance(last, Problem):
+                        raise _after(last, attempt, budget)
+                    last.elapsed_ms = (time.perf_counter() - started) * 1000
+                    last.attempts = attempt
+                    return last
+                await asyncio.sleep(delay)
+                attempt += 1
+                guard.retries += 1
+                timeout = aiohttp.ClientTimeout(
+                    total=deadline - time.perf_counter(), sock_connect=timeout.sock_connect
+                )
+        finally:
+            breaker.abandon(trial)  # cancelled before its verdict: free the trial slot
+
+    async def _attempt(
+        self,
+        service: ServiceEntry,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        limits: aiohttp.ClientTimeout,
+        deadline: float,
+    ) -> UpstreamResponse:
+        assert self.tokens is not None
+        authorization = await self.tokens.authorization(service.upstream)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        response = await self._send(service, method, url, headers, body, limits)
+        # A 401 with a cached token means the provider forgot it: fetch one more, once,
+        # within what is left of the time budget.
+        if response.status == 401 and authorization is not None:
+            self.tokens.invalidate(service.upstream)
+            authorization = await self.tokens.authorization(service.upstream)
+            if authorization is not None:
+                headers["Authorization"] = authorization
+            left = aiohttp.ClientTimeout(
+                total=max(0.001, deadline - time.perf_counter()),
+                sock_connect=limits.sock_connect,
+            )
+            response = await self._send(service, method, url, headers, body, left)
+        return response
+
+    async def _send(
+        self,
+        service: ServiceEntry,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        limits: aiohttp.ClientTimeout,
+    ) -> UpstreamResponse:
+        assert self._session is not None
+        name = _service_name(service)
+        target = URL(url, encoded=True)
+        if self._outbound is not None:
+            # Cached per scheme and host: a dictionary lookup for hosts already seen.
+            reason = self._outbound.refusal(target.scheme, target.host)
+            if reason is not None:
+                raise _refused(f"the upstream of {name}", reason)
+        try:
+            async with self._session.request(
+                method,
+                target,
+                headers=headers,
+                data=body if body else None,
+                timeout=limits,
+                allow_redirects=False,
+            ) as resp:
+                declared = resp.content_length
+                if declared is not None and declared > service.max_response_bytes:
+                    raise Problem(
+                        UPSTREAM_RESPONSE_TOO_LARGE,
+                        f"The response of {name} ({declared} bytes) exceeds the service's limit"
+                        f" of {service.max_response_bytes} bytes.",
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > service.max_response_bytes:
+                        raise Problem(
+                            UPSTREAM_RESPONSE_TOO_LARGE,
+                            f"The response of {name} exceeds the service's limit of "
+                            f"{service.max_response_bytes} bytes.",
+                        )
+                    chunks.append(chunk)
+                return UpstreamResponse(
+                    resp.status,
+                    forwardable(resp.headers, NOT_FORWARDED_RESPONSE),
+                    b"".join(chunks),
+                    0.0,
+                )
+        except aiohttp.ConnectionTimeoutError:
+            raise Problem(
+                UPSTREAM_TIMEOUT,
+                f"Could not connect to {name} within {limits.sock_connect:g} s.",
+            ) from None
+        except TimeoutError:
+            raise Problem(
+                UPSTREAM_TIMEOUT,
+                f"{name} did not answer within {service.timeout.total:g} s.",
+            ) from None
+        except aiohttp.ClientConnectorError as e:
+            refused = address_refused(e)
+            if refused is not None:
+                raise _refused(f"the upstream of {name}", str(refused)) from None
+            raise Problem(
+                UPSTREAM_CONNECT_FAILED,
+                f"Could not connect to {name} at {e.host}:{e.port}: "
+                f"{e.os_error.strerror or e.os_error}.",
+            ) from None
+        except aiohttp.ClientError as e:
+            raise Problem(
+                UPSTREAM_BAD_RESPONSE,
+                f"{name} broke the exchange: {type(e).__name__}.",
+            ) from None
+
+
+def _after(problem: Problem, attempts: int, budget: float) -> Problem:
+    """The last attempt's problem, saying how many were made."""
+    if attempts == 1:
+        return problem
+    return Problem(
+        problem.ptype,
+        f"{problem.detail} The gateway tried {attempts} times within the service's "
+        f"time limit of {budget:g} s.",
+        headers=problem.headers,
+        attempts=attempts,
+        **problem.extensions,
+    )

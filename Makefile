@@ -25,7 +25,7 @@ test: lint typecheck
 
 ## bench: the gateway against nginx and a bare aiohttp proxy (installs nginx and wrk if root)
 bench: venv
-	$(BIN)/python bench/proxies.py
+	$(BIN)/python -m bench.proxies
 
 lint: venv
 	$(BIN)/ruff check .

@@ -5,18 +5,14 @@ point hands `create_app` a sink that records nothing, so that the cost of the au
 can be measured against the same gateway without it. Settings come from the `LGSP_*`
 environment as for `lgsp serve`; the database must already be migrated.
 
-    PYTHONPATH=. .venv/bin/python bench/_audit_gateway.py
+    .venv/bin/python -m bench._audit_gateway
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.audit.event import AuditEvent
 from gateway.core.logging import configure_logging

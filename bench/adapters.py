@@ -14,7 +14,7 @@ Two measurements:
    query as a SOAP envelope passed through (`lien-thong-van-ban-soap`, added by this
    benchmark) and as `GET /documents/pending` through the adapter. Rounds alternate.
 
-    .venv/bin/python bench/adapters.py [--repeat 3000] [--requests 1500] [--rounds 3]
+    .venv/bin/python -m bench.adapters [--repeat 3000] [--requests 1500] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -35,24 +35,27 @@ import orjson
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from http_load import (  # noqa: E402
+from bench.http_load import (
     HEADERS,
     NATIONAL_SECRET,
     gateway_stack,
     sample_policies,
     send_many,
 )
-from http_load import (  # noqa: E402
+from bench.http_load import (
     quantile_ms as ms,
 )
+from gateway.conversion.catalogue import build_adapter
+from gateway.conversion.mapping.engine import Context
+from gateway.conversion.sdk import Adapter, AdapterConfig
+from gateway.core.messages import (
+    OutboundRequest,
+    UpstreamResponse,
+)
+from gateway.upstream.client import basic_authorization
+from simulator.app import create_app as create_simulator
 
-from gateway.conversion.mapping.engine import Context  # noqa: E402
-from gateway.conversion.sdk import Adapter, AdapterConfig, OutboundRequest, build_adapter  # noqa: E402
-from gateway.upstream.client import UpstreamResponse, basic_authorization  # noqa: E402
-from simulator.app import create_app as create_simulator  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 PROVINCE = "000.00.00.H49"
 CONTEXT = Context(
@@ -248,7 +251,7 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
-    print(f"$ .venv/bin/python bench/adapters.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"$ .venv/bin/python -m bench.adapters {' '.join(sys.argv[1:])}".rstrip())
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
 
     print("1. conversion hooks alone (request + response), per exchange")

@@ -27,7 +27,7 @@ much latency it adds to an exchange.
 
    Only one gateway has traffic at a time; the other two sit idle.
 
-    .venv/bin/python bench/audit.py [--events 20000] [--concurrency 64]
+    .venv/bin/python -m bench.audit [--events 20000] [--concurrency 64]
                                     [--requests 1000] [--rounds 5] [--http-concurrency 8]
 """
 
@@ -58,10 +58,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from http_load import (  # noqa: E402
+from bench.http_load import (
     BODY,
     LOOKUP_PATH,
     PROVIDER,
@@ -69,20 +66,21 @@ from http_load import (  # noqa: E402
     sample_policies,
     wait_http,
 )
-from http_load import (  # noqa: E402
+from bench.http_load import (
     quantile_ms as pct,
 )
+from gateway.audit.chain import AuditSigner
+from gateway.audit.event import AuditEvent
+from gateway.audit.kafka import KafkaSettings, KafkaShipper
+from gateway.audit.log import AuditLog, Durable, SpoolDurable, StoreDurable
+from gateway.audit.spool import Spool
+from gateway.audit.store import AuditStore
+from gateway.core.logging import configure_logging
+from gateway.store.db import create_engine, session_factory
+from gateway.store.migrate import upgrade_async
+from gateway.upstream.client import basic_authorization
 
-from gateway.audit.chain import AuditSigner  # noqa: E402
-from gateway.audit.event import AuditEvent  # noqa: E402
-from gateway.audit.kafka import KafkaSettings, KafkaShipper  # noqa: E402
-from gateway.audit.log import AuditLog, Durable, SpoolDurable, StoreDurable  # noqa: E402
-from gateway.audit.spool import Spool  # noqa: E402
-from gateway.audit.store import AuditStore  # noqa: E402
-from gateway.core.logging import configure_logging  # noqa: E402
-from gateway.store.db import create_engine, session_factory  # noqa: E402
-from gateway.store.migrate import upgrade_async  # noqa: E402
-from gateway.upstream.client import basic_authorization  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 PROVINCE = "000.00.00.H49"
 NATIONAL_SECRET = "bench-national-secret"
@@ -577,7 +575,7 @@ class Bench2:
         sim_argv = [sys.executable, "-m", "simulator", "--port", str(sim_port), "--client", sim]
         self.procs.start("simulator", sim_argv, base_env(), self.work)
         serve = [sys.executable, "-m", "gateway", "serve", "--no-migrate"]
-        bare = [sys.executable, str(REPO / "bench" / "_audit_gateway.py")]
+        bare = [sys.executable, "-m", "bench._audit_gateway"]
         gateways = [
             Gateway("no audit", free_port(), {}, bare, self.work / "none.db"),
             Gateway("audit -> store (SQLite)", free_port(), {}, serve, self.work / "store.db"),

@@ -2,7 +2,7 @@
 one pooled ClientSession; method, path, query, headers and body forwarded; uvloop when
 importable, as the gateway. No checks, no audit.
 
-    .venv/bin/python bench/bare_proxy.py UPSTREAM_URL PORT
+    .venv/bin/python -m bench.bare_proxy UPSTREAM_URL PORT
 """
 
 import asyncio

@@ -4,7 +4,7 @@ calls the request path makes, in one process and in multi-process mode (mmap fil
 observations made straight on prometheus_client's histograms (what the gateway avoids by
 counting in its own lists and flushing once a second).
 
-    .venv/bin/python bench/metrics.py
+    .venv/bin/python -m bench.metrics
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ rounds; the best round (highest requests/s) of each row is reported. Then the la
 added at half load: each proxy row paced (wrk `delay()`, closed loop with think time) to
 about half its saturated rate, and row a paced the same way for comparison.
 
-    .venv/bin/python bench/proxies.py [--duration 10] [--rounds 2] [--connections 32]
+    .venv/bin/python -m bench.proxies [--duration 10] [--rounds 2] [--connections 32]
                                       [--audit kafka|store]
-    .venv/bin/python bench/proxies.py --soak 300 [--workers 2]   RSS of each worker
-    .venv/bin/python bench/proxies.py --profile                  py-spy, bench/results/
+    .venv/bin/python -m bench.proxies --soak 300 [--workers 2]   RSS of each worker
+    .venv/bin/python -m bench.proxies --profile                  py-spy, bench/results/
 
 Needs nginx and wrk (installed with apt-get when run as root on a Debian-like system).
 """
@@ -52,14 +52,7 @@ import aiohttp
 import orjson
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
-RESULTS = BENCH / "results"
-LUA = BENCH / "wrk_request.lua"
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(BENCH))
-
-from http_load import (  # noqa: E402
+from bench.http_load import (
     HEADERS,
     client_token,
     free_port,
@@ -68,7 +61,7 @@ from http_load import (  # noqa: E402
     sample_policies,
     wait_http,
 )
-from upstream_nginx import (  # noqa: E402
+from bench.upstream_nginx import (
     LOOKUP_PATH,
     NATIONAL_TOKEN,
     SAMPLE_PIN,
@@ -80,6 +73,11 @@ from upstream_nginx import (  # noqa: E402
     proxy_conf,
     upstream_conf,
 )
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+RESULTS = BENCH / "results"
+LUA = BENCH / "wrk_request.lua"
 
 GATEWAY_PATH = "/r1/000.00.00.G01/csdlqg-dancu/v2/cong-dan/tra-cuu"
 GATEWAY_BODY = orjson.dumps({"personalId": SAMPLE_PIN})
@@ -562,7 +560,7 @@ async def build_targets(args: argparse.Namespace, nginx: str, stack: Stack) -> d
     port = free_port()
     procs.start(
         "bare",
-        [*place.pin(place.sut), sys.executable, str(BENCH / "bare_proxy.py"),
+        [*place.pin(place.sut), sys.executable, "-m", "bench.bare_proxy",
          stack.upstream_url, str(port)],
     )  # fmt: skip
     await wait_port(port, lambda: procs.check("bare"))
@@ -669,7 +667,7 @@ async def bench(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path) 
     finally:
         stack.procs.stop_all()
 
-    print(f"$ .venv/bin/python bench/proxies.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"$ .venv/bin/python -m bench.proxies {' '.join(sys.argv[1:])}".rstrip())
     for line in machine(nginx, wrk_bin):
         print(line)
     print(stack.place.describe())
@@ -764,7 +762,7 @@ async def soak(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path) -
     finally:
         stack.procs.stop_all()
 
-    print(f"$ .venv/bin/python bench/proxies.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"$ .venv/bin/python -m bench.proxies {' '.join(sys.argv[1:])}".rstrip())
     for line in machine(nginx, wrk_bin):
         print(line)
     if place.taskset is None:

@@ -32,7 +32,7 @@ and its own latency shows how long the gateway's event loop stalls. The gateway'
 Before the gateway starts, the tables are also built in this process, alone on a quiet
 machine, with a 1 ms ticker measuring the longest stretch the event loop is held.
 
-    .venv/bin/python bench/reload.py [--services 1000] [--clients 5000] [--seconds 10]
+    .venv/bin/python -m bench.reload [--services 1000] [--clients 5000] [--seconds 10]
                                      [--rounds 3] [--interval 0.5] [--database-url URL]
                                      [--concurrency 8]
 """
@@ -67,19 +67,17 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from bench.http_load import wait_http
+from gateway.config import changes as admin
+from gateway.config import versions as policy_state
+from gateway.config.policy import PolicySet
+from gateway.config.runtime import load_runtime_config
+from gateway.store.db import create_engine, session_factory
+from gateway.store.migrate import upgrade_async
+from gateway.store.models import PolicyVersion
+from gateway.upstream.client import basic_authorization
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from http_load import wait_http  # noqa: E402
-
-from gateway.config import changes as admin  # noqa: E402
-from gateway.config import versions as policy_state  # noqa: E402
-from gateway.config.policy import PolicySet  # noqa: E402
-from gateway.config.runtime import load_runtime_config  # noqa: E402
-from gateway.store.db import create_engine, session_factory  # noqa: E402
-from gateway.store.migrate import upgrade_async  # noqa: E402
-from gateway.store.models import PolicyVersion  # noqa: E402
-from gateway.upstream.client import basic_authorization  # noqa: E402
 
 PROVINCE = "000.00.00.H49"
 CALLER = "bench-caller"

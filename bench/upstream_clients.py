@@ -4,7 +4,7 @@ nginx upstream (bench/upstream_nginx.py) from this one process, over keep-alive
 connections, N requests at a fixed concurrency; measured: requests/s and CPU time of
 this process per request (what a gateway worker would spend in the client).
 
-    .venv/bin/python bench/upstream_clients.py [--requests 20000] [--concurrency 16]
+    .venv/bin/python -m bench.upstream_clients [--requests 20000] [--concurrency 16]
 
 Rounds alternate the clients; the best round of each is reported.
 """
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.http_load import free_port, wait_http
 from bench.upstream_nginx import (
     LOOKUP_PATH,

@@ -7,7 +7,7 @@ bundled national schemas) and `csdlqg-dancu-raw` (no schemas). Rounds alternate 
 the two so that drift on a noisy machine hits both alike. Also times the two validators
 alone on the same messages, which is the cost the end-to-end difference should show.
 
-    .venv/bin/python bench/validation.py [--requests 2000] [--rounds 5] [--concurrency 8]
+    .venv/bin/python -m bench.validation [--requests 2000] [--rounds 5] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,14 +24,12 @@ import aiohttp
 import orjson
 import yaml
 
+from bench.http_load import BODY, PROVIDER, gateway_stack, sample_policies
+from bench.http_load import lookups as run_round
+from bench.http_load import quantile_ms as pct
+from gateway.registry.schema import compile_validator, parse
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from http_load import BODY, PROVIDER, gateway_stack, sample_policies  # noqa: E402
-from http_load import lookups as run_round  # noqa: E402
-from http_load import quantile_ms as pct  # noqa: E402
-
-from gateway.registry.schema import compile_validator, parse  # noqa: E402
 
 
 def write_policy(directory: Path) -> None:

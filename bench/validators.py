@@ -1,7 +1,7 @@
 """Which JSON Schema validator to use: each candidate parses and validates one population
 lookup request and one answer, per exchange, against the bundled national schemas.
 
-    .venv/bin/python bench/validators.py [--repeat 20000]
+    .venv/bin/python -m bench.validators [--repeat 20000]
 
 fastjsonschema and jsonschema are not project dependencies; install them to include
 them (`.venv/bin/pip install fastjsonschema jsonschema`), or they are skipped.

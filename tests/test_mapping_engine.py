@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.conversion.catalogue import adapter_config_errors, build_adapter, known_adapters
 from gateway.conversion.mapping.engine import (
     Context,
     MappingError,
@@ -17,13 +18,7 @@ from gateway.conversion.mapping.engine import (
     join_name,
     split_name,
 )
-from gateway.conversion.sdk import (
-    Adapter,
-    AdapterConfig,
-    adapter_config_errors,
-    build_adapter,
-    known_adapters,
-)
+from gateway.conversion.sdk import Adapter, AdapterConfig
 
 SEX = {"male": "1", "female": "2", "unknown": "0"}
 

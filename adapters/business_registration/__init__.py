@@ -68,10 +68,10 @@ from gateway.conversion.sdk import (
     AdapterConfig,
     Context,
     LegacyTextConfig,
-    OutboundRequest,
     json_object,
     load_mappings,
 )
+from gateway.core.messages import OutboundRequest
 from gateway.core.problems import (
     INVALID_MESSAGE,
     METHOD_NOT_ALLOWED,
@@ -82,7 +82,7 @@ from gateway.core.problems import (
 )
 
 if TYPE_CHECKING:
-    from gateway.upstream.client import UpstreamResponse
+    from gateway.core.messages import UpstreamResponse
 
 __all__ = [
     "ADAPTER",

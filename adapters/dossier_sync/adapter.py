@@ -22,10 +22,10 @@ from gateway.conversion.sdk import (
     AdapterConfig,
     Context,
     LegacyTextConfig,
-    OutboundRequest,
     json_object,
     load_mappings,
 )
+from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.core.problems import (
     CONFLICT,
     INTERNAL_ERROR,
@@ -37,7 +37,6 @@ from gateway.core.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
-from gateway.upstream.client import UpstreamResponse
 
 FOLDER: Final = Path(__file__).resolve().parent
 VIETNAM: Final = timezone(timedelta(hours=7))

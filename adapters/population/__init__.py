@@ -62,13 +62,8 @@ from gateway.conversion.mapping.engine import (
     MappingError,
     compile_mapping,
 )
-from gateway.conversion.sdk import (
-    Adapter,
-    LegacyTextConfig,
-    OutboundRequest,
-    json_object,
-    load_mappings,
-)
+from gateway.conversion.sdk import Adapter, LegacyTextConfig, json_object, load_mappings
+from gateway.core.messages import OutboundRequest
 from gateway.core.problems import (
     INVALID_HEADER,
     INVALID_MESSAGE,
@@ -82,7 +77,7 @@ from gateway.core.problems import (
 from gateway.exchange.accountability import OFFICER_HEADER, PROCEDURE_HEADER, REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
-    from gateway.upstream.client import UpstreamResponse
+    from gateway.core.messages import UpstreamResponse
 
 __all__ = ["ADAPTER", "PopulationAdapter", "PopulationConfig"]
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from gateway.conversion.sdk import adapter_config_errors
+from gateway.conversion.catalogue import adapter_config_errors
 from gateway.exchange.routing import VERSION_RE
 from gateway.identity.access import HTTP_METHODS, compile_glob
 

@@ -18,7 +18,8 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.conversion.sdk import Adapter, build_adapter
+from gateway.conversion.catalogue import build_adapter
+from gateway.conversion.sdk import Adapter
 from gateway.identity.access import Rule, is_allowed
 from gateway.limits.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse

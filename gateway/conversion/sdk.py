@@ -20,27 +20,18 @@ touching `gateway/`. See README "Adding an adapter".
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.metadata
-import pkgutil
 import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 import yaml
-from multidict import CIMultiDict
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from gateway.conversion.mapping import vnencoding
 from gateway.conversion.mapping.engine import CompiledMapping, Context, compile_mapping, map_strings
 from gateway.conversion.mapping.vnencoding import Encoding
-
-if TYPE_CHECKING:  # gateway.upstream needs the runtime tables, which need this module
-    from gateway.upstream.client import UpstreamResponse
+from gateway.core.messages import OutboundRequest, UpstreamResponse
 
 __all__ = [
     "Adapter",
@@ -48,10 +39,7 @@ __all__ = [
     "Context",
     "LegacyTextConfig",
     "OutboundRequest",
-    "adapter_config_errors",
-    "build_adapter",
     "json_object",
-    "known_adapters",
     "load_mappings",
 ]
 
@@ -85,17 +73,6 @@ class LegacyTextConfig(AdapterConfig):
 
 def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
-
-
-@dataclass(slots=True)
-class OutboundRequest:
-    """What is sent to the provider: adapters may change every part."""
-
-    method: str
-    path: str  # appended to the service's upstream URL (raw, percent-encoded)
-    query: str
-    headers: CIMultiDict[str]
-    body: bytes
 
 
 C = TypeVar("C", bound=AdapterConfig)
@@ -132,61 +109,6 @@ def json_object(body: bytes, what: str = "The request body") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Problem(INVALID_MESSAGE, f"{what} must be a JSON object.")
     return value
-
-
-@functools.cache
-def _registry() -> dict[str, type[Adapter[Any]]]:
-    found: dict[str, type[Adapter[Any]]] = {"passthrough": Adapter}
-    try:
-        package = importlib.import_module("adapters")
-    except ImportError:  # installed without the bundled adapters
-        package = None
-    if package is not None:
-        for module in pkgutil.iter_modules(package.__path__):
-            if module.ispkg:
-                cls = getattr(importlib.import_module(f"adapters.{module.name}"), "ADAPTER", None)
-                if isinstance(cls, type) and issubclass(cls, Adapter):
-                    found[cls.name] = cls
-    for entry in importlib.metadata.entry_points(group="lgsp.adapters"):
-        cls = entry.load()
-        if isinstance(cls, type) and issubclass(cls, Adapter):
-            found[cls.name] = cls
-    return found
-
-
-def known_adapters() -> frozenset[str]:
-    return frozenset(_registry())
-
-
-def adapter_config_errors(name: str, config: Mapping[str, Any]) -> list[str]:
-    """Problems with a service's adapter configuration, each naming its field."""
-    cls = _registry().get(name)
-    if cls is None:
-        return [f"adapter: unknown adapter {name!r}; installed: {sorted(_registry())}"]
-    try:
-        cls(cls.Config.model_validate(dict(config)))
-    except ValidationError as e:
-        return [
-            f"adapter_config.{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in e.errors()
-        ]
-    except ValueError as e:
-        return [f"adapter_config: {e}"]
-    return []
-
-
-@functools.lru_cache(maxsize=1024)
-def _build(name: str, config_json: bytes) -> Adapter[Any] | None:
-    cls = _registry()[name]
-    if cls is Adapter:
-        return None  # passthrough: nothing to run on the exchange path
-    return cls(cls.Config.model_validate(orjson.loads(config_json)))
-
-
-def build_adapter(name: str, config: Mapping[str, Any]) -> Adapter[Any] | None:
-    """The adapter instance for a service (None for passthrough), compiled once per
-    distinct configuration and reused across reloads."""
-    return _build(name, orjson.dumps(dict(config), option=orjson.OPT_SORT_KEYS))
 
 
 def load_mappings(folder: Path) -> dict[str, CompiledMapping]:

@@ -36,8 +36,8 @@ from aiohttp import web
 from gateway.audit import AuditEvent, AuditSink, AuditUnavailable
 from gateway.config.runtime import RuntimeConfig, ServiceEntry
 from gateway.conversion.mapping.engine import Context
-from gateway.conversion.sdk import OutboundRequest
 from gateway.core.logging import log
+from gateway.core.messages import OutboundRequest
 from gateway.core.problems import (
     ACCESS_DENIED,
     ADAPTER_UNAVAILABLE,

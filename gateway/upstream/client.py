@@ -21,7 +21,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import quote_plus
 
 import aiohttp
@@ -30,6 +29,7 @@ from yarl import URL
 
 from gateway.config.runtime import ServiceEntry, UpstreamEntry
 from gateway.core.logging import log
+from gateway.core.messages import UpstreamResponse
 from gateway.core.problems import (
     UPSTREAM_ADDRESS_REFUSED,
     UPSTREAM_AUTH_FAILED,
@@ -113,16 +113,6 @@ def basic_authorization(client_id: str, secret: str) -> str:
     # RFC 6749 §2.3.1: form-encode both parts before Basic encoding.
     raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-@dataclass(slots=True)
-class UpstreamResponse:
-    status: int
-    headers: CIMultiDict[str]
-    body: bytes
-    # From the first attempt's start to this answer, retries and their waits included.
-    elapsed_ms: float
-    attempts: int = 1
 
 
 class UpstreamTokens:

@@ -42,12 +42,12 @@ from adapters.document_exchange.adapter import FOLDER
 from adapters.document_exchange.edxml import EDXML_NS, SERVICE_NS, Edxml
 from gateway.config import versions as policy_state
 from gateway.config.policy import ServiceSpec, load_policy_dir
+from gateway.conversion.catalogue import adapter_config_errors
 from gateway.conversion.mapping import soap, vnencoding
 from gateway.conversion.mapping.engine import Context
-from gateway.conversion.sdk import OutboundRequest, adapter_config_errors
+from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.core.problems import Problem
 from gateway.registry.schema import compile_validator, parse
-from gateway.upstream.client import UpstreamResponse
 from simulator.edxml import DOCUMENT_EXCHANGE, DocumentExchange
 from tests.conftest import PROVINCE_ID, REPO, Harness, add_to_policy
 

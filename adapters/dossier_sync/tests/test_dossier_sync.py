@@ -29,10 +29,9 @@ from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet, ServiceSpec, load_policy_dir
 from gateway.conversion.mapping import vnencoding
 from gateway.conversion.mapping.engine import Context
-from gateway.conversion.sdk import OutboundRequest
+from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.core.problems import Problem
 from gateway.edge.reload import reload_config
-from gateway.upstream.client import UpstreamResponse
 from simulator.dossier import DOSSIER_PORTAL, DossierPortal
 from tests.conftest import REPO, Harness
 

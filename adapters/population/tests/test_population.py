@@ -30,11 +30,11 @@ from pydantic import ValidationError
 
 from adapters.population import FOLDER, PopulationAdapter, PopulationConfig
 from gateway.config.policy import PolicySet, ServiceSpec
+from gateway.conversion.catalogue import adapter_config_errors, build_adapter
 from gateway.conversion.mapping import vnencoding
 from gateway.conversion.mapping.engine import Context
-from gateway.conversion.sdk import OutboundRequest, adapter_config_errors, build_adapter
+from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.core.problems import Problem
-from gateway.upstream.client import UpstreamResponse
 from simulator.app import LOOKUPS
 from tests.conftest import REPO, Harness, add_to_policy
 

@@ -52,7 +52,7 @@ from gateway.core.messages import (
     OutboundRequest,
     UpstreamResponse,
 )
-from gateway.upstream.client import basic_authorization
+from gateway.upstream.tokens import basic_authorization
 from simulator.app import create_app as create_simulator
 
 REPO = Path(__file__).resolve().parent.parent

@@ -78,7 +78,7 @@ from gateway.audit.store import AuditStore
 from gateway.core.logging import configure_logging
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade_async
-from gateway.upstream.client import basic_authorization
+from gateway.upstream.tokens import basic_authorization
 
 REPO = Path(__file__).resolve().parent.parent
 

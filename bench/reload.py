@@ -68,14 +68,15 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from bench.http_load import wait_http
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet
 from gateway.config.runtime import load_runtime_config
+from gateway.store import changes as admin
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade_async
 from gateway.store.models import PolicyVersion
-from gateway.upstream.client import basic_authorization
+from gateway.upstream.tokens import basic_authorization
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -576,7 +577,7 @@ class Bench:
                 )
             self.facts["initial_commit"] = (time.perf_counter() - t, len(commit.changes))
             async with sessions() as s, s.begin():
-                secret = await admin.issue_credential(
+                secret = await credential_ops.issue(
                     s, client_code=CALLER, kind="secret", actor="bench"
                 )
             # One edit, timed alone on a quiet machine (the committer repeats it later).

@@ -1,3 +1,3 @@
-from gateway.ops.cli import main
+from gateway.ops.cli.main import main
 
 main()

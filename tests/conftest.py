@@ -29,7 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select, text
 
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet
 from gateway.core.settings import Settings
@@ -248,15 +248,13 @@ class Harness:
 
     async def secret(self, client: str) -> str:
         async with self.state.sessions() as s, s.begin():
-            value = await admin.issue_credential(s, client_code=client, kind="secret", actor="test")
+            value = await credential_ops.issue(s, client_code=client, kind="secret", actor="test")
         await reload_config(self.state)
         return value
 
     async def api_key(self, client: str) -> str:
         async with self.state.sessions() as s, s.begin():
-            value = await admin.issue_credential(
-                s, client_code=client, kind="api_key", actor="test"
-            )
+            value = await credential_ops.issue(s, client_code=client, kind="api_key", actor="test")
         await reload_config(self.state)
         return value
 

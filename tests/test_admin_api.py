@@ -19,7 +19,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.edge.admin_api import PREFIX, ROUTES
 from gateway.edge.app import create_app
@@ -154,7 +154,7 @@ MATRIX: dict[str, tuple[frozenset[str], Callable[[Context], Request]]] = {
 async def test_role_matrix(adm: Admin, case: str) -> None:
     allowed, make = MATRIX[case]
     async with adm.h.state.sessions() as s, s.begin():
-        await admin.issue_credential(s, client_code="hotich", kind="secret", actor="test")
+        await credential_ops.issue(s, client_code="hotich", kind="secret", actor="test")
     listed = await adm.ok("GET", "/clients/hotich/credentials")
     policy = await adm.ok("GET", "/policy")
     ctx = Context(

@@ -27,11 +27,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
+from gateway.admin import credentials as credential_ops
 from gateway.audit.indexer import Indexer
 from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify_store
-from gateway.config import changes as admin
 from gateway.config import versions as policy_state
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
@@ -225,7 +225,7 @@ async def rig(
     await load_bundled(sessions, REPO / "schemas")
     async with sessions() as s, s.begin():
         await policy_state.apply_policy(s, policy_for(sim_url, "http://127.0.0.1:9"), actor="test")
-        secret = await admin.issue_credential(s, client_code="motcua", kind="secret", actor="t")
+        secret = await credential_ops.issue(s, client_code="motcua", kind="secret", actor="t")
     port = _free_port()
     env = {
         **os.environ,

@@ -51,7 +51,7 @@ from gateway.config.policy import PolicySet
 from gateway.core.settings import Settings
 from gateway.edge.app import create_app
 from gateway.edge.state import STATE
-from gateway.ops.cli import main as lgsp_main
+from gateway.ops.cli.main import main as lgsp_main
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import (

@@ -30,10 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import select
 
 import gateway.identity.keys as keys_module
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.edge.app import reload_config
 from gateway.identity.credentials import digest
 from gateway.identity.keys import KeyStore
+from gateway.store import changes as admin
 from gateway.store.models import Client, Credential
 from tests.conftest import ECHO, Harness
 
@@ -123,7 +124,7 @@ async def credential_id(harness: Harness, value: str) -> int:
 
 async def revoke(harness: Harness, cred_id: int) -> None:
     async with harness.state.sessions() as s, s.begin():
-        await admin.revoke_credential(s, credential_id=cred_id, actor="test")
+        await credential_ops.revoke(s, credential_id=cred_id, actor="test")
 
 
 async def assert_audited_401(harness: Harness, r: httpx.Response, error_type: str) -> None:
@@ -497,10 +498,10 @@ async def test_revocation_committed_after_a_later_change_takes_effect(gateway: H
 
     async def later_change() -> None:
         async with gateway.state.sessions() as fast, fast.begin():
-            await admin.issue_credential(fast, client_code="hotich", kind="secret", actor="b")
+            await credential_ops.issue(fast, client_code="hotich", kind="secret", actor="b")
 
     async with gateway.state.sessions() as slow, slow.begin():
-        await admin.revoke_credential(slow, credential_id=cred, actor="admin-a")
+        await credential_ops.revoke(slow, credential_id=cred, actor="admin-a")
         await slow.flush()  # admin-a holds the version row; its transaction is still open
         fast = asyncio.create_task(later_change())
         await asyncio.sleep(0.3)
@@ -574,7 +575,7 @@ async def test_client_secret_is_not_an_api_key(gateway: Harness) -> None:
 
 async def test_expired_api_key_is_refused(gateway: Harness) -> None:
     async with gateway.state.sessions() as s, s.begin():
-        key = await admin.issue_credential(
+        key = await credential_ops.issue(
             s,
             client_code="legacy",
             kind="api_key",
@@ -607,7 +608,7 @@ async def test_api_key_expiring_later_works_in_vietnam_time_zone(
     gateway: Harness, request: pytest.FixtureRequest
 ) -> None:
     async with gateway.state.sessions() as s, s.begin():
-        key = await admin.issue_credential(
+        key = await credential_ops.issue(
             s,
             client_code="legacy",
             kind="api_key",

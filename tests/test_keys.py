@@ -17,8 +17,8 @@ import jwt
 import pytest
 
 import gateway.identity.keys as keys_module
-from gateway.config.runtime import ClientEntry
 from gateway.core.problems import INVALID_TOKEN, Problem
+from gateway.identity.directory import ClientEntry
 from gateway.identity.keys import KeyStore
 from gateway.identity.tokens import TokenService
 

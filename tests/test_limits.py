@@ -13,7 +13,7 @@ import httpx
 import redis.asyncio as redis
 from aiohttp.test_utils import TestServer
 
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet
 from gateway.edge.app import reload_config
@@ -129,7 +129,7 @@ async def test_two_gateway_processes_share_one_budget_through_redis(
         await policy_state.commit_policy(
             s, PolicySet.model_validate(policy), actor="test", source="apply"
         )
-        secret = await admin.issue_credential(s, client_code=client, kind="secret", actor="t")
+        secret = await credential_ops.issue(s, client_code=client, kind="secret", actor="t")
     await engine.dispose()
 
     gateways = []

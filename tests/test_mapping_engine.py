@@ -205,7 +205,7 @@ def test_a_third_party_adapter_is_found_through_its_entry_point(
     """What a package of another agency does: declare an `lgsp.adapters` entry point."""
     import importlib.metadata
 
-    from gateway.conversion import sdk as adapters
+    from gateway.conversion import catalogue as adapters
 
     class TaxConfig(AdapterConfig):
         office: str

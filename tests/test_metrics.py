@@ -7,9 +7,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.core.networks import NetworkAllowList
 from gateway.core.settings import Settings
 from gateway.edge.app import create_app
-from gateway.telemetry.metrics import NetworkAllowList
 from tests.conftest import ECHO, Harness
 
 ECHO_LABEL = "000.00.00.H49/echo/v1"

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.diff import diff
 from gateway.config.policy import PolicySet, load_policy_dir, policy_document, policy_yaml
@@ -138,7 +138,7 @@ async def test_deleting_a_client_revokes_its_credentials(sessions) -> None:  # t
     doc = sample()
     await commit(sessions, doc)
     async with sessions() as s, s.begin():
-        await admin.issue_credential(s, client_code="hotich", kind="secret", actor="t")
+        await credential_ops.issue(s, client_code="hotich", kind="secret", actor="t")
     await commit(sessions, edited(doc))
     assert await _count(sessions, Credential) == 0
 

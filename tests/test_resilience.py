@@ -9,14 +9,13 @@ from email.utils import formatdate
 
 import pytest
 
+from gateway.config.runtime import BreakerPolicy, RetryPolicy
 from gateway.upstream.resilience import (
     CLOSED,
     HALF_OPEN,
     OPEN,
-    BreakerPolicy,
     Bulkhead,
     CircuitBreaker,
-    RetryPolicy,
     backoff_seconds,
     min_attempt_seconds,
     next_delay,

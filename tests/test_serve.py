@@ -27,11 +27,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
+from gateway.admin import credentials as credential_ops
 from gateway.audit.indexer import Indexer
 from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import VerificationReport, verify_store
-from gateway.config import changes as admin
 from gateway.config import versions as policy_state
 from gateway.config.policy import ServiceSpec
 from gateway.registry.bundled import load_bundled
@@ -134,7 +134,7 @@ async def serve(
     await load_bundled(session_factory(engine), REPO / "schemas")
     async with session_factory(engine)() as s, s.begin():
         await policy_state.apply_policy(s, policy, actor="test")
-        secret = await admin.issue_credential(s, client_code="motcua", kind="secret", actor="t")
+        secret = await credential_ops.issue(s, client_code="motcua", kind="secret", actor="t")
     await engine.dispose()
     port = free_port()
     env = {

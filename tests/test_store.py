@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet, load_policy_dir
 from gateway.config.runtime import load_runtime_config
@@ -106,8 +106,8 @@ async def test_runtime_tables_grant_through_groups_and_deny_the_rest(sessions) -
 async def test_secrets_are_stored_only_as_digests(sessions) -> None:  # type: ignore[no-untyped-def]
     await _apply(sessions, load_policy_dir(REPO / "policies"))
     async with sessions() as s, s.begin():
-        secret = await admin.issue_credential(s, client_code="motcua", kind="secret", actor="t")
-        key = await admin.issue_credential(s, client_code="motcua", kind="api_key", actor="t")
+        secret = await credential_ops.issue(s, client_code="motcua", kind="secret", actor="t")
+        key = await credential_ops.issue(s, client_code="motcua", kind="api_key", actor="t")
     async with sessions() as s:
         rows = (await s.scalars(select(Credential))).all()
         stored = {r.secret_sha256 for r in rows}
@@ -126,8 +126,8 @@ async def test_secrets_are_stored_only_as_digests(sessions) -> None:  # type: ig
 async def test_replacing_a_secret_revokes_the_old_one(sessions) -> None:  # type: ignore[no-untyped-def]
     await _apply(sessions, load_policy_dir(REPO / "policies"))
     async with sessions() as s, s.begin():
-        old = await admin.issue_credential(s, client_code="hotich", kind="secret", actor="t")
-        new = await admin.issue_credential(
+        old = await credential_ops.issue(s, client_code="hotich", kind="secret", actor="t")
+        new = await credential_ops.issue(
             s, client_code="hotich", kind="secret", actor="t", revoke_others=True
         )
     config = await load_runtime_config(sessions)
@@ -137,8 +137,8 @@ async def test_replacing_a_secret_revokes_the_old_one(sessions) -> None:  # type
 
 async def test_unknown_client_or_agency_is_reported(sessions) -> None:  # type: ignore[no-untyped-def]
     async with sessions() as s, s.begin():
-        with pytest.raises(admin.NotFound, match="no client 'ghost'"):
-            await admin.issue_credential(s, client_code="ghost", kind="secret", actor="t")
+        with pytest.raises(credential_ops.NotFound, match="no client 'ghost'"):
+            await credential_ops.issue(s, client_code="ghost", kind="secret", actor="t")
         with pytest.raises(policy_state.PolicyRejected, match="no agency"):
             await policy_state.create_client(
                 s, code="x", agency_code="999.99.99.Z99", name="x", actor="t"

@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.config import versions as policy_state
 from gateway.config.policy import policy_yaml
+from gateway.config.runtime import RetryPolicy
 from gateway.edge.reload import reload_config
 from gateway.store.models import AuditRecord
-from gateway.upstream.resilience import RetryPolicy
 from tests.conftest import PROVINCE_ID, Harness, add_to_policy
 
 PROBLEM = "urn:lgsp:problem:"

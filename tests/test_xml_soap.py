@@ -33,17 +33,9 @@ from gateway.conversion.mapping.soap import (
     fault_to_problem,
     parse_envelope,
 )
-from gateway.conversion.mapping.xml import (
-    XSI,
-    InvalidXML,
-    UnsafeXML,
-    data_to_xml,
-    hardened_parser,
-    parse_xml,
-    to_bytes,
-    xml_to_data,
-)
+from gateway.conversion.mapping.xml import XSI, data_to_xml, to_bytes, xml_to_data
 from gateway.core.problems import INVALID_MESSAGE, UPSTREAM_BAD_RESPONSE
+from gateway.core.safexml import InvalidXML, UnsafeXML, hardened_parser, parse_xml
 
 QCVN = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 MB = 1024 * 1024
@@ -213,7 +205,7 @@ def test_bombs_keep_process_memory_flat() -> None:
         """
         import resource, sys
         from tests.test_xml_soap import BOMBS
-        from gateway.mapping.xml import UnsafeXML, parse_xml
+        from gateway.core.safexml import UnsafeXML, parse_xml
         documents = [bomb() for bomb in BOMBS.values()]
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for document in documents:

@@ -62,7 +62,7 @@ from pydantic import StringConstraints
 
 from gateway.conversion.mapping.engine import MappingError
 from gateway.conversion.mapping.vnencoding import LegacyEncodingError
-from gateway.conversion.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
+from gateway.conversion.mapping.xml import data_to_xml, to_bytes, xml_to_data
 from gateway.conversion.sdk import (
     Adapter,
     AdapterConfig,
@@ -80,6 +80,7 @@ from gateway.core.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
+from gateway.core.safexml import parse_xml
 
 if TYPE_CHECKING:
     from gateway.core.messages import UpstreamResponse

@@ -51,7 +51,6 @@ from adapters.document_exchange.edxml import (
 from adapters.document_exchange.faults import fault_problem
 from gateway.conversion.mapping import soap
 from gateway.conversion.mapping.soap import SoapVersion
-from gateway.conversion.mapping.xml import InvalidXML, UnsafeXML
 from gateway.conversion.sdk import Adapter, Context, LegacyTextConfig
 from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.core.problems import (
@@ -64,6 +63,7 @@ from gateway.core.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
+from gateway.core.safexml import InvalidXML, UnsafeXML
 
 FOLDER: Final = Path(__file__).resolve().parent
 SOAP_PATH: Final = "/soap"  # appended to the service's upstream_path (/edxml/v1)

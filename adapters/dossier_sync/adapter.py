@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 from pydantic import StringConstraints
 
 from gateway.conversion.mapping.engine import MappingError
-from gateway.conversion.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
+from gateway.conversion.mapping.xml import data_to_xml, to_bytes, xml_to_data
 from gateway.conversion.sdk import (
     Adapter,
     AdapterConfig,
@@ -37,6 +37,7 @@ from gateway.core.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
+from gateway.core.safexml import parse_xml
 
 FOLDER: Final = Path(__file__).resolve().parent
 VIETNAM: Final = timezone(timedelta(hours=7))

@@ -63,6 +63,7 @@ from gateway.conversion.mapping.engine import (
     compile_mapping,
 )
 from gateway.conversion.sdk import Adapter, LegacyTextConfig, json_object, load_mappings
+from gateway.core.headers import OFFICER_HEADER, PROCEDURE_HEADER, REQUEST_ID_HEADER
 from gateway.core.messages import OutboundRequest
 from gateway.core.problems import (
     INVALID_HEADER,
@@ -74,7 +75,6 @@ from gateway.core.problems import (
     UPSTREAM_BAD_RESPONSE,
     Problem,
 )
-from gateway.exchange.accountability import OFFICER_HEADER, PROCEDURE_HEADER, REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
     from gateway.core.messages import UpstreamResponse

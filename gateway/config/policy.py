@@ -20,15 +20,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.conversion.catalogue import adapter_config_errors
-from gateway.exchange.routing import VERSION_RE
+from gateway.core.identifiers import AgencyCode, DocCode, ServiceCode, ServiceKey, Version
 from gateway.identity.access import HTTP_METHODS, compile_glob
 
-AgencyCode = Annotated[
-    str, StringConstraints(pattern=r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*$", max_length=35)
-]
-DocCode = Annotated[str, StringConstraints(pattern=r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")]
-Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-Version = Annotated[str, StringConstraints(pattern=VERSION_RE.pattern)]
+Code = ServiceCode  # groups and clients share the service codes' shape
 
 
 class _Strict(BaseModel):
@@ -179,14 +174,6 @@ class ServiceSpec(_Strict):
         if errors:
             raise ValueError("; ".join(errors))
         return self
-
-
-ServiceKey = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*/[a-z0-9][a-z0-9._-]{0,63}/v[0-9]{1,6}(?:\.[0-9]{1,6})?$"
-    ),
-]
 
 
 class RateSpec(_Strict):

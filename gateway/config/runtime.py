@@ -11,7 +11,6 @@ import asyncio
 import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.conversion.catalogue import build_adapter
 from gateway.conversion.sdk import Adapter
 from gateway.identity.access import Rule, is_allowed
+from gateway.identity.directory import ClientEntry, CredentialEntry
 from gateway.limits.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
 from gateway.store.models import (
@@ -36,25 +36,26 @@ from gateway.store.models import (
     Service,
     Upstream,
 )
-from gateway.upstream.resilience import DEFAULT_BREAKER, NO_RETRY, BreakerPolicy, RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
-class ClientEntry:
-    code: str
-    name: str
-    agency_code: str
-    enabled: bool
-    groups: frozenset[str]
-    roles: frozenset[str] = frozenset()
+class RetryPolicy:
+    attempts: int = 1  # 1: no retry
+    backoff_ms: int = 50
+    max_backoff_ms: int = 1000
+
+
+NO_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True, slots=True)
-class CredentialEntry:
-    id: int
-    kind: str  # "secret" | "api_key"
-    client_code: str
-    expires_at: datetime | None
+class BreakerPolicy:
+    failure_threshold: int = 5  # 0: no breaker
+    open_seconds: float = 10.0
+    half_open_requests: int = 1
+
+
+DEFAULT_BREAKER = BreakerPolicy()
 
 
 @dataclass(frozen=True, slots=True)

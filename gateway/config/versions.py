@@ -21,9 +21,9 @@ import orjson
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.config.changes import config_version, record_all, serialize_changes
 from gateway.config.diff import Change, diff_documents
 from gateway.config.policy import PolicySet, policy_document
+from gateway.store.changes import config_version, record_all, serialize_changes
 from gateway.store.models import (
     AccessRight,
     AdminEvent,

@@ -39,7 +39,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.diff import Change, diff, rate_limit_key
 from gateway.config.policy import (
@@ -52,7 +52,6 @@ from gateway.config.policy import (
     UpstreamSpec,
     policy_document,
 )
-from gateway.config.runtime import ClientEntry
 from gateway.core.problems import (
     ACCESS_DENIED,
     BAD_REQUEST,
@@ -68,6 +67,8 @@ from gateway.edge.reload import reload_config
 from gateway.edge.roles import require_role
 from gateway.edge.state import STATE, GatewayState
 from gateway.identity import credentials
+from gateway.identity.directory import ClientEntry
+from gateway.store import changes as admin
 from gateway.store.models import AdminEvent, Client, Credential, PolicyVersion, utcnow
 from gateway.upstream.allowlist import OutboundPolicy
 
@@ -896,10 +897,10 @@ async def _issue(
     session: AsyncSession, call: Call, code: str, kind: str, expires_at: datetime | None
 ) -> dict[str, Any]:
     try:
-        secret = await admin.issue_credential(
+        secret = await credential_ops.issue(
             session, client_code=code, kind=kind, actor=call.actor, expires_at=expires_at
         )
-    except admin.NotFound as e:
+    except credential_ops.NotFound as e:
         raise Problem(NOT_FOUND, f"{str(e).capitalize()}.") from None
     row = await session.scalar(
         select(Credential).where(Credential.secret_sha256 == credentials.digest(secret))
@@ -995,8 +996,8 @@ async def revoke_credential(request: web.Request, call: Call) -> web.StreamRespo
     async with call.state.sessions() as s, s.begin():
         _annotate(s, _comment(request))
         try:
-            await admin.revoke_credential(s, credential_id=credential_id, actor=call.actor)
-        except admin.NotFound:
+            await credential_ops.revoke(s, credential_id=credential_id, actor=call.actor)
+        except credential_ops.NotFound:
             raise Problem(NOT_FOUND, f"No credential {credential_id}.") from None
         row = await s.get(Credential, credential_id)
         client = await s.get(Client, row.client_id) if row is not None else None

@@ -29,12 +29,13 @@ from sqlalchemy.orm import InstrumentedAttribute
 from gateway.audit import query
 from gateway.audit.query import AuditFilter, invalid
 from gateway.audit.verify import verify_store
-from gateway.config.runtime import ClientEntry
+from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.logging import log
 from gateway.core.problems import ACCESS_DENIED, INVALID_HEADER, NOT_FOUND, Problem
 from gateway.edge.roles import require_role
 from gateway.edge.state import STATE
-from gateway.exchange.accountability import REQUEST_ID_HEADER, request_id_from
+from gateway.exchange.accountability import request_id_from
+from gateway.identity.directory import ClientEntry
 from gateway.store.models import AdminEvent, AuditFinding, AuditPurge, AuditRead, AuditRecord
 
 PREFIX = "/audit/v1"

@@ -39,8 +39,8 @@ from aiohttp import web
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.config import changes as admin
-from gateway.config.runtime import ClientEntry, RuntimeConfig, ServiceEntry
+from gateway.config.runtime import RuntimeConfig, ServiceEntry
+from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.problems import (
     ACCESS_DENIED,
     INVALID_PARAMETER,
@@ -49,12 +49,15 @@ from gateway.core.problems import (
     Problem,
     Side,
 )
+from gateway.edge.http import json_response
 from gateway.edge.roles import require_role
 from gateway.edge.state import STATE, GatewayState
-from gateway.exchange.accountability import FIELD_RE, FIELDS, REQUEST_ID_HEADER, REQUEST_ID_RE
+from gateway.exchange.accountability import FIELD_RE, FIELDS, REQUEST_ID_RE
 from gateway.exchange.pipeline import MESSAGE_METHODS, REQUEST_HASH_HEADER
 from gateway.identity.access import HTTP_METHODS
-from gateway.identity.authn import API_KEY_HEADER
+from gateway.identity.authn import API_KEY_HEADER, authenticate
+from gateway.identity.directory import ClientEntry
+from gateway.store import changes as admin
 from gateway.store.models import AccessRight, Agency, RegistrySchema, RegistryVersion, Service
 
 PREFIX = "/discovery/v1"
@@ -626,8 +629,36 @@ def _respond(body: bytes) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app[CACHE] = DiscoveryCache()
+    # The first listing, kept for callers written against it: GET /discovery/v1/allowed
+    # says the same with the rights granted.
+    app.router.add_get("/services", granted_services)
     app.router.add_get(PREFIX + "/services", list_services)
     app.router.add_get(PREFIX + "/allowed", allowed_services)
     app.router.add_get(
         PREFIX + "/services/{provider}/{code}/{version}/openapi.json", service_openapi
+    )
+
+
+async def granted_services(request: web.Request) -> web.Response:
+    """The services the authenticated caller is granted something on."""
+    state = request.app[STATE]
+    config = state.pipeline.config
+    caller = authenticate(request.headers, config, state.tokens)
+    return json_response(
+        {
+            "client": caller.client.code,
+            "services": [
+                {
+                    "provider": s.provider,
+                    "code": s.code,
+                    "version": s.version,
+                    "name": s.name,
+                    "address": f"/r1/{s.provider}/{s.code}/{s.version}/",
+                    "requires": list(s.required_fields),
+                    "enabled": s.enabled,
+                }
+                for s in config.services.values()
+                if s.grants(caller.client)
+            ],
+        }
     )

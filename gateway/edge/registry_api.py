@@ -20,11 +20,12 @@ import orjson
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.config.runtime import ClientEntry
+from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.problems import PROBLEM_CONTENT_TYPE, Problem
 from gateway.edge.state import STATE
-from gateway.exchange.accountability import REQUEST_ID_HEADER, request_id_from
+from gateway.exchange.accountability import request_id_from
 from gateway.identity.authn import authenticate, check_client_secret
+from gateway.identity.directory import ClientEntry
 from gateway.registry import schema, store
 from gateway.registry.store import RegistryError
 

@@ -21,10 +21,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from gateway.config import changes as admin
 from gateway.config.runtime import load_runtime_config
 from gateway.core.logging import log
 from gateway.edge.state import GatewayState
+from gateway.store import changes as admin
 
 CHANNEL = admin.CONFIG_CHANNEL
 # With LISTEN, polling only covers a notification lost with a broken connection.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.config.runtime import ClientEntry
 from gateway.core.problems import ACCESS_DENIED, Problem
 from gateway.edge.state import STATE
 from gateway.identity.authn import authenticate
+from gateway.identity.directory import ClientEntry
 
 
 def require_role(request: web.Request, *roles: str) -> ClientEntry:

@@ -15,12 +15,8 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDictProxy
 
+from gateway.core.headers import CASE_HEADER, OFFICER_HEADER, PROCEDURE_HEADER, REQUEST_ID_HEADER
 from gateway.core.problems import INVALID_HEADER, MISSING_ACCOUNTABILITY, Problem
-
-REQUEST_ID_HEADER = "X-Request-Id"
-OFFICER_HEADER = "X-Officer-Id"
-PROCEDURE_HEADER = "X-Procedure-Code"
-CASE_HEADER = "X-Case-Number"
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")

@@ -36,6 +36,14 @@ from aiohttp import web
 from gateway.audit import AuditEvent, AuditSink, AuditUnavailable
 from gateway.config.runtime import RuntimeConfig, ServiceEntry
 from gateway.conversion.mapping.engine import Context
+from gateway.core.headers import (
+    CASE_HEADER,
+    CLIENT_AGENCY_HEADER,
+    CLIENT_ID_HEADER,
+    OFFICER_HEADER,
+    PROCEDURE_HEADER,
+    REQUEST_ID_HEADER,
+)
 from gateway.core.logging import log
 from gateway.core.messages import OutboundRequest
 from gateway.core.problems import (
@@ -58,15 +66,7 @@ from gateway.core.problems import (
     Problem,
     ProblemType,
 )
-from gateway.exchange.accountability import (
-    CASE_HEADER,
-    OFFICER_HEADER,
-    PROCEDURE_HEADER,
-    REQUEST_ID_HEADER,
-    accountability_from,
-    request_id_from,
-    traceparent_from,
-)
+from gateway.exchange.accountability import accountability_from, request_id_from, traceparent_from
 from gateway.exchange.routing import parse_service_address
 from gateway.identity.access import HTTP_METHODS
 from gateway.identity.authn import authenticate
@@ -228,8 +228,8 @@ class ExchangePipeline:
                 # The answer is read (validated, converted): it must arrive uncompressed.
                 headers["Accept-Encoding"] = "identity"
             # Tell the provider who is asking, as X-Road's X-Road-Client does.
-            headers["X-Client-Id"] = caller.client.code
-            headers["X-Client-Agency"] = caller.client.agency_code
+            headers[CLIENT_ID_HEADER] = caller.client.code
+            headers[CLIENT_AGENCY_HEADER] = caller.client.agency_code
             for header, value in (
                 (OFFICER_HEADER, who.officer),
                 (PROCEDURE_HEADER, who.procedure),

@@ -13,13 +13,11 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from gateway.core.identifiers import AGENCY_CODE_RE, SERVICE_CODE_RE, VERSION_RE
 from gateway.core.problems import INVALID_PATH, INVALID_SERVICE_ADDRESS, Problem
 
 PREFIX = "/r1/"
 
-AGENCY_CODE_RE = re.compile(r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*$")  # Decision 20/2020, max 35 chars
-SERVICE_CODE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-VERSION_RE = re.compile(r"^v[0-9]{1,6}(?:\.[0-9]{1,6})?$")  # at most 14 characters
 
 # Encoded "/", "\", NUL, "." and "%" (double encoding): none has an innocent use in a
 # service path, and each has been used to make a path mean one thing to the access check

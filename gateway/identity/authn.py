@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDictProxy
 
-from gateway.config.runtime import ClientEntry, RuntimeConfig
 from gateway.core.problems import (
     INVALID_API_KEY,
     INVALID_TOKEN,
@@ -22,6 +21,7 @@ from gateway.core.problems import (
     ProblemType,
 )
 from gateway.identity.credentials import API_KEY_PREFIX, digest
+from gateway.identity.directory import ClientEntry, Directory
 from gateway.identity.tokens import TokenService
 
 API_KEY_HEADER = "X-Api-Key"
@@ -33,9 +33,7 @@ class Caller:
     method: str  # "bearer" | "api_key"
 
 
-def authenticate(
-    headers: CIMultiDictProxy[str], config: RuntimeConfig, tokens: TokenService
-) -> Caller:
+def authenticate(headers: CIMultiDictProxy[str], config: Directory, tokens: TokenService) -> Caller:
     try:
         return _authenticate(headers, config, tokens)
     except Problem as p:
@@ -50,7 +48,7 @@ def authenticate(
 
 
 def _authenticate(
-    headers: CIMultiDictProxy[str], config: RuntimeConfig, tokens: TokenService
+    headers: CIMultiDictProxy[str], config: Directory, tokens: TokenService
 ) -> Caller:
     authorization = headers.get("Authorization")
     if authorization is not None:
@@ -100,7 +98,7 @@ def _authenticate(
     )
 
 
-def _enabled_client(config: RuntimeConfig, code: str, ptype: ProblemType) -> ClientEntry:
+def _enabled_client(config: Directory, code: str, ptype: ProblemType) -> ClientEntry:
     client = config.clients.get(code)
     if client is None or not client.enabled:
         raise Problem(ptype, f"The client {code!r} is unknown or disabled.")
@@ -108,7 +106,7 @@ def _enabled_client(config: RuntimeConfig, code: str, ptype: ProblemType) -> Cli
 
 
 def check_client_secret(
-    config: RuntimeConfig, client_code: str, secret: str
+    config: Directory, client_code: str, secret: str
 ) -> tuple[ClientEntry, int] | None:
     """For the token endpoint: the client and credential id, or None if they do not match."""
     entry = config.credentials.get(digest(secret))

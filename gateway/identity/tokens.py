@@ -15,8 +15,8 @@ from typing import Any
 
 import jwt
 
-from gateway.config.runtime import ClientEntry
 from gateway.core.problems import INVALID_TOKEN, Problem
+from gateway.identity.directory import ClientEntry
 from gateway.identity.keys import KeyStore
 
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.config import changes as admin
+from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.policy import load_policy_dir
 from gateway.core.logging import configure_logging
@@ -199,7 +199,7 @@ async def _prepare(settings: Settings, policies: Path) -> tuple[str, str]:
                     print(f"demo: applying {policies} {line}")
             # Fresh secrets each run: secrets are never kept in files, only their digests.
             secrets_ = [
-                await admin.issue_credential(
+                await credential_ops.issue(
                     session, client_code=code, kind="secret", actor="demo", revoke_others=True
                 )
                 for code in (DEMO_CLIENT, DEMO_ADMIN)

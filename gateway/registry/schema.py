@@ -17,7 +17,7 @@ import jsonschema_rs
 import orjson
 from lxml import etree
 
-from gateway.conversion.mapping.xml import InvalidXML, UnsafeXML, parse_xml
+from gateway.core.safexml import InvalidXML, UnsafeXML, parse_xml
 
 SCHEMA_TYPES = ("JSON", "XML")
 MAX_ERRORS = 20  # a broken message lists this many errors at most

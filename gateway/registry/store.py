@@ -15,9 +15,9 @@ import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.config import changes as admin
 from gateway.registry import compat
 from gateway.registry.schema import InvalidSchema, ParsedSchema, parse
+from gateway.store import changes as admin
 from gateway.store.models import RegistryConfig, RegistrySchema, RegistryVersion
 
 DEFAULT_COMPATIBILITY = "BACKWARD"

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 from prometheus_client import (
@@ -33,8 +31,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-from gateway.upstream.allowlist import NAMED
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -193,34 +189,3 @@ class _Tally:
 def worker_exited(pid: int, directory: Path) -> None:
     """Drop a dead worker's live gauges (its counters stay summed in)."""
     multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
-
-
-class NetworkAllowList:
-    """Who may read /metrics: CIDRs and the names "loopback" and "private"."""
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        networks: list[IPv4Network | IPv6Network] = []
-        for entry in entries:
-            name = entry.strip().lower()
-            if name in NAMED and name != "public":
-                networks += [*NAMED[name][0], *NAMED[name][1]]
-                continue
-            try:
-                networks.append(ip_network(entry.strip(), strict=True))
-            except ValueError as e:
-                raise ValueError(
-                    f"LGSP_METRICS_ALLOWED_NETWORKS: {entry!r} is neither loopback, private "
-                    f"nor a CIDR network ({e})"
-                ) from None
-        self._networks = tuple(networks)
-
-    def allows(self, remote: str | None) -> bool:
-        if not remote:
-            return False
-        try:
-            ip: IPv4Address | IPv6Address = ip_address(remote)
-        except ValueError:
-            return False
-        if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in n for n in self._networks)

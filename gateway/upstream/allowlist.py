@@ -34,68 +34,33 @@ from ipaddress import (
 )
 from typing import TYPE_CHECKING, Final
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from gateway.core.logging import log
+from gateway.core.networks import (
+    METADATA,
+    NAMED,
+    IPAddress,
+    describe,
+    host_network,
+    is_public,
+    numeric_ipv4,
+    unwrap,
+)
+from gateway.core.problems import (
+    UPSTREAM_ADDRESS_REFUSED,
+    Problem,
+)
+
 if TYPE_CHECKING:
     from gateway.core.settings import Settings
 
-IPAddress = IPv4Address | IPv6Address
 NETWORKS_SETTING: Final = "LGSP_UPSTREAM_ALLOWED_NETWORKS"
 SCHEMES_SETTING: Final = "LGSP_UPSTREAM_ALLOWED_SCHEMES"
 SUPPORTED_SCHEMES: Final = frozenset({"http", "https"})
-
-
-def _v4(*cidrs: str) -> tuple[IPv4Network, ...]:
-    return tuple(IPv4Network(c) for c in cidrs)
-
-
-def _v6(*cidrs: str) -> tuple[IPv6Network, ...]:
-    return tuple(IPv6Network(c) for c in cidrs)
-
-
-LOOPBACK_V4: Final = _v4("127.0.0.0/8")
-LOOPBACK_V6: Final = _v6("::1/128")
-PRIVATE_V4: Final = _v4("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
-PRIVATE_V6: Final = _v6("fc00::/7")
-LINK_LOCAL_V4: Final = _v4("169.254.0.0/16")
-LINK_LOCAL_V6: Final = _v6("fe80::/10")
-# Not globally routable (IANA special-purpose registries), whatever Python version's
-# `is_global` says: the table is spelled out so the answer never changes under us.
-NOT_PUBLIC_V4: Final = _v4(
-    "0.0.0.0/8",  # "this network", unspecified
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "172.16.0.0/12",
-    "192.0.0.0/24",  # IETF protocol assignments
-    "192.0.2.0/24",  # documentation
-    "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
-    "192.168.0.0/16",
-    "198.18.0.0/15",  # benchmarking
-    "198.51.100.0/24",  # documentation
-    "203.0.113.0/24",  # documentation
-    "224.0.0.0/4",  # multicast
-    "240.0.0.0/4",  # reserved, and 255.255.255.255 broadcast
-)
-# Global unicast IPv6 is 2000::/3; inside it, these are not globally routable.
-GLOBAL_UNICAST_V6: Final = IPv6Network("2000::/3")
-NOT_PUBLIC_V6: Final = _v6(
-    "2001::/23",  # IETF protocol assignments (Teredo, benchmarking, ORCHID)
-    "2001:db8::/32",  # documentation
-    "2002::/16",  # 6to4
-    "3fff::/20",  # documentation
-)
-NAT64_V6: Final = IPv6Network("64:ff9b::/96")
-METADATA: Final = frozenset({IPv4Address("169.254.169.254"), IPv6Address("fd00:ec2::254")})
-
-NAMED: Final[dict[str, tuple[tuple[IPv4Network, ...], tuple[IPv6Network, ...]]]] = {
-    "loopback": (LOOPBACK_V4, LOOPBACK_V6),
-    "private": (PRIVATE_V4, PRIVATE_V6),
-    "public": ((), ()),  # judged by _is_public, not by a list
-}
 
 
 class OutboundRefused(ValueError):
@@ -117,58 +82,6 @@ class AddressRefused(OSError):
 
     def __str__(self) -> str:
         return self.message
-
-
-def _unwrap(ip: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv4-mapped or NAT64 IPv6 address stands for, else `ip`."""
-    if isinstance(ip, IPv6Address):
-        mapped = ip.ipv4_mapped
-        if mapped is not None:
-            return mapped
-        if ip in NAT64_V6:
-            return IPv4Address(int(ip) & 0xFFFF_FFFF)
-    return ip
-
-
-def _is_public(ip: IPAddress) -> bool:
-    if isinstance(ip, IPv4Address):
-        return not any(ip in n for n in NOT_PUBLIC_V4)
-    return ip in GLOBAL_UNICAST_V6 and not any(ip in n for n in NOT_PUBLIC_V6)
-
-
-def describe(ip: IPAddress) -> str:
-    """What kind of address `ip` is, in words, for messages."""
-    ip = _unwrap(ip)
-    if ip in METADATA:
-        return "link-local, the cloud metadata service"
-    v4 = isinstance(ip, IPv4Address)
-    if ip.is_unspecified or (v4 and ip in IPv4Network("0.0.0.0/8")):
-        return "unspecified"
-    if any(ip in n for n in (LOOPBACK_V4 if v4 else LOOPBACK_V6)):
-        return "loopback"
-    if any(ip in n for n in (LINK_LOCAL_V4 if v4 else LINK_LOCAL_V6)):
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if any(ip in n for n in (PRIVATE_V4 if v4 else PRIVATE_V6)):
-        return "private"
-    if _is_public(ip):
-        return "public"
-    return "reserved"
-
-
-def _host_network(ip: IPAddress) -> str:
-    return f"{ip}/{ip.max_prefixlen}"
-
-
-def _numeric_ipv4(host: str) -> IPv4Address | None:
-    """The address a legacy numeric IPv4 form (127.1, 0x7f000001, 2130706433) means."""
-    if not host or not all(c in "0123456789abcdefABCDEFxX." for c in host):
-        return None
-    try:
-        return IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
 
 
 class OutboundPolicy:
@@ -228,7 +141,7 @@ class OutboundPolicy:
     def allows(self, ip: IPAddress) -> bool:
         """Whether the gateway may connect to `ip` (run for each new upstream connection)."""
         if isinstance(ip, IPv6Address):
-            v4 = _unwrap(ip)
+            v4 = unwrap(ip)
             if isinstance(v4, IPv4Address):
                 # NAT64 may be allowed by its own IPv6 CIDR; IPv4-mapped never is.
                 if ip.ipv4_mapped is None and any(ip in n for n in self._v6):
@@ -245,12 +158,12 @@ class OutboundPolicy:
                 return True
             if any(ip in n for n in self._named_v4):
                 return True
-        return self._public and _is_public(ip)
+        return self._public and is_public(ip)
 
     def advice(self, refused: Iterable[IPAddress]) -> str:
         """What to set so that `refused` would be allowed, naming the setting."""
         current = json.dumps(self.networks)
-        refused = [_unwrap(ip) for ip in refused]
+        refused = [unwrap(ip) for ip in refused]
         if any(ip in METADATA for ip in refused):
             return (
                 "That is the cloud metadata service, which hands out the server's own "
@@ -264,7 +177,7 @@ class OutboundPolicy:
             if kind in NAMED:
                 add = kind
             else:
-                add, special = _host_network(ip), True
+                add, special = host_network(ip), True
             if add not in additions and add not in self.networks:
                 additions.append(add)
         if not additions:
@@ -318,7 +231,7 @@ class OutboundPolicy:
         try:
             ip = ip_address(host)
         except ValueError:
-            numeric = _numeric_ipv4(host)
+            numeric = numeric_ipv4(host)
             if numeric is not None:
                 return (
                     f"{host!r} is a non-standard way of writing the IPv4 address {numeric};"
@@ -381,3 +294,17 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def address_refused(error: BaseException) -> AddressRefused | None:
+    """The outbound policy's refusal inside an aiohttp connection error, if it is one."""
+    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
+        error.os_error, AddressRefused
+    ):
+        return error.os_error
+    return None
+
+
+def refused_problem(what: str, reason: str) -> Problem:
+    log.warning("upstream address refused", target=what, reason=reason)
+    return Problem(UPSTREAM_ADDRESS_REFUSED, f"The gateway may not call {what}: {reason}")

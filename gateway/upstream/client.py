@@ -16,23 +16,17 @@ timeout. State is kept by upstream name, so it survives configuration reloads.
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
-import os
 import time
 from collections.abc import Callable
-from urllib.parse import quote_plus
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.config.runtime import ServiceEntry, UpstreamEntry
-from gateway.core.logging import log
 from gateway.core.messages import UpstreamResponse
 from gateway.core.problems import (
-    UPSTREAM_ADDRESS_REFUSED,
-    UPSTREAM_AUTH_FAILED,
     UPSTREAM_BAD_RESPONSE,
     UPSTREAM_BUSY,
     UPSTREAM_CIRCUIT_OPEN,
@@ -42,7 +36,12 @@ from gateway.core.problems import (
     Problem,
     ProblemType,
 )
-from gateway.upstream.allowlist import AddressRefused, GuardedResolver, OutboundPolicy
+from gateway.upstream.allowlist import (
+    GuardedResolver,
+    OutboundPolicy,
+    address_refused,
+    refused_problem,
+)
 from gateway.upstream.resilience import (
     CLOSED,
     HALF_OPEN,
@@ -54,6 +53,7 @@ from gateway.upstream.resilience import (
     next_delay,
     retry_after_seconds,
 )
+from gateway.upstream.tokens import UpstreamTokens
 
 # RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
 HOP_BY_HOP = frozenset(
@@ -79,7 +79,6 @@ NOT_FORWARDED_REQUEST = HOP_BY_HOP | {
     "expect",  # the gateway has already read the body
 }
 NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
-_TOKEN_MARGIN_SECONDS = 30
 # Failures that count against an upstream's breaker (with any 5xx answer) and those worth
 # a retry (with 502/503/504). A refused address, a failed token request or an oversized
 # answer say nothing about whether the provider's system is up.
@@ -93,112 +92,6 @@ def forwardable(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMulti
     return CIMultiDict(
         (k, v) for k, v in headers.items() if k.lower() not in drop and k.lower() not in listed
     )
-
-
-def address_refused(error: BaseException) -> AddressRefused | None:
-    """The outbound policy's refusal inside an aiohttp connection error, if it is one."""
-    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
-        error.os_error, AddressRefused
-    ):
-        return error.os_error
-    return None
-
-
-def _refused(what: str, reason: str) -> Problem:
-    log.warning("upstream address refused", target=what, reason=reason)
-    return Problem(UPSTREAM_ADDRESS_REFUSED, f"The gateway may not call {what}: {reason}")
-
-
-def basic_authorization(client_id: str, secret: str) -> str:
-    # RFC 6749 §2.3.1: form-encode both parts before Basic encoding.
-    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
-    return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-class UpstreamTokens:
-    """OAuth2 client-credentials tokens for upstreams, one in flight per upstream."""
-
-    def __init__(
-        self, session: aiohttp.ClientSession, outbound: OutboundPolicy | None = None
-    ) -> None:
-        self._session = session
-        self._outbound = outbound
-        self._tokens: dict[str, tuple[str, float]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def authorization(self, upstream: UpstreamEntry) -> str | None:
-        if upstream.auth.get("type", "none") == "none":
-            return None
-        cached = self._tokens.get(upstream.name)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        lock = self._locks.setdefault(upstream.name, asyncio.Lock())
-        async with lock:
-            cached = self._tokens.get(upstream.name)
-            if cached and cached[1] > time.monotonic():
-                return cached[0]
-            token, ttl = await self._fetch(upstream)
-            value = f"Bearer {token}"
-            self._tokens[upstream.name] = (value, time.monotonic() + ttl - _TOKEN_MARGIN_SECONDS)
-            return value
-
-    def invalidate(self, upstream: UpstreamEntry) -> None:
-        self._tokens.pop(upstream.name, None)
-
-    async def _fetch(self, upstream: UpstreamEntry) -> tuple[str, float]:
-        auth = upstream.auth
-        secret_env = auth.get("client_secret_env", "")
-        secret = os.environ.get(secret_env)
-        if not secret:
-            raise Problem(
-                UPSTREAM_AUTH_FAILED,
-                f"No client secret for upstream {upstream.name!r}: set the environment "
-                f"variable {secret_env!r} on the gateway.",
-            )
-        token_url = auth["token_url"]
-        if token_url.startswith("/"):
-            token_url = upstream.base_url.rstrip("/") + token_url
-        target = URL(token_url)
-        if self._outbound is not None:
-            reason = self._outbound.refusal(target.scheme, target.host)
-            if reason is not None:
-                raise _refused(f"the token URL of upstream {upstream.name!r}", reason)
-        try:
-            async with self._session.post(
-                target,
-                data={"grant_type": "client_credentials"},
-                headers={"Authorization": basic_authorization(auth["client_id"], secret)},
-                timeout=aiohttp.ClientTimeout(total=10),
-                # A redirect could lead anywhere, IP literals included: with an outbound
-                # policy, the token URL must be the final address.
-                allow_redirects=self._outbound is None,
-            ) as resp:
-                if 300 <= resp.status < 400 and self._outbound is not None:
-                    raise Problem(
-                        UPSTREAM_AUTH_FAILED,
-                        f"Upstream {upstream.name!r} answered the token request with a "
-                        f"redirect (HTTP {resp.status}); the gateway does not follow it. "
-                        "Set the upstream's token_url to the final address.",
-                    )
-                payload = await resp.json(content_type=None)
-                if resp.status != 200 or not isinstance(payload, dict):
-                    raise Problem(
-                        UPSTREAM_AUTH_FAILED,
-                        f"Upstream {upstream.name!r} refused the gateway's credentials "
-                        f"(HTTP {resp.status}).",
-                    )
-                return str(payload["access_token"]), float(payload.get("expires_in", 300))
-        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as e:
-            refused = address_refused(e)
-            if refused is not None:
-                raise _refused(
-                    f"the token URL of upstream {upstream.name!r}", str(refused)
-                ) from None
-            raise Problem(
-                UPSTREAM_AUTH_FAILED,
-                f"Could not get an access token from upstream {upstream.name!r}: "
-                f"{type(e).__name__}.",
-            ) from None
 
 
 class _Guard:
@@ -473,7 +366,7 @@ class UpstreamClient:
             # Cached per scheme and host: a dictionary lookup for hosts already seen.
             reason = self._outbound.refusal(target.scheme, target.host)
             if reason is not None:
-                raise _refused(f"the upstream of {name}", reason)
+                raise refused_problem(f"the upstream of {name}", reason)
         try:
             async with self._session.request(
                 method,
@@ -520,7 +413,7 @@ class UpstreamClient:
         except aiohttp.ClientConnectorError as e:
             refused = address_refused(e)
             if refused is not None:
-                raise _refused(f"the upstream of {name}", str(refused)) from None
+                raise refused_problem(f"the upstream of {name}", str(refused)) from None
             raise Problem(
                 UPSTREAM_CONNECT_FAILED,
                 f"Could not connect to {name} at {e.host}:{e.port}: "

@@ -14,9 +14,9 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from gateway.config.runtime import DEFAULT_BREAKER, BreakerPolicy, RetryPolicy
 from gateway.core.logging import log
 
 # RFC 9110 §9.2.2: a repeated request has the same effect as one; nothing else is retried.
@@ -27,26 +27,6 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 1  # 1: no retry
-    backoff_ms: int = 50
-    max_backoff_ms: int = 1000
-
-
-NO_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    failure_threshold: int = 5  # 0: no breaker
-    open_seconds: float = 10.0
-    half_open_requests: int = 1
-
-
-DEFAULT_BREAKER = BreakerPolicy()
 
 
 def backoff_seconds(

@@ -29,10 +29,11 @@ from gateway.config.policy import PolicySet, ServiceSpec
 from gateway.conversion.catalogue import build_adapter
 from gateway.conversion.mapping import vnencoding
 from gateway.conversion.mapping.engine import map_strings
-from gateway.conversion.mapping.xml import data_to_xml, parse_xml, to_bytes, xml_to_data
+from gateway.conversion.mapping.xml import data_to_xml, to_bytes, xml_to_data
 from gateway.conversion.sdk import Context
 from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.core.problems import Problem
+from gateway.core.safexml import parse_xml
 from gateway.edge.reload import reload_config
 from simulator.business import BUSINESS_REGISTRY
 from tests.conftest import Harness

@@ -27,16 +27,9 @@ from typing import Final, Literal
 
 from lxml import etree
 
-from gateway.conversion.mapping.xml import (
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_ELEMENTS,
-    XML_NS,
-    InvalidXML,
-    iter_elements,
-    parse_xml,
-)
+from gateway.conversion.mapping.xml import XML_NS, iter_elements
 from gateway.core.problems import INVALID_MESSAGE, UPSTREAM_BAD_RESPONSE, Problem
+from gateway.core.safexml import MAX_BYTES, MAX_DEPTH, MAX_ELEMENTS, InvalidXML, parse_xml
 
 SoapVersion = Literal["1.1", "1.2"]
 

@@ -16,7 +16,14 @@ from gateway.config import versions as policy_state
 from gateway.config.diff import diff
 from gateway.config.policy import PolicySet, load_policy_dir, policy_yaml
 from gateway.core.settings import Settings
-from gateway.ops.cli import VIETNAM, _issue, _load_bundled, _settings, _with_session, cli_actor
+from gateway.ops.cli.common import (
+    VIETNAM,
+    cli_actor,
+    issue_credential,
+    register_bundled,
+    settings_from,
+    with_session,
+)
 from gateway.store.migrate import upgrade
 from gateway.upstream.allowlist import OutboundPolicy
 
@@ -40,7 +47,7 @@ def _load(directory: str, settings: Settings) -> PolicySet | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    policy = _load(args.directory, _settings(args))
+    policy = _load(args.directory, settings_from(args))
     if policy is None:
         return 2
     print(
@@ -51,12 +58,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     policy = _load(args.directory, settings)
     if policy is None:
         return 2
     upgrade(settings.database_url)
-    current = asyncio.run(_with_session(settings, policy_state.current_policy))
+    current = asyncio.run(with_session(settings, policy_state.current_policy))
     changes = diff(current, policy)
     if not changes:
         print("no changes: the store already holds these files' configuration")
@@ -67,13 +74,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     policy = _load(args.directory, settings)
     if policy is None:
         return 2
     upgrade(settings.database_url)
     # Services name registered schemas: make sure the bundled ones are there first.
-    asyncio.run(_load_bundled(settings, settings.schemas_dir))
+    asyncio.run(register_bundled(settings, settings.schemas_dir))
     check = OutboundPolicy.from_settings(settings).check_url
     return _report(
         settings,
@@ -85,7 +92,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     upgrade(settings.database_url)
     return _report(
         settings,
@@ -102,7 +109,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _report(settings: Settings, work: Any, *, verb: str) -> int:
     try:
-        commit: policy_state.PolicyCommit = asyncio.run(_with_session(settings, work))
+        commit: policy_state.PolicyCommit = asyncio.run(with_session(settings, work))
     except (policy_state.PolicyRejected, ValidationError) as e:
         print(f"not applied: {e}", file=sys.stderr)
         return 2
@@ -115,7 +122,7 @@ def _report(settings: Settings, work: Any, *, verb: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     upgrade(settings.database_url)
 
     async def work(session: Any) -> PolicySet:
@@ -124,7 +131,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return await policy_state.current_policy(session)
 
     try:
-        policy = asyncio.run(_with_session(settings, work))
+        policy = asyncio.run(with_session(settings, work))
     except policy_state.PolicyRejected as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -139,9 +146,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     upgrade(settings.database_url)
-    rows = asyncio.run(_with_session(settings, lambda s: policy_state.history(s, limit=args.limit)))
+    rows = asyncio.run(with_session(settings, lambda s: policy_state.history(s, limit=args.limit)))
     if not rows:
         print("no policy versions yet: `lgsp policy apply` makes the first")
         return 0
@@ -157,7 +164,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_admin_create(args: argparse.Namespace) -> int:
     """The first administrator: an admin client and its secret, from the host's shell."""
-    settings = _settings(args)
+    settings = settings_from(args)
     upgrade(settings.database_url)
 
     async def work(session: Any) -> dict[str, Any]:
@@ -183,10 +190,10 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
         await policy_state.edit_policy(
             session, add, actor=cli_actor(), source="cli", comment="lgsp admin create"
         )
-        return await _issue(session, args.code, False, replace=False)
+        return await issue_credential(session, args.code, False, replace=False)
 
     try:
-        out = asyncio.run(_with_session(settings, work))
+        out = asyncio.run(with_session(settings, work))
     except (policy_state.PolicyRejected, ValidationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,148 @@
+"""Health, readiness and metrics: what a load balancer, an orchestrator and Prometheus ask.
+
+GET /healthz   alive: the process answers (and says what it runs with)
+GET /readyz    ready: store, keys, configuration and audit path work, not draining
+GET /metrics   Prometheus text format, to the allowed networks only"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.core.logging import log
+from gateway.core.networks import NetworkAllowList
+from gateway.core.problems import (
+    METRICS_FORBIDDEN,
+    NOT_READY,
+    Problem,
+)
+from gateway.edge.http import json_response
+from gateway.edge.state import STATE, GatewayState
+from gateway.telemetry.metrics import BREAKER_STATES, CONTENT_TYPE
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers. What it depends on is /readyz's business."""
+    state = request.app[STATE]
+    return json_response(
+        {
+            "status": "ok",
+            "instance": state.settings.instance_id,
+            "audit": state.audit.status(),
+            "rate_limits": state.limiter.status(),
+            "config_version": state.config_version,
+        }
+    )
+
+
+READY_STORE_TIMEOUT_SECONDS = 2.0
+
+
+async def _store_check(state: GatewayState) -> str | None:
+    try:
+        async with asyncio.timeout(READY_STORE_TIMEOUT_SECONDS), state.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception as e:  # any failure to reach it is the answer
+        return f"unreachable: {type(e).__name__}"
+    return None
+
+
+def _keys_check(state: GatewayState) -> str | None:
+    try:
+        state.keys.active  # noqa: B018 - raises when no key is loaded
+    except Exception as e:
+        return f"no signing key: {type(e).__name__}"
+    return None
+
+
+def _audit_check(state: GatewayState) -> tuple[str | None, str | None]:
+    """(failure, warning) of the audit path: the broker may be away while the spool has
+    room, since the spool keeps every event durable until the broker takes it."""
+    audit = state.audit.status()
+    if audit.get("mode") != "kafka":
+        return None, None
+    if audit.get("spool_near_full"):
+        return "the broker is not taking events and the spool is near its bound", None
+    if not audit.get("broker_connected"):
+        return None, (
+            f"broker unreachable; {audit.get('spool_records', 0)} event(s) kept in the spool"
+        )
+    return None, None
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the store answers, the signing keys are loaded, the audit path takes events,
+    the configuration is loaded and the instance is not draining."""
+    state = request.app[STATE]
+    audit_failure, audit_warning = _audit_check(state)
+    checks: dict[str, str | None] = {
+        "draining": "stopping: finishing the exchanges in flight" if state.draining else None,
+        "configuration": None if state.config_version >= 0 else "not loaded yet",
+        "store": await _store_check(state),
+        "keys": _keys_check(state),
+        "audit": audit_failure,
+    }
+    failed = {name: why for name, why in checks.items() if why is not None}
+    report = {name: (checks[name] or "ok") for name in ("store", "keys", "audit", "configuration")}
+    if audit_warning is not None:
+        report["audit"] = audit_warning
+    if failed:
+        raise Problem(
+            NOT_READY,
+            "Not ready: " + "; ".join(f"{name}: {why}" for name, why in failed.items()) + ".",
+            headers={"Retry-After": "1"},
+            checks=report,
+            instance_id=state.settings.instance_id,
+        )
+    return json_response(
+        {
+            "status": "degraded" if audit_warning else "ready",
+            "instance": state.settings.instance_id,
+            "checks": report,
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not request.app[METRICS_ALLOWED].allows(request.remote):
+        raise Problem(
+            METRICS_FORBIDDEN,
+            f"/metrics is served to LGSP_METRICS_ALLOWED_NETWORKS only, not to {request.remote}.",
+        )
+    refresh_gauges(state)
+    return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+METRICS_ALLOWED = web.AppKey("metrics_allowed", NetworkAllowList)
+
+
+def refresh_gauges(state: GatewayState) -> None:
+    """This instance's gauges: read from the parts that hold them, never per request."""
+    m, instance = state.metrics, state.settings.instance_id
+    m.flush()
+    audit = state.audit.status()
+    m.spool_records.labels(instance).set(float(audit.get("spool_records", 0)))
+    m.spool_bytes.labels(instance).set(float(audit.get("spool_bytes", 0)))
+    m.config_version.labels(instance).set(state.config_version)
+    # Every configured upstream has a breaker state; one not called yet is closed.
+    breakers = state.upstream.breaker_states()
+    for upstream in {s.upstream.name for s in state.pipeline.config.services.values()}:
+        breaker = breakers.get(upstream, "closed")
+        m.breaker_state.labels(upstream, instance).set(BREAKER_STATES[breaker])
+    for upstream, count in state.upstream.in_flight().items():
+        m.upstream_in_flight.labels(upstream, instance).set(count)
+    for upstream, count in state.upstream.retries_total().items():
+        m.upstream_retries.labels(upstream, instance).set(count)
+
+
+async def _refresh_gauges_loop(state: GatewayState, every: float = 1.0) -> None:
+    # With several workers the scrape is answered by one of them: the others' gauges are
+    # whatever they last wrote, so each writes its own every second.
+    while True:
+        await asyncio.sleep(every)
+        try:
+            refresh_gauges(state)
+        except Exception:
+            log.exception("metrics refresh failed")

@@ -9,5 +9,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 OFFICER_HEADER = "X-Officer-Id"  # MaCanBo
 PROCEDURE_HEADER = "X-Procedure-Code"  # MaDVC
 CASE_HEADER = "X-Case-Number"  # the case or dossier the call is made for
+# The digest of what was asked, on the answer, so the caller can prove it (as X-Road).
+REQUEST_HASH_HEADER = "X-Request-Sha256"
 CLIENT_ID_HEADER = "X-Client-Id"
 CLIENT_AGENCY_HEADER = "X-Client-Agency"

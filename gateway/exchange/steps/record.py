@@ -1,0 +1,74 @@
+"""Steps 10 and 11, audit and count: always, whatever happened before.
+
+One audit event per exchange through the `AuditSink`; if it cannot be made durable, a
+`fail_closed` service (the default) answers 503 `audit-unavailable` instead of its answer,
+and a `fail_open` one answers and the failure is logged. Then the outcome and time are
+counted, per service, client and outcome, for /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from aiohttp import web
+
+from gateway.audit import AuditSink, AuditUnavailable
+from gateway.core.logging import log
+from gateway.core.problems import AUDIT_UNAVAILABLE, Problem
+from gateway.exchange.context import Exchange
+from gateway.telemetry.metrics import GatewayMetrics
+
+__all__ = ["problem_response", "record"]
+
+
+def problem_response(x: Exchange, problem: Problem, type_base: str) -> web.Response:
+    """The problem+json answer for a refusal, noted in the event."""
+    event = x.event
+    event.error_type = problem.ptype.slug
+    event.error_detail = problem.detail
+    response = problem.to_response(type_base=type_base, request_id=x.request_id)
+    if event.upstream_status is None and isinstance(response.body, bytes):
+        event.response_bytes = len(response.body)  # no provider answer: ours
+    return response
+
+
+async def record(
+    x: Exchange,
+    response: web.Response,
+    audit: AuditSink,
+    metrics: GatewayMetrics,
+    type_base: str,
+) -> web.Response:
+    """Audit the exchange, then count it; the answer to send (503 when a fail_closed
+    exchange could not be recorded)."""
+    event, service = x.event, x.service
+    event.status = response.status
+    elapsed = time.perf_counter() - x.t0
+    event.duration_ms = round(elapsed * 1000, 3)
+    event.finished_at = event.started_at + timedelta(seconds=elapsed)
+    outcome: str | None = None
+    try:
+        await audit.write(event)
+    except AuditUnavailable as exc:
+        log.error("audit event not durable", request_id=event.request_id, error=str(exc))
+        metrics.audit_failures.inc()
+        if service is None or service.audit_mode == "fail_closed":
+            response = Problem(
+                AUDIT_UNAVAILABLE,
+                "The exchange could not be recorded in the audit log, so its answer is "
+                "withheld. Retry later; the operators have been alerted.",
+            ).to_response(type_base=type_base, request_id=event.request_id)
+            outcome = AUDIT_UNAVAILABLE.slug
+
+    if outcome is None:
+        outcome = event.error_type or (
+            "ok" if response.status < 400 else f"upstream-{response.status // 100}xx"
+        )
+    metrics.exchange(
+        service.key if service is not None else None,
+        event.client_code if service is not None else None,
+        outcome,
+        time.perf_counter() - x.t0,
+    )
+    return response

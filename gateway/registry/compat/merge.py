@@ -57,27 +57,52 @@ def merge(a: Any, b: Any) -> Any:
 
 
 def _merge_keyword(key: str, mine: Any, theirs: Any, a: dict[str, Any], b: Any) -> Any:
+    """Both sides give `key`: one value meaning both, or else `mine` (which only drops the
+    other side's constraint: still a superset)."""
+    if key in ("type", "enum", "const"):
+        return _intersect_values(key, mine, theirs, a, b)
+    if key in (*MIN_KEYWORDS, *MAX_KEYWORDS, "multipleOf"):
+        return _stricter_number(key, mine, theirs)
+    return _joined_constraint(key, mine, theirs)
+
+
+def _intersect_values(key: str, mine: Any, theirs: Any, a: dict[str, Any], b: Any) -> Any:
+    """type, enum, const: the values both sides allow; none at all empties the merge."""
     if key == "type":
         types = type_set(a, writer=True) & type_set(b, writer=True)
         if not types:
             raise _Empty
         return type_list(types)
-    if key == "enum" and isinstance(mine, list) and isinstance(theirs, list):
+    if key == "enum":
+        if not (isinstance(mine, list) and isinstance(theirs, list)):
+            return mine
         kept = [v for v in mine if any(json_eq(v, t) for t in theirs)]
         if not kept:
             raise _Empty
         return kept
-    if key == "const":
-        if not json_eq(mine, theirs):
-            raise _Empty
+    if not json_eq(mine, theirs):  # two different consts
+        raise _Empty
+    return mine
+
+
+def _stricter_number(key: str, mine: Any, theirs: Any) -> Any:
+    """min*/max* and multipleOf: the stricter of the two numbers."""
+    numbers = number(mine), number(theirs)
+    if None in numbers:
         return mine
+    if key in MIN_KEYWORDS:
+        return max(mine, theirs)
+    if key in MAX_KEYWORDS:
+        return min(mine, theirs)
+    if 0 in numbers:  # not a valid multipleOf: keep one side, do not divide by it
+        return mine
+    return theirs if is_multiple(theirs, mine) else mine
+
+
+def _joined_constraint(key: str, mine: Any, theirs: Any) -> Any:
+    """Keywords whose two values combine into one that says both."""
     if key == "required" and isinstance(mine, list) and isinstance(theirs, list):
         return [*mine, *(n for n in theirs if n not in mine)]
-    numbers = number(mine), number(theirs)
-    if key in MIN_KEYWORDS + MAX_KEYWORDS and None not in numbers:
-        return max(mine, theirs) if key in MIN_KEYWORDS else min(mine, theirs)
-    if key == "multipleOf" and None not in numbers and 0 not in numbers:
-        return theirs if is_multiple(theirs, mine) else mine
     if key == "uniqueItems":
         return mine is True or theirs is True
     if key == "propertyNames":
@@ -86,7 +111,7 @@ def _merge_keyword(key: str, mine: Any, theirs: Any, a: dict[str, Any], b: Any) 
         return [*mine, *theirs]
     if key == "dependentRequired" and isinstance(mine, dict) and isinstance(theirs, dict):
         return {n: [*name_list(mine.get(n)), *name_list(theirs.get(n))] for n in {*mine, *theirs}}
-    return mine  # keeping one side only drops the other's constraint: still a superset
+    return mine
 
 
 def _merge_bounds(merged: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> None:

@@ -156,32 +156,58 @@ def _object_verdicts(
     patterns = schema_map(schema, "patternProperties")
     additional = schema.get("additionalProperties", True)
     for name, item in value.items():
-        matched: bool | None = name in declared
-        if name in declared:
-            verdicts.append(validate(item, declared[name], root, depth + 1))
-        for pattern, sub in patterns.items():
-            hit = regex_search(pattern, name)
-            if hit is True:
-                verdicts.append(validate(item, sub, root, depth + 1))
-                matched = True
-            elif hit is None:
-                if validate(item, sub, root, depth + 1) is not True:
-                    verdicts.append(None)
-                matched = None if matched is False else matched
-        if matched is False:
-            verdicts.append(validate(item, additional, root, depth + 1))
-        elif matched is None and validate(item, additional, root, depth + 1) is not True:
-            verdicts.append(None)
+        verdicts += _property_verdicts(name, item, declared, patterns, additional, root, depth)
     if "propertyNames" in schema:
         verdicts += [validate(n, schema["propertyNames"], root, depth + 1) for n in value]
+    verdicts += _dependency_verdicts(value, schema, root, depth)
+    if value and schema.get("unevaluatedProperties", True) is not True:
+        verdicts.append(None)
+    return verdicts
+
+
+def _property_verdicts(
+    name: str,
+    item: Any,
+    declared: dict[str, Any],
+    patterns: dict[str, Any],
+    additional: Any,
+    root: Any,
+    depth: int,
+) -> list[bool | None]:
+    """One property: its declared schema, every pattern its name matches, and
+    additionalProperties when neither applies. A pattern whose match is undecidable may or may
+    not apply, so it can only make the verdict None, never False."""
+    verdicts: list[bool | None] = []
+    matched: bool | None = name in declared
+    if name in declared:
+        verdicts.append(validate(item, declared[name], root, depth + 1))
+    for pattern, sub in patterns.items():
+        hit = regex_search(pattern, name)
+        if hit is True:
+            verdicts.append(validate(item, sub, root, depth + 1))
+            matched = True
+        elif hit is None:
+            if validate(item, sub, root, depth + 1) is not True:
+                verdicts.append(None)
+            matched = None if matched is False else matched
+    if matched is False:
+        verdicts.append(validate(item, additional, root, depth + 1))
+    elif matched is None and validate(item, additional, root, depth + 1) is not True:
+        verdicts.append(None)
+    return verdicts
+
+
+def _dependency_verdicts(
+    value: dict[str, Any], schema: dict[str, Any], root: Any, depth: int
+) -> list[bool | None]:
+    """dependentRequired and dependentSchemas (either spelling) of the properties present."""
+    verdicts: list[bool | None] = []
     for name, (needed, _) in dependent_required(schema).items():
         if name in value:
             verdicts.append(all(n in value for n in needed))
     for name, (sub, _) in dependent_schemas(schema).items():
         if name in value:
             verdicts.append(validate(value, sub, root, depth + 1))
-    if value and schema.get("unevaluatedProperties", True) is not True:
-        verdicts.append(None)
     return verdicts
 
 

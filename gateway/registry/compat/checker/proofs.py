@@ -93,31 +93,43 @@ class Proofs(CheckerBase):
         if not isinstance(a, dict) or not isinstance(b, dict):
             return False
         sides = ((a, a_root, b, b_root), (b, b_root, a, a_root))
-        for x, x_root, y, y_root in sides:
-            if any(self.disjoint(s, x_root, y, y_root, depth + 1) for s in schema_list(x, "allOf")):
-                return True
-            for keyword in ("anyOf", "oneOf"):
-                branches = schema_list(x, keyword)
-                if branches and all(
-                    self.disjoint(s, x_root, y, y_root, depth + 1) for s in branches
-                ):
-                    return True
-            values = finite_candidates(x)
-            if values is not None and all(
-                validate(v, x, x_root) is False or validate(v, y, y_root) is False for v in values
-            ):
-                return True
+        if any(self.excludes(x, xr, y, yr, depth) for x, xr, y, yr in sides):
+            return True
         common = type_set(a, writer=True) & type_set(b, writer=True)
         if not common:
             return True
-        if common <= {"object"}:  # a required property whose values cannot agree
-            for x, x_root, y, y_root in sides:
-                for name in name_list(x.get("required")):
-                    mine = schema_map(x, "properties").get(name)
-                    theirs = schema_map(y, "properties").get(name, False if closed(y) else None)
-                    if theirs is False:
-                        return True
-                    if mine is not None and theirs is not None:
-                        if self.disjoint(mine, x_root, theirs, y_root, depth + 1):
-                            return True
+        return common <= {"object"} and any(
+            self.required_apart(x, xr, y, yr, depth) for x, xr, y, yr in sides
+        )
+
+    def excludes(self, x: dict[str, Any], x_root: Any, y: Any, y_root: Any, depth: int) -> bool:
+        """`x` alone shows it shares nothing with `y`: through one branch of its allOf, every
+        branch of its anyOf or oneOf, or each of the few values it allows."""
+        if any(self.disjoint(s, x_root, y, y_root, depth + 1) for s in schema_list(x, "allOf")):
+            return True
+        for keyword in ("anyOf", "oneOf"):
+            branches = schema_list(x, keyword)
+            if branches and all(self.disjoint(s, x_root, y, y_root, depth + 1) for s in branches):
+                return True
+        values = finite_candidates(x)
+        return values is not None and all(
+            validate(v, x, x_root) is False or validate(v, y, y_root) is False for v in values
+        )
+
+    def required_apart(
+        self, x: dict[str, Any], x_root: Any, y: dict[str, Any], y_root: Any, depth: int
+    ) -> bool:
+        """Two objects cannot agree on a property `x` requires: `y` forbids it, or gives it a
+        schema disjoint from `x`'s (a discriminator)."""
+        for name in name_list(x.get("required")):
+            mine = schema_map(x, "properties").get(name)
+            theirs = schema_map(y, "properties").get(name, False if closed(y) else None)
+            if theirs is False:
+                return True
+            if (
+                mine is not None
+                and theirs is not None
+                and self.disjoint(mine, x_root, theirs, y_root, depth + 1)
+            ):
+                return True
         return False

@@ -312,47 +312,99 @@ def _reader(rule: RuleSpec, sources: list[tuple[str, ...]]) -> Callable[[Any, Co
 def _compile(
     rule: RuleSpec, code_lists: Mapping[str, Mapping[str, str]], *, reverse: bool
 ) -> _Step:
+    """One rule as a step: everything about it is decided here, once, so that the step itself
+    only reads, transforms and writes (the request path)."""
+    sources = [_split(p) for p in _paths(rule.from_)]
+    targets = [_split(p) for p in _paths(rule.to)]
+    label = f"{rule.from_ or rule.const or rule.context!r} -> {rule.to!r}"
+    parts = _Compiled(
+        read=_reader(rule, sources),
+        # Built before the children, so that a bad code list is reported first, as before.
+        transform=_transform(rule, code_lists, reverse=reverse),
+        children=[_compile(r, code_lists, reverse=reverse) for r in rule.each or []],
+        missing=_on_missing(rule, sources, label),
+        targets=targets,
+        label=label,
+    )
+    return _STEP_BUILDERS[_kind(parts, rule)](parts)
+
+
+# -- the parts of a compiled rule -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """What a step is built from. The builders copy these into their closures: a step does not
+    look attributes up on the request path."""
+
+    read: Callable[[Any, Context], Any]
+    transform: Callable[[Any], Any]
+    children: list[_Step]
+    missing: Callable[[], Any]
+    targets: list[tuple[str, ...]]
+    label: str
+
+
+def _transform(
+    rule: RuleSpec, code_lists: Mapping[str, Mapping[str, str]], *, reverse: bool
+) -> Callable[[Any], Any]:
+    """NFC, then the rule's transforms in their fixed order, as one function."""
+    transforms = _transforms(rule, code_lists, reverse=reverse)
+    if not transforms:
+        return _nfc
+
+    def transform(value: Any) -> Any:
+        value = _nfc(value)
+        for t in transforms:
+            value = t(value)
+        return value
+
+    return transform
+
+
+def _transforms(
+    rule: RuleSpec, code_lists: Mapping[str, Mapping[str, str]], *, reverse: bool
+) -> list[Callable[[Any], Any]]:
+    """Legacy text decoded, date reformatted, codes translated, legacy text encoded."""
     transforms: list[Callable[[Any], Any]] = []
     if rule.from_legacy:
-        enc = rule.from_legacy
-        transforms.append(lambda v: vnencoding.decode(v, enc) if isinstance(v, str) else v)
+        transforms.append(_legacy_decoder(rule.from_legacy))
     if rule.date is not None:
         # A reversed rule keeps the original DateSpec and runs it the other way.
         transforms.append(_date_converter(rule.date, reverse))
     for name, inverse in ((rule.codes, False), (rule.codes_inverse, True)):
-        if name is None:
-            continue
-        if name not in code_lists:
-            raise ValueError(f"no code list {name!r} (known: {sorted(code_lists)})")
-        table = dict(code_lists[name])
-        if inverse:
-            inverted = {v: k for k, v in table.items()}
-            if len(inverted) != len(table):
-                raise ValueError(f"code list {name!r} maps two codes to one: it has no inverse")
-            table = inverted
-        transforms.append(_codes_converter(table, name))
+        if name is not None:
+            table = _code_table(code_lists, name, inverse=inverse)
+            transforms.append(_codes_converter(table, name))
     if rule.to_legacy:
-        enc_out = rule.to_legacy
-        transforms.append(lambda v: vnencoding.encode(v, enc_out) if isinstance(v, str) else v)
+        transforms.append(_legacy_encoder(rule.to_legacy))
+    return transforms
 
-    # Specialised here, once, rather than decided per value on the request path.
-    transform: Callable[[Any], Any]
-    if transforms:
 
-        def transform(value: Any) -> Any:
-            value = _nfc(value)
-            for t in transforms:
-                value = t(value)
-            return value
+def _code_table(
+    code_lists: Mapping[str, Mapping[str, str]], name: str, *, inverse: bool
+) -> dict[str, str]:
+    if name not in code_lists:
+        raise ValueError(f"no code list {name!r} (known: {sorted(code_lists)})")
+    table = dict(code_lists[name])
+    if not inverse:
+        return table
+    inverted = {v: k for k, v in table.items()}
+    if len(inverted) != len(table):
+        raise ValueError(f"code list {name!r} maps two codes to one: it has no inverse")
+    return inverted
 
-    else:
-        transform = _nfc
 
-    sources = [_split(p) for p in _paths(rule.from_)]
-    targets = [_split(p) for p in _paths(rule.to)]
-    label = f"{rule.from_ or rule.const or rule.context!r} -> {rule.to!r}"
-    children = [_compile(r, code_lists, reverse=reverse) for r in rule.each or []]
-    read = _reader(rule, sources)
+def _legacy_decoder(encoding: vnencoding.Encoding) -> Callable[[Any], Any]:
+    return lambda v: vnencoding.decode(v, encoding) if isinstance(v, str) else v
+
+
+def _legacy_encoder(encoding: vnencoding.Encoding) -> Callable[[Any], Any]:
+    return lambda v: vnencoding.encode(v, encoding) if isinstance(v, str) else v
+
+
+def _on_missing(rule: RuleSpec, sources: list[tuple[str, ...]], label: str) -> Callable[[], Any]:
+    """What an absent (or null) source value becomes: the default, an error, or nothing."""
 
     def missing() -> Any:
         if rule.default is not None:
@@ -361,22 +413,26 @@ def _compile(
             raise MappingError(f"{'/'.join(('', *sources[0])) if sources else label} is required")
         return _MISSING
 
-    if not children and rule.name != "split" and len(targets[0]) == 1:
-        # The common rule, one value to one top-level key, without the general path.
-        key = targets[0][0]
+    return missing
 
-        def simple_step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-            value = read(source, ctx)
-            if value is _MISSING:
-                value = missing()
-                if value is _MISSING:
-                    return
-            try:
-                target[key] = transform(value)
-            except MappingError as e:
-                raise MappingError(f"{label}: {e}") from None
 
-        return simple_step
+# -- one step builder per kind of rule ------------------------------------------------------------
+
+_Kind = Literal["each", "split", "key", "path"]
+
+
+def _kind(parts: _Compiled, rule: RuleSpec) -> _Kind:
+    if parts.children:
+        return "each"
+    if rule.name == "split":
+        return "split"
+    return "key" if len(parts.targets[0]) == 1 else "path"
+
+
+def _key_step(parts: _Compiled) -> _Step:
+    """The common rule, one value to one top-level key, without the path walk."""
+    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
+    key = parts.targets[0][0]
 
     def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
         value = read(source, ctx)
@@ -385,25 +441,89 @@ def _compile(
             if value is _MISSING:
                 return
         try:
-            if children:
-                items = value if isinstance(value, list) else [value]
-                out = []
-                for item in items:
-                    obj: dict[str, Any] = {}
-                    for child in children:
-                        child(item, obj, ctx)
-                    out.append(obj)
-                put(target, targets[0], out)
-            elif rule.name == "split":
-                for path, part in zip(targets, split_name(transform(value)), strict=False):
-                    if part:
-                        put(target, path, part)
-            else:
-                put(target, targets[0], transform(value))
+            target[key] = transform(value)
         except MappingError as e:
             raise MappingError(f"{label}: {e}") from None
 
     return step
+
+
+def _path_step(parts: _Compiled) -> _Step:
+    """One value to a nested path, creating the missing parents."""
+    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
+    path = parts.targets[0]
+
+    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
+        value = read(source, ctx)
+        if value is _MISSING:
+            value = missing()
+            if value is _MISSING:
+                return
+        try:
+            put(target, path, transform(value))
+        except MappingError as e:
+            raise MappingError(f"{label}: {e}") from None
+
+    return step
+
+
+def _split_step(parts: _Compiled) -> _Step:
+    """A full name to its family, middle and given name paths (empty parts are not written)."""
+    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
+    paths = parts.targets
+
+    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
+        value = read(source, ctx)
+        if value is _MISSING:
+            value = missing()
+            if value is _MISSING:
+                return
+        try:
+            for path, part in zip(paths, split_name(transform(value)), strict=False):
+                if part:
+                    put(target, path, part)
+        except MappingError as e:
+            raise MappingError(f"{label}: {e}") from None
+
+    return step
+
+
+def _each_step(parts: _Compiled) -> _Step:
+    """A list of objects (a single object counts as a list of one), each mapped by the child
+    rules; the value itself is not transformed."""
+    read, missing, children, label = parts.read, parts.missing, parts.children, parts.label
+    path = parts.targets[0]
+
+    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
+        value = read(source, ctx)
+        if value is _MISSING:
+            value = missing()
+            if value is _MISSING:
+                return
+        try:
+            items = value if isinstance(value, list) else [value]
+            out = []
+            for item in items:
+                obj: dict[str, Any] = {}
+                for child in children:
+                    child(item, obj, ctx)
+                out.append(obj)
+            put(target, path, out)
+        except MappingError as e:
+            raise MappingError(f"{label}: {e}") from None
+
+    return step
+
+
+_STEP_BUILDERS: dict[_Kind, Callable[[_Compiled], _Step]] = {
+    "each": _each_step,
+    "split": _split_step,
+    "key": _key_step,
+    "path": _path_step,
+}
+
+
+# -- loading --------------------------------------------------------------------------------------
 
 
 def compile_mapping(

@@ -17,7 +17,7 @@ The provincial side is JSON (schemas/documents/: `documents.document.send`,
     POST /documents/{id}/status        report a status (or /documents/status?documentId=)
 
 Document ids contain '/' by convention ("000.00.00.H49,2025/11/22,123/UBND-VP") and the
-gateway refuses %2F in paths, so such ids go in `?documentId=` (see adapter.py). Dates
+gateway refuses %2F in paths, so such ids go in `?documentId=` (see routes.py). Dates
 are yyyy-MM-dd and moments ISO 8601 on the provincial side, yyyy/MM/dd and Vietnam-time
 "yyyy/MM/dd HH:mm:ss" on the national side. Statuses are names on the provincial side
 (accepted, in_progress, recall_requested...) and codes 01..16 on the national side
@@ -35,8 +35,6 @@ Configuration (`adapter_config`):
     legacy_output     "tcvn3" | "vni": answer the callers in that encoding
 """
 
-from adapters.document_exchange.adapter import DocumentExchangeAdapter, DocumentExchangeConfig
-
-ADAPTER = DocumentExchangeAdapter
+from .adapter import ADAPTER, DocumentExchangeAdapter, DocumentExchangeConfig
 
 __all__ = ["ADAPTER", "DocumentExchangeAdapter", "DocumentExchangeConfig"]

@@ -17,12 +17,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
 from lxml import etree
 
-from gateway.conversion.mapping.engine import CompiledMapping
-from gateway.conversion.mapping.xml import data_to_xml, xml_to_data
-from gateway.conversion.sdk import load_mappings
+from gateway.conversion.sdk import (
+    CompiledMapping,
+    data_to_xml,
+    load_code_lists,
+    load_mappings,
+    xml_to_data,
+)
 
 EDXML_NS: Final = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 SERVICE_NS: Final = "http://www.mic.gov.vn/TBT/QCVN_102_2016/service"
@@ -109,8 +112,7 @@ class Edxml:
         self.pending: CompiledMapping = mappings["pending"]
         self.status_answer: CompiledMapping = mappings["status_answer"]
         self.status_list: CompiledMapping = mappings["status_list"]
-        table = yaml.safe_load((folder / "codes" / "status.yaml").read_text(encoding="utf-8"))
-        self.status_codes: dict[str, str] = {str(k): str(v) for k, v in table.items()}
+        self.status_codes: dict[str, str] = load_code_lists(folder)["status"]
         self.status_names: dict[str, str] = {v: k for k, v in self.status_codes.items()}
 
     # -- status names ---------------------------------------------------------------------

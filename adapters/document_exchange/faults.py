@@ -1,7 +1,7 @@
 """The national exchange's SOAP faults as problems a departmental system can act on.
 
 The platform answers every refusal with a SOAP 1.1 fault whose `detail/svc:ErrorCode`
-says what went wrong. `fault_to_problem` gives the general reading (a Client fault is
+says what went wrong. `soap_fault_to_problem` gives the general reading (a Client fault is
 the caller's: invalid-message, 400; anything else the provider's: upstream-bad-response,
 502); the error codes below refine it so that a caller can tell apart the outcomes
 REFERENCE §1 asks for: not found (404), exists but not yours (403), a state conflict
@@ -17,8 +17,7 @@ from typing import Any, Final
 
 from lxml import etree
 
-from gateway.conversion.mapping.soap import SoapFault, fault_to_problem
-from gateway.core.problems import (
+from gateway.conversion.sdk import (
     ACCESS_DENIED,
     CONFLICT,
     INTERNAL_ERROR,
@@ -27,6 +26,8 @@ from gateway.core.problems import (
     UPSTREAM_AUTH_FAILED,
     Problem,
     ProblemType,
+    SoapFault,
+    soap_fault_to_problem,
 )
 
 SERVICE: Final = "national document exchange (edXML)"
@@ -85,7 +86,7 @@ def fault_problem(
 ) -> Problem:
     """The problem for a fault answering `operation`; `requested` is the status code an
     UpdateStatus asked for, to name it in a conflict."""
-    general = fault_to_problem(fault, service=SERVICE)
+    general = soap_fault_to_problem(fault, service=SERVICE)
     code = error_code(fault)
     extensions: dict[str, Any] = {
         **general.extensions,

@@ -44,8 +44,6 @@ Configuration (`adapter_config`, checked when policies load):
     legacy_output  tcvn3 | vni: the answer's text is converted back for the caller
 """
 
-from adapters.dossier_sync.adapter import DossierSyncAdapter, DossierSyncConfig
-
-ADAPTER = DossierSyncAdapter
+from .adapter import ADAPTER, DossierSyncAdapter, DossierSyncConfig
 
 __all__ = ["ADAPTER", "DossierSyncAdapter", "DossierSyncConfig"]

@@ -18,12 +18,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from pydantic import ValidationError
 
-from adapters.business_registration import (
-    LOOKUP_PATH,
-    BusinessRegistration,
-    BusinessRegistrationConfig,
-    national_request_id,
-)
+from adapters.business_registration import BusinessRegistration, BusinessRegistrationConfig
+from adapters.business_registration.lookup import LOOKUP_PATH, national_request_id
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet, ServiceSpec
 from gateway.conversion.catalogue import build_adapter

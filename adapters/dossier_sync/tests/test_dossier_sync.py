@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from pydantic import ValidationError
 
 from adapters.dossier_sync import DossierSyncAdapter, DossierSyncConfig
-from adapters.dossier_sync.adapter import vietnam_time
+from adapters.dossier_sync.portal import vietnam_time
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet, ServiceSpec, load_policy_dir
 from gateway.conversion.mapping import vnencoding

@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from pydantic import ValidationError
 
-from adapters.population import FOLDER, PopulationAdapter, PopulationConfig
+from adapters.population import PopulationAdapter, PopulationConfig
+from adapters.population.adapter import FOLDER
 from gateway.config.policy import PolicySet, ServiceSpec
 from gateway.conversion.catalogue import adapter_config_errors, build_adapter
 from gateway.conversion.mapping import vnencoding

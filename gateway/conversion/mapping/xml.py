@@ -209,22 +209,36 @@ def _fill(element: etree._Element, value: Any, namespaces: Mapping[str, str], pa
         if key == "#text":
             _set_text(element, item, here)
         elif key.startswith("@"):
-            if item is None:
-                continue
-            name = _clark(key[1:], namespaces, here)
-            try:
-                element.set(name, _text(item, here))
-            except ValueError as e:
-                if str(e).startswith(here):
-                    raise
-                raise ValueError(f"{here}: not a valid attribute ({e})") from None
+            _set_attribute(element, key[1:], item, namespaces, here)
         elif isinstance(item, list):
-            for i, entry in enumerate(item):
-                if isinstance(entry, list):
-                    raise ValueError(f"{here}/{i}: a list inside a list has no XML form")
-                _fill(_element(element, key, namespaces, here), entry, namespaces, f"{here}/{i}")
+            _fill_repeated(element, key, item, namespaces, here)
         else:
             _fill(_element(element, key, namespaces, here), item, namespaces, here)
+
+
+def _set_attribute(
+    element: etree._Element, name: str, value: Any, namespaces: Mapping[str, str], path: str
+) -> None:
+    """An ``@name`` key: an attribute, left out when the value is None."""
+    if value is None:
+        return
+    clark = _clark(name, namespaces, path)
+    try:
+        element.set(clark, _text(value, path))
+    except ValueError as e:
+        if str(e).startswith(path):
+            raise
+        raise ValueError(f"{path}: not a valid attribute ({e})") from None
+
+
+def _fill_repeated(
+    parent: etree._Element, key: str, items: list[Any], namespaces: Mapping[str, str], path: str
+) -> None:
+    """A list: one `key` element per entry, in order."""
+    for i, entry in enumerate(items):
+        if isinstance(entry, list):
+            raise ValueError(f"{path}/{i}: a list inside a list has no XML form")
+        _fill(_element(parent, key, namespaces, path), entry, namespaces, f"{path}/{i}")
 
 
 def to_bytes(element: etree._Element, *, declaration: bool = True) -> bytes:

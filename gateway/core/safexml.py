@@ -278,35 +278,38 @@ def _scan_prolog(text: str, *, family: str, final: bool) -> bool:
             if end < 0:
                 return _need_more(final, f"a comment at line {_line(text, pos)} is not closed")
             pos = end + 3
-        elif text.startswith("<!DOCTYPE", pos):
-            raise UnsafeXML(
-                f"the document declares a DTD (<!DOCTYPE ...>) at line {_line(text, pos)}; "
-                "DTDs are refused"
-            )
-        elif text.startswith("<?", pos):
-            target = re.match(r"<\?([^\s?]*)", text[pos : pos + _LOOKAHEAD])
-            name = target.group(1) if target else ""
-            if name == "xml":
-                raise InvalidXML(
-                    f"an XML declaration at line {_line(text, pos)} is not at the very "
-                    "start of the document"
-                )
-            raise UnsafeXML(
-                f"the document contains a processing instruction (<?{name} ...?>) at line "
-                f"{_line(text, pos)}; processing instructions are refused"
-            )
-        elif text.startswith("<!", pos):
-            raise InvalidXML(
-                f"unexpected markup {text[pos : pos + 12]!r} before the root element at "
-                f"line {_line(text, pos)}"
-            )
-        elif text.startswith("<", pos):
-            return True
+        elif text.startswith("<", pos) and not text.startswith(("<!", "<?"), pos):
+            return True  # the root element's start tag
         else:
-            raise InvalidXML(
-                f"the document is not XML: {text[pos : pos + 12]!r} at line "
-                f"{_line(text, pos)} where markup was expected"
+            raise _refused(text, pos)
+
+
+def _refused(text: str, pos: int) -> UnsafeXML | InvalidXML:
+    """Why the prolog markup (or non-markup) at `pos` is refused."""
+    line = _line(text, pos)
+    if text.startswith("<!DOCTYPE", pos):
+        return UnsafeXML(
+            f"the document declares a DTD (<!DOCTYPE ...>) at line {line}; DTDs are refused"
+        )
+    if text.startswith("<?", pos):
+        target = re.match(r"<\?([^\s?]*)", text[pos : pos + _LOOKAHEAD])
+        name = target.group(1) if target else ""
+        if name == "xml":
+            return InvalidXML(
+                f"an XML declaration at line {line} is not at the very start of the document"
             )
+        return UnsafeXML(
+            f"the document contains a processing instruction (<?{name} ...?>) at line "
+            f"{line}; processing instructions are refused"
+        )
+    if text.startswith("<!", pos):
+        return InvalidXML(
+            f"unexpected markup {text[pos : pos + 12]!r} before the root element at line {line}"
+        )
+    return InvalidXML(
+        f"the document is not XML: {text[pos : pos + 12]!r} at line {line} where markup was "
+        "expected"
+    )
 
 
 def _need_more(final: bool, problem: str) -> bool:

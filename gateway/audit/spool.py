@@ -311,20 +311,25 @@ class Spool:
             if spans and segment.count and not tail_only:
                 rewrite = path.with_name(path.name + ".tmp")
                 self._write_without(rewrite, mm, spans)
-        # The bad bytes are in quarantine (and synced) before they leave the segment.
         if spans:
-            if self._fsync:
-                _fsync_dir(self._dir / _QUARANTINE)
-                _fsync_dir(self._dir)
-            if not segment.count:
-                path.unlink()
-            elif rewrite is not None:
-                os.replace(rewrite, path)
-            else:
-                os.truncate(path, segment.size)
-            if self._fsync:
-                _fsync_dir(path.parent)
+            self._cut_bad_spans(path, segment, rewrite)
         return _SegmentScan(segment if segment.count else None, unacked, last_payload, corruptions)
+
+    def _cut_bad_spans(self, path: Path, segment: _Segment, rewrite: Path | None) -> None:
+        """Take the quarantined spans out of the segment file: delete a segment with no good
+        record left, put its rewrite in its place, or cut off its torn tail."""
+        # The bad bytes are in quarantine (and synced) before they leave the segment.
+        if self._fsync:
+            _fsync_dir(self._dir / _QUARANTINE)
+            _fsync_dir(self._dir)
+        if not segment.count:
+            path.unlink()
+        elif rewrite is not None:
+            os.replace(rewrite, path)
+        else:
+            os.truncate(path, segment.size)
+        if self._fsync:
+            _fsync_dir(path.parent)
 
     def _quarantine(self, segment: str, mm: mmap.mmap, start: int, end: int) -> Path:
         directory = self._dir / _QUARANTINE

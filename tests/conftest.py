@@ -27,6 +27,7 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 from sqlalchemy import select, text
 
 from gateway.admin import credentials as credential_ops
@@ -34,6 +35,7 @@ from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet
 from gateway.core.settings import Settings
 from gateway.edge.app import create_app
+from gateway.edge.protocol import GatewayRunner
 from gateway.edge.reload import reload_config
 from gateway.edge.state import STATE, GatewayState
 from gateway.registry.bundled import load_bundled
@@ -236,6 +238,14 @@ def test_policy(simulator_url: str, dead_url: str) -> PolicySet:
 # -- running gateway --------------------------------------------------------------------------
 
 
+class GatewayTestServer(TestServer):
+    """aiohttp's test server with the gateway's own runner (gateway/edge/protocol.py), so
+    tests meet the HTTP server production runs."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
 @dataclass
 class Harness:
     url: str
@@ -352,7 +362,7 @@ async def gateway(
             actor="test",
         )
     await engine.dispose()
-    server = TestServer(create_app(settings), host="127.0.0.1")
+    server = GatewayTestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url("")).rstrip("/")
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:

@@ -263,13 +263,40 @@ async def test_invalid_request_id_is_refused(gateway: Harness) -> None:
     await each(["has spaces", "A" * 200, "A" * 129, "id/with/slash", "a,b", "id;x", ""], check)
 
 
-async def test_valid_traceparent_is_forwarded_unchanged(gateway: Harness) -> None:
+async def test_the_gateway_joins_the_callers_trace_with_a_span_of_its_own(
+    gateway: Harness,
+) -> None:
+    """W3C Trace Context: the provider's parent is the gateway's span, not the caller's;
+    the trace id, the sampled flag and tracestate go on."""
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    headers = {**await bearer(gateway), "traceparent": traceparent}
+    headers = {
+        **await bearer(gateway),
+        "traceparent": traceparent,
+        "tracestate": "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+    }
     r = await gateway.http.get(address("echo", "/x"), headers=headers)
-    assert echoed(r)["headers"]["traceparent"] == traceparent
+    seen = echoed(r)["headers"]
+    m = TRACEPARENT_RE.match(seen["traceparent"])
+    assert m, seen["traceparent"]
+    assert m.group(1) == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert seen["traceparent"] != traceparent  # a new parent id: the gateway's span
+    assert seen["traceparent"].endswith("-01")
+    assert seen["tracestate"] == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
     [rec] = await gateway.audit(r.headers["x-request-id"])
     assert rec.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def test_a_future_traceparent_version_is_read_by_its_known_fields(gateway: Harness) -> None:
+    auth = await bearer(gateway)
+    for given in (
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what-the-future-holds",
+    ):
+        r = await gateway.http.get(address("echo", "/x"), headers={**auth, "traceparent": given})
+        forwarded = echoed(r)["headers"]["traceparent"]
+        # Sent on as version 00, the version the gateway speaks, with the same trace.
+        assert forwarded.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-"), forwarded
+        assert forwarded.endswith("-00")
 
 
 async def test_missing_or_invalid_traceparent_starts_a_trace(gateway: Harness) -> None:
@@ -292,7 +319,9 @@ async def test_missing_or_invalid_traceparent_starts_a_trace(gateway: Harness) -
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # all-zero parent id
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",  # upper case
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # unknown version
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # version ff
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",  # no "-" after
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  # 00 is 55 long
         ],
         check,
     )

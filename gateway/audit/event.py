@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from gateway.core.text import storable
+
 EVENT_KIND = "exchange"
 CHECKPOINT_KIND = "checkpoint"
 
@@ -64,6 +66,13 @@ class AuditEvent:
         """Cut caller-controlled text to the store's column widths, before the event is
         hashed: the hash must cover what is stored, and a long path or a claimed officer
         id must not make an exchange unrecordable."""
+        # Whatever bytes a caller sent must be storable: undecodable bytes and NUL escaped
+        # (gateway/core/text.py) before the cut, so an escape is never cut in two.
+        for name, value in zip(_TEXT_NAMES, _text_fields(self), strict=True):
+            if value is not None:
+                safe = storable(value)
+                if safe is not value:
+                    setattr(self, name, safe)
         for name, width, value in zip(_WIDTH_NAMES, _WIDTHS, _width_fields(self), strict=True):
             if value is not None and len(value) > width:
                 setattr(self, name, value[:width])
@@ -113,3 +122,9 @@ FIELD_WIDTHS: dict[str, int] = {
 _WIDTH_NAMES = tuple(FIELD_WIDTHS)
 _WIDTHS = tuple(FIELD_WIDTHS.values())
 _width_fields = operator.attrgetter(*_WIDTH_NAMES)
+# Every text field, since any may hold what a caller sent (a path, a claimed officer id,
+# a detail quoting the request).
+_TEXT_NAMES = tuple(
+    f.name for f in dataclasses.fields(AuditEvent) if "str" in str(f.type) and f.name != "hash"
+)
+_text_fields = operator.attrgetter(*_TEXT_NAMES)

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.core.text import storable
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
@@ -149,6 +151,28 @@ INTERNAL_ERROR = _t("internal-error", 500, "Internal gateway error", Side.GATEWA
 INVALID_PARAMETER = _t(
     "invalid-parameter", 400, "A query parameter has an invalid value", Side.CALLER
 )
+MALFORMED_REQUEST = _t("malformed-request", 400, "The request is not well-formed HTTP", Side.CALLER)
+REQUEST_TIMEOUT = _t(
+    "request-timeout", 408, "The request did not arrive in the time allowed", Side.CALLER
+)
+UNSUPPORTED_CONTENT_ENCODING = _t(
+    "unsupported-content-encoding",
+    415,
+    "The request body's content coding is not accepted",
+    Side.CALLER,
+)
+INVALID_CONTENT_ENCODING = _t(
+    "invalid-content-encoding",
+    400,
+    "The request body is not encoded as its Content-Encoding says",
+    Side.CALLER,
+)
+AUTHENTICATION_THROTTLED = _t(
+    "authentication-throttled",
+    429,
+    "Too many failed authentications: wait before trying again",
+    Side.CALLER,
+)
 
 CATALOGUE: tuple[ProblemType, ...] = tuple(
     v for v in globals().values() if isinstance(v, ProblemType)
@@ -194,11 +218,24 @@ class Problem(Exception):
         self, *, type_base: str, request_id: str, instance: str | None = None
     ) -> web.Response:
         headers = {"X-Request-Id": request_id, **self.headers}
+        doc = self.body(type_base=type_base, request_id=request_id, instance=instance)
+        try:
+            body = orjson.dumps(doc)
+        except orjson.JSONEncodeError:  # a detail quoting bytes that were not UTF-8
+            body = orjson.dumps(_storable(doc))
         return web.Response(
             status=self.ptype.status,
-            body=orjson.dumps(
-                self.body(type_base=type_base, request_id=request_id, instance=instance)
-            ),
+            body=body,
             content_type=PROBLEM_CONTENT_TYPE,
             headers=headers,
         )
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value

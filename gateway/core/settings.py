@@ -103,8 +103,14 @@ class Settings(BaseSettings):
     # Who may read /metrics: CIDR networks or "loopback" and "private" (as for upstreams).
     metrics_allowed_networks: list[str] = ["loopback", "private"]
 
-    # Upper bound for any request body; services set their own lower limits.
+    # Upper bound for any request body, after decoding; services set their own limits.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # Slow callers cannot hold connections: the request line and headers must arrive
+    # within this time of their first byte, the body within request_body_timeout_seconds
+    # of the headers; an idle keep-alive connection is closed after keepalive_seconds.
+    request_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    request_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    keepalive_seconds: float = Field(75.0, gt=0, le=3600)
     problem_type_base: str = "urn:lgsp:problem:"
     log_level: str = "INFO"
 

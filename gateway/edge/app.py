@@ -21,6 +21,7 @@ from gateway.edge import discovery_api as discovery
 from gateway.edge.health import METRICS_ALLOWED, _refresh_gauges_loop, healthz, metrics, readyz
 from gateway.edge.http import problem_middleware
 from gateway.edge.oauth import jwks, oauth_metadata, token_endpoint
+from gateway.edge.protocol import HANDLER_ARGS
 from gateway.edge.reload import reload_config, watch_config
 from gateway.edge.state import STATE, GatewayState
 from gateway.exchange.pipeline import ExchangePipeline
@@ -44,7 +45,9 @@ from gateway.upstream.client import UpstreamClient
 
 def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[problem_middleware], client_max_size=settings.max_request_bytes
+        middlewares=[problem_middleware],
+        client_max_size=settings.max_request_bytes,
+        handler_args=HANDLER_ARGS,
     )
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -70,6 +73,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         metrics=gateway_metrics,
         instance=settings.instance_id,
         problem_type_base=settings.problem_type_base,
+        body_timeout=settings.request_body_timeout_seconds,
     )
     state = GatewayState(
         settings, engine, sessions, keys, tokens, upstream, sink, pipeline, limiter, gateway_metrics

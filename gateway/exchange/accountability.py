@@ -1,15 +1,14 @@
 """Who asked, on whose behalf, why: the fields every exchange carries into the audit log.
 
-The request id comes from `X-Request-Id` or is made here; W3C `traceparent` is passed on
-(or started here). A service may require the officer id (MaCanBo), the administrative
-procedure code (MaDVC) and the case/dossier number (REFERENCE §3); they travel as headers
-so that they work the same for every service and message format.
+The request id comes from `X-Request-Id` or is made here. A service may require the
+officer id (MaCanBo), the administrative procedure code (MaDVC) and the case/dossier
+number (REFERENCE §3); they travel as headers so that they work the same for every
+service and message format.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from gateway.core.headers import CASE_HEADER, OFFICER_HEADER, PROCEDURE_HEADER, 
 from gateway.core.problems import INVALID_HEADER, MISSING_ACCOUNTABILITY, Problem
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 # Printable ASCII without separators that could smuggle structure into logs or CSV.
 FIELD_RE = re.compile(r"^[A-Za-z0-9._:/-]+$")
 
@@ -52,17 +50,6 @@ def request_id_from(headers: CIMultiDictProxy[str]) -> tuple[str, str | None]:
     return str(uuid.uuid4()), (
         f"{REQUEST_ID_HEADER} must be 1-128 characters of letters, digits and '._:-'."
     )
-
-
-def traceparent_from(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
-    """The traceparent to pass on and its trace id; a new trace when none (or junk) came."""
-    given = headers.get("traceparent")
-    if given is not None:
-        m = _TRACEPARENT_RE.match(given.strip())
-        if m and m.group(1) != "0" * 32 and m.group(2) != "0" * 16:
-            return given.strip(), m.group(1)
-    trace_id = secrets.token_hex(16)
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01", trace_id
 
 
 def accountability_from(

@@ -18,6 +18,7 @@ from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.exchange.accountability import Accountability
 from gateway.exchange.routing import ServiceAddress
 from gateway.identity.authn import Caller
+from gateway.telemetry.tracecontext import TraceContext
 
 __all__ = ["Exchange"]
 
@@ -37,7 +38,7 @@ class Exchange:
     config: RuntimeConfig
     t0: float  # perf_counter at arrival, for durations
     request_id: str
-    traceparent: str  # what goes to the provider
+    trace: TraceContext  # the caller's trace (or a new one), and the gateway's span in it
     event: AuditEvent
     # A complaint about the caller's request id (it was replaced): the first refusal.
     bad_request_id: str | None = None
@@ -45,7 +46,8 @@ class Exchange:
     service: ServiceEntry | None = None  # route
     caller: Caller | None = None  # authenticate
     who: Accountability | None = None  # account
-    body: bytes = b""  # read body
+    body: bytes = b""  # read body: decoded when the service reads it, else as received
+    decoded: bool = False  # read body: `body` was inflated from a compressed request
     outbound: OutboundRequest | None = None  # forward (after the adapter's request hook)
     context: Context | None = None  # what an adapter may read; None without an adapter
     answer: UpstreamResponse | None = None  # forward (after the adapter's response hook)

@@ -45,7 +45,7 @@ from gateway.exchange.steps.authorise import authorise
 from gateway.exchange.steps.body import read_body, validate_request
 from gateway.exchange.steps.convert import from_provider, to_provider
 from gateway.exchange.steps.forward import forward, prepare_outbound
-from gateway.exchange.steps.identify import check_request_id, identify
+from gateway.exchange.steps.identify import check_headers, identify
 from gateway.exchange.steps.limit import limit
 from gateway.exchange.steps.record import problem_response, record
 from gateway.exchange.steps.respond import respond, validate_answer
@@ -72,6 +72,7 @@ class ExchangePipeline:
         metrics: GatewayMetrics,
         instance: str,
         problem_type_base: str,
+        body_timeout: float = 30.0,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -81,6 +82,7 @@ class ExchangePipeline:
         self.audit = audit
         self.instance = instance
         self.problem_type_base = problem_type_base
+        self.body_timeout = body_timeout
 
     def swap_config(self, config: RuntimeConfig) -> None:
         # Requests already running keep the table they read at their start.
@@ -89,13 +91,13 @@ class ExchangePipeline:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         x = identify(request, self.config, self.instance)
         try:
-            check_request_id(x)
+            check_headers(x)
             route(x)
             authenticate(x, self.tokens)
             authorise(x)
             await limit(x, self.limiter, self.metrics)
             account(x)
-            await read_body(x)
+            await read_body(x, self.body_timeout)
             validate_request(x)
             prepare_outbound(x)
             to_provider(x)

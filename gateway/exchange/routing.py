@@ -22,7 +22,13 @@ PREFIX = "/r1/"
 # Encoded "/", "\", NUL, "." and "%" (double encoding): none has an innocent use in a
 # service path, and each has been used to make a path mean one thing to the access check
 # and another to the upstream.
-_FORBIDDEN_ENCODINGS = re.compile(r"%(?:2[fFeE5]|5[cC]|00)")
+_FORBIDDEN_ENCODINGS = re.compile(r"%(?:2[fFeE5]|5[cC]|00|3[bB])")
+# RFC 3986 path characters: unreserved, percent-encoded, sub-delims, ":" and "@", with "/"
+# between segments; but not ";" (servlet containers read "/..;/" as "/../", so a path
+# parameter could carry a traversal past the access check). Anything else ("#", which
+# the upstream URL would cut off as a fragment, "[", "|", "^", "{"...) means something
+# else, or nothing, to the provider's server than to the access check.
+_PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/%]*")
 _MALFORMED_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -54,10 +60,19 @@ def check_raw_path(raw_path: str) -> None:
         raise Problem(INVALID_PATH, "The request target must be an absolute path.")
     if "\\" in raw_path:
         raise Problem(INVALID_PATH, "Backslashes are not allowed in the path.")
+    if _CONTROL.search(raw_path):
+        raise Problem(INVALID_PATH, "Control characters are not allowed in the path.")
+    if not _PATH_CHARS.fullmatch(raw_path):
+        bad = next(c for c in raw_path if not _PATH_CHARS.fullmatch(c))
+        raise Problem(
+            INVALID_PATH,
+            f"{bad!r} is not allowed in the path: send only RFC 3986 path characters "
+            "(letters, digits, -._~!$&'()*+,=:@ and percent-encodings; not ';' or '#').",
+        )
     if _FORBIDDEN_ENCODINGS.search(raw_path):
         raise Problem(
             INVALID_PATH,
-            "Encoded '/', '\\', '.', '%' or NUL characters are not allowed in the path.",
+            "Encoded '/', '\\', '.', '%', ';' or NUL characters are not allowed in the path.",
         )
     if _MALFORMED_PERCENT.search(raw_path):
         raise Problem(INVALID_PATH, "The path contains a malformed percent-encoding.")
@@ -74,6 +89,9 @@ def check_raw_path(raw_path: str) -> None:
 def parse_service_address(raw_target: str) -> ServiceAddress:
     raw_path, query = split_target(raw_target)
     check_raw_path(raw_path)
+    if "#" in query:
+        # The upstream URL would end at it: what is audited must be what is forwarded.
+        raise Problem(INVALID_PATH, "'#' is not allowed in the query: percent-encode it (%23).")
     if not raw_path.startswith(PREFIX):
         raise Problem(INVALID_SERVICE_ADDRESS, "Service addresses start with /r1/.")
     parts = raw_path[len(PREFIX) :].split("/", 3)

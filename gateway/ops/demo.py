@@ -26,6 +26,7 @@ from gateway.config.policy import load_policy_dir
 from gateway.core.logging import configure_logging
 from gateway.core.settings import Settings
 from gateway.edge.app import create_app
+from gateway.edge.protocol import GatewayRunner
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade_async
@@ -274,7 +275,7 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
     settings = Settings(port=port, upstream_allowed_networks=["loopback"])
     secret, admin_secret = await _prepare(settings, policies)
     simulator = await _start_simulator(simulator_port, national_secret)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = GatewayRunner(create_app(settings), access_log=None)
     try:
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -36,6 +36,7 @@ from aiohttp import web
 from gateway.core.logging import log
 from gateway.core.settings import Settings
 from gateway.edge.app import create_app
+from gateway.edge.protocol import GatewayRunner
 from gateway.edge.state import STATE
 from gateway.identity.keys import KeyStore
 from gateway.registry.bundled import load_bundled
@@ -105,7 +106,7 @@ def prepare(settings: Settings) -> None:
 async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
     app = create_app(settings)
     state = app[STATE]
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=settings.drain_timeout_seconds
     )
     await runner.setup()

@@ -77,6 +77,11 @@ NOT_FORWARDED_REQUEST = HOP_BY_HOP | {
     "host",
     "content-length",
     "expect",  # the gateway has already read the body
+    # Method overrides would make the provider run another method than the one the
+    # access rights were checked for.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 }
 NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
 # Failures that count against an upstream's breaker (with any 5xx answer) and those worth
@@ -87,10 +92,15 @@ _RETRY_PROBLEMS: frozenset[ProblemType] = frozenset({UPSTREAM_CONNECT_FAILED, UP
 
 
 def forwardable(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
-    # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    """The headers to pass on: not those in `drop`, not those the Connection header names
+    (hop-by-hop too, RFC 9110 §7.6.1), and none with an underscore in its name: CGI, WSGI
+    and nginx map `X_Client_Id` and `X-Client-Id` to the same variable, so a caller's
+    underscore twin could stand in for an identity header the gateway sets."""
     listed = {h.strip().lower() for v in headers.getall("Connection", []) for h in v.split(",")}
     return CIMultiDict(
-        (k, v) for k, v in headers.items() if k.lower() not in drop and k.lower() not in listed
+        (k, v)
+        for k, v in headers.items()
+        if "_" not in k and k.lower() not in drop and k.lower() not in listed
     )
 
 

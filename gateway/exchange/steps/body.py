@@ -1,51 +1,79 @@
-"""Step 7, read body: the request body within the service's size limit, then checked
-against the service's request schema when it carries a message."""
+"""Step 7, read body: the request body within the service's size limit, counted after
+decoding (gateway/core/bodies.py) and within the body timeout, then checked against the
+service's request schema when it carries a message."""
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 
-from gateway.core.problems import INVALID_MESSAGE, PAYLOAD_TOO_LARGE, Problem, ProblemType
+from gateway.core import bodies
+from gateway.core.problems import (
+    INVALID_CONTENT_ENCODING,
+    INVALID_MESSAGE,
+    PAYLOAD_TOO_LARGE,
+    REQUEST_TIMEOUT,
+    UNSUPPORTED_CONTENT_ENCODING,
+    Problem,
+    ProblemType,
+)
+from gateway.core.text import storable
 from gateway.exchange.context import Exchange
 from gateway.registry.schema import Validator
 
 __all__ = ["conform", "read_body", "validate_request"]
 
 MESSAGE_METHODS = frozenset({"POST", "PUT", "PATCH"})  # these always carry a message
-_CHUNK = 64 * 1024
 
 
-async def read_body(x: Exchange) -> None:
-    """Set `x.body` and its size and digest in the event; 413 past the service's limit."""
-    assert x.service is not None
-    request, limit = x.request, x.service.max_request_bytes
-    declared = request.content_length
-    if declared is not None:
-        if declared > limit:
-            raise Problem(
-                PAYLOAD_TOO_LARGE,
-                f"The request body ({declared} bytes) exceeds this service's limit of "
-                f"{limit} bytes.",
+async def read_body(x: Exchange, seconds: float) -> None:
+    """Set `x.body`, decoded when the service reads its messages (a validator or an
+    adapter) and as received otherwise; its decoded size and digest go into the event.
+    413 past the service's limit *after decoding*, 415 for a content coding the gateway
+    cannot decode (so cannot bound), 400 for a body that is not what its coding says, 408
+    when the body does not arrive within `seconds`."""
+    service = x.service
+    assert service is not None
+    request, limit = x.request, service.max_request_bytes
+    reads = service.request_validator is not None or service.adapter_impl is not None
+    try:
+        async with asyncio.timeout(seconds):
+            body = await bodies.read_body(
+                request.content,
+                request.headers.get("Content-Encoding"),
                 limit=limit,
+                decode=reads,
+                content_length=request.content_length,
             )
-        # The length is known and allowed: read to the end of the body at once.
-        body = await request.content.read()
-    else:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise Problem(
-                    PAYLOAD_TOO_LARGE,
-                    f"The request body exceeds this service's limit of {limit} bytes.",
-                    limit=limit,
-                )
-            chunks.append(chunk)
-        body = b"".join(chunks)
-    x.body = body
-    x.event.request_bytes = len(body)
-    x.event.request_sha256 = hashlib.sha256(body).hexdigest()
+    except bodies.BodyTooLarge as e:
+        size = f" ({e.declared} bytes)" if e.declared is not None else ""
+        raise Problem(
+            PAYLOAD_TOO_LARGE,
+            f"The request body{size} exceeds this service's limit of {limit} bytes "
+            "(after decoding).",
+            limit=limit,
+        ) from None
+    except bodies.UnsupportedEncoding as e:
+        raise Problem(
+            UNSUPPORTED_CONTENT_ENCODING,
+            f"Content-Encoding {storable(e.coding)[:64]!r} is not accepted; send the body "
+            f"uncompressed, or as one of: {', '.join(bodies.DECODABLE)}.",
+            headers={"Accept-Encoding": ", ".join(bodies.DECODABLE)},
+        ) from None
+    except bodies.CorruptEncoding as e:
+        raise Problem(
+            INVALID_CONTENT_ENCODING,
+            f"The body is not valid {e.coding} data ({e.reason}).",
+        ) from None
+    except TimeoutError:
+        raise Problem(
+            REQUEST_TIMEOUT,
+            f"The request body did not arrive within {seconds:g} s.",
+            headers={"Connection": "close"},
+        ) from None
+    x.body = body.data if reads else body.received
+    x.decoded = reads and body.coding is not None
+    x.event.request_bytes = body.size
+    x.event.request_sha256 = body.sha256
 
 
 def validate_request(x: Exchange) -> None:
@@ -53,15 +81,9 @@ def validate_request(x: Exchange) -> None:
     the service's request schema. A GET, HEAD or DELETE without a body carries none."""
     service = x.service
     assert service is not None
-    if service.request_validator is None and service.adapter_impl is None:
-        return
-    if x.request.headers.get("Content-Encoding", "identity") != "identity":
-        raise Problem(
-            INVALID_MESSAGE,
-            "This service reads its messages: send the body uncompressed (no Content-Encoding).",
-        )
-    if service.request_validator is not None and (x.body or x.request.method in MESSAGE_METHODS):
-        conform(service.request_validator, x.body, INVALID_MESSAGE, "The request")
+    validator = service.request_validator
+    if validator is not None and (x.body or x.request.method in MESSAGE_METHODS):
+        conform(validator, x.body, INVALID_MESSAGE, "The request")
 
 
 def conform(validator: Validator, body: bytes, ptype: ProblemType, what: str) -> None:

@@ -31,8 +31,15 @@ def prepare_outbound(x: Exchange) -> None:
     assert address is not None
     request = x.request
     headers = forwardable(request.headers, NOT_FORWARDED_REQUEST)
+    if x.decoded:
+        del headers["Content-Encoding"]  # the provider gets the message as it was read
     headers[REQUEST_ID_HEADER] = x.request_id
-    headers["traceparent"] = x.traceparent
+    # The gateway is a participant of the trace: its span is the provider's parent.
+    headers["traceparent"] = x.trace.traceparent
+    if x.trace.tracestate is not None:
+        headers["tracestate"] = x.trace.tracestate
+    else:
+        headers.popall("tracestate", None)
     if service.response_validator is not None or service.adapter_impl is not None:
         # The answer is read (validated, converted): it must arrive uncompressed.
         headers["Accept-Encoding"] = "identity"

@@ -217,43 +217,75 @@ class PolicySet(_Strict):
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySet:
         errors: list[str] = []
-
-        def unique(kind: str, keys: list[Any]) -> set[Any]:
-            seen: set[Any] = set()
-            for k in keys:
-                if k in seen:
-                    errors.append(f"{kind} {k!r} is defined twice")
-                seen.add(k)
-            return seen
-
-        agencies = unique("agency", [a.code for a in self.agencies])
-        groups = unique("group", [g.code for g in self.groups])
-        clients = unique("client", [c.code for c in self.clients])
-        upstreams = unique("upstream", [u.name for u in self.upstreams])
-        services = unique("service", [s.key for s in self.services])
-        unique("rate limit", [r.key for r in self.rate_limits])
-        for i, c in enumerate(self.clients):
-            if c.agency not in agencies:
-                errors.append(f"clients[{i}].agency: no agency {c.agency!r}")
-            errors += [f"clients[{i}].groups: no group {g!r}" for g in c.groups if g not in groups]
-        for i, s in enumerate(self.services):
-            if s.provider not in agencies:
-                errors.append(f"services[{i}].provider: no agency {s.provider!r}")
-            if s.upstream not in upstreams:
-                errors.append(f"services[{i}].upstream: no upstream {s.upstream!r}")
-            for j, a in enumerate(s.access):
-                if a.client is not None and a.client not in clients:
-                    errors.append(f"services[{i}].access[{j}].client: no client {a.client!r}")
-                if a.group is not None and a.group not in groups:
-                    errors.append(f"services[{i}].access[{j}].group: no group {a.group!r}")
-        for i, r in enumerate(self.rate_limits):
-            if r.client is not None and r.client not in clients:
-                errors.append(f"rate_limits[{i}].client: no client {r.client!r}")
-            if r.service is not None and r.service not in services:
-                errors.append(f"rate_limits[{i}].service: no service {r.service!r}")
+        agencies = _unique("agency", [a.code for a in self.agencies], errors)
+        groups = _unique("group", [g.code for g in self.groups], errors)
+        clients = _unique("client", [c.code for c in self.clients], errors)
+        upstreams = _unique("upstream", [u.name for u in self.upstreams], errors)
+        services = _unique("service", [s.key for s in self.services], errors)
+        _unique("rate limit", [r.key for r in self.rate_limits], errors)
+        errors += _client_references(self.clients, agencies, groups)
+        errors += _service_references(self.services, agencies, upstreams, clients, groups)
+        errors += _rate_limit_references(self.rate_limits, clients, services)
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+
+# -- the checks of PolicySet._references_resolve, each naming the place it found a problem ----
+
+
+def _unique(kind: str, keys: list[Any], errors: list[str]) -> set[Any]:
+    """The keys as a set; each one defined twice is added to `errors`."""
+    seen: set[Any] = set()
+    for k in keys:
+        if k in seen:
+            errors.append(f"{kind} {k!r} is defined twice")
+        seen.add(k)
+    return seen
+
+
+def _client_references(
+    clients: list[ClientSpec], agencies: set[Any], groups: set[Any]
+) -> list[str]:
+    errors: list[str] = []
+    for i, c in enumerate(clients):
+        if c.agency not in agencies:
+            errors.append(f"clients[{i}].agency: no agency {c.agency!r}")
+        errors += [f"clients[{i}].groups: no group {g!r}" for g in c.groups if g not in groups]
+    return errors
+
+
+def _service_references(
+    services: list[ServiceSpec],
+    agencies: set[Any],
+    upstreams: set[Any],
+    clients: set[Any],
+    groups: set[Any],
+) -> list[str]:
+    errors: list[str] = []
+    for i, s in enumerate(services):
+        if s.provider not in agencies:
+            errors.append(f"services[{i}].provider: no agency {s.provider!r}")
+        if s.upstream not in upstreams:
+            errors.append(f"services[{i}].upstream: no upstream {s.upstream!r}")
+        for j, a in enumerate(s.access):
+            if a.client is not None and a.client not in clients:
+                errors.append(f"services[{i}].access[{j}].client: no client {a.client!r}")
+            if a.group is not None and a.group not in groups:
+                errors.append(f"services[{i}].access[{j}].group: no group {a.group!r}")
+    return errors
+
+
+def _rate_limit_references(
+    rate_limits: list[RateLimitSpec], clients: set[Any], services: set[Any]
+) -> list[str]:
+    errors: list[str] = []
+    for i, r in enumerate(rate_limits):
+        if r.client is not None and r.client not in clients:
+            errors.append(f"rate_limits[{i}].client: no client {r.client!r}")
+        if r.service is not None and r.service not in services:
+            errors.append(f"rate_limits[{i}].service: no service {r.service!r}")
+    return errors
 
 
 def document_key(section: str, item: dict[str, Any]) -> str:

@@ -350,15 +350,30 @@ async def _check(
             "keep one (lgsp admin create makes one) so the gateway stays manageable"
         )
     if check_url is not None:
-        for i, u in enumerate(new.upstreams):
-            urls = [("base_url", u.base_url)]
-            if u.auth.token_url and not u.auth.token_url.startswith("/"):
-                urls.append(("auth.token_url", u.auth.token_url))
-            for field, url in urls:
-                try:
-                    check_url(url)
-                except ValueError as e:
-                    problems.append(f"upstreams[{i}].{field}: {e}")
+        problems += _refused_upstream_urls(new, check_url)
+    problems += await _unregistered_schemas(session, new)
+    if problems:
+        raise PolicyRejected("; ".join(problems))
+
+
+def _refused_upstream_urls(new: PolicySet, check_url: Callable[[str], None]) -> list[str]:
+    """The upstream addresses (and absolute token URLs) `check_url` refuses."""
+    problems: list[str] = []
+    for i, u in enumerate(new.upstreams):
+        urls = [("base_url", u.base_url)]
+        if u.auth.token_url and not u.auth.token_url.startswith("/"):
+            urls.append(("auth.token_url", u.auth.token_url))
+        for field, url in urls:
+            try:
+                check_url(url)
+            except ValueError as e:
+                problems.append(f"upstreams[{i}].{field}: {e}")
+    return problems
+
+
+async def _unregistered_schemas(session: AsyncSession, new: PolicySet) -> list[str]:
+    """The request and response schemas services name that the registry does not hold."""
+    problems: list[str] = []
     for i, svc in enumerate(new.services):
         for kind in ("request", "response"):
             ref = getattr(svc.schemas, kind)
@@ -374,8 +389,7 @@ async def _check(
                     f"services[{i}].schemas.{kind}: {ref.subject} version {ref.version} is not "
                     "in the registry (lgsp schema load / lgsp schema register)"
                 )
-    if problems:
-        raise PolicyRejected("; ".join(problems))
+    return problems
 
 
 def _administrators(policy: PolicySet) -> list[str]:

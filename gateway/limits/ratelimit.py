@@ -227,14 +227,7 @@ class LocalLimiter:
             if kind == "rate":
                 rate, burst = limit.rate or 1.0, limit.burst
                 if key not in tokens:
-                    state = self._buckets.get(key)
-                    if state is None or state[2] <= now:
-                        t, ts = float(burst), now
-                    else:
-                        t, ts, _ = state
-                        if now > ts:  # a clock going back refills nothing
-                            t, ts = min(burst, t + (now - ts) * rate), now
-                    tokens[key], stamps[key] = t, ts
+                    tokens[key], stamps[key] = _refilled(self._buckets.get(key), burst, rate, now)
                 if tokens[key] < 1:
                     wait = (1 - tokens[key]) / rate
                     if wait > worst_wait:
@@ -265,6 +258,19 @@ class LocalLimiter:
             now = plan.now
             self._buckets = {k: v for k, v in self._buckets.items() if v[2] > now}
             self._next_sweep = now + self._SWEEP_EVERY
+
+
+def _refilled(
+    state: tuple[float, float, float] | None, burst: int, rate: float, now: float
+) -> tuple[float, float]:
+    """(tokens, stamp) of a bucket at `now`: full if it is new or expired, else refilled for
+    the time since its stamp."""
+    if state is None or state[2] <= now:
+        return float(burst), now
+    t, ts, _ = state
+    if now > ts:  # a clock going back refills nothing
+        return min(burst, t + (now - ts) * rate), now
+    return t, ts
 
 
 # -- Redis ------------------------------------------------------------------------------------

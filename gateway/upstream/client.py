@@ -24,7 +24,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.config.runtime import ServiceEntry, UpstreamEntry
+from gateway.config.runtime import RetryPolicy, ServiceEntry, UpstreamEntry
 from gateway.core.messages import UpstreamResponse
 from gateway.core.problems import (
     UPSTREAM_BAD_RESPONSE,
@@ -284,10 +284,7 @@ class UpstreamClient:
                         service, method, url, headers, body, timeout, deadline
                     )
                 except Problem as problem:
-                    if problem.ptype in _BREAKER_FAILURES:
-                        breaker.failure(trial)
-                    else:
-                        breaker.abandon(trial)
+                    _record_problem(breaker, problem, trial)
                     trial = False
                     if not retrying or problem.ptype not in _RETRY_PROBLEMS:
                         raise _after(problem, attempt, budget) from None
@@ -305,23 +302,13 @@ class UpstreamClient:
                     if response.status == 503:
                         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                     last = response
-                # Retry only while the breaker lets everyone through: an opening breaker
-                # means the provider is down, and a retry would only add to its load.
-                delay = None
-                if breaker.state == CLOSED:
-                    delay = next_delay(
-                        policy,
-                        attempt,
-                        deadline - time.perf_counter(),
-                        min_attempt_seconds(budget, timeout.sock_connect),
-                        retry_after,
-                    )
+                # Only failed or retryable outcomes get here: the helpers are off the
+                # success path.
+                delay = _retry_delay(
+                    breaker, policy, attempt, deadline, budget, timeout, retry_after
+                )
                 if delay is None:
-                    if isinstance(last, Problem):
-                        raise _after(last, attempt, budget)
-                    last.elapsed_ms = (time.perf_counter() - started) * 1000
-                    last.attempts = attempt
-                    return last
+                    return _give_up(last, attempt, budget, started)
                 await asyncio.sleep(delay)
                 attempt += 1
                 guard.retries += 1
@@ -434,6 +421,48 @@ class UpstreamClient:
                 UPSTREAM_BAD_RESPONSE,
                 f"{name} broke the exchange: {type(e).__name__}.",
             ) from None
+
+
+def _record_problem(breaker: CircuitBreaker, problem: Problem, trial: bool) -> None:
+    """A failed attempt's verdict: only failures of the upstream itself count against it."""
+    if problem.ptype in _BREAKER_FAILURES:
+        breaker.failure(trial)
+    else:
+        breaker.abandon(trial)
+
+
+def _retry_delay(
+    breaker: CircuitBreaker,
+    policy: RetryPolicy,
+    attempt: int,
+    deadline: float,
+    budget: float,
+    timeout: aiohttp.ClientTimeout,
+    retry_after: float | None,
+) -> float | None:
+    """Seconds to wait before the next attempt, or None for no more attempts."""
+    # Retry only while the breaker lets everyone through: an opening breaker means the
+    # provider is down, and a retry would only add to its load.
+    if breaker.state != CLOSED:
+        return None
+    return next_delay(
+        policy,
+        attempt,
+        deadline - time.perf_counter(),
+        min_attempt_seconds(budget, timeout.sock_connect),
+        retry_after,
+    )
+
+
+def _give_up(
+    last: UpstreamResponse | Problem, attempt: int, budget: float, started: float
+) -> UpstreamResponse:
+    """The last outcome when no attempt is left: its response, or its problem raised."""
+    if isinstance(last, Problem):
+        raise _after(last, attempt, budget)
+    last.elapsed_ms = (time.perf_counter() - started) * 1000
+    last.attempts = attempt
+    return last
 
 
 def _after(problem: Problem, attempts: int, budget: float) -> Problem:

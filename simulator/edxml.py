@@ -365,29 +365,9 @@ class DocumentExchange:
         _check_format(
             promulgation_date, _DATE_FORMAT, "PromulgationInfo/PromulgationDate", "yyyy/MM/dd"
         )
-        trace_list = _child(header, _ed("TraceHeaderList"))
-        for trace in [] if trace_list is None else element_children(trace_list):
-            if trace.tag == _ed("TraceHeader"):
-                timestamp = _text(trace, _ed("Timestamp"))
-                _check_format(
-                    timestamp, _TIMESTAMP_FORMAT, "TraceHeader/Timestamp", "yyyy/MM/dd HH:mm:ss"
-                )
+        _check_trace_timestamps(header)
 
-        if sender_id not in self.organs:
-            raise _client_fault(
-                f"Đơn vị gửi {sender_id} chưa đăng ký trên trục liên thông", "UnknownOrgan"
-            )
-        for organ_id in recipient_ids:
-            if organ_id not in self.organs:
-                raise _client_fault(
-                    f"Đơn vị nhận {organ_id} chưa đăng ký trên trục liên thông", "UnknownOrgan"
-                )
-        if len(set(recipient_ids)) != len(recipient_ids):
-            raise _client_fault(
-                "Một đơn vị nhận xuất hiện nhiều lần trong To", "DuplicateRecipient"
-            )
-        if sender_id in recipient_ids:
-            raise _client_fault("Đơn vị nhận trùng với đơn vị gửi", "InvalidRecipient")
+        self._check_routing(sender_id, recipient_ids)
         _check_attachments(envelope, children)
         if document_id in self.documents:
             raise _client_fault(
@@ -426,6 +406,24 @@ class DocumentExchange:
         _add(result, _svc("Description"), arrived)
         _add(result, _svc("Timestamp"), now)
         return envelope_out
+
+    def _check_routing(self, sender_id: str, recipient_ids: list[str]) -> None:
+        """Sender and recipients registered on the axis, each recipient once, none the sender."""
+        if sender_id not in self.organs:
+            raise _client_fault(
+                f"Đơn vị gửi {sender_id} chưa đăng ký trên trục liên thông", "UnknownOrgan"
+            )
+        for organ_id in recipient_ids:
+            if organ_id not in self.organs:
+                raise _client_fault(
+                    f"Đơn vị nhận {organ_id} chưa đăng ký trên trục liên thông", "UnknownOrgan"
+                )
+        if len(set(recipient_ids)) != len(recipient_ids):
+            raise _client_fault(
+                "Một đơn vị nhận xuất hiện nhiều lần trong To", "DuplicateRecipient"
+            )
+        if sender_id in recipient_ids:
+            raise _client_fault("Đơn vị nhận trùng với đơn vị gửi", "InvalidRecipient")
 
     # --- GetPendingDocuments / GetDocument ------------------------------------------
 
@@ -546,27 +544,7 @@ class DocumentExchange:
                 f"'{document_id}' ({document.sender_id})",
                 "InvalidResponseFor",
             )
-        if actor_id == document.sender_id:
-            if code != "13":
-                raise _client_fault(
-                    f"Đơn vị gửi chỉ được yêu cầu lấy lại văn bản (13), không được gửi "
-                    f"trạng thái {code}",
-                    "InvalidStatusTransition",
-                )
-            targets = list(document.deliveries.values())
-            for delivery in targets:
-                if delivery.effective not in _RECALLABLE:
-                    raise _transition_fault(document_id, delivery, code)
-        else:
-            own = document.deliveries.get(actor_id)
-            if own is None:
-                raise _client_fault(
-                    f"Đơn vị {actor_id} không phải đơn vị gửi hay nhận văn bản '{document_id}'",
-                    "NotPermitted",
-                )
-            if code not in _RECIPIENT_MOVES.get(own.effective, frozenset()):
-                raise _transition_fault(document_id, own, code)
-            targets = [own]
+        targets = _status_targets(document, document_id, actor_id, code)
 
         actor_name = _text(actor, _ed("OrganName")) or self.organs.get(actor_id, "")
         description = _text(status, _ed("Description")) or STATUS_NAMES[code]
@@ -597,6 +575,45 @@ class DocumentExchange:
             for entry in delivery.history:
                 history.append(_status_element(document, entry))
         return envelope
+
+
+def _status_targets(
+    document: Document, document_id: str, actor_id: str, code: str
+) -> list[Delivery]:
+    """The deliveries a status from `actor_id` applies to: the sender may only recall (13),
+    from every recipient at once; a recipient moves its own delivery along its allowed moves."""
+    if actor_id == document.sender_id:
+        if code != "13":
+            raise _client_fault(
+                f"Đơn vị gửi chỉ được yêu cầu lấy lại văn bản (13), không được gửi "
+                f"trạng thái {code}",
+                "InvalidStatusTransition",
+            )
+        targets = list(document.deliveries.values())
+        for delivery in targets:
+            if delivery.effective not in _RECALLABLE:
+                raise _transition_fault(document_id, delivery, code)
+        return targets
+    own = document.deliveries.get(actor_id)
+    if own is None:
+        raise _client_fault(
+            f"Đơn vị {actor_id} không phải đơn vị gửi hay nhận văn bản '{document_id}'",
+            "NotPermitted",
+        )
+    if code not in _RECIPIENT_MOVES.get(own.effective, frozenset()):
+        raise _transition_fault(document_id, own, code)
+    return [own]
+
+
+def _check_trace_timestamps(header: etree._Element) -> None:
+    """Each TraceHeader's Timestamp, when given, in the edXML format."""
+    trace_list = _child(header, _ed("TraceHeaderList"))
+    for trace in [] if trace_list is None else element_children(trace_list):
+        if trace.tag == _ed("TraceHeader"):
+            timestamp = _text(trace, _ed("Timestamp"))
+            _check_format(
+                timestamp, _TIMESTAMP_FORMAT, "TraceHeader/Timestamp", "yyyy/MM/dd HH:mm:ss"
+            )
 
 
 def _transition_fault(document_id: str, delivery: Delivery, requested: str) -> _Fault:
@@ -672,13 +689,8 @@ def _operation(raw: bytes, soap_action: str | None) -> tuple[str, etree._Element
         raise _client_fault("Phần tử gốc phải là soap:Envelope (SOAP 1.1)", "MalformedSoap")
     parts = element_children(root)
     header = next((p for p in parts if p.tag == f"{{{SOAP_NS}}}Header"), None)
-    for entry in [] if header is None else element_children(header):
-        if entry.get(f"{{{SOAP_NS}}}mustUnderstand") in ("1", "true"):
-            raise _Fault(
-                f"Không xử lý được SOAP header bắt buộc {_local(tag_of(entry))}",
-                "MustUnderstand",
-                "MustUnderstand",
-            )
+    if header is not None:
+        _check_must_understand(header)
     body = next((p for p in parts if p.tag == f"{{{SOAP_NS}}}Body"), None)
     if body is None:
         raise _client_fault("Thiếu soap:Body", "MalformedSoap")
@@ -689,19 +701,36 @@ def _operation(raw: bytes, soap_action: str | None) -> tuple[str, etree._Element
     name = _local(tag_of(element))
     if etree.QName(element).namespace != SERVICE_NS or name not in _OPERATIONS:
         raise _client_fault(f"Thao tác không được hỗ trợ: {tag_of(element)}", "UnknownOperation")
+    _check_soap_action(soap_action, name)
+    return name, element
+
+
+def _check_must_understand(header: etree._Element) -> None:
+    """A header entry marked mustUnderstand is one the simulator cannot honour: a fault."""
+    for entry in element_children(header):
+        if entry.get(f"{{{SOAP_NS}}}mustUnderstand") in ("1", "true"):
+            raise _Fault(
+                f"Không xử lý được SOAP header bắt buộc {_local(tag_of(entry))}",
+                "MustUnderstand",
+                "MustUnderstand",
+            )
+
+
+def _check_soap_action(soap_action: str | None, name: str) -> None:
+    """The SOAPAction header is required; when not empty, it names the operation in the body."""
     if soap_action is None:
         raise _client_fault("Thiếu HTTP header SOAPAction", "MissingSoapAction")
     action = soap_action.strip().strip('"').strip()
-    if action:
-        action_name = re.split(r"[/#:]", action)[-1]
-        if action_name not in _OPERATIONS:
-            raise _client_fault(f"SOAPAction không được hỗ trợ: {soap_action}", "UnknownOperation")
-        if action_name != name:
-            raise _client_fault(
-                f"SOAPAction {action_name} không khớp thao tác {name} trong soap:Body",
-                "SoapActionMismatch",
-            )
-    return name, element
+    if not action:
+        return
+    action_name = re.split(r"[/#:]", action)[-1]
+    if action_name not in _OPERATIONS:
+        raise _client_fault(f"SOAPAction không được hỗ trợ: {soap_action}", "UnknownOperation")
+    if action_name != name:
+        raise _client_fault(
+            f"SOAPAction {action_name} không khớp thao tác {name} trong soap:Body",
+            "SoapActionMismatch",
+        )
 
 
 async def _read_capped(request: web.Request, limit: int) -> bytes | None:

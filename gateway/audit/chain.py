@@ -2,10 +2,12 @@
 
 Event n of an instance carries `seq` = n, `prev_hash` = the hash of event n-1 (64 zeros
 for the first) and `hash` = SHA-256 of the event's canonical JSON (every field but
-`hash`, keys sorted). Altering a stored event breaks its own hash; deleting one leaves a
-gap in `seq`; rewriting the rest of the chain to hide either breaks the signed
-checkpoints, which each instance issues every N events or T seconds over its chain head
-with its own Ed25519 key. All of it can be checked offline from the records alone.
+`hash`, keys sorted; the fields added since chaining began, `HASHED_WHEN_SET`, only when
+they hold a value, so older events verify unchanged). Altering a stored event breaks its
+own hash; deleting one leaves a gap in `seq`; rewriting the rest of the chain to hide
+either breaks the signed checkpoints, which each instance issues every N events or T
+seconds over its chain head with its own Ed25519 key. All of it can be checked offline
+from the records alone.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.audit.event import CHECKPOINT_KIND, AuditEvent
+from gateway.audit.event import CHECKPOINT_KIND, HASHED_WHEN_SET, AuditEvent
 from gateway.identity.keys import write_private_key
 
 GENESIS = "0" * 64
 
 
 def event_hash(fields: Mapping[str, Any]) -> str:
-    """The hash of an event given as its fields (an AuditEvent's dict or a stored row's)."""
+    """The hash of an event given as its fields (an AuditEvent's dict, a stored row's, or
+    its wire JSON). A field of `HASHED_WHEN_SET` counts only when it holds a value: absent
+    and null hash alike, as they did before the field existed."""
     body = {k: v for k, v in fields.items() if k != "hash" and k != "kind"}
+    for name in HASHED_WHEN_SET:
+        if name in body and body[name] is None:
+            del body[name]
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -52,6 +52,11 @@ class AuditEvent:
     error_detail: str | None = None
     request_sha256: str | None = None
     response_sha256: str | None = None
+    # The adapter that converted the exchange and its VERSION (gateway.conversion.sdk);
+    # None for passthrough, and absent from events written before they were recorded.
+    # Left out of the wire form and of the hash when None (HASHED_WHEN_SET).
+    adapter: str | None = None
+    adapter_version: str | None = None
     # The instance's hash chain, filled in by the audit log's writer (gateway/audit/chain.py).
     seq: int = 0
     prev_hash: str = ""
@@ -82,6 +87,9 @@ class AuditEvent:
 
     def to_wire(self) -> bytes:
         body = self.as_dict()
+        for name in HASHED_WHEN_SET:
+            if body[name] is None:
+                del body[name]
         body["kind"] = EVENT_KIND
         return orjson.dumps(body)
 
@@ -95,6 +103,11 @@ class AuditEvent:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditEvent))
+# Fields added after events were first chained: an event hashes them only when they hold a
+# value (gateway/audit/chain.py), and its wire form leaves them out when they do not, so
+# an event from before them (the field absent, or null in its store row) hashes as it
+# always did, while a value set, changed or removed later breaks the hash.
+HASHED_WHEN_SET: tuple[str, ...] = ("adapter", "adapter_version")
 _FIELD_SET = frozenset(FIELD_NAMES)
 _all_fields = operator.attrgetter(*FIELD_NAMES)  # one C call for every field
 
@@ -118,6 +131,8 @@ FIELD_WIDTHS: dict[str, int] = {
     "error_type": 64,
     "request_sha256": 64,
     "response_sha256": 64,
+    "adapter": 64,
+    "adapter_version": 32,  # gateway.conversion.sdk.MAX_VERSION_LENGTH
 }
 _WIDTH_NAMES = tuple(FIELD_WIDTHS)
 _WIDTHS = tuple(FIELD_WIDTHS.values())

@@ -277,6 +277,10 @@ class AuditRecord(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+    # The adapter that converted the exchange and its VERSION (migration 0007, last so that
+    # exports keep the columns they had in their places); null for passthrough.
+    adapter: Mapped[str | None] = mapped_column(String(64))
+    adapter_version: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditCheckpoint(Base):

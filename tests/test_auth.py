@@ -62,6 +62,24 @@ def assert_problem(
     return body
 
 
+def assert_oauth_error(
+    r: httpx.Response, status: int, error: str, slug: str, detail: str | None = None
+) -> dict[str, Any]:
+    """An RFC 6749 §5.2 error answer: application/json with `error` and
+    `error_description`, the RFC 9457 members beside them, and no-store."""
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/json"), r.headers
+    assert r.headers["Cache-Control"] == "no-store"
+    body: dict[str, Any] = r.json()
+    assert body["error"] == error, body
+    assert body["error_description"] == body["detail"]
+    assert body["type"] == PROBLEM + slug, body
+    assert body["request_id"] == r.headers["X-Request-Id"]
+    if detail is not None:
+        assert detail.lower() in body["error_description"].lower(), body
+    return body
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -89,20 +107,20 @@ def sign(
         claims,
         active.private if key is None else key,
         algorithm=alg,
-        headers={"kid": active.kid if kid is None else kid},
+        headers={"kid": active.kid if kid is None else kid, "typ": "at+jwt"},
     )
 
 
 def hs256(claims: dict[str, Any], secret: bytes, kid: str) -> str:
     """Hand-made HS256 token (PyJWT refuses to use a public key as an HMAC secret)."""
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    header = b64url(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": kid}).encode())
     payload = b64url(json.dumps(claims).encode())
     mac = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return f"{header}.{payload}.{b64url(mac)}"
 
 
 def unsigned(claims: dict[str, Any], kid: str) -> str:
-    header = b64url(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
+    header = b64url(json.dumps({"alg": "none", "typ": "at+jwt", "kid": kid}).encode())
     return f"{header}.{b64url(json.dumps(claims).encode())}."
 
 
@@ -178,18 +196,18 @@ async def test_token_endpoint_issues_signed_jwt(gateway: Harness, method: str) -
 
     token = body["access_token"]
     header = jwt.get_unverified_header(token)
-    assert header["alg"] == "EdDSA"
+    assert (header["alg"], header["typ"]) == ("EdDSA", "at+jwt")  # RFC 9068
     jwks = (await gateway.http.get("/.well-known/jwks.json")).json()
-    [jwk] = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+    [jwk] = [k for k in jwks["keys"] if k["kid"] == header["kid"] and k["alg"] == "EdDSA"]
     claims = jwt.decode(
         token,
         jwt.PyJWK(jwk).key,
         algorithms=["EdDSA"],
         audience=ISSUER,
         issuer=ISSUER,
-        options={"require": ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]},
+        options={"require": ["iss", "aud", "sub", "client_id", "exp", "nbf", "iat", "jti"]},
     )
-    assert claims["sub"] == "motcua"
+    assert claims["sub"] == claims["client_id"] == "motcua"
     assert claims["exp"] - claims["iat"] == ttl
     assert claims["nbf"] <= time.time() + 1
     assert abs(claims["iat"] - time.time()) < 10
@@ -253,18 +271,15 @@ async def test_token_endpoint_refuses_bad_client(
         form |= {"client_id": client_id, "client_secret": secret}
         r = await gateway.http.post("/oauth2/token", data=form)
 
-    body = assert_problem(r, 401, "invalid-client", "client")
-    assert body["error"] == "invalid_client"
+    body = assert_oauth_error(r, 401, "invalid_client", "invalid-client", "client")
     assert body["instance"] == "/oauth2/token"
     assert r.headers["WWW-Authenticate"].startswith("Basic")
-    assert r.headers["Cache-Control"] == "no-store"
     assert "access_token" not in body
 
 
 async def test_token_endpoint_without_credentials(gateway: Harness) -> None:
     r = await gateway.http.post("/oauth2/token", data={"grant_type": "client_credentials"})
-    body = assert_problem(r, 401, "invalid-client", "authenticate")
-    assert body["error"] == "invalid_client"
+    assert_oauth_error(r, 401, "invalid_client", "invalid-client", "authenticate")
     assert "WWW-Authenticate" in r.headers
 
 
@@ -275,9 +290,9 @@ async def test_token_endpoint_refuses_password_grant(gateway: Harness) -> None:
         data={"grant_type": "password", "username": "motcua", "password": secret},
         auth=("motcua", secret),
     )
-    body = assert_problem(r, 400, "unsupported-grant-type", "client_credentials")
-    assert body["error"] == "unsupported_grant_type"
-    assert r.headers["Cache-Control"] == "no-store"
+    assert_oauth_error(
+        r, 400, "unsupported_grant_type", "unsupported-grant-type", "client_credentials"
+    )
 
 
 async def test_token_endpoint_refuses_json_body(gateway: Harness) -> None:
@@ -286,8 +301,7 @@ async def test_token_endpoint_refuses_json_body(gateway: Harness) -> None:
         "/oauth2/token",
         json={"grant_type": "client_credentials", "client_id": "motcua", "client_secret": secret},
     )
-    body = assert_problem(r, 400, "bad-request", "x-www-form-urlencoded")
-    assert body["error"] == "invalid_request"
+    body = assert_oauth_error(r, 400, "invalid_request", "bad-request", "x-www-form-urlencoded")
     assert "access_token" not in body
 
 
@@ -298,7 +312,7 @@ async def test_token_endpoint_honours_caller_request_id(gateway: Harness) -> Non
         auth=("motcua", "wrong"),
         headers={"X-Request-Id": "req-token-1"},
     )
-    body = assert_problem(r, 401, "invalid-client")
+    body = assert_oauth_error(r, 401, "invalid_client", "invalid-client")
     assert body["request_id"] == "req-token-1"
 
 
@@ -694,8 +708,9 @@ async def test_jwks_publishes_public_keys_only(gateway: Harness) -> None:
     for jwk in keys:
         assert jwk["kty"] == "OKP"
         assert jwk["crv"] == "Ed25519"
-        assert jwk["alg"] == "EdDSA"
         assert jwk["use"] == "sig"
         assert jwk["kid"] and jwk["x"]
         assert "d" not in jwk
-    assert gateway.state.keys.active.kid in {k["kid"] for k in keys}
+    # Each key under both names (RFC 9864's "Ed25519" and the older "EdDSA"), one kid.
+    active = gateway.state.keys.active.kid
+    assert {k["alg"] for k in keys if k["kid"] == active} == {"EdDSA", "Ed25519"}

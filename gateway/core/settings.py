@@ -36,7 +36,9 @@ class Settings(BaseSettings):
 
     token_ttl_seconds: int = Field(300, ge=30, le=3600)
     token_audience: str = ""
-    token_algorithms: list[str] = ["EdDSA"]
+    # Accepted JWS algorithms of access tokens; the first signs. "Ed25519" is RFC 9864's
+    # name for what older libraries call "EdDSA"; both are accepted and published.
+    token_algorithms: list[str] = ["EdDSA", "Ed25519"]
     clock_skew_seconds: int = Field(30, ge=0, le=300)
 
     # Bundled schemas registered at start (see gateway/registry/bundled.py); "" skips it.
@@ -111,13 +113,19 @@ class Settings(BaseSettings):
     request_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     request_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     keepalive_seconds: float = Field(75.0, gt=0, le=3600)
+    # Failed client authentications at the token endpoint, per client id and per source
+    # address, within a window; past them the token endpoint answers 429 until the window
+    # ends (shared through Redis when it is configured).
+    auth_failures_per_client: int = Field(10, ge=1, le=10_000)
+    auth_failures_per_address: int = Field(50, ge=1, le=100_000)
+    auth_failure_window_seconds: float = Field(300.0, gt=0, le=86_400)
     problem_type_base: str = "urn:lgsp:problem:"
     log_level: str = "INFO"
 
     @field_validator("token_algorithms")
     @classmethod
     def _only_asymmetric(cls, algs: list[str]) -> list[str]:
-        allowed = {"EdDSA", "ES256", "RS256", "PS256"}
+        allowed = {"EdDSA", "Ed25519", "ES256", "RS256", "PS256"}
         bad = [a for a in algs if a not in allowed]
         if bad or not algs:
             raise ValueError(f"token_algorithms must be a non-empty subset of {sorted(allowed)}")

@@ -27,6 +27,7 @@ from gateway.edge.state import STATE, GatewayState
 from gateway.exchange.pipeline import ExchangePipeline
 from gateway.identity.keys import KeyStore
 from gateway.identity.tokens import TokenService
+from gateway.limits.failures import failure_throttle_from_settings
 from gateway.limits.ratelimit import limiter_from_settings
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
@@ -76,7 +77,17 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         body_timeout=settings.request_body_timeout_seconds,
     )
     state = GatewayState(
-        settings, engine, sessions, keys, tokens, upstream, sink, pipeline, limiter, gateway_metrics
+        settings,
+        engine,
+        sessions,
+        keys,
+        tokens,
+        upstream,
+        sink,
+        pipeline,
+        limiter,
+        gateway_metrics,
+        failure_throttle_from_settings(settings),
     )
     app[STATE] = state
     app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)
@@ -112,6 +123,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         gateway_metrics.flush()  # what was counted since the last second
         await sink.close()
         await limiter.close()
+        await state.auth_failures.close()
         await upstream.close()
         await engine.dispose()
 

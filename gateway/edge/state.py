@@ -13,6 +13,7 @@ from gateway.core.settings import Settings
 from gateway.exchange.pipeline import ExchangePipeline
 from gateway.identity.keys import KeyStore
 from gateway.identity.tokens import TokenService
+from gateway.limits.failures import FailureThrottle
 from gateway.limits.ratelimit import RateLimiter
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstream.client import UpstreamClient
@@ -30,6 +31,8 @@ class GatewayState:
     pipeline: ExchangePipeline
     limiter: RateLimiter
     metrics: GatewayMetrics
+    # Failed client authentications at the token endpoint (gateway/edge/oauth.py).
+    auth_failures: FailureThrottle
     config_version: int = -1
     # Set on SIGTERM: /readyz answers 503 and answers close their connections.
     draining: bool = False

@@ -24,6 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from gateway.core.logging import log
 
+# RFC 9864 names EdDSA over Ed25519 "Ed25519" (the polymorphic "EdDSA" is deprecated but
+# what most libraries still know); PyJWT knows only "EdDSA", so the new name is added.
+if "Ed25519" not in jwt.algorithms.get_default_algorithms():
+    jwt.register_algorithm("Ed25519", jwt.algorithms.OKPAlgorithm())
+ED25519_ALGS = ("EdDSA", "Ed25519")
+
 SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 VerifyingKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
@@ -42,13 +48,18 @@ class KeyPair:
     def created_at(self) -> datetime:
         return datetime.strptime(self.kid.split("-")[0], _KID_TIME_FORMAT).replace(tzinfo=UTC)
 
-    def public_jwk(self) -> dict[str, Any]:
+    @property
+    def algs(self) -> tuple[str, ...]:
+        """The JWS algorithm names this key signs under (an Ed25519 key has two)."""
+        return ED25519_ALGS if self.alg in ED25519_ALGS else (self.alg,)
+
+    def public_jwk(self, alg: str | None = None) -> dict[str, Any]:
         jwk: dict[str, Any]
         if isinstance(self.public, ed25519.Ed25519PublicKey):
             jwk = jwt.algorithms.OKPAlgorithm.to_jwk(self.public, as_dict=True)
         else:
             jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.public, as_dict=True)
-        jwk.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
+        jwk.update({"kid": self.kid, "alg": alg or self.alg, "use": "sig"})
         return jwk
 
 
@@ -74,7 +85,7 @@ def write_private_key(path: Path, key: SigningKey, passphrase: bytes | None) -> 
 
 
 def _generate(alg: str) -> SigningKey:
-    if alg == "EdDSA":
+    if alg in ED25519_ALGS:
         return ed25519.Ed25519PrivateKey.generate()
     if alg == "ES256":
         return ec.generate_private_key(ec.SECP256R1())
@@ -136,8 +147,20 @@ class KeyStore:
     def get(self, kid: str) -> KeyPair | None:
         return self._keys.get(kid)
 
-    def jwks(self) -> dict[str, Any]:
-        return {"keys": [k.public_jwk() for k in sorted(self._keys.values(), key=lambda k: k.kid)]}
+    def jwks(self, algorithms: list[str] | None = None) -> dict[str, Any]:
+        """The public keys, one entry per key and accepted algorithm name: an Ed25519 key
+        is listed under "EdDSA" and "Ed25519" (RFC 9864) when both are accepted, with one
+        kid, as equivalent alternatives (RFC 7517 §4.5), so old and new verifiers each
+        find the entry for the name they know. Without `algorithms`, one entry per key."""
+        keys = sorted(self._keys.values(), key=lambda k: k.kid)
+        return {
+            "keys": [
+                k.public_jwk(alg)
+                for k in keys
+                for alg in (k.algs if algorithms is not None else (k.alg,))
+                if algorithms is None or alg in algorithms
+            ]
+        }
 
     # -- rotation --------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """Access tokens: short-lived JWTs the gateway signs for clients, and their verification.
 
-Verification pins everything an attacker could otherwise choose: the algorithm comes from
-an allow-list (never from the token), the key from our own key set by `kid`, and the
-issuer, audience, expiry and not-before are all required. A verified token is cached by
-its exact text until it expires, so a client's repeated calls cost one dictionary lookup.
+Tokens are JWT access tokens as RFC 9068 profiles them: typed `at+jwt`, with `iss`, `aud`,
+`sub`, `client_id`, `iat`, `exp` and `jti`. Verification pins everything an attacker could
+otherwise choose: the type, the algorithm from an allow-list (never from the token), the
+key from our own key set by `kid`, the issuer and audience, and a lifetime no longer than
+the gateway issues (a forged or leaked signing key cannot mint a token for a year). A
+verified token is cached by its exact text until it expires, so a client's repeated calls
+cost one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from gateway.core.problems import INVALID_TOKEN, Problem
 from gateway.identity.directory import ClientEntry
 from gateway.identity.keys import KeyStore
 
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "client_id", "exp", "nbf", "iat", "jti"]
+JWT_TYPE = "at+jwt"  # RFC 9068 §2.1: the JWS "typ" of an access token
 _CACHE_LIMIT = 50_000
 
 
@@ -68,7 +72,10 @@ class TokenService:
             # For the caller's tooling to read; the gateway checks roles against its current
             # tables on every admin call, so taking a role away needs no token to expire.
             claims["roles"] = sorted(client.roles)
-        token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
+        alg = next((a for a in self.algorithms if a in key.algs), key.alg)
+        token = jwt.encode(
+            claims, key.private, algorithm=alg, headers={"kid": key.kid, "typ": JWT_TYPE}
+        )
         return token, self.ttl
 
     def verify(self, token: str) -> TokenClaims:
@@ -104,13 +111,18 @@ class TokenService:
             pair = self.keys.get(kid)
         if pair is None:
             raise Problem(INVALID_TOKEN, f"The token was signed with an unknown key {kid!r}.")
-        if pair.alg != alg:
+        if alg not in pair.algs:
             raise Problem(INVALID_TOKEN, f"Key {kid!r} does not sign with {alg!r}.")
+        # RFC 9068 §4: a JWT the gateway signed for another purpose is no access token.
+        if str(header.get("typ", "")).lower() not in (JWT_TYPE, "application/" + JWT_TYPE):
+            raise Problem(
+                INVALID_TOKEN, f"The bearer token is not an access token (typ {JWT_TYPE})."
+            )
         try:
             decoded: dict[str, Any] = jwt.decode(
                 token,
                 pair.public,
-                algorithms=[pair.alg],
+                algorithms=[alg],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
@@ -124,4 +136,19 @@ class TokenService:
             raise Problem(INVALID_TOKEN, "The access token is not valid yet (nbf).") from None
         except jwt.PyJWTError as e:
             raise Problem(INVALID_TOKEN, f"The access token was rejected: {e}.") from None
+        self._check_lifetime(decoded)
         return decoded
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """No token lives longer than the gateway issues them for: what a signing key that
+        leaked could otherwise mint. (An `iat` in the future PyJWT refuses itself.)"""
+        try:
+            issued, expires = float(claims["iat"]), float(claims["exp"])
+        except (TypeError, ValueError):
+            raise Problem(INVALID_TOKEN, "The token's iat and exp must be numbers.") from None
+        if expires - issued > self.ttl + self.leeway:
+            raise Problem(
+                INVALID_TOKEN,
+                f"The token lives {expires - issued:.0f} s; this gateway issues tokens for "
+                f"{self.ttl} s at most.",
+            )

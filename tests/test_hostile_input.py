@@ -393,3 +393,54 @@ async def test_slow_headers_are_cut_off_and_slow_bodies_answered_408(gateway: Ha
     writer.close()
     assert await records(gateway) == before + 1
     assert (await newest(gateway)).error_type == "request-timeout"
+
+
+async def test_a_key_given_twice_in_a_validated_message_is_refused(gateway: Harness) -> None:
+    body = b'{"SoDinhDanh": "001099012345", "SoDinhDanh": "079099000001"}'
+    headers = [await auth(gateway), (b"Content-Type", b"application/json")]
+    status, problem = await send(
+        gateway, request(CHECKED.encode() + b"/x", headers, body, method=b"POST")
+    )
+    assert status == 400, problem
+    assert problem["type"] == PROBLEM + "invalid-message"
+    assert "'SoDinhDanh' twice" in problem["detail"]
+    assert (await newest(gateway)).upstream_status is None  # never forwarded
+
+
+_XSD_HEAD = '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
+HOSTILE_XSDS = {
+    "external entity": (
+        '<?xml version="1.0"?><!DOCTYPE xs:schema [<!ENTITY e SYSTEM "file:///etc/hostname">]>'
+        + _XSD_HEAD
+        + "<xs:annotation><xs:documentation>&e;</xs:documentation></xs:annotation>"
+        '<xs:element name="a" type="xs:string"/></xs:schema>',
+        "DTD",
+    ),
+    "a file of the gateway host": (
+        _XSD_HEAD + '<xs:include schemaLocation="/etc/passwd"/></xs:schema>',
+        "external schema documents",
+    ),
+    "a URL": (
+        _XSD_HEAD + '<xs:import namespace="urn:x" schemaLocation="http://169.254.169.254/x.xsd"/>'
+        '<xs:element name="a" type="xs:string"/></xs:schema>',
+        "external schema documents",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_XSDS, ids=list(HOSTILE_XSDS))
+async def test_an_xml_schema_reading_outside_itself_is_refused_at_registration(
+    gateway: Harness, case: str
+) -> None:
+    from tests.test_registry import admin_credentials
+
+    user, secret = await admin_credentials(gateway)
+    xsd, words = HOSTILE_XSDS[case]
+    r = await gateway.http.post(
+        "/registry/subjects/hostile.xsd/versions",
+        json={"schema": xsd, "schemaType": "XML"},
+        auth=(user, secret),
+    )
+    assert r.status_code == 422, r.text  # Confluent's "invalid schema", not a 500
+    assert r.json()["error_code"] == 42201
+    assert words in r.json()["message"]

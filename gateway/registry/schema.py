@@ -55,17 +55,6 @@ class ParsedSchema:
     document: Any  # the parsed JSON Schema, or the XSD as an lxml tree
 
 
-def safe_xml_parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=False,
-    )
-
-
 def parse(schema_type: str, text: str) -> ParsedSchema:
     if schema_type not in SCHEMA_TYPES:
         raise InvalidSchema(f"schemaType must be one of {list(SCHEMA_TYPES)}, not {schema_type!r}")
@@ -83,16 +72,42 @@ def parse(schema_type: str, text: str) -> ParsedSchema:
             raise InvalidSchema(f"not a valid JSON Schema: {str(e).splitlines()[0]}") from None
         canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode()
     else:
-        try:
-            tree = etree.fromstring(text.encode(), safe_xml_parser())
-            etree.XMLSchema(tree)
-        except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as e:
-            raise InvalidSchema(f"not a valid XML Schema: {e}") from None
+        tree = _xml_schema_document(text)
         document = tree
-        canonical = etree.tostring(tree, method="c14n").decode()
+        try:
+            canonical = etree.tostring(tree, method="c14n").decode()
+        except etree.C14NError as e:  # pragma: no cover - a parsed safe document serialises
+            raise InvalidSchema(f"not a valid XML Schema: {e}") from None
     return ParsedSchema(
         schema_type, canonical, hashlib.sha256(canonical.encode()).hexdigest(), document
     )
+
+
+_XS = "{http://www.w3.org/2001/XMLSchema}"
+# Elements that pull in other schema documents: by file or URL, so never allowed here.
+_EXTERNAL = tuple(_XS + name for name in ("include", "import", "redefine", "override"))
+
+
+def _xml_schema_document(text: str) -> Any:
+    """An XSD parsed by the hardened parser (no DTD, so no entities), standing alone: a
+    schema that names another document by `schemaLocation` would make the registry read
+    a file of the gateway host or fetch a URL, and is refused like a remote `$ref`."""
+    try:
+        tree = parse_xml(text.encode("utf-8"))
+    except (UnsafeXML, InvalidXML) as e:
+        raise InvalidSchema(f"not a valid XML Schema: {e}") from None
+    for element in tree.iter(*_EXTERNAL):
+        location = element.get("schemaLocation")
+        if location is not None:
+            raise InvalidSchema(
+                f"external schema documents are not allowed ({str(element.tag)[len(_XS) :]} "
+                f"schemaLocation={location[:200]!r}); put their types in this schema"
+            )
+    try:
+        etree.XMLSchema(tree)
+    except etree.XMLSchemaParseError as e:
+        raise InvalidSchema(f"not a valid XML Schema: {e}") from None
+    return tree
 
 
 class JsonValidator:

@@ -5,6 +5,8 @@ service's request schema when it carries a message."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 from gateway.core import bodies
 from gateway.core.problems import (
@@ -18,7 +20,7 @@ from gateway.core.problems import (
 )
 from gateway.core.text import storable
 from gateway.exchange.context import Exchange
-from gateway.registry.schema import Validator
+from gateway.registry.schema import JsonValidator, Validator
 
 __all__ = ["conform", "read_body", "validate_request"]
 
@@ -84,6 +86,37 @@ def validate_request(x: Exchange) -> None:
     validator = service.request_validator
     if validator is not None and (x.body or x.request.method in MESSAGE_METHODS):
         conform(validator, x.body, INVALID_MESSAGE, "The request")
+        if isinstance(validator, JsonValidator):
+            _refuse_duplicate_keys(x.body)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    """400 for an object with a key twice: the schema checked one of the two values (the
+    last, as orjson reads), and a provider's parser may well read the other."""
+    try:
+        json.loads(body, object_pairs_hook=_unique)
+    except _DuplicateKey as e:
+        raise Problem(
+            INVALID_MESSAGE,
+            f"The request has the key {storable(str(e))[:64]!r} twice in one object; send each "
+            "key once.",
+            errors=[{"pointer": "", "detail": f"duplicate key {storable(str(e))[:64]!r}"}],
+        ) from None
+    except ValueError:  # not JSON at all: the schema check has said so already
+        return
 
 
 def conform(validator: Validator, body: bytes, ptype: ProblemType, what: str) -> None:

@@ -1,14 +1,23 @@
 """Credentials of clients: issued (the value shown once, stored as a SHA-256 digest),
 revoked, each recorded as an admin event naming who did it. Shared by every face that
-changes them: the admin API, the console and the CLI."""
+changes them: the admin API, the console and the CLI.
+
+`issue` and `revoke` work in the caller's transaction (the CLI's); the operations below
+them (`issue_credential`, `rotate`, `revoke_credential`, `list_credentials`) run their
+own, for an `Actor`, and answer with `CredentialView`s.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.admin.actor import Actor
+from gateway.admin.refusals import refused
+from gateway.core.problems import NOT_FOUND, Problem
 from gateway.identity import credentials
 from gateway.store.changes import record
 from gateway.store.models import (
@@ -16,6 +25,18 @@ from gateway.store.models import (
     Credential,
     utcnow,
 )
+
+__all__ = [
+    "CredentialView",
+    "NotFound",
+    "Rotation",
+    "issue",
+    "issue_credential",
+    "list_credentials",
+    "revoke",
+    "revoke_credential",
+    "rotate",
+]
 
 
 class NotFound(LookupError):
@@ -30,6 +51,7 @@ async def issue(
     actor: str,
     expires_at: datetime | None = None,
     revoke_others: bool = False,
+    comment: str | None = None,
 ) -> str:
     """Create a client secret or API key and return it: the only time it is visible."""
     client = await session.scalar(select(Client).where(Client.code == client_code))
@@ -45,7 +67,11 @@ async def issue(
         ):
             old.revoked_at = utcnow()
             await record(
-                session, actor=actor, action="credential.revoke", target=f"{client_code}#{old.id}"
+                session,
+                actor=actor,
+                action="credential.revoke",
+                target=f"{client_code}#{old.id}",
+                comment=comment,
             )
     value = credentials.new_api_key() if kind == "api_key" else credentials.new_client_secret()
     cred = Credential(
@@ -67,14 +93,221 @@ async def issue(
             "hint": cred.hint,
             "expires_at": expires_at.isoformat() if expires_at else None,
         },
+        comment=comment,
     )
     return value
 
 
-async def revoke(session: AsyncSession, *, credential_id: int, actor: str) -> None:
+async def revoke(
+    session: AsyncSession, *, credential_id: int, actor: str, comment: str | None = None
+) -> None:
     cred = await session.get(Credential, credential_id)
     if cred is None:
         raise NotFound(f"no credential {credential_id}")
     if cred.revoked_at is None:
         cred.revoked_at = utcnow()
-        await record(session, actor=actor, action="credential.revoke", target=f"#{credential_id}")
+        await record(
+            session,
+            actor=actor,
+            action="credential.revoke",
+            target=f"#{credential_id}",
+            comment=comment,
+        )
+
+
+# -- operations, each in its own transaction ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialView:
+    """A credential as shown: never its value, except `secret` once, when issued."""
+
+    id: int
+    client: str
+    kind: str
+    hint: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool
+    secret: str | None = None
+
+    @classmethod
+    def of(cls, row: Credential, client: str, secret: str | None = None) -> CredentialView:
+        now = utcnow()
+        active = row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+        return cls(
+            row.id,
+            client,
+            row.kind,
+            row.hint,
+            row.created_at,
+            row.expires_at,
+            row.revoked_at,
+            active,
+            secret,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A rotation: the new credential, and what became of the client's others."""
+
+    issued: CredentialView
+    revoked: list[CredentialView]
+    expiring: list[CredentialView]
+
+
+async def _client(session: AsyncSession, code: str) -> Client:
+    client = await session.scalar(select(Client).where(Client.code == code))
+    if client is None:
+        raise Problem(NOT_FOUND, f"No client {code!r}.")
+    return client
+
+
+async def _issue_view(
+    session: AsyncSession, actor: Actor, code: str, kind: str, expires_at: datetime | None
+) -> CredentialView:
+    try:
+        secret = await issue(
+            session,
+            client_code=code,
+            kind=kind,
+            actor=actor.name,
+            expires_at=expires_at,
+            comment=actor.comment,
+        )
+    except NotFound as e:
+        raise Problem(NOT_FOUND, f"{str(e).capitalize()}.") from None
+    row = await session.scalar(
+        select(Credential).where(Credential.secret_sha256 == credentials.digest(secret))
+    )
+    if row is None:  # pragma: no cover - issue just stored it
+        raise RuntimeError("issued credential not found")
+    return CredentialView.of(row, code, secret)
+
+
+async def list_credentials(
+    sessions: async_sessionmaker[AsyncSession], code: str
+) -> list[CredentialView]:
+    """Every credential of a client, active or not, oldest first; 404 for no client.
+
+    Example:
+        >>> [c.kind for c in await list_credentials(sessions, "motcua")]
+        ['secret', 'api_key']
+    """
+    async with sessions() as s:
+        client = await _client(s, code)
+        rows = await s.scalars(
+            select(Credential).where(Credential.client_id == client.id).order_by(Credential.id)
+        )
+        return [CredentialView.of(r, code) for r in rows]
+
+
+async def issue_credential(
+    sessions: async_sessionmaker[AsyncSession],
+    actor: Actor,
+    code: str,
+    kind: str,
+    expires_at: datetime | None = None,
+) -> CredentialView:
+    """A new secret or API key for a client, its value in `secret` (shown this once).
+
+    Raises:
+        Problem: 404 for no client; 422 for an `expires_at` in the past.
+
+    Example:
+        >>> (await issue_credential(sessions, actor, "motcua", "api_key")).secret[:5]
+        'lgsp_'
+    """
+    if expires_at is not None and expires_at <= utcnow():
+        raise refused(
+            "The credential request",
+            [{"field": "expires_at", "detail": "is in the past; give a time to come"}],
+        )
+    async with sessions() as s, s.begin():
+        return await _issue_view(s, actor, code, kind, expires_at)
+
+
+async def rotate(
+    sessions: async_sessionmaker[AsyncSession],
+    actor: Actor,
+    code: str,
+    kind: str,
+    grace_seconds: int = 0,
+) -> Rotation:
+    """A new credential; the client's other active ones of that kind revoked at once, or
+    set to expire after `grace_seconds` so the system can switch over.
+
+    Example:
+        >>> rotation = await rotate(sessions, actor, "motcua", "secret", grace_seconds=3600)
+        >>> [c.expires_at for c in rotation.expiring]  # an hour from now
+    """
+    now = utcnow()
+    until = now + timedelta(seconds=grace_seconds)
+    revoked: list[CredentialView] = []
+    expiring: list[CredentialView] = []
+    async with sessions() as s, s.begin():
+        client = await _client(s, code)
+        others = (
+            await s.scalars(
+                select(Credential)
+                .where(
+                    Credential.client_id == client.id,
+                    Credential.kind == kind,
+                    Credential.revoked_at.is_(None),
+                )
+                .order_by(Credential.id)
+            )
+        ).all()
+        for old in others:
+            if old.expires_at is not None and old.expires_at <= now:
+                continue  # expired already: nothing to switch over from
+            target = f"{code}#{old.id}"
+            if grace_seconds == 0:
+                old.revoked_at = now
+                await record(
+                    s,
+                    actor=actor.name,
+                    action="credential.revoke",
+                    target=target,
+                    comment=actor.comment,
+                )
+                revoked.append(CredentialView.of(old, code))
+                continue
+            if old.expires_at is None or old.expires_at > until:
+                before = {"expires_at": old.expires_at.isoformat() if old.expires_at else None}
+                old.expires_at = until
+                await record(
+                    s,
+                    actor=actor.name,
+                    action="credential.expire",
+                    target=target,
+                    before=before,
+                    after={"expires_at": until.isoformat()},
+                    comment=actor.comment,
+                )
+            expiring.append(CredentialView.of(old, code))
+        issued = await _issue_view(s, actor, code, kind, None)
+    return Rotation(issued, revoked, expiring)
+
+
+async def revoke_credential(
+    sessions: async_sessionmaker[AsyncSession], actor: Actor, credential_id: int
+) -> CredentialView:
+    """Revoke a credential now (again: no change); 404 if there is no such credential.
+
+    Example:
+        >>> (await revoke_credential(sessions, actor, 9)).active
+        False
+    """
+    async with sessions() as s, s.begin():
+        try:
+            await revoke(s, credential_id=credential_id, actor=actor.name, comment=actor.comment)
+        except NotFound:
+            raise Problem(NOT_FOUND, f"No credential {credential_id}.") from None
+        row = await s.get(Credential, credential_id)
+        client = await s.get(Client, row.client_id) if row is not None else None
+        if row is None or client is None:  # pragma: no cover - revoke found it
+            raise Problem(NOT_FOUND, f"No credential {credential_id}.")
+        return CredentialView.of(row, client.code)

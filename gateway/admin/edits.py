@@ -1,0 +1,270 @@
+"""Changing the policy as one version: an edit of the policy document, the whole policy
+replaced, or an earlier version restored, each committed as one new policy version with
+an admin event per entity changed, under the actor's name and comment.
+
+Shared by every face that changes the configuration (the admin API, the console). The
+caller reloads its gateway's tables afterwards; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.admin.actor import ADMINISTRATOR, OPERATOR_KINDS, Actor
+from gateway.admin.refusals import message_errors, refused, validation_errors
+from gateway.config import versions
+from gateway.config.diff import Change, diff
+from gateway.config.policy import PolicySet, policy_document
+from gateway.core.problems import ACCESS_DENIED, CONFLICT, NOT_FOUND, Problem
+from gateway.store import changes as admin
+from gateway.store.models import PolicyVersion
+
+__all__ = [
+    "Editor",
+    "begin_change",
+    "current",
+    "document_at",
+    "edit",
+    "history",
+    "operator_may",
+    "preview",
+    "replace",
+    "restore",
+]
+
+# Edits the policy document in place; returns the path of the entity it is about
+# ("clients[5]"), to name errors relative to it, or None.
+Edit = Callable[[dict[str, Any]], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Editor:
+    """Who changes the policy, where, and on what condition.
+
+    `check_url` refuses upstream addresses outside the networks the gateway may call;
+    `if_match` is the policy version (an ETag, `"42"`) the change was prepared against.
+    """
+
+    sessions: async_sessionmaker[AsyncSession]
+    actor: Actor
+    check_url: Callable[[str], None] | None = None
+    if_match: str | None = None
+
+
+async def begin_change(session: AsyncSession, if_match: str | None) -> None:
+    """Take the configuration lock before reading anything the change depends on, so two
+    admins' edits apply one after the other instead of one undoing the other; then honour
+    If-Match (the policy version a read named).
+
+    Raises:
+        Problem: 409 `conflict`, with `current_version`, if the policy moved on.
+
+    Example:
+        >>> await begin_change(session, '"41"')  # the policy is at 42: 409
+    """
+    await admin.serialize_changes(session)
+    if if_match is None:
+        return
+    now = await session.scalar(select(func.max(PolicyVersion.id))) or 0
+    tags = {t.strip().removeprefix("W/").strip('"') for t in if_match.split(",")}
+    if "*" not in tags and str(now) not in tags:
+        raise Problem(
+            CONFLICT,
+            f"The policy is now at version {now}, not {if_match}: someone changed it since "
+            "you read it. Read it again and redo the change.",
+            current_version=now,
+        )
+
+
+def operator_may(actor: Actor, changes: list[Change]) -> None:
+    """An operator's change may not reach beyond services, upstreams and rate limits (a
+    service's rights go with the service when it is deleted).
+
+    Raises:
+        Problem: 403 `access-denied` naming what the change also touches.
+
+    Example:
+        >>> operator_may(Actor.client("vanhanh", frozenset({"operator"})), commit.changes)
+    """
+    if ADMINISTRATOR in actor.roles:
+        return
+    deleted = {c.key for c in changes if c.kind == "service" and c.op == "delete"}
+    beyond = [
+        c
+        for c in changes
+        if c.kind not in OPERATOR_KINDS
+        and not (c.kind == "access" and c.op == "delete" and c.key in deleted)
+    ]
+    if beyond:
+        what = "; ".join(c.summary for c in beyond)
+        access = (
+            " Access rights (a service's `access` list) are"
+            if any(c.kind == "access" for c in beyond)
+            else " This is"
+        )
+        members: dict[str, Any] = {
+            **actor.member,
+            "required_roles": [ADMINISTRATOR],
+            "changes": [c.summary for c in beyond],
+        }
+        raise Problem(
+            ACCESS_DENIED,
+            f"{actor.label} holds the 'operator' role, which changes services, upstreams "
+            f"and rate limits, but this change also {what}.{access} the "
+            f"'{ADMINISTRATOR}' role's to change; leave them as they are or ask an "
+            "administrator.",
+            **members,
+        )
+
+
+async def edit(
+    editor: Editor, what: str, change: Edit, *, deleting: str | None = None
+) -> versions.PolicyCommit:
+    """One edit of the policy document as one new policy version.
+
+    Args:
+        editor: who, where, on what condition.
+        what: how a refusal starts ("The client 'x' is not valid").
+        change: edits the document in place; returns the path of its entity.
+        deleting: the entity a delete removes, to name who still refers to it.
+
+    Returns:
+        the commit: its version (None if nothing changed) and its changes.
+
+    Example:
+        >>> await edit(editor, "The group is not valid", lambda d: d["groups"].append(g))
+        PolicyCommit(version=43, changes=[...])
+    """
+    seen: dict[str, Any] = {}
+
+    def run(doc: dict[str, Any]) -> None:
+        seen["doc"] = doc
+        seen["focus"] = change(doc)
+
+    async with editor.sessions() as s, s.begin():
+        await begin_change(s, editor.if_match)
+        try:
+            commit = await versions.edit_policy(
+                s,
+                run,
+                actor=editor.actor.name,
+                source=editor.actor.source,
+                comment=editor.actor.comment,
+                check_url=editor.check_url,
+            )
+        except (ValidationError, versions.PolicyRejected) as e:
+            errors = (
+                validation_errors(e) if isinstance(e, ValidationError) else message_errors(str(e))
+            )
+            raise refused(
+                what, errors, doc=seen.get("doc"), focus=seen.get("focus"), deleting=deleting
+            ) from None
+        operator_may(editor.actor, commit.changes)
+    return commit
+
+
+async def replace(editor: Editor, policy: PolicySet, doc: dict[str, Any]) -> versions.PolicyCommit:
+    """The whole policy replaced by `policy` (parsed from `doc`), as one new version.
+
+    Example:
+        >>> await replace(editor, PolicySet.model_validate(doc), doc)
+    """
+    async with editor.sessions() as s, s.begin():
+        await begin_change(s, editor.if_match)
+        try:
+            commit = await versions.commit_policy(
+                s,
+                policy,
+                actor=editor.actor.name,
+                source=editor.actor.source,
+                comment=editor.actor.comment,
+                check_url=editor.check_url,
+            )
+        except versions.PolicyRejected as e:
+            raise refused("The policy is refused", message_errors(str(e)), doc=doc) from None
+        operator_may(editor.actor, commit.changes)
+    return commit
+
+
+async def restore(editor: Editor, version: int) -> versions.PolicyCommit:
+    """An earlier version restored, as a new version (history only grows).
+
+    Raises:
+        Problem: 404 for a version that never was; 422 if it fails today's checks.
+
+    Example:
+        >>> await restore(editor, 41)
+    """
+    async with editor.sessions() as s, s.begin():
+        await begin_change(s, editor.if_match)
+        if await s.get(PolicyVersion, version) is None:
+            newest = await s.scalar(select(func.max(PolicyVersion.id))) or 0
+            raise Problem(NOT_FOUND, f"No policy version {version}; the newest is {newest}.")
+        try:
+            commit = await versions.rollback(
+                s,
+                version,
+                actor=editor.actor.name,
+                comment=editor.actor.comment,
+                check_url=editor.check_url,
+            )
+        except versions.PolicyRejected as e:
+            raise refused(f"Version {version} cannot be restored", message_errors(str(e))) from None
+        operator_may(editor.actor, commit.changes)
+    return commit
+
+
+async def current(sessions: async_sessionmaker[AsyncSession]) -> tuple[dict[str, Any], int | None]:
+    """The current policy document and its version (read first: an ETag never claims a
+    newer version than the document it comes with).
+
+    Example:
+        >>> doc, version = await current(sessions)
+    """
+    async with sessions() as s:
+        version = await s.scalar(select(func.max(PolicyVersion.id)))
+        policy = await versions.current_policy(s)
+    return policy_document(policy), version
+
+
+async def document_at(sessions: async_sessionmaker[AsyncSession], version: int) -> dict[str, Any]:
+    """The policy document as it was at `version`; 404 if there is no such version.
+
+    Example:
+        >>> (await document_at(sessions, 1))["agencies"]
+    """
+    async with sessions() as s:
+        try:
+            policy = await versions.version_policy(s, version)
+        except versions.PolicyRejected as e:
+            raise Problem(NOT_FOUND, str(e)) from None
+    return policy_document(policy)
+
+
+async def history(sessions: async_sessionmaker[AsyncSession], limit: int) -> list[PolicyVersion]:
+    """The newest `limit` policy versions, newest first.
+
+    Example:
+        >>> [v.id for v in await history(sessions, 2)]
+        [42, 41]
+    """
+    async with sessions() as s:
+        return await versions.history(s, limit=limit)
+
+
+async def preview(sessions: async_sessionmaker[AsyncSession], policy: PolicySet) -> list[Change]:
+    """What replacing the policy with `policy` would change; nothing is committed.
+
+    Example:
+        >>> [c.summary for c in await preview(sessions, policy)]
+        ['created group moi']
+    """
+    async with sessions() as s:
+        now = await versions.current_policy(s)
+    return diff(now, policy)

@@ -534,3 +534,42 @@ async def test_openapi_document_matches_the_routes(gateway: Harness) -> None:
         if route.body is not None:
             ref = next(iter(operation["requestBody"]["content"].values()))["schema"]["$ref"]
             assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"]
+
+
+# -- query parameters and body types ----------------------------------------------------------
+
+
+async def test_query_parameters_are_checked_against_each_route(adm: Admin) -> None:
+    """Unknown, repeated, ill-typed or out of bounds: a 400 naming the parameter and what
+    it takes, on reads and changes alike; a refused change commits nothing."""
+    before = (await adm.ok("GET", "/policy"))["version"]
+    cases: list[tuple[str, str, str, list[str]]] = [
+        ("GET", "/clients?colour=red", "colour", ["GET /admin/v1/clients", "no parameters"]),
+        ("GET", "/changes?limits=5", "limits", ["it takes limit, since_id"]),
+        ("GET", "/changes?limit=5&limit=6", "limit", ["more than once"]),
+        ("GET", "/changes?limit=0", "limit", ["a whole number from 1 to 1000", "'0'"]),
+        ("GET", "/changes?since_id=-3", "since_id", ["a whole number from 0 to"]),
+        ("GET", "/policy?version=true", "version", ["a whole number"]),
+        ("GET", "/policy/versions?limit=1.5", "limit", ["a whole number"]),
+        ("PATCH", ECHO_SERVICE + "?comment=" + "x" * 2001, "comment", ["at most 2000"]),
+        ("PUT", "/rate-limits?client=Not%20A%20Code", "client", ["text matching"]),
+        ("DELETE", "/rate-limits?service=echo", "service", ["text matching"]),
+        ("POST", "/clients/hotich/credentials?comments=x", "comments", ["it takes comment"]),
+    ]
+    failures = []
+    for method, path, name, words in cases:
+        body = {"timeouts": {"total_ms": 5000}} if method == "PATCH" else {}
+        r = await adm.call("quantri", method, path, body if method != "GET" else None)
+        try:
+            problem = assert_problem(r, 400, "invalid-parameter")
+            assert problem["parameter"] == name, problem
+            assert problem["detail"].startswith(f"{name}: "), problem["detail"]
+            for word in words:
+                assert word in problem["detail"], problem["detail"]
+        except AssertionError as e:
+            failures.append(f"{method} {path[:60]}: {e}")
+    assert not failures, "\n".join(failures)
+    assert (await adm.ok("GET", "/policy"))["version"] == before
+    # The role is checked before the query: a caller without it learns nothing more.
+    r = await adm.call("motcua", "GET", "/clients?colour=red")
+    assert_problem(r, 403, "access-denied")

@@ -162,6 +162,19 @@ async def test_allowed_true_on_services_is_allowed_methods(gateway: Harness) -> 
 
     r = await gateway.http.get("/discovery/v1/services?allowed=yes", headers=headers)
     assert assert_problem(r, 400, "invalid-parameter")["parameter"] == "allowed"
+    # Each route takes what it declares, once: a misspelt or repeated one is refused.
+    for path, name, words in (
+        ("/discovery/v1/services?alowed=true", "alowed", ["it takes allowed"]),
+        ("/discovery/v1/services?allowed=true&allowed=false", "allowed", ["more than once"]),
+        ("/discovery/v1/services?allowed=1", "allowed", ["true or false", "'1'"]),
+        ("/discovery/v1/allowed?allowed=true", "allowed", ["no parameters"]),
+        ("/services?page=2", "page", ["no parameters"]),
+    ):
+        problem = assert_problem(
+            await gateway.http.get(path, headers=headers), 400, "invalid-parameter"
+        )
+        assert problem["parameter"] == name
+        assert all(word in problem["detail"] for word in words), problem["detail"]
 
 
 async def test_discovery_accepts_an_api_key(gateway: Harness) -> None:

@@ -472,6 +472,13 @@ async def test_bad_parameters_are_refused_naming_the_parameter(gateway: Harness)
         ("/findings", {"unresolved": "maybe"}, "unresolved"),
         ("/admin-events", {"since": "2026-13-01"}, "since"),
         ("/verify", {"client": "motcua"}, "client"),
+        ("/exchanges", {"limit": "1.5"}, "limit"),
+        ("/exchanges", {"status": "200.0"}, "status"),
+        ("/exchanges/some-event", {"limit": "5"}, "limit"),
+        ("/purges", {"unmask": "true"}, "unmask"),
+        ("/findings", [("kind", "missing"), ("kind", "altered")], "kind"),
+        ("/verify", [("since", "2026-11-01"), ("since", "2026-11-02")], "since"),
+        ("/admin-events", {"cursor": "bm90LWEtY3Vyc29y"}, "cursor"),
     ]
     failures = []
     for path, params, name in cases:

@@ -23,7 +23,6 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from gateway.core.problems import INVALID_PARAMETER, Problem
 from gateway.store.models import AuditRecord, Base
 
 # Provinces report by local day. Vietnam has kept UTC+7, without daylight saving, since 1975.
@@ -36,10 +35,6 @@ OUTCOMES = ("success", "refused", "failed")
 M = TypeVar("M", bound=Base)
 
 
-def invalid(parameter: str, message: str) -> Problem:
-    return Problem(INVALID_PARAMETER, f"{parameter}: {message}", parameter=parameter)
-
-
 # -- parsing query-string values -------------------------------------------------------------
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -47,46 +42,26 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SPACE_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
 
 
-def parse_time(parameter: str, value: str) -> datetime:
+def parse_time(value: str) -> datetime:
     """An aware datetime from ISO 8601. A bare date is the start of that day in Vietnam
-    time; a date-time without an offset is refused rather than guessed."""
+    time; a date-time without an offset is refused rather than guessed.
+
+    Raises:
+        ValueError: saying what is wrong, to follow the parameter's name.
+    """
     value = value.strip()
     if _DATE_ONLY.match(value):
         try:
             return datetime.combine(date.fromisoformat(value), time(), VN_TZ).astimezone(UTC)
         except ValueError:
-            raise invalid(parameter, "not an ISO 8601 date") from None
+            raise ValueError("not an ISO 8601 date") from None
     try:
         parsed = datetime.fromisoformat(_SPACE_OFFSET.sub(r"\1+\2", value))
     except ValueError:
-        raise invalid(
-            parameter, "not an ISO 8601 date-time (e.g. 2026-11-21T00:00:00+07:00)"
-        ) from None
+        raise ValueError("not an ISO 8601 date-time (e.g. 2026-11-21T00:00:00+07:00)") from None
     if parsed.tzinfo is None:
-        raise invalid(parameter, "give a UTC offset, e.g. 2026-11-21T08:00:00+07:00 or ...Z")
+        raise ValueError("give a UTC offset, e.g. 2026-11-21T08:00:00+07:00 or ...Z")
     return parsed.astimezone(UTC)
-
-
-def parse_int(parameter: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise invalid(parameter, f"an integer from {low} to {high}")
-    return number
-
-
-def parse_limit(value: str | None) -> int:
-    return DEFAULT_LIMIT if value is None else parse_int("limit", value, 1, MAX_LIMIT)
-
-
-def parse_flag(parameter: str, value: str | None) -> bool:
-    if value is None or value.lower() == "false":
-        return False
-    if value.lower() == "true":
-        return True
-    raise invalid(parameter, "true or false")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -126,25 +101,6 @@ class AuditFilter:
         "request_id": AuditRecord.request_id,
         "instance": AuditRecord.instance,
     }
-    PARAMS: ClassVar[frozenset[str]] = frozenset({"since", "until", "status", "outcome", *COLUMNS})
-
-    @classmethod
-    def from_query(cls, query: Mapping[str, str]) -> AuditFilter:
-        """Parse query-string values; other keys are the caller's to check."""
-        values: dict[str, Any] = {k: v for k, v in query.items() if k in cls.COLUMNS and v}
-        for name in ("since", "until"):
-            if name in query:
-                values[name] = parse_time(name, query[name])
-        if "status" in query:
-            values["status"] = parse_int("status", query["status"], 100, 599)
-        if "outcome" in query:
-            if query["outcome"] not in OUTCOMES:
-                raise invalid("outcome", "one of " + ", ".join(OUTCOMES))
-            values["outcome"] = query["outcome"]
-        f = cls(**values)
-        if f.since is not None and f.until is not None and f.until <= f.since:
-            raise invalid("until", "must be later than since")
-        return f
 
     def as_dict(self) -> dict[str, Any]:
         """The filter as given, JSON-ready, without unset fields (kept with each read)."""
@@ -185,6 +141,7 @@ def encode_cursor(at: datetime, row_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (time, id) a cursor of `page` stands for; ValueError for anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, row_id = orjson.loads(raw)
@@ -192,7 +149,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         if parsed.tzinfo is None or not isinstance(row_id, int) or isinstance(row_id, bool):
             raise ValueError(cursor)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise invalid("cursor", "not a cursor this API returned") from None
+        raise ValueError("not a cursor this API returned") from None
     return parsed, row_id
 
 

@@ -5,7 +5,8 @@ Every endpoint needs the "auditor" role. Personal identifiers (citizen ids, quer
 values) are masked unless the caller asks `unmask=true` and holds the "audit:unmask"
 right. Every read is itself recorded (`AuditRead`: who, what query, how many records,
 masked or not) in its own transaction, before anything is disclosed: a read that
-cannot be recorded is not served.
+cannot be recorded is not served. A known system refused (no auditor role, unmasking
+without the right) is recorded too. Query parameters: gateway/edge/audit_queries.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import dataclasses
 import hashlib
 import io
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,16 +26,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.audit import query
-from gateway.audit.query import AuditFilter, invalid
 from gateway.audit.verify import verify_store
 from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.logging import log
-from gateway.core.problems import ACCESS_DENIED, INVALID_HEADER, NOT_FOUND, Problem
-from gateway.edge.roles import require_role
+from gateway.core.problems import ACCESS_DENIED, NOT_FOUND, Problem
+from gateway.edge.audit_queries import (
+    AdminEventsQuery,
+    ExportQuery,
+    FindingsQuery,
+    PurgesQuery,
+    RecordQuery,
+    SearchQuery,
+    StatsQuery,
+    VerifyQuery,
+)
 from gateway.edge.state import STATE
-from gateway.exchange.accountability import request_id_from
-from gateway.identity.directory import ClientEntry
+from gateway.edge.toolkit import Api, Call, Handler, QueryModel, Reply, Route, json_response
+from gateway.edge.toolkit import add_routes as register
 from gateway.store.models import AdminEvent, AuditFinding, AuditPurge, AuditRead, AuditRecord
+
+__all__ = ["PREFIX", "ROUTES", "add_routes"]
 
 PREFIX = "/audit/v1"
 AUDITOR = "auditor"
@@ -44,107 +53,13 @@ UNMASK = "audit:unmask"
 EXPORT_BATCH = 1000
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
-_PAGE = frozenset({"limit", "cursor"})
-_RECORDS = AuditFilter.PARAMS | {"unmask"}
 
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One authorised auditor call: who, under which request id."""
-
-    client: ClientEntry
-    request_id: str
-
-
-Handler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
-
-
-def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Check the request id and the auditor role; render problems with the same request id
-    the read is recorded under (the app's middleware would make up its own)."""
-
-    async def run(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE]
-        request_id, complaint = request_id_from(request.headers)
-        try:
-            if complaint is not None:
-                raise Problem(INVALID_HEADER, complaint, header=REQUEST_ID_HEADER)
-            call = Call(require_role(request, AUDITOR), request_id)
-            response = await handler(request, call)
-        except Problem as p:
-            if p.status == 403 and "client" in p.extensions:
-                await _record_refusal(request, str(p.extensions["client"]), request_id)
-            return p.to_response(
-                type_base=state.settings.problem_type_base,
-                request_id=request_id,
-                instance=request.path,
-            )
-        if not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = request_id
-        return response
-
-    return run
-
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-def _json(data: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
-
-
-def _only(request: web.Request, allowed: Iterable[str]) -> None:
-    """Refuse unknown parameters: a misspelt filter must not silently widen a search."""
-    allowed = frozenset(allowed)
-    for name in request.query:
-        if name not in allowed:
-            known = ", ".join(sorted(allowed))
-            raise invalid(name, f"not a parameter of this endpoint; it takes {known}")
-        if len(request.query.getall(name)) > 1:
-            raise invalid(name, "given more than once; each parameter takes one value")
-
-
-def _unmask(request: web.Request, call: Call) -> bool:
-    unmask = query.parse_flag("unmask", request.query.get("unmask"))
-    if unmask and UNMASK not in call.client.roles:
-        raise Problem(
-            ACCESS_DENIED,
-            f"Client '{call.client.code}' may read the audit log masked only; showing "
-            f"personal identifiers needs the '{UNMASK}' right.",
-            client=call.client.code,
-            required_roles=[UNMASK],
-        )
-    return unmask
-
-
-async def _record_read(
-    request: web.Request,
-    call: Call,
-    action: str,
-    asked: dict[str, Any],
-    *,
-    records: int,
-    unmasked: bool = False,
-) -> int:
-    """Write down the read in its own transaction; return its id."""
-    async with request.app[STATE].sessions() as s, s.begin():
-        read = AuditRead(
-            at=datetime.now(UTC),
-            actor=call.client.code,
-            action=action,
-            query=asked,
-            unmasked=unmasked,
-            records=records,
-            request_id=call.request_id,
-        )
-        s.add(read)
-        await s.flush()
-        return read.id
-
-
-async def _record_refusal(request: web.Request, client: str, request_id: str) -> None:
+async def _record_refusal(request: web.Request, problem: Problem, request_id: str) -> None:
     """A known system refused (no auditor role, or unmasking without the right): who
     tried to look is as much the auditors' business as who looked."""
+    if problem.status != 403 or "client" not in problem.extensions:
+        return
+    client = str(problem.extensions["client"])
     try:
         async with request.app[STATE].sessions() as s, s.begin():
             s.add(
@@ -162,63 +77,86 @@ async def _record_refusal(request: web.Request, client: str, request_id: str) ->
         log.error("could not record a refused audit read", error=str(exc), client=client)
 
 
-def _session(request: web.Request) -> AsyncSession:
-    return request.app[STATE].sessions()
+# A malformed X-Request-Id is refused: the read is recorded under the id the caller gave.
+AUDIT = Api(PREFIX, check_request_id=True, on_problem=_record_refusal)
+
+
+def _unmask(call: Call[Any]) -> bool:
+    unmask: bool = call.query.unmask
+    if unmask and UNMASK not in call.caller.roles:
+        raise Problem(
+            ACCESS_DENIED,
+            f"Client '{call.caller.code}' may read the audit log masked only; showing "
+            f"personal identifiers needs the '{UNMASK}' right.",
+            client=call.caller.code,
+            required_roles=[UNMASK],
+        )
+    return unmask
+
+
+async def _record_read(
+    call: Call[Any], action: str, asked: dict[str, Any], *, records: int, unmasked: bool = False
+) -> int:
+    """Write down the read in its own transaction; return its id."""
+    async with call.state.sessions() as s, s.begin():
+        read = AuditRead(
+            at=datetime.now(UTC),
+            actor=call.caller.code,
+            action=action,
+            query=asked,
+            unmasked=unmasked,
+            records=records,
+            request_id=call.request_id,
+        )
+        s.add(read)
+        await s.flush()
+        return read.id
+
+
+def _session(call: Call[Any]) -> AsyncSession:
+    return call.state.sessions()
 
 
 # -- exchanges --------------------------------------------------------------------------------
 
 
-@_endpoint
-async def search_exchanges(request: web.Request, call: Call) -> web.StreamResponse:
-    _only(request, _RECORDS | _PAGE)
-    f = AuditFilter.from_query(request.query)
-    limit = query.parse_limit(request.query.get("limit"))
-    cursor = request.query.get("cursor")
-    unmask = _unmask(request, call)
-    async with _session(request) as s:
+async def search_exchanges(call: Call[SearchQuery]) -> web.StreamResponse:
+    f, limit, cursor = call.query.audit_filter(), call.query.limit, call.query.cursor
+    unmask = _unmask(call)
+    async with _session(call) as s:
         rows, next_cursor = await query.search(s, f, limit=limit, cursor=cursor)
     asked = {**f.as_dict(), "limit": limit, **({"cursor": cursor} if cursor else {})}
-    await _record_read(request, call, "search", asked, records=len(rows), unmasked=unmask)
-    return _json({"items": query.shape(rows, unmask=unmask), "next_cursor": next_cursor})
+    await _record_read(call, "search", asked, records=len(rows), unmasked=unmask)
+    return json_response({"items": query.shape(rows, unmask=unmask), "next_cursor": next_cursor})
 
 
-@_endpoint
-async def get_exchange(request: web.Request, call: Call) -> web.StreamResponse:
-    _only(request, {"unmask"})
-    event_id = request.match_info["event_id"]
-    unmask = _unmask(request, call)
-    async with _session(request) as s:
+async def get_exchange(call: Call[RecordQuery]) -> web.StreamResponse:
+    event_id = call.path["event_id"]
+    unmask = _unmask(call)
+    async with _session(call) as s:
         row = await s.scalar(select(AuditRecord).where(AuditRecord.event_id == event_id))
     asked = {"event_id": event_id}
-    await _record_read(
-        request, call, "record", asked, records=int(row is not None), unmasked=unmask
-    )
+    await _record_read(call, "record", asked, records=int(row is not None), unmasked=unmask)
     if row is None:
         raise Problem(NOT_FOUND, f"No audit record with event id '{event_id}'.")
-    return _json(query.shape([row], unmask=unmask)[0])
+    return json_response(query.shape([row], unmask=unmask)[0])
 
 
 def _stamp(at: datetime | None) -> str:
     return at.strftime("%Y%m%dT%H%M%SZ") if at is not None else "start"
 
 
-@_endpoint
-async def export(request: web.Request, call: Call) -> web.StreamResponse:
+async def export(call: Call[ExportQuery]) -> web.StreamResponse:
     """The matching records, oldest first, streamed as they are read. Without `until`
     the export ends at the time it was asked, so it is a fixed range, named in the file."""
-    _only(request, _RECORDS | {"format"})
-    fmt = request.query.get("format", "csv")
-    if fmt not in MEDIA_TYPES:
-        raise invalid("format", "csv or jsonl")
-    f = AuditFilter.from_query(request.query)
+    fmt, f = call.query.format, call.query.audit_filter()
     if f.until is None:
         # Rounded up to the second, so that the range the file name states is exact.
         now = datetime.now(UTC)
         f = dataclasses.replace(f, until=now.replace(microsecond=0) + timedelta(seconds=1))
-    unmask = _unmask(request, call)
+    unmask = _unmask(call)
     asked = {**f.as_dict(), "format": fmt}
-    read_id = await _record_read(request, call, "export", asked, records=0, unmasked=unmask)
+    read_id = await _record_read(call, "export", asked, records=0, unmasked=unmask)
 
     filename = f"audit_{_stamp(f.since)}_{_stamp(f.until)}.{fmt}"
     response = web.StreamResponse(
@@ -229,12 +167,12 @@ async def export(request: web.Request, call: Call) -> web.StreamResponse:
         }
     )
     response.enable_chunked_encoding()
-    await response.prepare(request)
+    await response.prepare(call.request)
     written = 0
     try:
         buffer = io.StringIO()
         writer = query.ExportWriter(buffer, fmt)  # the CSV header, if any
-        async with _session(request) as s:
+        async with _session(call) as s:
             async for rows in query.iterate(s, f, EXPORT_BATCH):
                 writer.write(query.shape(rows, unmask=unmask))
                 await response.write(_drain(buffer))
@@ -245,13 +183,13 @@ async def export(request: web.Request, call: Call) -> web.StreamResponse:
         # so the auditor's client sees a broken transfer, not a short but whole-looking file.
         if not isinstance(e, ConnectionError):
             log.exception("audit export failed", request_id=call.request_id, written=written)
-        if request.transport is not None:
-            request.transport.close()
+        if call.request.transport is not None:
+            call.request.transport.close()
     finally:
         # What was actually handed out, even if the transfer broke off. The read itself
         # is already on record; a failure here must not write a problem into the body.
         try:
-            async with _session(request) as s, s.begin():
+            async with _session(call) as s, s.begin():
                 done = update(AuditRead).where(AuditRead.id == read_id).values(records=written)
                 await s.execute(done)
         except Exception:
@@ -267,23 +205,20 @@ def _drain(buffer: io.StringIO) -> bytes:
     return data
 
 
-@_endpoint
-async def daily_stats(request: web.Request, call: Call) -> web.StreamResponse:
-    _only(request, AuditFilter.PARAMS)
-    f = AuditFilter.from_query(request.query)
-    async with _session(request) as s:
+async def daily_stats(call: Call[StatsQuery]) -> web.StreamResponse:
+    f = call.query.audit_filter()
+    async with _session(call) as s:
         days = await query.daily_stats(s, f)
     total = sum(int(d["count"]) for d in days)
-    await _record_read(request, call, "stats", f.as_dict(), records=total)
-    return _json({"timezone": query.VN_ZONE_NAME, "days": days})
+    await _record_read(call, "stats", f.as_dict(), records=total)
+    return json_response({"timezone": query.VN_ZONE_NAME, "days": days})
 
 
 # -- findings, purges, admin events -----------------------------------------------------------
 
 
 async def _listing(
-    request: web.Request,
-    call: Call,
+    call: Call[Any],
     action: str,
     stmt: Select[Any],
     at: InstrumentedAttribute[datetime],
@@ -291,78 +226,62 @@ async def _listing(
     asked: dict[str, Any],
 ) -> web.Response:
     """One page of rows, newest first, with its read recorded."""
-    limit = query.parse_limit(request.query.get("limit"))
-    async with _session(request) as s:
+    limit: int = call.query.limit
+    async with _session(call) as s:
         rows, next_cursor = await query.page(
-            s, stmt, at, row_id, limit=limit, cursor=request.query.get("cursor")
+            s, stmt, at, row_id, limit=limit, cursor=call.query.cursor
         )
-    await _record_read(request, call, action, {"limit": limit, **asked}, records=len(rows))
-    return _json({"items": [query.row_dict(r) for r in rows], "next_cursor": next_cursor})
+    await _record_read(call, action, {"limit": limit, **asked}, records=len(rows))
+    return json_response({"items": [query.row_dict(r) for r in rows], "next_cursor": next_cursor})
 
 
 def _where_equal(
-    request: web.Request, stmt: Select[Any], model: Any, names: Iterable[str], asked: dict[str, Any]
+    call: Call[Any], stmt: Select[Any], model: Any, names: tuple[str, ...], asked: dict[str, Any]
 ) -> Select[Any]:
     for name in names:
-        if name in request.query:
-            stmt = stmt.where(getattr(model, name) == request.query[name])
-            asked[name] = request.query[name]
+        value = getattr(call.query, name)
+        if value is not None:
+            stmt = stmt.where(getattr(model, name) == value)
+            asked[name] = value
     return stmt
 
 
-@_endpoint
-async def findings(request: web.Request, call: Call) -> web.StreamResponse:
-    _only(request, {"instance", "kind", "unresolved"} | _PAGE)
+async def findings(call: Call[FindingsQuery]) -> web.StreamResponse:
     asked: dict[str, Any] = {}
-    stmt = _where_equal(request, select(AuditFinding), AuditFinding, ("instance", "kind"), asked)
-    if query.parse_flag("unresolved", request.query.get("unresolved")):
+    stmt = _where_equal(call, select(AuditFinding), AuditFinding, ("instance", "kind"), asked)
+    if call.query.unresolved:
         stmt = stmt.where(AuditFinding.resolved_at.is_(None))
         asked["unresolved"] = True
-    return await _listing(
-        request, call, "findings", stmt, AuditFinding.found_at, AuditFinding.id, asked
-    )
+    return await _listing(call, "findings", stmt, AuditFinding.found_at, AuditFinding.id, asked)
 
 
-@_endpoint
-async def purges(request: web.Request, call: Call) -> web.StreamResponse:
-    _only(request, _PAGE)
-    return await _listing(
-        request, call, "purges", select(AuditPurge), AuditPurge.purged_at, AuditPurge.id, {}
-    )
+async def purges(call: Call[PurgesQuery]) -> web.StreamResponse:
+    stmt = select(AuditPurge)
+    return await _listing(call, "purges", stmt, AuditPurge.purged_at, AuditPurge.id, {})
 
 
-@_endpoint
-async def admin_events(request: web.Request, call: Call) -> web.StreamResponse:
-    _only(request, {"since", "until", "actor", "action", "target"} | _PAGE)
+async def admin_events(call: Call[AdminEventsQuery]) -> web.StreamResponse:
     stmt = select(AdminEvent)
     asked: dict[str, Any] = {}
-    if "since" in request.query:
-        since = query.parse_time("since", request.query["since"])
+    since, until = call.query.since, call.query.until
+    if since is not None:
         stmt = stmt.where(AdminEvent.at >= since)
         asked["since"] = since.isoformat()
-    if "until" in request.query:
-        until = query.parse_time("until", request.query["until"])
+    if until is not None:
         stmt = stmt.where(AdminEvent.at < until)
         asked["until"] = until.isoformat()
-    stmt = _where_equal(request, stmt, AdminEvent, ("actor", "action", "target"), asked)
-    return await _listing(request, call, "admin-events", stmt, AdminEvent.at, AdminEvent.id, asked)
+    stmt = _where_equal(call, stmt, AdminEvent, ("actor", "action", "target"), asked)
+    return await _listing(call, "admin-events", stmt, AdminEvent.at, AdminEvent.id, asked)
 
 
 # -- verification -----------------------------------------------------------------------------
 
 
-@_endpoint
-async def verify(request: web.Request, call: Call) -> web.StreamResponse:
+async def verify(call: Call[VerifyQuery]) -> web.StreamResponse:
     """Verify the stored chain over a range and sign the report with the gateway's token
     key, so the auditor can show it later and anyone can check it against the JWKS."""
-    _only(request, {"since", "until", "instance"})
-    state = request.app[STATE]
-    since = until = None
-    if "since" in request.query:
-        since = query.parse_time("since", request.query["since"])
-    if "until" in request.query:
-        until = query.parse_time("until", request.query["until"])
-    instance = request.query.get("instance")
+    state = call.state
+    since, until, instance = call.query.since, call.query.until, call.query.instance
     report = await verify_store(state.sessions, since=since, until=until, instance=instance)
     # Through JSON and back, so the digest is of exactly what the auditor receives.
     body: dict[str, Any] = orjson.loads(orjson.dumps(report.as_dict()))
@@ -384,18 +303,71 @@ async def verify(request: web.Request, call: Call) -> web.StreamResponse:
         if v is not None
     }
     events = body.get("events")
-    await _record_read(
-        request, call, "verify", asked, records=events if isinstance(events, int) else 0
+    await _record_read(call, "verify", asked, records=events if isinstance(events, int) else 0)
+    return json_response({"report": body, "signature": signature})
+
+
+def _route(
+    path: str, handler: Handler, summary: str, query_model: type[QueryModel], reply: str
+) -> Route:
+    return AUDIT.route(
+        "GET", path, handler, summary, reply=Reply(200, reply), roles=(AUDITOR,), query=query_model
     )
-    return _json({"report": body, "signature": signature})
+
+
+ROUTES: tuple[Route, ...] = (
+    _route(
+        "/exchanges",
+        search_exchanges,
+        "Search the exchanges, newest first",
+        SearchQuery,
+        "A page of records (`next_cursor` for the next).",
+    ),
+    _route(
+        "/exchanges/{event_id}",
+        get_exchange,
+        "One exchange's record in full",
+        RecordQuery,
+        "The record.",
+    ),
+    _route(
+        "/export",
+        export,
+        "The matching records, oldest first, as CSV or JSON Lines",
+        ExportQuery,
+        "The records, streamed.",
+    ),
+    _route(
+        "/stats/daily",
+        daily_stats,
+        "Counts per local day, agency, service and outcome",
+        StatsQuery,
+        "The days (Asia/Ho_Chi_Minh), with mean and p95 duration per group.",
+    ),
+    _route(
+        "/findings",
+        findings,
+        "Integrity findings, newest first",
+        FindingsQuery,
+        "A page of findings.",
+    ),
+    _route("/purges", purges, "Retention purges, newest first", PurgesQuery, "A page of purges."),
+    _route(
+        "/admin-events",
+        admin_events,
+        "Configuration and credential changes, newest first",
+        AdminEventsQuery,
+        "A page of admin events.",
+    ),
+    _route(
+        "/verify",
+        verify,
+        "Verify the chain over a range, with a signed report",
+        VerifyQuery,
+        "The report and its JWS signature.",
+    ),
+)
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get(f"{PREFIX}/exchanges", search_exchanges)
-    app.router.add_get(f"{PREFIX}/exchanges/{{event_id}}", get_exchange)
-    app.router.add_get(f"{PREFIX}/export", export)
-    app.router.add_get(f"{PREFIX}/stats/daily", daily_stats)
-    app.router.add_get(f"{PREFIX}/findings", findings)
-    app.router.add_get(f"{PREFIX}/purges", purges)
-    app.router.add_get(f"{PREFIX}/admin-events", admin_events)
-    app.router.add_get(f"{PREFIX}/verify", verify)
+    register(app, ROUTES)

@@ -635,3 +635,62 @@ async def test_bodiless_requests_skip_request_validation(gateway: Harness) -> No
         f"/r1/{PROVINCE_ID}/echo-checked/v1/x", headers={"Authorization": f"Bearer {token}"}
     )
     assert empty_post.status_code == 400  # a POST must carry its message
+
+
+async def test_query_parameters_as_confluent_clients_send_them(gateway: Harness) -> None:
+    """Confluent's parameters are accepted as its clients send them (`False` as well as
+    `false`, paging always); anything else is refused in the registry's error shape."""
+    user, secret = await admin_credentials(gateway)
+    auth = basic(user, secret)
+    for subject in ("q-a", "q-b", "q-c"):
+        r = await gateway.http.post(
+            f"/registry/subjects/{subject}/versions?normalize=False",
+            json={"schema": json.dumps(V1)},
+            auth=auth,
+        )
+        assert r.status_code == 200, r.text
+    assert (await gateway.http.delete("/registry/subjects/q-c", auth=auth)).status_code == 200
+
+    async def subjects(query: str) -> Any:
+        r = await gateway.http.get(f"/registry/subjects?{query}", auth=auth)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert await subjects(
+        "deleted=False&deleted_only=False&offset=0&limit=-1&subjectPrefix=q-"
+    ) == [
+        "q-a",
+        "q-b",
+    ]
+    assert await subjects("subjectPrefix=q-&deleted=true") == ["q-a", "q-b", "q-c"]
+    assert await subjects("subjectPrefix=q-&deleted_only=true") == ["q-c"]
+    assert await subjects("subjectPrefix=q-&offset=1&limit=1") == ["q-b"]
+    r = await gateway.http.post(
+        "/registry/compatibility/subjects/q-a/versions/latest?normalize=False&verbose=True",
+        json={"schema": json.dumps(V3_BAD)},
+        auth=auth,
+    )
+    assert r.status_code == 200 and r.json()["messages"], r.text
+
+    for query, name in (
+        ("colour=red", "colour"),
+        ("deleted=yes", "deleted"),
+        ("deleted=true&deleted=false", "deleted"),
+        ("offset=-1", "offset"),
+        ("limit=ten", "limit"),
+    ):
+        r = await gateway.http.get(f"/registry/subjects?{query}", auth=auth)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        body = r.json()
+        assert body["error_code"] == 400 and body["status"] == 400
+        assert body["parameter"] == name and body["message"] == body["detail"]
+        assert body["message"].startswith(f"{name}: ")
+        assert body["type"] == "urn:lgsp:problem:invalid-parameter"
+        assert body["request_id"] == r.headers["X-Request-Id"]
+    # A Confluent client that accepts only the registry's type gets it.
+    r = await gateway.http.get(
+        "/registry/subjects?colour=red", auth=auth, headers={"Accept": REGISTRY}
+    )
+    assert r.status_code == 400 and r.headers["content-type"].startswith(REGISTRY)
+    assert "it takes deleted, deleted_only, limit, offset, subjectPrefix" in r.json()["message"]

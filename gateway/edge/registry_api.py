@@ -2,7 +2,8 @@
 
 Confluent clients point `url` at `http://gateway/registry` and work unchanged, with a
 bearer token or HTTP Basic (`basic.auth.user.info` = client id:secret). Reads need any
-authenticated system; writes need the administrator role.
+authenticated system; writes need the administrator role. Each call runs in one
+transaction. Query parameters: gateway/edge/registry_queries.py.
 
 Errors carry Confluent's `error_code` and `message` for its clients, and the RFC 9457
 members (`type`, `title`, `status`, `detail`, `request_id`) for everyone else. The media
@@ -21,22 +22,53 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.core.headers import REQUEST_ID_HEADER
-from gateway.core.problems import PROBLEM_CONTENT_TYPE, Problem
+from gateway.core.problems import PROBLEM_CONTENT_TYPE, Problem, ProblemType, Side
+from gateway.edge.registry_queries import (
+    CompatibilityQuery,
+    ConfigQuery,
+    DeleteQuery,
+    LookupQuery,
+    RegisterQuery,
+    SchemaQuery,
+    SchemaUsesQuery,
+    SubjectsQuery,
+    VersionQuery,
+    VersionsQuery,
+)
 from gateway.edge.state import STATE
-from gateway.exchange.accountability import request_id_from
+from gateway.edge.toolkit import Api, Call, Handler, NoQuery, QueryModel, Reply, Route
+from gateway.edge.toolkit import add_routes as register
 from gateway.identity.authn import authenticate, check_client_secret
 from gateway.identity.directory import ClientEntry
 from gateway.registry import schema, store
 from gateway.registry.store import RegistryError
 
+__all__ = ["CONTENT_TYPE", "PREFIX", "ROUTES", "add_routes"]
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 PREFIX = "/registry"
 ADMIN_ROLE = "administrator"
+# Confluent's codes for the gateway's own refusals; others are the HTTP status, as
+# Confluent's REST layer answers them.
+_CODES = {401: 40101, 403: 40301}
 
-Handler = Callable[[web.Request, AsyncSession, ClientEntry], Awaitable[Any]]
+
+# -- the registry's way of authenticating, refusing and answering errors ----------------------
+
+
+def _problem(status: int, code: int, message: str) -> Problem:
+    ptype = ProblemType(f"registry-{code}", status, "Schema registry error", Side.CALLER)
+    return Problem(ptype, message, error_code=code)
+
+
+def _translate(error: Exception) -> Problem | None:
+    if isinstance(error, RegistryError):
+        return _problem(error.status, error.code, error.message)
+    return None
 
 
 def _caller(request: web.Request) -> ClientEntry:
+    """A bearer token, an API key, or HTTP Basic with a client id and secret."""
     state = request.app[STATE]
     config = state.pipeline.config
     authorization = request.headers.get("Authorization", "")
@@ -56,62 +88,61 @@ def _caller(request: web.Request) -> ClientEntry:
         raise RegistryError(401, 40101, p.detail) from None
 
 
-def _respond(request: web.Request, data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type=CONTENT_TYPE)
+def _refuse_writer(client: ClientEntry, roles: tuple[str, ...]) -> Problem:
+    return _problem(
+        403,
+        40301,
+        f"Client '{client.code}' may read the registry but writing needs the "
+        f"{' or '.join(roles)} role.",
+    )
 
 
-def _error(request: web.Request, err: RegistryError, request_id: str, base: str) -> web.Response:
+def _render(request: web.Request, problem: Problem, request_id: str, base: str) -> web.Response:
+    """Confluent's `error_code`/`message`, with the RFC 9457 members beside them."""
     accept = request.headers.get("Accept", "")
     registry_only = "schemaregistry" in accept and "problem+json" not in accept
+    members = {k: v for k, v in problem.extensions.items() if k != "error_code"}
+    code = problem.extensions.get("error_code", _CODES.get(problem.status, problem.status))
     body = {
-        "error_code": err.code,
-        "message": err.message,
-        "type": f"{base}registry-{err.code}",
-        "title": "Schema registry error",
-        "status": err.status,
-        "detail": err.message,
+        "error_code": code,
+        "message": problem.detail,
+        "type": base + problem.ptype.slug,
+        "title": problem.ptype.title,
+        "status": problem.status,
+        "detail": problem.detail,
         "request_id": request_id,
+        **members,
     }
     headers = {REQUEST_ID_HEADER: request_id}
-    if err.status == 401:
+    if problem.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="lgsp-registry", Bearer realm="lgsp"'
     return web.Response(
-        status=err.status,
+        status=problem.status,
         body=orjson.dumps(body),
         content_type=CONTENT_TYPE if registry_only else PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
 
 
-def endpoint(
-    *, write: bool
-) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.Response]]]:
-    """Authenticate, check the role, run the handler in one transaction, shape the answer."""
+REGISTRY = Api(
+    PREFIX,
+    authenticate=_caller,
+    refuse_role=_refuse_writer,
+    translate=_translate,
+    render=_render,
+)
+Work = Callable[[Call[Any], AsyncSession], Awaitable[Any]]
 
-    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def run(request: web.Request) -> web.Response:
-            state = request.app[STATE]
-            request_id, _ = request_id_from(request.headers)
-            try:
-                caller = _caller(request)
-                if write and ADMIN_ROLE not in caller.roles:
-                    raise RegistryError(
-                        403,
-                        40301,
-                        f"Client '{caller.code}' may read the registry but writing needs the "
-                        f"{ADMIN_ROLE} role.",
-                    )
-                async with state.sessions() as session, session.begin():
-                    result = await handler(request, session, caller)
-            except RegistryError as err:
-                return _error(request, err, request_id, state.settings.problem_type_base)
-            response = _respond(request, result)
-            response.headers[REQUEST_ID_HEADER] = request_id
-            return response
 
-        return run
+def _in_transaction(work: Work) -> Handler:
+    """Run the work in one transaction and answer its result in the registry's type."""
 
-    return wrap
+    async def run(call: Call[Any]) -> web.StreamResponse:
+        async with call.state.sessions() as session, session.begin():
+            result = await work(call, session)
+        return web.Response(body=orjson.dumps(result), content_type=CONTENT_TYPE)
+
+    return run
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -128,118 +159,126 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "false").lower() == "true"
-
-
 def _actor(caller: ClientEntry) -> str:
     return f"client:{caller.code}"
 
 
-# -- handlers ---------------------------------------------------------------------------------
+def _page(items: list[Any], offset: int, limit: int) -> list[Any]:
+    """Confluent's pages: skip `offset`, then at most `limit` (negative: all)."""
+    return items[offset:] if limit < 0 else items[offset : offset + limit]
 
 
-@endpoint(write=False)
-async def get_subjects(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    return await store.list_subjects(s, deleted=_flag(request, "deleted"))
+def _version(call: Call[Any]) -> int | None:
+    return store.parse_version(call.path["version"])
 
 
-@endpoint(write=False)
-async def get_versions(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    return await store.list_versions(
-        s, request.match_info["subject"], deleted=_flag(request, "deleted")
-    )
-
-
-@endpoint(write=False)
-async def get_version(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    info = await store.get_version(
-        s,
-        request.match_info["subject"],
-        store.parse_version(request.match_info["version"]),
-        deleted=_flag(request, "deleted"),
-    )
-    return info.as_confluent()
-
-
-@endpoint(write=False)
-async def get_version_schema(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    info = await store.get_version(
-        s, request.match_info["subject"], store.parse_version(request.match_info["version"])
-    )
-    # The schema itself, not wrapped: a JSON Schema as JSON, an XSD as a JSON string.
-    return orjson.loads(info.schema) if info.schema_type == "JSON" else info.schema
-
-
-@endpoint(write=True)
-async def post_version(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    body = await _body(request)
-    parsed = store.parse_schema(body.get("schemaType"), body.get("schema"))
-    schema_id, _, _ = await store.register(
-        s, request.match_info["subject"], parsed, actor=_actor(c), text=body["schema"]
-    )
-    return {"id": schema_id}
-
-
-@endpoint(write=False)
-async def post_lookup(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    body = await _body(request)
-    parsed = store.parse_schema(body.get("schemaType"), body.get("schema"))
-    return (await store.lookup(s, request.match_info["subject"], parsed)).as_confluent()
-
-
-@endpoint(write=True)
-async def delete_subject(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    return await store.delete_subject(
-        s, request.match_info["subject"], permanent=_flag(request, "permanent"), actor=_actor(c)
-    )
-
-
-@endpoint(write=True)
-async def delete_version(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    return await store.delete_version(
-        s,
-        request.match_info["subject"],
-        store.parse_version(request.match_info["version"]),
-        permanent=_flag(request, "permanent"),
-        actor=_actor(c),
-    )
-
-
-@endpoint(write=False)
-async def get_schema(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    row = await store.schema_by_id(s, _schema_id(request))
-    return {"schema": row.schema, "schemaType": row.schema_type}
-
-
-@endpoint(write=False)
-async def get_schema_versions(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    return await store.subjects_of_schema(s, _schema_id(request))
-
-
-@endpoint(write=False)
-async def get_schema_subjects(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    return sorted({r["subject"] for r in await store.subjects_of_schema(s, _schema_id(request))})
-
-
-def _schema_id(request: web.Request) -> int:
-    value = request.match_info["id"]
+def _schema_id(call: Call[Any]) -> int:
+    value = call.path["id"]
     if not value.isdigit():
         raise RegistryError(404, 40403, f"Schema {value} not found")
     return int(value)
 
 
-@endpoint(write=False)
-async def get_types(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
+# -- handlers ---------------------------------------------------------------------------------
+
+
+async def get_subjects(call: Call[SubjectsQuery], s: AsyncSession) -> Any:
+    q = call.query
+    subjects = await store.list_subjects(s, deleted=q.deleted or q.deleted_only)
+    if q.deleted_only:
+        live = set(await store.list_subjects(s, deleted=False))
+        subjects = [x for x in subjects if x not in live]
+    if q.subjectPrefix is not None:
+        subjects = [x for x in subjects if x.startswith(q.subjectPrefix)]
+    return _page(subjects, q.offset, q.limit)
+
+
+async def get_versions(call: Call[VersionsQuery], s: AsyncSession) -> Any:
+    q, subject = call.query, call.path["subject"]
+    versions = await store.list_versions(s, subject, deleted=q.deleted or q.deleted_only)
+    if q.deleted_only:
+        try:
+            live = set(await store.list_versions(s, subject, deleted=False))
+        except RegistryError:  # every version is soft-deleted
+            live = set()
+        versions = [v for v in versions if v not in live]
+    return _page(versions, q.offset, q.limit)
+
+
+async def get_version(call: Call[VersionQuery], s: AsyncSession) -> Any:
+    subject = call.path["subject"]
+    info = await store.get_version(s, subject, _version(call), deleted=call.query.deleted)
+    return info.as_confluent()
+
+
+async def get_version_schema(call: Call[VersionQuery], s: AsyncSession) -> Any:
+    subject = call.path["subject"]
+    info = await store.get_version(s, subject, _version(call), deleted=call.query.deleted)
+    # The schema itself, not wrapped: a JSON Schema as JSON, an XSD as a JSON string.
+    return orjson.loads(info.schema) if info.schema_type == "JSON" else info.schema
+
+
+async def post_version(call: Call[RegisterQuery], s: AsyncSession) -> Any:
+    body = await _body(call.request)
+    parsed = store.parse_schema(body.get("schemaType"), body.get("schema"))
+    schema_id, _, _ = await store.register(
+        s, call.path["subject"], parsed, actor=_actor(call.caller), text=body["schema"]
+    )
+    return {"id": schema_id}
+
+
+async def post_lookup(call: Call[LookupQuery], s: AsyncSession) -> Any:
+    body = await _body(call.request)
+    parsed = store.parse_schema(body.get("schemaType"), body.get("schema"))
+    return (await store.lookup(s, call.path["subject"], parsed)).as_confluent()
+
+
+async def delete_subject(call: Call[DeleteQuery], s: AsyncSession) -> Any:
+    return await store.delete_subject(
+        s, call.path["subject"], permanent=call.query.permanent, actor=_actor(call.caller)
+    )
+
+
+async def delete_version(call: Call[DeleteQuery], s: AsyncSession) -> Any:
+    return await store.delete_version(
+        s,
+        call.path["subject"],
+        _version(call),
+        permanent=call.query.permanent,
+        actor=_actor(call.caller),
+    )
+
+
+async def get_schema(call: Call[SchemaQuery], s: AsyncSession) -> Any:
+    row = await store.schema_by_id(s, _schema_id(call))
+    return {"schema": row.schema, "schemaType": row.schema_type}
+
+
+async def _uses(call: Call[SchemaUsesQuery], s: AsyncSession) -> list[dict[str, Any]]:
+    uses = await store.subjects_of_schema(s, _schema_id(call))
+    if call.query.subject is not None:
+        uses = [u for u in uses if u["subject"] == call.query.subject]
+    return uses
+
+
+async def get_schema_versions(call: Call[SchemaUsesQuery], s: AsyncSession) -> Any:
+    return _page(await _uses(call, s), call.query.offset, call.query.limit)
+
+
+async def get_schema_subjects(call: Call[SchemaUsesQuery], s: AsyncSession) -> Any:
+    subjects = sorted({u["subject"] for u in await _uses(call, s)})
+    return _page(subjects, call.query.offset, call.query.limit)
+
+
+async def get_types(call: Call[NoQuery], s: AsyncSession) -> Any:
     return list(schema.SCHEMA_TYPES)
 
 
-@endpoint(write=False)
-async def post_compatibility(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    body = await _body(request)
+async def post_compatibility(call: Call[CompatibilityQuery], s: AsyncSession) -> Any:
+    body = await _body(call.request)
     parsed = store.parse_schema(body.get("schemaType"), body.get("schema"))
-    subject = request.match_info["subject"]
-    raw = request.match_info.get("version")
+    subject = call.path["subject"]
+    raw = call.path.get("version")
     version: int | str | None = "all" if raw is None else store.parse_version(raw)
     try:
         messages = await store.test_compatibility(s, subject, version, parsed)
@@ -250,16 +289,15 @@ async def post_compatibility(request: web.Request, s: AsyncSession, c: ClientEnt
         else:
             raise
     result: dict[str, Any] = {"is_compatible": not messages}
-    if _flag(request, "verbose"):
+    if call.query.verbose:
         result["messages"] = messages
     return result
 
 
-@endpoint(write=False)
-async def get_config(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    subject = request.match_info.get("subject")
+async def get_config(call: Call[ConfigQuery], s: AsyncSession) -> Any:
+    subject = call.path.get("subject")
     level = await store.get_compatibility(
-        s, subject, default_to_global=subject is None or _flag(request, "defaultToGlobal")
+        s, subject, default_to_global=subject is None or call.query.defaultToGlobal
     )
     if level is None:
         raise RegistryError(
@@ -268,40 +306,76 @@ async def get_config(request: web.Request, s: AsyncSession, c: ClientEntry) -> A
     return {"compatibilityLevel": level}
 
 
-@endpoint(write=True)
-async def put_config(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    body = await _body(request)
+async def put_config(call: Call[NoQuery], s: AsyncSession) -> Any:
+    body = await _body(call.request)
     level = await store.set_compatibility(
-        s, request.match_info.get("subject"), body.get("compatibility"), actor=_actor(c)
+        s, call.path.get("subject"), body.get("compatibility"), actor=_actor(call.caller)
     )
     return {"compatibility": level}
 
 
-@endpoint(write=True)
-async def delete_config(request: web.Request, s: AsyncSession, c: ClientEntry) -> Any:
-    level = await store.delete_compatibility(s, request.match_info["subject"], actor=_actor(c))
+async def delete_config(call: Call[NoQuery], s: AsyncSession) -> Any:
+    level = await store.delete_compatibility(s, call.path["subject"], actor=_actor(call.caller))
     return {"compatibilityLevel": level}
 
 
+# -- routes -----------------------------------------------------------------------------------
+
+
+def _route(
+    method: str, path: str, work: Work, summary: str, query: type[QueryModel], *, write: bool
+) -> Route:
+    return REGISTRY.route(
+        method,
+        path,
+        _in_transaction(work),
+        summary,
+        reply=Reply(200, "As Confluent's Schema Registry answers."),
+        roles=(ADMIN_ROLE,) if write else (),
+        query=query,
+        path_integers=("id",) if "{id}" in path else (),
+    )
+
+
+def _read(method: str, path: str, work: Work, summary: str, query: type[QueryModel]) -> Route:
+    return _route(method, path, work, summary, query, write=False)
+
+
+def _write(method: str, path: str, work: Work, summary: str, query: type[QueryModel]) -> Route:
+    return _route(method, path, work, summary, query, write=True)
+
+
+_SUBJECT = "/subjects/{subject}"
+_VERSION = _SUBJECT + "/versions/{version}"
+_COMPATIBILITY = "/compatibility" + _SUBJECT + "/versions"
+ROUTES: tuple[Route, ...] = (
+    _read("GET", "/subjects", get_subjects, "Subjects", SubjectsQuery),
+    _read("GET", _SUBJECT + "/versions", get_versions, "A subject's versions", VersionsQuery),
+    _write("POST", _SUBJECT + "/versions", post_version, "Register a schema", RegisterQuery),
+    _read("GET", _VERSION, get_version, "One version", VersionQuery),
+    _read("GET", _VERSION + "/schema", get_version_schema, "A version's schema", VersionQuery),
+    _write("DELETE", _VERSION, delete_version, "Delete a version", DeleteQuery),
+    _read("POST", _SUBJECT, post_lookup, "Is this schema registered?", LookupQuery),
+    _write("DELETE", _SUBJECT, delete_subject, "Delete a subject", DeleteQuery),
+    _read("GET", "/schemas/types", get_types, "The schema types", NoQuery),
+    _read("GET", "/schemas/ids/{id}", get_schema, "A schema by id", SchemaQuery),
+    _read("GET", "/schemas/ids/{id}/versions", get_schema_versions, "Uses", SchemaUsesQuery),
+    _read("GET", "/schemas/ids/{id}/subjects", get_schema_subjects, "Subjects", SchemaUsesQuery),
+    _read("POST", _COMPATIBILITY, post_compatibility, "Test against all", CompatibilityQuery),
+    _read(
+        "POST",
+        _COMPATIBILITY + "/{version}",
+        post_compatibility,
+        "Test against a version",
+        CompatibilityQuery,
+    ),
+    _read("GET", "/config", get_config, "The registry-wide compatibility", ConfigQuery),
+    _write("PUT", "/config", put_config, "Set the registry-wide compatibility", NoQuery),
+    _read("GET", "/config/{subject}", get_config, "A subject's compatibility", ConfigQuery),
+    _write("PUT", "/config/{subject}", put_config, "Set a subject's compatibility", NoQuery),
+    _write("DELETE", "/config/{subject}", delete_config, "Remove a subject's level", NoQuery),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    r = app.router
-    subject = PREFIX + "/subjects/{subject}"
-    r.add_get(PREFIX + "/subjects", get_subjects)
-    r.add_get(subject + "/versions", get_versions)
-    r.add_post(subject + "/versions", post_version)
-    r.add_get(subject + "/versions/{version}", get_version)
-    r.add_get(subject + "/versions/{version}/schema", get_version_schema)
-    r.add_delete(subject + "/versions/{version}", delete_version)
-    r.add_post(subject, post_lookup)
-    r.add_delete(subject, delete_subject)
-    r.add_get(PREFIX + "/schemas/types", get_types)
-    r.add_get(PREFIX + "/schemas/ids/{id}", get_schema)
-    r.add_get(PREFIX + "/schemas/ids/{id}/versions", get_schema_versions)
-    r.add_get(PREFIX + "/schemas/ids/{id}/subjects", get_schema_subjects)
-    r.add_post(PREFIX + "/compatibility/subjects/{subject}/versions", post_compatibility)
-    r.add_post(PREFIX + "/compatibility/subjects/{subject}/versions/{version}", post_compatibility)
-    r.add_get(PREFIX + "/config", get_config)
-    r.add_put(PREFIX + "/config", put_config)
-    r.add_get(PREFIX + "/config/{subject}", get_config)
-    r.add_put(PREFIX + "/config/{subject}", put_config)
-    r.add_delete(PREFIX + "/config/{subject}", delete_config)
+    register(app, ROUTES)

@@ -573,3 +573,34 @@ async def test_query_parameters_are_checked_against_each_route(adm: Admin) -> No
     # The role is checked before the query: a caller without it learns nothing more.
     r = await adm.call("motcua", "GET", "/clients?colour=red")
     assert_problem(r, 403, "access-denied")
+
+
+async def test_booleans_are_not_numbers_in_bodies(adm: Admin, gateway: Harness) -> None:
+    """`true` used to be stored as 1; now each such field is refused by name."""
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        (
+            "PUT",
+            "/upstreams/flagged",
+            {"base_url": gateway.simulator_url, "max_concurrency": True},
+            "max_concurrency",
+        ),
+        ("PATCH", ECHO_SERVICE, {"timeouts": {"total_ms": True}}, "timeouts.total_ms"),
+        ("PATCH", ECHO_SERVICE, {"retries": {"attempts": False}}, "retries.attempts"),
+        ("PUT", "/rate-limits?client=motcua", {"rate": {"requests": True}}, "rate.requests"),
+        (
+            "POST",
+            "/clients/motcua/credentials/rotate",
+            {"kind": "secret", "grace_seconds": True},
+            "grace_seconds",
+        ),
+    ]
+    for method, path, body, field in cases:
+        r = await adm.call("quantri", method, path, body)
+        problem = assert_problem(r, 422, "invalid-configuration")
+        assert [e["field"] for e in problem["errors"]] == [field], problem
+    assert_problem(await adm.call("quantri", "GET", "/upstreams/flagged"), 404, "not-found")
+    # Numbers still do.
+    await adm.ok(
+        "PUT", "/upstreams/flagged", {"base_url": gateway.simulator_url, "max_concurrency": 7}
+    )
+    assert (await adm.ok("GET", "/upstreams/flagged"))["max_concurrency"] == 7

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from gateway.conversion.catalogue import adapter_config_errors
 from gateway.core.identifiers import AgencyCode, DocCode, ServiceCode, ServiceKey, Version
@@ -27,6 +35,7 @@ Code = ServiceCode  # groups and clients share the service codes' shape
 
 
 class _Strict(BaseModel):
+    # Numbers are StrictInt / StrictFloat: `true` is not 1 (an admin API body, a YAML file).
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -75,11 +84,11 @@ class UpstreamAuthSpec(_Strict):
 class CircuitBreakerSpec(_Strict):
     # Consecutive failures (transport errors, timeouts, 5xx answers) that open the
     # breaker; 0 switches it off.
-    failure_threshold: int = Field(5, ge=0, le=10_000)
+    failure_threshold: StrictInt = Field(5, ge=0, le=10_000)
     # How long an open breaker answers 503 without calling, before trial calls.
-    open_seconds: float = Field(10.0, ge=0.1, le=86_400)
+    open_seconds: StrictFloat = Field(10.0, ge=0.1, le=86_400)
     # Trial calls let through when half-open; as many successes close the breaker.
-    half_open_requests: int = Field(1, ge=1, le=1000)
+    half_open_requests: StrictInt = Field(1, ge=1, le=1000)
 
 
 class UpstreamSpec(_Strict):
@@ -90,22 +99,22 @@ class UpstreamSpec(_Strict):
     # Calls in flight at once, per worker process (0: no limit), so one slow provider
     # cannot hold every connection; callers over it wait up to queue_timeout_ms for a
     # slot (0: refused at once) and then get a 503.
-    max_concurrency: int = Field(100, ge=0, le=1_000_000)
-    queue_timeout_ms: int = Field(0, ge=0, le=600_000)
+    max_concurrency: StrictInt = Field(100, ge=0, le=1_000_000)
+    queue_timeout_ms: StrictInt = Field(0, ge=0, le=600_000)
 
 
 class TimeoutsSpec(_Strict):
-    connect_ms: int = Field(2000, ge=10, le=60_000)
-    total_ms: int = Field(10_000, ge=10, le=600_000)
+    connect_ms: StrictInt = Field(2000, ge=10, le=60_000)
+    total_ms: StrictInt = Field(10_000, ge=10, le=600_000)
 
 
 class RetriesSpec(_Strict):
     """Retries of idempotent calls (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) after a
     connection failure, a timeout or a 502/503/504, all within `timeouts.total_ms`."""
 
-    attempts: int = Field(1, ge=1, le=5)  # 1: no retry
-    backoff_ms: int = Field(50, ge=1, le=60_000)
-    max_backoff_ms: int = Field(1000, ge=1, le=600_000)
+    attempts: StrictInt = Field(1, ge=1, le=5)  # 1: no retry
+    backoff_ms: StrictInt = Field(50, ge=1, le=60_000)
+    max_backoff_ms: StrictInt = Field(1000, ge=1, le=600_000)
 
     @model_validator(mode="after")
     def _ordered(self) -> RetriesSpec:
@@ -115,8 +124,8 @@ class RetriesSpec(_Strict):
 
 
 class LimitsSpec(_Strict):
-    max_request_bytes: int = Field(1024 * 1024, ge=0, le=1024 * 1024 * 1024)
-    max_response_bytes: int = Field(10 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    max_request_bytes: StrictInt = Field(1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    max_response_bytes: StrictInt = Field(10 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
 
 
 class AccessSpec(_Strict):
@@ -137,7 +146,7 @@ class AccessSpec(_Strict):
 
 class SchemaRef(_Strict):
     subject: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    version: int | Literal["latest"] = "latest"
+    version: StrictInt | Literal["latest"] = "latest"
 
 
 class ServiceSchemas(_Strict):
@@ -177,10 +186,10 @@ class ServiceSpec(_Strict):
 
 
 class RateSpec(_Strict):
-    requests: int = Field(ge=1, le=1_000_000)
+    requests: StrictInt = Field(ge=1, le=1_000_000)
     per: Literal["second", "minute", "hour"] = "second"
     # Requests allowed at once after a quiet period; defaults to `requests`.
-    burst: int | None = Field(None, ge=1, le=1_000_000)
+    burst: StrictInt | None = Field(None, ge=1, le=1_000_000)
 
 
 class RateLimitSpec(_Strict):
@@ -191,7 +200,7 @@ class RateLimitSpec(_Strict):
     service: ServiceKey | None = None  # "provider/code/version"
     rate: RateSpec | None = None
     # Exchanges per calendar day, Vietnam time; the count starts again at midnight.
-    quota_per_day: int | None = Field(None, ge=1, le=1_000_000_000)
+    quota_per_day: StrictInt | None = Field(None, ge=1, le=1_000_000_000)
 
     @model_validator(mode="after")
     def _meaningful(self) -> RateLimitSpec:

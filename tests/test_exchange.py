@@ -456,7 +456,8 @@ async def test_path_attacks_are_refused_before_the_upstream(gateway: Harness) ->
 
     cases = [(ECHO + endpoint, cause) for endpoint, cause in ATTACKS] + ESCAPES
     await each(cases, check)
-    assert len(await gateway.audit()) == len(cases)
+    exchanges = [r for r in await gateway.audit() if r.path != "/oauth2/token"]
+    assert len(exchanges) == len(cases)  # (the token request is an audit event of its own)
 
 
 async def test_encoded_newline_in_path_is_refused_and_audited(gateway: Harness) -> None:

@@ -374,9 +374,9 @@ async def test_slow_headers_are_cut_off_and_slow_bodies_answered_408(gateway: Ha
     assert data.startswith(b"HTTP/1.1 408"), data
     writer.close()
     # A body that never arrives.
+    token = await auth(gateway)  # (a token request is an audit event of its own)
     before = await records(gateway)
     reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
-    token = await auth(gateway)
     writer.write(
         b"POST "
         + ECHO.encode()

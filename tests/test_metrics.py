@@ -68,6 +68,22 @@ async def test_exchanges_are_counted_by_service_client_and_outcome(gateway: Harn
     assert value(text, "lgsp_config_version", instance="test-gw") >= 1
 
 
+async def test_counts_are_counters_and_the_process_is_described(gateway: Harness) -> None:
+    """Prometheus conventions: cumulative counts are counters named *_total, and the
+    standard process_* series are there (CPU, memory, file descriptors)."""
+    text = (await gateway.http.get("/metrics")).text
+    for counter in (
+        "lgsp_rate_limit_rejections",
+        "lgsp_audit_write_failures",
+        "lgsp_upstream_retries",
+    ):
+        assert f"# TYPE {counter}_total counter" in text or f"# TYPE {counter} counter" in text
+    assert "process_cpu_seconds_total" in text
+    assert "process_resident_memory_bytes" in text
+    types = [ln.split()[2:4] for ln in text.splitlines() if ln.startswith("# TYPE")]
+    assert all(not name.endswith("_total") or kind == "counter" for name, kind in types), types
+
+
 async def test_breaker_state_is_a_metric(gateway: Harness) -> None:
     text = (await gateway.http.get("/metrics")).text
     # Every configured upstream shows its breaker, closed (0) while nothing failed.

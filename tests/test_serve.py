@@ -227,6 +227,11 @@ async def test_two_workers_share_the_port_each_with_its_own_audit_chain(
         and 'outcome="ok"' in ln
     )
     assert float(line.rsplit(" ", 1)[1]) == 40
+    # Each worker's own process series, labelled with its instance (prometheus_client
+    # cannot merge process metrics across processes).
+    for n in (1, 2):
+        assert f'process_resident_memory_bytes{{instance="{BASE_INSTANCE}-{n}"}}' in metrics
+        assert f'process_cpu_seconds_total{{instance="{BASE_INSTANCE}-{n}"}}' in metrics
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -133,8 +133,8 @@ def refresh_gauges(state: GatewayState) -> None:
         m.breaker_state.labels(upstream, instance).set(BREAKER_STATES[breaker])
     for upstream, count in state.upstream.in_flight().items():
         m.upstream_in_flight.labels(upstream, instance).set(count)
-    for upstream, count in state.upstream.retries_total().items():
-        m.upstream_retries.labels(upstream, instance).set(count)
+    m.retries(state.upstream.retries_total())
+    m.process()
 
 
 async def _refresh_gauges_loop(state: GatewayState, every: float = 1.0) -> None:

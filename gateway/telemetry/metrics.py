@@ -27,6 +27,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
     multiprocess,
@@ -107,11 +108,15 @@ class GatewayMetrics:
             "Requests to each upstream in flight in this instance.",
             "upstream",
         )
-        self.upstream_retries = instance_gauge(
+        # A counter (summed over workers), fed from the upstream client's own tally.
+        self.upstream_retries = Counter(
             "lgsp_upstream_retries",
-            "Upstream attempts that were retries, since this instance started.",
-            "upstream",
+            "Upstream attempts that were retries.",
+            ["upstream"],
+            registry=registry,
         )
+        self._retries_seen: dict[str, int] = {}
+        self._process = _ProcessMetrics(registry, self.multiprocess)
         self.config_version = instance_gauge(
             "lgsp_config_version", "The configuration version this instance serves."
         )
@@ -144,6 +149,18 @@ class GatewayMetrics:
         for tally in self._upstream_tallies.values():
             tally.flush()
 
+    def retries(self, totals: dict[str, int]) -> None:
+        """Count the retries made since the last call, from the client's running totals."""
+        for upstream, total in totals.items():
+            new = total - self._retries_seen.get(upstream, 0)
+            if new > 0:
+                self.upstream_retries.labels(upstream).inc(new)
+            self._retries_seen[upstream] = total
+
+    def process(self) -> None:
+        """This process's CPU, memory, file descriptors (the standard process_* series)."""
+        self._process.refresh(self.instance)
+
     def rate_limit_rejection(self, scope: str, kind: str) -> None:
         self.rate_limited.labels(scope, kind).inc()
 
@@ -155,6 +172,52 @@ class GatewayMetrics:
             return generate_latest(registry)
         assert self._registry is not None
         return generate_latest(self._registry)
+
+
+class _ProcessMetrics:
+    """prometheus_client's process collector, per worker. In one process it is registered
+    as it is; with several workers, whose values prometheus_client cannot merge, each
+    worker copies what the collector reads of it into series labelled with its instance."""
+
+    def __init__(self, registry: CollectorRegistry | None, multiprocess_mode: bool) -> None:
+        self._reader: ProcessCollector | None = None
+        self._gauges: dict[str, Gauge] = {}
+        self._cpu: Counter | None = None
+        self._cpu_seen = 0.0
+        if not multiprocess_mode:
+            ProcessCollector(registry=registry)
+            return
+        self._reader = ProcessCollector(registry=None)
+        for name, doc in _PROCESS_GAUGES.items():
+            self._gauges[name] = Gauge(
+                name, doc, ["instance"], registry=registry, multiprocess_mode="livesum"
+            )
+        self._cpu = Counter(
+            "process_cpu_seconds", "Total user and system CPU time spent in seconds.",
+            ["instance"], registry=registry,
+        )  # fmt: skip
+
+    def refresh(self, instance: str) -> None:
+        if self._reader is None or self._cpu is None:
+            return
+        for family in self._reader.collect():
+            for sample in family.samples:
+                if sample.name == "process_cpu_seconds_total":
+                    new = sample.value - self._cpu_seen
+                    if new > 0:
+                        self._cpu.labels(instance).inc(new)
+                        self._cpu_seen = sample.value
+                elif sample.name in self._gauges:
+                    self._gauges[sample.name].labels(instance).set(sample.value)
+
+
+_PROCESS_GAUGES = {
+    "process_resident_memory_bytes": "Resident memory size in bytes.",
+    "process_virtual_memory_bytes": "Virtual memory size in bytes.",
+    "process_open_fds": "Number of open file descriptors.",
+    "process_max_fds": "Maximum number of open file descriptors.",
+    "process_start_time_seconds": "Start time of the process since unix epoch in seconds.",
+}
 
 
 class _Tally:

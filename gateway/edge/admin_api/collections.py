@@ -74,13 +74,14 @@ class Resource:
 
 
 def _read_all(r: Resource) -> Handler:
+    read_one = _read_one(r)  # a rate limit's listing reads one when the query names it
+
     async def read_all(call: Call[Any]) -> web.StreamResponse:
         if r.by_query and any(getattr(call.query, k) for k in r.entities.keys):
             return await read_one(call)
         items, version = await entities.read_all(call.state.sessions, r.entities)
         return respond({"items": items}, headers=etag(version))
 
-    read_one = _read_one(r)
     return read_all
 
 

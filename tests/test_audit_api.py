@@ -604,7 +604,7 @@ async def test_verify_signs_its_report_and_finds_altered_and_missing_records(
     def checked(body: dict[str, Any]) -> dict[str, Any]:
         """The report, after checking its signature the way an auditor would."""
         header = jwt.get_unverified_header(body["signature"])
-        [jwk] = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+        [jwk] = [k for k in jwks["keys"] if k["kid"] == header["kid"] and k["alg"] == header["alg"]]
         claims = jwt.decode(
             body["signature"],
             jwt.PyJWK(jwk).key,

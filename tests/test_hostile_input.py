@@ -10,7 +10,9 @@ labelled gzip that is not).
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
+import io
 import socket
 import zlib
 from typing import Any
@@ -444,3 +446,53 @@ async def test_an_xml_schema_reading_outside_itself_is_refused_at_registration(
     assert r.status_code == 422, r.text  # Confluent's "invalid schema", not a 500
     assert r.json()["error_code"] == 42201
     assert words in r.json()["message"]
+
+
+# -- 5. what a caller put in the log is inert when an auditor reads it ------------------------
+
+
+async def test_formulas_a_caller_sent_are_neutralised_in_the_csv_export(gateway: Harness) -> None:
+    from tests.test_audit_api import auditors
+
+    auditor, _ = await auditors(gateway)
+    formulas = {"X-Officer-Id": '=HYPERLINK("http://x")', "X-Procedure-Code": "+1+2"}
+    for name, value in formulas.items():  # unauthenticated: recorded as claimed, refused
+        status, _ = await send(
+            gateway, request(ECHO.encode() + b"/x", [(name.encode(), value.encode())])
+        )
+        assert status in (400, 401)
+    since = {"since": "2020-01-01T00:00:00Z"}
+    r = await gateway.http.get(
+        "/audit/v1/export", params={"format": "csv", **since}, headers=auditor
+    )
+    assert r.status_code == 200, r.text
+    cells = [c for row in csv.reader(io.StringIO(r.text)) for c in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert "'+1+2" in cells and '\'=HYPERLINK("http://x")' in cells
+    jsonl = await gateway.http.get(
+        "/audit/v1/export", params={"format": "jsonl", **since}, headers=auditor
+    )
+    values = [orjson.loads(line) for line in jsonl.text.splitlines()]
+    assert {v["procedure_code"] for v in values} >= {"+1+2"}  # JSON keeps the raw value
+
+
+async def test_an_officer_id_shaped_like_a_personal_id_is_masked(gateway: Harness) -> None:
+    from tests.test_audit_api import auditors
+
+    auditor, may_unmask = await auditors(gateway)
+    headers = [
+        await auth(gateway),
+        (b"X-Officer-Id", b"001099012345"),
+        (b"X-Request-Id", b"079099000001"),
+    ]
+    status, _ = await send(gateway, request(ECHO.encode() + b"/x", headers))
+    assert status == 200
+    r = await gateway.http.get("/audit/v1/exchanges", params={"client": "motcua"}, headers=auditor)
+    [item] = [i for i in r.json()["items"] if i["path"].startswith(ECHO)]
+    assert item["officer_id"] == "001*******45"
+    assert item["request_id"] == "079*******01"
+    r = await gateway.http.get(
+        "/audit/v1/exchanges", params={"client": "motcua", "unmask": "true"}, headers=may_unmask
+    )
+    [item] = [i for i in r.json()["items"] if i["path"].startswith(ECHO)]
+    assert item["officer_id"] == "001099012345"

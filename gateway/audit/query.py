@@ -363,10 +363,15 @@ def mask_path(path: str) -> str:
     return base + _QUERY_VALUE.sub(_mask_query_part, "?" + query)
 
 
+# Every field whose text the caller chooses (a request id, an officer id shaped like a
+# personal id...), not only those meant to carry identifiers.
 _MASKERS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("path", mask_path),
     ("error_detail", mask_ids),
     ("case_number", mask_ids),
+    ("officer_id", mask_ids),
+    ("procedure_code", mask_ids),
+    ("request_id", mask_ids),
 )
 
 
@@ -389,6 +394,20 @@ def shape(rows: Sequence[AuditRecord], *, unmask: bool) -> list[dict[str, Any]]:
 # -- export files -----------------------------------------------------------------------------
 
 EXPORT_FORMATS = ("csv", "jsonl")
+# OWASP's CSV injection guidance: a cell a spreadsheet would read as a formula.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value for a CSV cell: empty for null, and text that a spreadsheet would run as a
+    formula (a caller can put `=HYPERLINK(...)` in a header) prefixed with `'`, so it is
+    shown as text. JSON Lines exports keep the raw value."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
 
 
 class ExportWriter:
@@ -405,8 +424,6 @@ class ExportWriter:
 
     def write(self, docs: Iterable[Mapping[str, Any]]) -> None:
         if self._csv is not None:
-            self._csv.writerows(
-                ["" if d[c] is None else d[c] for c in RECORD_COLUMNS] for d in docs
-            )
+            self._csv.writerows([csv_cell(d[c]) for c in RECORD_COLUMNS] for d in docs)
         else:
             self._out.write("".join(orjson.dumps(d).decode() + "\n" for d in docs))

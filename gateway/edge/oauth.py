@@ -14,8 +14,9 @@ Spoken as the RFCs say, so that any standard client library works unchanged:
 * failed client authentications are counted per client id and per source address
   (gateway/limits/failures.py); past the budget the answer is 429 with Retry-After for the
   rest of the window, right secret or not;
-* every token request, issued or refused, is an audit event (path `/oauth2/token`):
-  who asked for a token, from where, and why it was refused.
+* every refused token request is an audit event (path `/oauth2/token`, a security event
+  in the exchange log, chained like the rest): which client id was tried, from where, and
+  why it was refused. Issued tokens are not exchanges: they are logged, not audited.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from gateway.core import bodies
 from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.logging import log
 from gateway.core.problems import (
-    AUDIT_UNAVAILABLE,
     AUTHENTICATION_THROTTLED,
     BAD_REQUEST,
     INVALID_CLIENT,
@@ -253,18 +253,17 @@ class _Attempt:
         self.started = datetime.now(UTC)
         self.claimed: str | None = None  # the client id the caller gave
         self.method: str | None = None
-        self.client: str | None = None  # set once authenticated
+        self.client: str | None = None  # set once authenticated (then nothing is audited)
         self.refused: OAuthError | None = None
 
     async def record(self, response: web.Response) -> web.Response:
+        if self.refused is None:
+            log.info("token issued", client=self.client, request_id=self.request_id)
+            return response
         elapsed = time.perf_counter() - self.t0
-        detail = None
-        if self.refused is not None:
-            who = (
-                f" (client id given: {self.claimed!r})" if self.claimed and not self.client else ""
-            )
-            detail = self.refused.description + who
-        client = self.state.pipeline.config.clients.get(self.client or "")
+        detail = self.refused.description
+        if self.claimed:
+            detail += f" (client id given: {self.claimed!r})"
         event = AuditEvent(
             event_id=str(uuid.uuid4()),
             request_id=self.request_id,
@@ -276,10 +275,8 @@ class _Attempt:
             duration_ms=round(elapsed * 1000, 3),
             status=response.status,
             remote_addr=self.request.remote,
-            client_code=self.client,
-            client_agency_code=client.agency_code if client is not None else None,
             auth_method=self.method,
-            error_type=self.refused.ptype.slug if self.refused is not None else None,
+            error_type=self.refused.ptype.slug,
             error_detail=detail,
         )
         try:
@@ -287,16 +284,6 @@ class _Attempt:
         except AuditUnavailable as e:
             log.error("audit event not durable", request_id=self.request_id, error=str(e))
             self.state.metrics.audit_failures.inc()
-            if self.refused is None:  # a token nobody can account for is not handed out
-                unrecorded = OAuthError(
-                    "temporarily_unavailable",
-                    "The token request could not be recorded in the audit log; retry later.",
-                    AUDIT_UNAVAILABLE,
-                    headers={"Retry-After": "1"},
-                )
-                return _render(
-                    self.request, unrecorded, self.request_id, self.state.settings.problem_type_base
-                )
         return response
 
 

@@ -52,7 +52,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 PROVINCE_ID = "000.00.00.H49"
 PROVINCE_SECRET = "province-secret-for-tests"
-SECRET_ENV = "LGSP_TEST_NDXP_SECRET"
+SECRET_ENV = "LGSP_UPSTREAM_SECRET_TEST_NDXP"
 POPULATION = "/r1/000.00.00.G01/csdlqg-dancu/v1"
 ECHO = "/r1/000.00.00.H49/echo/v1"
 

@@ -122,7 +122,7 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
             assert time.monotonic() < deadline, "revocation / new client not picked up"
             time.sleep(0.2)
         refused = get_token()
-        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["content-type"] == "application/json"  # RFC 6749 §5.2
         assert refused.json()["error"] == "invalid_client"
     finally:
         server.terminate()

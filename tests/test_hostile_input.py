@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from gateway.audit.verify import verify_store
+from gateway.config import versions as policy_state
 from gateway.core.settings import Settings
+from gateway.edge.reload import reload_config
 from gateway.store.models import AuditRecord
 from tests.conftest import PROVINCE_ID, Harness
 
@@ -496,3 +498,91 @@ async def test_an_officer_id_shaped_like_a_personal_id_is_masked(gateway: Harnes
     )
     [item] = [i for i in r.json()["items"] if i["path"].startswith(ECHO)]
     assert item["officer_id"] == "001099012345"
+
+
+# -- 6. an upstream may read only the secrets declared for it ---------------------------------
+
+
+async def test_an_upstream_cannot_have_a_setting_of_the_gateway_sent_as_its_secret(
+    gateway: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator points an upstream's token URL at a listener of theirs and names a
+    variable of the gateway (the database URL, the key passphrase) as its secret: the
+    gateway refuses to read it, and the listener gets nothing."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from tests.conftest import add_to_policy
+
+    seen: list[str] = []
+
+    async def listener(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"access_token": "x", "expires_in": 60})
+
+    app = web.Application()
+    app.router.add_post("/token", listener)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    monkeypatch.setenv("LGSP_KEY_PASSPHRASE", "the-passphrase")
+    monkeypatch.setenv("SOME_OTHER_VARIABLE", "also-private")
+    try:
+        for variable in ("LGSP_KEY_PASSPHRASE", "LGSP_DATABASE_URL", "SOME_OTHER_VARIABLE"):
+            name = f"thief-{variable.lower().replace('_', '-')}"
+            await add_to_policy(
+                gateway,
+                [
+                    {
+                        "provider": PROVINCE_ID,
+                        "code": name,
+                        "version": "v1",
+                        "name": name,
+                        "upstream": name,
+                        "access": [{"client": "motcua"}],
+                    }
+                ],
+                [
+                    {
+                        "name": name,
+                        "base_url": gateway.simulator_url,
+                        "auth": {
+                            "type": "oauth2_client_credentials",
+                            "token_url": str(server.make_url("/token")),
+                            "client_id": "x",
+                            "client_secret_env": variable,
+                        },
+                    }
+                ],
+            )
+            r = await gateway.http.get(
+                f"/r1/{PROVINCE_ID}/{name}/v1/x",
+                headers={"Authorization": f"Bearer {await gateway.token()}"},
+            )
+            assert r.status_code == 502, r.text
+            assert r.json()["type"] == PROBLEM + "upstream-authentication-failed"
+            assert variable in r.json()["detail"]
+        assert seen == []
+    finally:
+        await server.close()
+
+
+async def test_a_cached_upstream_token_is_dropped_when_the_upstream_changes(
+    gateway: Harness,
+) -> None:
+    from tests.test_exchange import ACCOUNT, BY_NUMBER
+
+    auth = {"Authorization": f"Bearer {await gateway.token()}", **ACCOUNT}
+    body = {"SoDinhDanh": "001099012345"}
+    assert (await gateway.http.post(BY_NUMBER, json=body, headers=auth)).status_code == 200
+
+    def retarget(doc: dict[str, Any]) -> None:
+        [ndxp] = [u for u in doc["upstreams"] if u["name"] == "ndxp"]
+        ndxp["auth"]["client_id"] = "someone-else"  # the national platform knows no such id
+
+    async with gateway.state.sessions() as s, s.begin():
+        await policy_state.edit_policy(s, retarget, actor="test", source="test")
+    await reload_config(gateway.state)
+    # The token got with the old credentials is not used for the new ones.
+    r = await gateway.http.post(BY_NUMBER, json=body, headers=auth)
+    assert r.status_code == 502, r.text
+    assert r.json()["type"] == PROBLEM + "upstream-authentication-failed"

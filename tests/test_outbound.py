@@ -304,7 +304,7 @@ async def test_a_token_endpoint_redirect_is_not_followed(monkeypatch: pytest.Mon
     app.router.add_route("*", "/{tail:.*}", elsewhere)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    monkeypatch.setenv("LGSP_TEST_REDIRECT_SECRET", "s")
+    monkeypatch.setenv("LGSP_UPSTREAM_SECRET_TEST_REDIRECT", "s")
     upstream = UpstreamEntry(
         "redirecting",
         str(server.make_url("")).rstrip("/"),
@@ -312,7 +312,7 @@ async def test_a_token_endpoint_redirect_is_not_followed(monkeypatch: pytest.Mon
             "type": "oauth2_client_credentials",
             "token_url": "/token",
             "client_id": "c",
-            "client_secret_env": "LGSP_TEST_REDIRECT_SECRET",
+            "client_secret_env": "LGSP_UPSTREAM_SECRET_TEST_REDIRECT",
         },
     )
     client = UpstreamClient(outbound=policy("loopback"))

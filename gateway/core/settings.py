@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # refused unless a CIDR names them.
     upstream_allowed_networks: list[str] = ["public", "private"]
     upstream_allowed_schemes: list[str] = ["https", "http"]
+    # Environment variables an upstream's client_secret_env may name, besides those whose
+    # name starts with LGSP_UPSTREAM_SECRET_ (gateway/upstream/allowlist.py).
+    upstream_secret_envs: list[str] = ["LGSP_NDXP_CLIENT_SECRET"]
 
     # -- serving (README "Serving and draining") --
     # Worker processes on the one port (SO_REUSEPORT). 0: one per core when rate limits
@@ -130,6 +133,12 @@ class Settings(BaseSettings):
         if bad or not algs:
             raise ValueError(f"token_algorithms must be a non-empty subset of {sorted(allowed)}")
         return algs
+
+    @classmethod
+    def env_names(cls) -> frozenset[str]:
+        """The environment variables the settings are read from (LGSP_DATABASE_URL...)."""
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        return frozenset((prefix + name).upper() for name in cls.model_fields)
 
     @property
     def issuer(self) -> str:

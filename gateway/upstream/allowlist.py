@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 NETWORKS_SETTING: Final = "LGSP_UPSTREAM_ALLOWED_NETWORKS"
 SCHEMES_SETTING: Final = "LGSP_UPSTREAM_ALLOWED_SCHEMES"
 SUPPORTED_SCHEMES: Final = frozenset({"http", "https"})
+SECRET_ENV_PREFIX: Final = "LGSP_UPSTREAM_SECRET_"  # noqa: S105 - a name, not a secret
+SECRET_ENVS_SETTING: Final = "LGSP_UPSTREAM_SECRET_ENVS"  # noqa: S105
 
 
 class OutboundRefused(ValueError):
@@ -87,7 +89,17 @@ class AddressRefused(OSError):
 class OutboundPolicy:
     """The allow-list of upstream networks and schemes; build once, share everywhere."""
 
-    def __init__(self, networks: Iterable[str], schemes: Iterable[str]) -> None:
+    def __init__(
+        self,
+        networks: Iterable[str],
+        schemes: Iterable[str],
+        secret_envs: Iterable[str] = (),
+        settings_envs: Iterable[str] = (),
+    ) -> None:
+        self.secret_envs = frozenset(secret_envs)
+        # The gateway's own settings (LGSP_DATABASE_URL, LGSP_KEY_PASSPHRASE...): never an
+        # upstream's secret, whatever the allow-list says.
+        self._settings_envs = frozenset(settings_envs)
         self.networks = [str(n).strip() for n in networks]
         self.schemes = [str(s).strip().lower() for s in schemes]
         v4: list[IPv4Network] = []  # CIDRs in the list
@@ -134,7 +146,31 @@ class OutboundPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboundPolicy:
-        return cls(settings.upstream_allowed_networks, settings.upstream_allowed_schemes)
+        return cls(
+            settings.upstream_allowed_networks,
+            settings.upstream_allowed_schemes,
+            settings.upstream_secret_envs,
+            settings_envs=settings.env_names(),
+        )
+
+    # -- secrets --------------------------------------------------------------------------
+
+    def secret_refusal(self, name: str) -> str | None:
+        """Why an upstream may not read the environment variable `name` as its secret.
+
+        An upstream's `client_secret_env` is sent to its token URL: were it free, whoever
+        may edit upstreams could have any variable of the gateway's process sent to a
+        listener of theirs. So only variables declared for it may be named: those whose
+        name starts with `LGSP_UPSTREAM_SECRET_`, and those listed in
+        `LGSP_UPSTREAM_SECRET_ENVS` -- never a setting of the gateway itself."""
+        if name in self._settings_envs:
+            return f"{name} is a setting of the gateway, not an upstream's secret."
+        if name.startswith(SECRET_ENV_PREFIX) or name in self.secret_envs:
+            return None
+        return (
+            f"{name} is not declared as an upstream secret: name it {SECRET_ENV_PREFIX}..., "
+            f"or add it to {SECRET_ENVS_SETTING} (it is {json.dumps(sorted(self.secret_envs))})."
+        )
 
     # -- addresses ------------------------------------------------------------------------
 

@@ -24,6 +24,19 @@ from gateway.upstream.allowlist import OutboundPolicy, address_refused, refused_
 _TOKEN_MARGIN_SECONDS = 30
 
 
+_Credentials = tuple[str, str, str, str]  # base URL, token URL, client id, secret variable
+
+
+def _credentials(upstream: UpstreamEntry) -> _Credentials:
+    auth = upstream.auth
+    return (
+        upstream.base_url,
+        auth.get("token_url", ""),
+        auth.get("client_id", ""),
+        auth.get("client_secret_env", ""),
+    )
+
+
 def basic_authorization(client_id: str, secret: str) -> str:
     # RFC 6749 §2.3.1: form-encode both parts before Basic encoding.
     raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
@@ -38,23 +51,28 @@ class UpstreamTokens:
     ) -> None:
         self._session = session
         self._outbound = outbound
-        self._tokens: dict[str, tuple[str, float]] = {}
+        # By upstream name: the credentials the token was got with, the token, its end.
+        self._tokens: dict[str, tuple[_Credentials, str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def authorization(self, upstream: UpstreamEntry) -> str | None:
         if upstream.auth.get("type", "none") == "none":
             return None
+        # A token is good only for the credentials it was got with: an upstream whose
+        # token URL, client id or secret changed gets a new one, never the old.
+        wanted = _credentials(upstream)
         cached = self._tokens.get(upstream.name)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
+        if cached and cached[0] == wanted and cached[2] > time.monotonic():
+            return cached[1]
         lock = self._locks.setdefault(upstream.name, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(upstream.name)
-            if cached and cached[1] > time.monotonic():
-                return cached[0]
+            if cached and cached[0] == wanted and cached[2] > time.monotonic():
+                return cached[1]
             token, ttl = await self._fetch(upstream)
             value = f"Bearer {token}"
-            self._tokens[upstream.name] = (value, time.monotonic() + ttl - _TOKEN_MARGIN_SECONDS)
+            ends = time.monotonic() + ttl - _TOKEN_MARGIN_SECONDS
+            self._tokens[upstream.name] = (wanted, value, ends)
             return value
 
     def invalidate(self, upstream: UpstreamEntry) -> None:
@@ -63,6 +81,12 @@ class UpstreamTokens:
     async def _fetch(self, upstream: UpstreamEntry) -> tuple[str, float]:
         auth = upstream.auth
         secret_env = auth.get("client_secret_env", "")
+        refusal = self._outbound.secret_refusal(secret_env) if self._outbound else None
+        if refusal is not None:
+            raise Problem(
+                UPSTREAM_AUTH_FAILED,
+                f"Upstream {upstream.name!r} may not use {secret_env!r} as its secret: {refusal}",
+            )
         secret = os.environ.get(secret_env)
         if not secret:
             raise Problem(

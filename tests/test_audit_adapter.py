@@ -211,12 +211,6 @@ def population_service() -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the exchange pipeline does not fill the event's adapter fields yet: the convert "
-    "step needs `event.adapter, event.adapter_version = service.converted_by` "
-    "(remove this mark when it does)",
-)
 async def test_a_converted_exchange_names_its_adapter_and_a_passthrough_one_none(
     gateway: Harness,
 ) -> None:

@@ -16,6 +16,8 @@ def to_provider(x: Exchange) -> None:
     adapter = x.service.adapter_impl if x.service is not None else None
     if adapter is None:
         return
+    # Named even when the adapter refuses: the auditor sees which version said no.
+    x.event.adapter, x.event.adapter_version = adapter.name, adapter.VERSION
     caller, who, outbound = x.caller, x.who, x.outbound
     assert caller is not None and who is not None and outbound is not None
     x.context = Context(

@@ -99,14 +99,6 @@ def test_a_converted_event_carries_and_hashes_the_adapter_and_its_version() -> N
         assert event_hash({**wire, **changed}) != event.hash, changed
 
 
-async def test_the_service_table_gives_the_adapter_and_its_version(gateway: Harness) -> None:
-    await add_to_policy(gateway, [population_service()])
-    services = gateway.state.pipeline.config.services
-    converted = services[("000.00.00.G01", "csdlqg-dancu", "v2")]
-    assert converted.converted_by == ("population", PopulationAdapter.VERSION)
-    assert services[("000.00.00.H49", "echo", "v1")].converted_by == (None, None)
-
-
 # -- the store and its verification -----------------------------------------------------------
 
 

@@ -103,16 +103,6 @@ class ServiceEntry:
     def key(self) -> tuple[str, str, str]:
         return (self.provider, self.code, self.version)
 
-    @property
-    def converted_by(self) -> tuple[str | None, str | None]:
-        """The adapter's name and VERSION, for the audit event of an exchange it converts:
-        ``event.adapter, event.adapter_version = service.converted_by``. (None, None) for
-        passthrough (and for a service whose adapter could not be built)."""
-        adapter = self.adapter_impl
-        if adapter is None:
-            return (None, None)
-        return (adapter.name, adapter.VERSION)
-
     def grants(self, client: ClientEntry) -> bool:
         """Does `client` (or one of its groups) hold any right on this service?"""
         return client.code in self.client_rights or any(

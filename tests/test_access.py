@@ -1,4 +1,4 @@
-"""Access rules (`gateway/access.py`): path globs, methods, deny by default."""
+"""Access rules (`gateway/identity/access.py`): path globs, methods, deny by default."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Unit tests of the signing key store (gateway/keys.py) with the token service on top.
+"""Unit tests of the signing key store (gateway/identity/keys.py) with the token service on top.
 
-No database and no server: a key directory under tmp_path. `gateway.keys` reads the time
+No database and no server: a key directory under tmp_path. `gateway.identity.keys` reads the time
 through a `Clock` the tests move by hand, so key ids (which start with their creation time
 to the second) and the reload rate limit behave the same on any machine, at any speed.
 """
@@ -34,7 +34,7 @@ CREDENTIAL_ID = 7
 
 
 class Clock:
-    """The time as gateway.keys sees it: a fixed instant that moves only when told to."""
+    """The time as gateway.identity.keys sees it: a fixed instant that moves only when told to."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = datetime(2030, 1, 1, 12, 0, 0, 500_000, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Rate limits and daily quotas (gateway/ratelimit.py), against a real Redis and in process.
+"""Rate limits and daily quotas (gateway/limits/ratelimit.py), against a real Redis and in process.
 
 Redis comes from `LGSP_TEST_REDIS_URL` (default: the local server on 6379); each test uses
 its own key prefix and deletes its keys. Time is a fake clock, so no test sleeps to refill.

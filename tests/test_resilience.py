@@ -1,4 +1,4 @@
-"""The resilience state machines on their own (gateway/resilience.py): the circuit
+"""The resilience state machines on their own (gateway/upstream/resilience.py): the circuit
 breaker with a clock the test moves, the concurrency limit, and the retry decisions
 (backoff with full jitter, the time budget, Retry-After)."""
 

@@ -1,4 +1,4 @@
-"""Service addresses (`gateway/routing.py`): what parses, into what, and what is refused.
+"""Service addresses (`gateway/exchange/routing.py`): what parses, into what, and what is refused.
 
 The raw request target is what an attacker controls, so refusals are tested on raw
 strings exactly as they would arrive on the wire (no normalisation by a client library).

@@ -4,7 +4,7 @@ The platform answers every refusal with a SOAP 1.1 fault whose `detail/svc:Error
 says what went wrong. `soap_fault_to_problem` gives the general reading (a Client fault is
 the caller's: invalid-message, 400; anything else the provider's: upstream-bad-response,
 502); the error codes below refine it so that a caller can tell apart the outcomes
-REFERENCE §1 asks for: not found (404), exists but not yours (403), a state conflict
+docs/domain.md §1 asks for: not found (404), exists but not yours (403), a state conflict
 (409), too large (413), and faults that are the gateway's own doing rather than the
 caller's (the gateway's credentials or the envelope it built).
 """

@@ -7,7 +7,7 @@ one operation, `POST /cong-dan/tra-cuu`, taking one of
     {"oldIdNumber": "201234567"}                              9-digit old ID card number
     {"fullName": "Nguyễn Văn An", "birthDate": "1999-03-15"}  or "birthDate": "1938"
 
-The national side (REFERENCE §3, simulated by simulator/app.py) has two endpoints under
+The national side (docs/domain.md §3, simulated by simulator/app.py) has two endpoints under
 the service's upstream path (`/csdldc/v1`): `/cong-dan/tra-cuu` by number (SoDinhDanh,
 SoCMND) and `/cong-dan/tra-cuu-ho-ten` by name and birth date (HoVaTen,
 NgayThangNamSinh). The adapter picks the endpoint from the fields given and fills the

@@ -5,7 +5,7 @@ here, in `commit_policy`: the desired policy is compared with the current one, o
 differences are written, each change is recorded as an admin event (before and after),
 and the whole document becomes a new policy version, in one transaction. Rollback is a
 commit of an earlier version's document. Credentials are not policy: they are issued and
-revoked on their own (gateway/store/admin.py) and never written to files.
+revoked on their own (gateway/admin/credentials.py) and never written to files.
 """
 
 from __future__ import annotations

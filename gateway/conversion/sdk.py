@@ -1,7 +1,7 @@
 """The adapter SDK: the one module an adapter imports from the gateway.
 
 An adapter converts between the provincial (canonical) form of a service's messages and
-the form of the national service behind it (README "Adapters"). Like a Kong plugin it is
+the form of the national service behind it (docs/adapters.md). Like a Kong plugin it is
 a typed configuration model, validated when policies load, and a small handler with two
 hooks run on the exchange path in Envoy's order (request on the way out, response on the
 way back)::
@@ -17,7 +17,7 @@ the gateway (`gateway.core`, `gateway.conversion.mapping`) and is re-exported, s
 module is the adapters' whole contract with the gateway (an import-linter contract in
 pyproject.toml keeps adapters to it). `help(gateway.conversion.sdk)` is the reference.
 
-A whole adapter (the bundled ones are under `adapters/<name>/`, README "Adding an
+A whole adapter (the bundled ones are under `adapters/<name>/`, docs/adapters.md "Adding an
 adapter")::
 
     from pathlib import Path
@@ -327,7 +327,7 @@ class AdapterConfig(BaseModel):
 
 class LegacyTextConfig(AdapterConfig):
     """An `AdapterConfig` with the two settings every bundled adapter offers, for callers
-    that still hold Vietnamese text in TCVN3 or VNI (README "Adapters"):
+    that still hold Vietnamese text in TCVN3 or VNI (docs/adapters.md):
 
     Attributes:
         legacy_input: "tcvn3" | "vni" | None. The caller's strings are decoded to Unicode

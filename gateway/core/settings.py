@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # Bundled schemas registered at start (see gateway/registry/bundled.py); "" skips it.
     schemas_dir: Path = Path("schemas")
 
-    # -- audit log (README "Audit log") --
+    # -- audit log (docs/auditor.md) --
     # Empty: the embedded default, events committed straight to the store. Set (host:port,
     # comma-separated): events go through the local spool to Kafka; run `lgsp audit-indexer`.
     audit_kafka_bootstrap: str = ""
@@ -71,12 +71,12 @@ class Settings(BaseSettings):
     # Days an exchange record is kept in the store; 0 keeps everything.
     audit_retention_days: int = Field(0, ge=0)
 
-    # -- configuration reload (README "Hot reload") --
+    # -- configuration reload (docs/administrator.md "Hot reload") --
     # How often a gateway on SQLite checks the configuration version; on PostgreSQL it is
     # told at once (LISTEN/NOTIFY) and this is only the safety net.
     config_poll_seconds: float = Field(0.25, gt=0, le=60)
 
-    # -- rate limits and quotas (README "Rate limits and quotas") --
+    # -- rate limits and quotas (docs/administrator.md "Rate limits and quotas") --
     # Empty: limits are counted in this process only (the embedded default). Set
     # (redis://host:6379/0): counted in Redis, shared by every replica.
     redis_url: str = ""
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     ratelimit_on_redis_failure: Literal["local", "deny"] = "local"
     ratelimit_redis_timeout_ms: int = Field(100, ge=1, le=10_000)
 
-    # -- outbound safety (README "Outbound safety") --
+    # -- outbound safety (docs/administrator.md "Outbound safety") --
     # Where upstreams may be: CIDR networks, or the names "public" (globally routable),
     # "private" (RFC 1918, RFC 6598, fc00::/7) and "loopback". Link-local addresses
     # (cloud metadata at 169.254.169.254), multicast and unspecified addresses are
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     # name starts with LGSP_UPSTREAM_SECRET_ (gateway/upstream/allowlist.py).
     upstream_secret_envs: list[str] = ["LGSP_NDXP_CLIENT_SECRET"]
 
-    # -- serving (README "Serving and draining") --
+    # -- serving (docs/operator.md "Workers", "Draining on SIGTERM") --
     # Worker processes on the one port (SO_REUSEPORT). 0: one per core when rate limits
     # are shared through Redis, else 1, since without Redis each worker counts on its own.
     workers: int = Field(0, ge=0, le=256)

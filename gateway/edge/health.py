@@ -17,7 +17,7 @@ from gateway.core.problems import (
     NOT_READY,
     Problem,
 )
-from gateway.edge.http import json_response
+from gateway.edge.toolkit import json_response
 from gateway.edge.state import STATE, GatewayState
 from gateway.telemetry.metrics import BREAKER_STATES, CONTENT_TYPE
 

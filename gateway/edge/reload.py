@@ -1,6 +1,6 @@
 """Hot reload: every replica picks up a configuration change within a second.
 
-Every admin transaction bumps the configuration version (gateway/store/admin.py). On
+Every admin transaction bumps the configuration version (gateway/store/changes.py). On
 PostgreSQL it also sends `NOTIFY lgsp_config`, delivered at commit, so each gateway hears
 of the change at once; a slow poll stays as the safety net for a dropped connection. On
 SQLite (one host) the version is polled every `config_poll_seconds`: a one-row read.

@@ -2,7 +2,7 @@
 
 The request id comes from `X-Request-Id` or is made here. A service may require the
 officer id (MaCanBo), the administrative procedure code (MaDVC) and the case/dossier
-number (REFERENCE §3); they travel as headers so that they work the same for every
+number (docs/domain.md §3); they travel as headers so that they work the same for every
 service and message format.
 """
 

@@ -3,7 +3,7 @@
 Modelled on X-Road's `/r1/{instance}/{class}/{member}/{subsystem}/{service}`: the provider
 is named by its official agency code, so an address says who answers it. The raw request
 target is checked before anything else, because an encoded path traversal once let
-requests past X-Road's access check (REFERENCE §6): encoded separators, dot segments,
+requests past X-Road's access check (docs/domain.md §6): encoded separators, dot segments,
 empty segments, double encoding and control characters are refused, not "fixed".
 """
 

@@ -285,7 +285,7 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
         print(
             "outbound: loopback upstreams (the simulator) are allowed for this demo only; "
             "a gateway's LGSP_UPSTREAM_ALLOWED_NETWORKS defaults to public and private "
-            'networks (README "Outbound safety")'
+            'networks (docs/administrator.md, "Outbound safety")'
         )
         steps = demo_steps(gateway, secret, _lgsp_command(), admin_secret)
         if check:

@@ -17,7 +17,7 @@ from gateway.store.models import (
     ConfigState,
 )
 
-# PostgreSQL channel on which committed changes are announced (gateway/reload.py listens).
+# PostgreSQL channel on which committed changes are announced (gateway/edge/reload.py listens).
 CONFIG_CHANNEL = "lgsp_config"
 
 

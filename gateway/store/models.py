@@ -233,7 +233,7 @@ class PolicyVersion(Base):
 
 
 class AuditRecord(Base):
-    """One exchange, whatever its outcome. Accountability fields follow REFERENCE §3."""
+    """One exchange, whatever its outcome. Accountability fields follow docs/domain.md §3."""
 
     __tablename__ = "audit_records"
     __table_args__ = (

@@ -2,11 +2,11 @@
 for each upstream (cached until shortly before they expire), and upstream failures
 turned into problems that say the upstream side failed.
 
-With an `OutboundPolicy` (gateway/outbound.py), every URL is checked before it is sent
+With an `OutboundPolicy` (gateway/upstream/allowlist.py), every URL is checked before it is sent
 (scheme, IP-literal host) and every resolved address when a connection is made; a refusal
 is an `upstream-address-refused` problem.
 
-Around each exchange, per upstream (gateway/resilience.py): a circuit breaker that
+Around each exchange, per upstream (gateway/upstream/resilience.py): a circuit breaker that
 answers 503 `upstream-unavailable` without calling a provider that keeps failing, a
 concurrency limit that answers 503 `upstream-busy` rather than let one slow provider
 hold every connection, and retries of idempotent calls within the service's total

@@ -1,6 +1,6 @@
 """Upstream resilience, the pure parts: retry backoff, the circuit breaker and the
 concurrency limit (bulkhead). No I/O here; the clock and the randomness are injectable,
-so the state machines are unit-tested without sleeping. gateway/upstream.py wires them
+so the state machines are unit-tested without sleeping. gateway/upstream/client.py wires them
 around each exchange.
 
 All of it is per worker process: a breaker opens on the failures its own process saw,

@@ -2,7 +2,7 @@
 
 A mapping is a list of rules, each moving one value from the source document to the
 target document (both plain JSON-like data; XML is converted to and from such data by
-gateway/mapping/xml.py). Paths are JSON-Pointer-like (`/CongDan/Ho`); missing parents are
+gateway/conversion/mapping/xml.py). Paths are JSON-Pointer-like (`/CongDan/Ho`); missing parents are
 created. A rule may transform the value on the way:
 
     - {from: /personalId, to: /SoDinhDanh}                       # rename / move / nest

@@ -409,7 +409,6 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-
 class ExportWriter:
     """Record dicts to a text stream as CSV (a header row of every column first, empty
     cells for nulls) or JSON Lines; the API and the CLI write the same files."""

@@ -19,11 +19,11 @@ from gateway.core.settings import Settings
 from gateway.edge import admin_api, audit_api, registry_api
 from gateway.edge import discovery_api as discovery
 from gateway.edge.health import METRICS_ALLOWED, _refresh_gauges_loop, healthz, metrics, readyz
-from gateway.edge.toolkit import problem_middleware
 from gateway.edge.oauth import jwks, oauth_metadata, token_endpoint
 from gateway.edge.protocol import HANDLER_ARGS
 from gateway.edge.reload import reload_config, watch_config
 from gateway.edge.state import STATE, GatewayState
+from gateway.edge.toolkit import problem_middleware
 from gateway.exchange.pipeline import ExchangePipeline
 from gateway.identity.keys import KeyStore
 from gateway.identity.tokens import TokenService

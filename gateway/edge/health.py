@@ -17,8 +17,8 @@ from gateway.core.problems import (
     NOT_READY,
     Problem,
 )
-from gateway.edge.toolkit import json_response
 from gateway.edge.state import STATE, GatewayState
+from gateway.edge.toolkit import json_response
 from gateway.telemetry.metrics import BREAKER_STATES, CONTENT_TYPE
 
 

@@ -50,8 +50,8 @@ from gateway.core.problems import (
     ProblemType,
 )
 from gateway.core.text import storable
-from gateway.edge.toolkit import json_response
 from gateway.edge.state import STATE, GatewayState
+from gateway.edge.toolkit import json_response
 from gateway.exchange.accountability import request_id_from
 from gateway.identity.authn import check_client_secret
 

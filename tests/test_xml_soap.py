@@ -1,4 +1,5 @@
-"""Safe XML parsing, JSON <-> XML conversion and SOAP envelopes (gateway.core.safexml, gateway.conversion.mapping).
+"""Safe XML parsing (gateway.core.safexml), JSON <-> XML conversion and SOAP envelopes
+(gateway.conversion.mapping).
 
 Hostile documents must be refused up front, with a message a person can act on, and
 without building big trees: memory is checked with tracemalloc (Python allocations)

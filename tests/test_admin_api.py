@@ -499,7 +499,7 @@ async def test_diff_and_if_match(adm: Admin) -> None:
     first = await adm.ok("PUT", "/policy", document, headers={"If-Match": etag})
     assert first["version"] == policy["version"] + 1
     r = await adm.call("quantri", "PUT", "/groups/moi", {"name": "x"}, headers={"If-Match": etag})
-    problem = assert_problem(r, 409, "conflict")
+    problem = assert_problem(r, 412, "precondition-failed")  # RFC 9110 §13.1.1
     assert problem["current_version"] == first["version"]
     await adm.ok("PUT", "/groups/moi", {"name": "x"}, headers={"If-Match": f'"{first["version"]}"'})
 
@@ -604,3 +604,62 @@ async def test_booleans_are_not_numbers_in_bodies(adm: Admin, gateway: Harness) 
         "PUT", "/upstreams/flagged", {"base_url": gateway.simulator_url, "max_concurrency": 7}
     )
     assert (await adm.ok("GET", "/upstreams/flagged"))["max_concurrency"] == 7
+
+
+# -- what no admin caller can do (issue 14, points 6, 7 and 8) ---------------------------------
+
+
+async def test_an_operator_may_not_touch_an_upstreams_credentials(adm: Admin) -> None:
+    """An operator edits upstreams, but not their credentials nor where they are sent:
+    whoever may do that may have the province's secret sent to an address of theirs."""
+    ndxp = await adm.ok("GET", "/upstreams/ndxp")
+    for change in (
+        {"auth": {**ndxp["auth"], "token_url": "http://127.0.0.1:9/steal"}},
+        {"auth": {**ndxp["auth"], "client_secret_env": "LGSP_UPSTREAM_SECRET_OTHER"}},
+        {"base_url": "http://127.0.0.1:9"},  # the relative token URL would follow it
+    ):
+        r = await adm.call("vanhanh", "PUT", "/upstreams/ndxp", {**ndxp, **change})
+        problem = assert_problem(r, 403, "access-denied")
+        assert "credentials" in problem["detail"]
+        assert problem["required_roles"] == ["administrator"]
+    # Its other settings are the operator's to change.
+    r = await adm.call("vanhanh", "PUT", "/upstreams/ndxp", {**ndxp, "max_concurrency": 50})
+    assert r.status_code == 200, r.text
+
+
+async def test_an_undeclared_secret_variable_is_refused_when_the_change_is_made(
+    adm: Admin,
+) -> None:
+    ndxp = await adm.ok("GET", "/upstreams/ndxp")
+    for variable in ("LGSP_DATABASE_URL", "LGSP_KEY_PASSPHRASE", "HOME"):
+        auth = {**ndxp["auth"], "client_secret_env": variable}
+        r = await adm.call("quantri", "PUT", "/upstreams/ndxp", {**ndxp, "auth": auth})
+        problem = assert_problem(r, 422, "invalid-configuration")
+        [error] = problem["errors"]
+        assert error["field"] == "auth.client_secret_env", error
+        assert variable in error["detail"]
+
+
+async def test_the_last_credential_of_the_last_administrator_cannot_be_revoked(
+    adm: Admin,
+) -> None:
+    [credential] = (await adm.ok("GET", "/clients/quantri/credentials"))["items"]
+    r = await adm.call("quantri", "DELETE", f"/credentials/{credential['id']}")
+    problem = assert_problem(r, 409, "conflict")
+    assert "lock every administrator out" in problem["detail"]
+    # Still an administrator: the refusal did not half-happen.
+    assert (await adm.call("quantri", "GET", "/clients")).status_code == 200
+    # With a second credential issued first, the old one may go.
+    issued = await adm.ok("POST", "/clients/quantri/credentials", {"kind": "secret"})
+    r = await adm.call("quantri", "DELETE", f"/credentials/{credential['id']}")
+    assert r.status_code == 200, r.text
+    assert issued["id"] != credential["id"]
+
+
+async def test_credential_hints_are_shown_to_administrators_only(adm: Admin) -> None:
+    await adm.ok("POST", "/clients/motcua/credentials", {"kind": "api_key"})
+    for who, sees in (("quantri", True), ("vanhanh", False), ("kiemtra", False)):
+        r = await adm.call(who, "GET", "/changes?limit=1000")
+        issued = [e for e in r.json()["items"] if e["action"] == "credential.issue"]
+        assert issued
+        assert all(("hint" in (e["after"] or {})) is sees for e in issued), (who, issued)

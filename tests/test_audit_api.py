@@ -658,3 +658,15 @@ async def test_verify_signs_its_report_and_finds_altered_and_missing_records(
         ("verify", 4),
     ]
     assert logged[1].query == {"instance": "test-gw"}
+
+
+async def test_auditors_read_credential_changes_without_their_hints(gateway: Harness) -> None:
+    auditor, _ = await auditors(gateway)
+    await gateway.api_key("legacy")
+    r = await gateway.http.get(
+        f"{API}/admin-events", params={"action": "credential.issue"}, headers=auditor
+    )
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert items and all("hint" not in (i["after"] or {}) for i in items)
+    assert all("kind" in (i["after"] or {}) for i in items)  # the rest of the change is shown

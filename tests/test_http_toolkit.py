@@ -130,7 +130,7 @@ ERRORS = {
         "401": "Unauthenticated",
         "403": "Forbidden",
         "404": "NotFound",
-        "409": "Conflict",
+        "412": "PreconditionFailed",
         "422": "Invalid",
     }.items()
 }

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.admin.actor import Actor
+from gateway.admin.actor import ADMINISTRATOR, Actor
 from gateway.admin.refusals import refused
-from gateway.core.problems import NOT_FOUND, Problem
+from gateway.core.problems import CONFLICT, NOT_FOUND, Problem
 from gateway.identity import credentials
 from gateway.store.changes import record
 from gateway.store.models import (
@@ -106,6 +106,10 @@ async def revoke(
         raise NotFound(f"no credential {credential_id}")
     if cred.revoked_at is None:
         cred.revoked_at = utcnow()
+        owner = await session.get(Client, cred.client_id)
+        if owner is not None and owner.enabled and ADMINISTRATOR in (owner.roles or ()):
+            await session.flush()
+            await _keep_an_administrator(session)
         await record(
             session,
             actor=actor,
@@ -113,6 +117,30 @@ async def revoke(
             target=f"#{credential_id}",
             comment=comment,
         )
+
+
+class LockedOut(ValueError):
+    """The change would leave no enabled administrator able to authenticate."""
+
+
+async def _keep_an_administrator(session: AsyncSession) -> None:
+    """The rule that keeps one enabled administrator client in the policy, for its
+    credentials: revoking the last active one would answer 401 to every admin caller
+    until someone on the host issued a new secret."""
+    now = utcnow()
+    rows = await session.execute(
+        select(Client.roles, Credential.expires_at)
+        .join(Credential, Credential.client_id == Client.id)
+        .where(Client.enabled.is_(True), Credential.revoked_at.is_(None))
+    )
+    for roles, expires_at in rows.all():
+        if ADMINISTRATOR in (roles or ()) and (expires_at is None or expires_at > now):
+            return
+    raise LockedOut(
+        "this is the last active credential of an enabled administrator: revoking it "
+        "would lock every administrator out. Issue another credential first (or rotate "
+        "this one)."
+    )
 
 
 # -- operations, each in its own transaction ----------------------------------------------------
@@ -306,6 +334,8 @@ async def revoke_credential(
             await revoke(s, credential_id=credential_id, actor=actor.name, comment=actor.comment)
         except NotFound:
             raise Problem(NOT_FOUND, f"No credential {credential_id}.") from None
+        except LockedOut as e:
+            raise Problem(CONFLICT, f"Credential {credential_id} is not revoked: {e}") from None
         row = await s.get(Credential, credential_id)
         client = await s.get(Client, row.client_id) if row is not None else None
         if row is None or client is None:  # pragma: no cover - revoke found it

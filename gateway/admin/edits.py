@@ -21,7 +21,7 @@ from gateway.admin.refusals import message_errors, refused, validation_errors
 from gateway.config import versions
 from gateway.config.diff import Change, diff
 from gateway.config.policy import PolicySet, policy_document
-from gateway.core.problems import ACCESS_DENIED, CONFLICT, NOT_FOUND, Problem
+from gateway.core.problems import ACCESS_DENIED, NOT_FOUND, PRECONDITION_FAILED, Problem
 from gateway.store import changes as admin
 from gateway.store.models import PolicyVersion
 
@@ -47,13 +47,14 @@ Edit = Callable[[dict[str, Any]], str | None]
 class Editor:
     """Who changes the policy, where, and on what condition.
 
-    `check_url` refuses upstream addresses outside the networks the gateway may call;
+    `outbound` refuses upstream addresses outside the networks the gateway may call and
+    secrets an upstream may not read;
     `if_match` is the policy version (an ETag, `"42"`) the change was prepared against.
     """
 
     sessions: async_sessionmaker[AsyncSession]
     actor: Actor
-    check_url: Callable[[str], None] | None = None
+    outbound: versions.OutboundRules | None = None
     if_match: str | None = None
 
 
@@ -63,10 +64,11 @@ async def begin_change(session: AsyncSession, if_match: str | None) -> None:
     If-Match (the policy version a read named).
 
     Raises:
-        Problem: 409 `conflict`, with `current_version`, if the policy moved on.
+        Problem: 412 `precondition-failed` (RFC 9110 §13.1.1), with `current_version`, if
+            the policy moved on.
 
     Example:
-        >>> await begin_change(session, '"41"')  # the policy is at 42: 409
+        >>> await begin_change(session, '"41"')  # the policy is at 42: 412
     """
     await admin.serialize_changes(session)
     if if_match is None:
@@ -75,7 +77,7 @@ async def begin_change(session: AsyncSession, if_match: str | None) -> None:
     tags = {t.strip().removeprefix("W/").strip('"') for t in if_match.split(",")}
     if "*" not in tags and str(now) not in tags:
         raise Problem(
-            CONFLICT,
+            PRECONDITION_FAILED,
             f"The policy is now at version {now}, not {if_match}: someone changed it since "
             "you read it. Read it again and redo the change.",
             current_version=now,
@@ -98,16 +100,20 @@ def operator_may(actor: Actor, changes: list[Change]) -> None:
     beyond = [
         c
         for c in changes
-        if c.kind not in OPERATOR_KINDS
-        and not (c.kind == "access" and c.op == "delete" and c.key in deleted)
+        if (
+            c.kind not in OPERATOR_KINDS
+            and not (c.kind == "access" and c.op == "delete" and c.key in deleted)
+        )
+        or _credentials_of_upstream(c)
     ]
     if beyond:
         what = "; ".join(c.summary for c in beyond)
-        access = (
-            " Access rights (a service's `access` list) are"
-            if any(c.kind == "access" for c in beyond)
-            else " This is"
-        )
+        if any(c.kind == "access" for c in beyond):
+            access = " Access rights (a service's `access` list) are"
+        elif any(c.kind == "upstream" for c in beyond):
+            access = " An upstream's credentials (its auth, and where they are sent) are"
+        else:
+            access = " This is"
         members: dict[str, Any] = {
             **actor.member,
             "required_roles": [ADMINISTRATOR],
@@ -121,6 +127,25 @@ def operator_may(actor: Actor, changes: list[Change]) -> None:
             "administrator.",
             **members,
         )
+
+
+def _credentials_of_upstream(c: Change) -> bool:
+    """Does `c` set or change the province's credentials of an upstream, or where they are
+    sent (the token URL, or the base URL a relative token URL hangs on)? Whoever may
+    change that may have the secret sent to an address of theirs."""
+    if c.kind != "upstream" or c.op == "delete":
+        return False
+    before, after = c.before or {}, c.after or {}
+    authenticated = any(
+        (side.get("auth") or {}).get("type", "none") != "none" for side in (before, after)
+    )
+    if not authenticated:
+        return False
+    return (
+        c.op == "create"
+        or before.get("auth") != after.get("auth")
+        or (before.get("base_url") != after.get("base_url"))
+    )
 
 
 async def edit(
@@ -156,7 +181,7 @@ async def edit(
                 actor=editor.actor.name,
                 source=editor.actor.source,
                 comment=editor.actor.comment,
-                check_url=editor.check_url,
+                outbound=editor.outbound,
             )
         except (ValidationError, versions.PolicyRejected) as e:
             errors = (
@@ -184,7 +209,7 @@ async def replace(editor: Editor, policy: PolicySet, doc: dict[str, Any]) -> ver
                 actor=editor.actor.name,
                 source=editor.actor.source,
                 comment=editor.actor.comment,
-                check_url=editor.check_url,
+                outbound=editor.outbound,
             )
         except versions.PolicyRejected as e:
             raise refused("The policy is refused", message_errors(str(e)), doc=doc) from None
@@ -212,7 +237,7 @@ async def restore(editor: Editor, version: int) -> versions.PolicyCommit:
                 version,
                 actor=editor.actor.name,
                 comment=editor.actor.comment,
-                check_url=editor.check_url,
+                outbound=editor.outbound,
             )
         except versions.PolicyRejected as e:
             raise refused(f"Version {version} cannot be restored", message_errors(str(e))) from None

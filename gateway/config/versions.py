@@ -15,7 +15,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import delete, func, insert, select, update
@@ -38,6 +38,18 @@ from gateway.store.models import (
     Service,
     Upstream,
 )
+
+
+class OutboundRules(Protocol):
+    """What upstreams may reach and read (gateway.upstream.allowlist.OutboundPolicy)."""
+
+    def check_url(self, url: str) -> None:
+        """Raise ValueError saying what to change when `url` may not be called."""
+        ...
+
+    def secret_refusal(self, name: str) -> str | None:
+        """Why an upstream may not read the variable `name` as its secret, or None."""
+        ...
 
 
 class PolicyRejected(ValueError):
@@ -229,13 +241,13 @@ async def commit_policy(
     actor: str,
     source: str,
     comment: str | None = None,
-    check_url: Callable[[str], None] | None = None,
+    outbound: OutboundRules | None = None,
 ) -> PolicyCommit:
     """Make the stored configuration equal to `new`, as one new policy version.
 
     Things the current state has and `new` lacks are deleted (a client's credentials
     with it): the policy is the whole configuration, as decK and ADC treat theirs.
-    `check_url` (the outbound allow-list) refuses upstream addresses the gateway may
+    `outbound` (the outbound allow-list) refuses upstream addresses the gateway may
     not call. Run inside the caller's transaction; nothing is written on refusal.
     """
     return await _commit(
@@ -244,7 +256,7 @@ async def commit_policy(
         actor=actor,
         source=source,
         comment=comment,
-        check_url=check_url,
+        outbound=outbound,
     )
 
 
@@ -275,7 +287,7 @@ async def _commit(
     actor: str,
     source: str,
     comment: str | None,
-    check_url: Callable[[str], None] | None,
+    outbound: OutboundRules | None,
 ) -> PolicyCommit:
     # Read and diff before taking the configuration lock (on SQLite, the database's write
     # lock, which the audit writer needs too); take it only to write, and start over
@@ -283,12 +295,12 @@ async def _commit(
     seen = await config_version(session)
     plan = await _plan(session, desired)
     if plan.changes:
-        await _check(session, plan.current, plan.new, check_url)
+        await _check(session, plan.current, plan.new, outbound)
     await serialize_changes(session)
     if await config_version(session) != seen:
         plan = await _plan(session, desired)
         if plan.changes:
-            await _check(session, plan.current, plan.new, check_url)
+            await _check(session, plan.current, plan.new, outbound)
     changes = plan.changes
     if not changes:
         return PolicyCommit(None, [])
@@ -326,14 +338,14 @@ async def rollback(
     *,
     actor: str,
     comment: str | None = None,
-    check_url: Callable[[str], None] | None = None,
+    outbound: OutboundRules | None = None,
 ) -> PolicyCommit:
     """Return to an earlier version, as a new version (history only grows). The old
     document passes today's checks (schemas, addresses, an administrator left)."""
     target = await version_policy(session, version)
     note = f"rollback to version {version}" + (f": {comment}" if comment else "")
     return await commit_policy(
-        session, target, actor=actor, source="rollback", comment=note, check_url=check_url
+        session, target, actor=actor, source="rollback", comment=note, outbound=outbound
     )
 
 
@@ -341,7 +353,7 @@ async def _check(
     session: AsyncSession,
     old: PolicySet,
     new: PolicySet,
-    check_url: Callable[[str], None] | None,
+    outbound: OutboundRules | None,
 ) -> None:
     problems: list[str] = []
     if _administrators(old) and not _administrators(new):
@@ -349,15 +361,16 @@ async def _check(
             "clients: the change leaves no enabled client with the administrator role; "
             "keep one (lgsp admin create makes one) so the gateway stays manageable"
         )
-    if check_url is not None:
-        problems += _refused_upstream_urls(new, check_url)
+    if outbound is not None:
+        problems += refused_upstreams(new, outbound)
     problems += await _unregistered_schemas(session, new)
     if problems:
         raise PolicyRejected("; ".join(problems))
 
 
-def _refused_upstream_urls(new: PolicySet, check_url: Callable[[str], None]) -> list[str]:
-    """The upstream addresses (and absolute token URLs) `check_url` refuses."""
+def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:
+    """The upstream addresses (and absolute token URLs) and secret variables the
+    outbound rules refuse."""
     problems: list[str] = []
     for i, u in enumerate(new.upstreams):
         urls = [("base_url", u.base_url)]
@@ -365,9 +378,13 @@ def _refused_upstream_urls(new: PolicySet, check_url: Callable[[str], None]) -> 
             urls.append(("auth.token_url", u.auth.token_url))
         for field, url in urls:
             try:
-                check_url(url)
+                outbound.check_url(url)
             except ValueError as e:
                 problems.append(f"upstreams[{i}].{field}: {e}")
+        if u.auth.client_secret_env:
+            refusal = outbound.secret_refusal(u.auth.client_secret_env)
+            if refusal is not None:
+                problems.append(f"upstreams[{i}].auth.client_secret_env: {refusal}")
     return problems
 
 
@@ -622,11 +639,11 @@ async def apply_policy(
     actor: str,
     comment: str | None = None,
     source: str = "apply",
-    check_url: Callable[[str], None] | None = None,
+    outbound: OutboundRules | None = None,
 ) -> list[str]:
     """Commit a policy (from files, usually); return a line per change."""
     commit = await commit_policy(
-        session, policy, actor=actor, source=source, comment=comment, check_url=check_url
+        session, policy, actor=actor, source=source, comment=comment, outbound=outbound
     )
     return [c.summary for c in commit.changes]
 
@@ -638,7 +655,7 @@ async def edit_policy(
     actor: str,
     source: str,
     comment: str | None = None,
-    check_url: Callable[[str], None] | None = None,
+    outbound: OutboundRules | None = None,
 ) -> PolicyCommit:
     """Change one thing: `edit` modifies the current policy document in place; the result
     is validated as a whole (references, unknown fields) and committed as a new version.
@@ -650,7 +667,7 @@ async def edit_policy(
         return PolicySet.model_validate(doc)
 
     return await _commit(
-        session, edited, actor=actor, source=source, comment=comment, check_url=check_url
+        session, edited, actor=actor, source=source, comment=comment, outbound=outbound
     )
 
 

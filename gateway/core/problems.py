@@ -140,6 +140,12 @@ INVALID_CONFIGURATION = _t(
     "invalid-configuration", 422, "The configuration change is not valid", Side.CALLER
 )
 CONFLICT = _t("conflict", 409, "The change conflicts with the current state", Side.CALLER)
+PRECONDITION_FAILED = _t(
+    "precondition-failed",
+    412,
+    "The resource changed since the version the request names (If-Match)",
+    Side.CALLER,
+)
 EXCHANGE_CANCELLED = _t(
     "exchange-cancelled", 503, "The gateway stopped before the exchange ended", Side.GATEWAY
 )

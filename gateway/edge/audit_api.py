@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import io
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from gateway.admin.events import without_credential_hints
 from gateway.audit import query
 from gateway.audit.verify import verify_store
 from gateway.core.headers import REQUEST_ID_HEADER
@@ -224,15 +226,18 @@ async def _listing(
     at: InstrumentedAttribute[datetime],
     row_id: InstrumentedAttribute[int],
     asked: dict[str, Any],
+    shown: Callable[[dict[str, Any]], dict[str, Any]] = lambda doc: doc,
 ) -> web.Response:
-    """One page of rows, newest first, with its read recorded."""
+    """One page of rows, newest first, with its read recorded; `shown` is what the caller
+    may see of each."""
     limit: int = call.query.limit
     async with _session(call) as s:
         rows, next_cursor = await query.page(
             s, stmt, at, row_id, limit=limit, cursor=call.query.cursor
         )
     await _record_read(call, action, {"limit": limit, **asked}, records=len(rows))
-    return json_response({"items": [query.row_dict(r) for r in rows], "next_cursor": next_cursor})
+    items = [shown(query.row_dict(r)) for r in rows]
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 def _where_equal(
@@ -271,7 +276,10 @@ async def admin_events(call: Call[AdminEventsQuery]) -> web.StreamResponse:
         stmt = stmt.where(AdminEvent.at < until)
         asked["until"] = until.isoformat()
     stmt = _where_equal(call, stmt, AdminEvent, ("actor", "action", "target"), asked)
-    return await _listing(call, "admin-events", stmt, AdminEvent.at, AdminEvent.id, asked)
+    # Auditors read credential changes but not the credentials' hints.
+    return await _listing(
+        call, "admin-events", stmt, AdminEvent.at, AdminEvent.id, asked, without_credential_hints
+    )
 
 
 # -- verification -----------------------------------------------------------------------------

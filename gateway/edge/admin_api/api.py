@@ -30,7 +30,7 @@ def editor(call: Call[Any]) -> Editor:
     return Editor(
         call.state.sessions,
         actor,
-        check_url=OutboundPolicy.from_settings(call.state.settings).check_url,
+        outbound=OutboundPolicy.from_settings(call.state.settings),
         if_match=call.request.headers.get("If-Match"),
     )
 

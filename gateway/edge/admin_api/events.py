@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.admin.actor import READ
-from gateway.admin.events import admin_events
+from gateway.admin.actor import ADMINISTRATOR, READ
+from gateway.admin.events import admin_events, without_credential_hints
 from gateway.edge.admin_api.api import ADMIN
 from gateway.edge.admin_api.models import AdminEventList, AdminEventOut, ChangesQuery
 from gateway.edge.toolkit import Call, Reply, Route, json_response
@@ -20,6 +20,8 @@ async def list_changes(call: Call[ChangesQuery]) -> web.StreamResponse:
     items = [
         AdminEventOut.model_validate(r, from_attributes=True).model_dump(mode="json") for r in rows
     ]
+    if ADMINISTRATOR not in call.caller.roles:
+        items = [without_credential_hints(i) for i in items]
     return json_response({"items": items, "last_id": rows[-1].id if rows else since_id})
 
 

@@ -39,7 +39,10 @@ DOC = DocInfo(
         "401": ("Unauthenticated", "No valid token or API key."),
         "403": ("Forbidden", "The caller lacks the role (`required_roles` names it)."),
         "404": ("NotFound", "No such entity."),
-        "409": ("Conflict", "If-Match names a policy version that is no longer current."),
+        "412": (
+            "PreconditionFailed",
+            "If-Match names a policy version that is no longer current.",
+        ),
         "422": ("InvalidConfiguration", "The change is not valid; `errors` names each field."),
     },
 )

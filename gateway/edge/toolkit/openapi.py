@@ -4,7 +4,7 @@ Paths, methods, roles (`x-lgsp-roles`), query parameters (from the routes' query
 with their bounds, patterns and enums), request bodies and answers (from the pydantic
 models, with the limits the server enforces), and the error answers each route can give:
 400 when it takes a body or parameters, 401/403 unless public, 404 when its address can
-name nothing, 409 and 422 when it changes the policy.
+name nothing, 412 and 422 when it changes the policy.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def _error_codes(route: Route, path_params: list[str]) -> list[str]:
     if path_params or route.addressed:
         codes.append("404")
     if route.versioned:
-        codes.append("409")
+        codes.append("412")
     if route.versioned or route.body is not None:
         codes.append("422")
     return codes

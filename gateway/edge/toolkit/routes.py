@@ -126,7 +126,7 @@ class Route:
     public: bool = False  # no credentials needed
     query: type[QueryModel] = NoQuery
     body: Body | None = None
-    versioned: bool = False  # changes the policy: takes If-Match, may answer 409 and 422
+    versioned: bool = False  # changes the policy: takes If-Match, may answer 412 and 422
     addressed: bool = False  # its query names one entity, so it may answer 404
     path_integers: tuple[str, ...] = ()  # path parameters that are numbers
     description: str | None = None

@@ -55,7 +55,12 @@ def admin_command(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> 
     """Run one admin change in one transaction; print its result as JSON, if any."""
     try:
         out = asyncio.run(with_session(settings, work))
-    except (credential_ops.NotFound, policy_state.PolicyRejected, ValidationError) as e:
+    except (
+        credential_ops.NotFound,
+        credential_ops.LockedOut,
+        policy_state.PolicyRejected,
+        ValidationError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if out is not None:

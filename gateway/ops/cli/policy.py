@@ -31,13 +31,7 @@ from gateway.upstream.allowlist import OutboundPolicy
 def _load(directory: str, settings: Settings) -> PolicySet | None:
     try:
         policy = load_policy_dir(Path(directory))
-        outbound = OutboundPolicy.from_settings(settings)
-        bad = []
-        for i, u in enumerate(policy.upstreams):
-            try:
-                outbound.check_url(u.base_url)
-            except ValueError as e:
-                bad.append(f"upstreams[{i}].base_url: {e}")
+        bad = policy_state.refused_upstreams(policy, OutboundPolicy.from_settings(settings))
         if bad:
             raise ValueError("; ".join(bad))
     except (ValidationError, ValueError, OSError) as e:
@@ -81,11 +75,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     # Services name registered schemas: make sure the bundled ones are there first.
     asyncio.run(register_bundled(settings, settings.schemas_dir))
-    check = OutboundPolicy.from_settings(settings).check_url
+    outbound = OutboundPolicy.from_settings(settings)
     return _report(
         settings,
         lambda s: policy_state.commit_policy(
-            s, policy, actor=cli_actor(), source="apply", comment=args.comment, check_url=check
+            s, policy, actor=cli_actor(), source="apply", comment=args.comment, outbound=outbound
         ),
         verb="applied",
     )
@@ -101,7 +95,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             args.version,
             actor=cli_actor(),
             comment=args.comment,
-            check_url=OutboundPolicy.from_settings(settings).check_url,
+            outbound=OutboundPolicy.from_settings(settings),
         ),
         verb=f"rolled back to version {args.version} as",
     )

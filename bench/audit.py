@@ -57,6 +57,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yaml
 
 from bench.http_load import (
     BODY,
@@ -500,6 +501,7 @@ class Gateway:
     extra_env: dict[str, str]
     argv: list[str]
     db: Path
+    template: Path | None = None  # the database to start from, if not the shared one
     token: str = ""
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -541,7 +543,8 @@ class Bench2:
     def prepare(self, sim_port: int) -> tuple[str, Path]:
         """A migrated database with the sample policy (its national upstream at the
         simulator: the policy's ${LGSP_NDXP_URL} is resolved when it is applied) and a
-        client secret for motcua."""
+        client secret for motcua; and beside it the same with every service fail_open,
+        whose exchanges are one audit event instead of an intent and an outcome."""
         self.work.mkdir()
         db = self.work / "template.db"
         env = base_env(
@@ -565,7 +568,24 @@ class Bench2:
             check=True,
             capture_output=True,
         )
-        return str(orjson.loads(created.stdout)["client_secret"]), db
+        secret = str(orjson.loads(created.stdout)["client_secret"])
+        shutil.copy(db, self.work / "template-open.db")
+        open_policies = self.work / "policies-open"
+        shutil.copytree(self.work / "policies", open_policies)
+        for path in open_policies.glob("*.yaml"):
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for service in doc.get("services", []):
+                service["audit"] = "fail_open"
+            path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        env["LGSP_DATABASE_URL"] = f"sqlite+aiosqlite:///{self.work / 'template-open.db'}"
+        subprocess.run(
+            [*lgsp, "policy", "apply", str(open_policies)],
+            env=env,
+            cwd=self.work,
+            check=True,
+            capture_output=True,
+        )
+        return secret, db
 
     async def run(self) -> list[Gateway]:
         progress("HTTP: preparing the database, starting simulator and gateways")
@@ -591,9 +611,24 @@ class Bench2:
                 serve,
                 self.work / "kafka.db",
             ),
+            # The two rows above are fail_closed (the default): an intent, durable before
+            # the call, then the outcome. This one records each exchange in one event.
+            Gateway(
+                "spool -> Tansu, fail_open",
+                free_port(),
+                {
+                    "LGSP_AUDIT_KAFKA_BOOTSTRAP": self.bootstrap,
+                    "LGSP_AUDIT_KAFKA_TOPIC": "bench.http.open",
+                    "LGSP_AUDIT_KAFKA_IDEMPOTENCE": "false",
+                    "LGSP_AUDIT_SPOOL_DIR": str(self.work / "spool-open"),
+                },
+                serve,
+                self.work / "kafka-open.db",
+                template=self.work / "template-open.db",
+            ),
         ]
         for i, gw in enumerate(gateways):
-            shutil.copy(template, gw.db)
+            shutil.copy(gw.template or template, gw.db)
             env = base_env(
                 {
                     "LGSP_DATABASE_URL": f"sqlite+aiosqlite:///{gw.db}",

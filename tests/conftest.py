@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 
 from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
@@ -55,6 +55,9 @@ PROVINCE_SECRET = "province-secret-for-tests"
 SECRET_ENV = "LGSP_UPSTREAM_SECRET_TEST_NDXP"
 POPULATION = "/r1/000.00.00.G01/csdlqg-dancu/v1"
 ECHO = "/r1/000.00.00.H49/echo/v1"
+# The audit records that stand for exchanges, one each: a two-phase exchange's intent is
+# the other event of its pair (gateway/exchange/steps/intent.py).
+ONE_PER_EXCHANGE = or_(AuditRecord.phase.is_(None), AuditRecord.phase != "intent")
 
 
 def _unavailable(what: str, why: str) -> None:
@@ -276,11 +279,17 @@ class Harness:
         assert r.status_code == 200, r.text
         return str(r.json()["access_token"])
 
-    async def audit(self, request_id: str | None = None) -> list[AuditRecord]:
+    async def audit(
+        self, request_id: str | None = None, *, intents: bool = False
+    ) -> list[AuditRecord]:
+        """The audit records, one per exchange: a two-phase exchange's intent only with
+        `intents` (its outcome stands for the exchange, as auditors see it)."""
         async with self.state.sessions() as s:
             q = select(AuditRecord).order_by(AuditRecord.id)
             if request_id is not None:
                 q = q.where(AuditRecord.request_id == request_id)
+            if not intents:
+                q = q.where(ONE_PER_EXCHANGE)
             return list((await s.scalars(q)).all())
 
     async def raw(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.population import PopulationAdapter
 from gateway.audit.chain import Chain, event_hash
-from gateway.audit.event import AuditEvent
+from gateway.audit.event import HASHED_WHEN_SET, AuditEvent
 from gateway.audit.query import RECORD_COLUMNS
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify_store
@@ -103,8 +103,11 @@ def test_a_converted_event_carries_and_hashes_the_adapter_and_its_version() -> N
 
 
 def test_the_auditor_api_and_exports_show_the_fields() -> None:
-    # Records and CSV/JSONL exports are every column of the store's table, in order.
-    assert RECORD_COLUMNS[-2:] == ("adapter", "adapter_version")
+    # Records and CSV/JSONL exports are every column of the store's table, in order: the
+    # columns added later come after those exports always had.
+    at = RECORD_COLUMNS.index("adapter")
+    assert RECORD_COLUMNS[at : at + 2] == ("adapter", "adapter_version")
+    assert at > RECORD_COLUMNS.index("hash")
 
 
 async def test_the_chain_verifies_across_events_from_before_and_after_the_fields(
@@ -162,7 +165,7 @@ async def test_records_stored_before_the_migration_verify_after_it(tmp_path: Pat
             await conn.execute(
                 AuditRecord.__table__.insert(),
                 [
-                    {k: v for k, v in e.as_dict().items() if not k.startswith("adapter")}
+                    {k: v for k, v in e.as_dict().items() if k not in HASHED_WHEN_SET}
                     for e in before
                 ],
             )
@@ -171,7 +174,7 @@ async def test_records_stored_before_the_migration_verify_after_it(tmp_path: Pat
             )
     finally:
         await engine.dispose()
-    await upgrade_async(url)  # 0007: the adapter columns, null on the old rows
+    await upgrade_async(url)  # 0007 on: the adapter (and later) columns, null on old rows
     engine = create_engine(url)
     try:
         sessions = session_factory(engine)

@@ -38,6 +38,7 @@ from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditCheckpoint, AuditFinding, AuditRecord
 from tests.conftest import (
     ECHO,
+    ONE_PER_EXCHANGE,
     PROVINCE_ID,
     PROVINCE_SECRET,
     REPO,
@@ -156,7 +157,9 @@ class Rig:
             async with session_factory(engine)() as s:
                 ids = (
                     await s.scalars(
-                        select(AuditRecord.request_id).where(AuditRecord.instance == INSTANCE)
+                        select(AuditRecord.request_id).where(
+                            AuditRecord.instance == INSTANCE, ONE_PER_EXCHANGE
+                        )
                     )
                 ).all()
         finally:

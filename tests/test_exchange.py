@@ -934,14 +934,20 @@ async def test_method_and_body_pass_through(gateway: Harness, method: str) -> No
 
 
 class FailingAuditSink:
-    def __init__(self) -> None:
+    """An audit log that fails; with `intents_pass`, it takes the intents of two-phase
+    exchanges and fails only the outcomes (the store went down during the call)."""
+
+    def __init__(self, *, intents_pass: bool = False) -> None:
         self.attempted: list[AuditEvent] = []
+        self.intents_pass = intents_pass
 
     async def start(self) -> None:
         pass
 
     async def write(self, event: AuditEvent) -> None:
         self.attempted.append(event)
+        if self.intents_pass and event.phase == "intent":
+            return
         raise AuditUnavailable("database is down")
 
     async def close(self) -> None:
@@ -952,7 +958,7 @@ async def test_fail_closed_service_withholds_answer_when_audit_fails(
     gateway: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = await bearer(gateway)
-    sink = FailingAuditSink()
+    sink = FailingAuditSink(intents_pass=True)  # recorded the intent, then failed
     monkeypatch.setattr(gateway.state.pipeline, "audit", sink)
 
     r = await gateway.http.get(address("echo", "/x"), headers=headers)
@@ -964,14 +970,34 @@ async def test_fail_closed_service_withholds_answer_when_audit_fails(
     assert "withheld" in body["detail"]
     assert body["request_id"] == r.headers["x-request-id"]
     assert "x-request-sha256" not in r.headers  # nothing of the upstream answer leaks
-    # The upstream did answer; that answer is what was withheld.
-    [event] = sink.attempted
-    assert (event.request_id, event.status, event.upstream_status) == (
+    # The upstream did answer; that answer is what was withheld. The intent made before
+    # the call names the exchange: the provider was asked, on the record.
+    intent, outcome = sink.attempted
+    assert (intent.phase, intent.status, intent.upstream_status) == ("intent", 0, None)
+    assert (outcome.request_id, outcome.status, outcome.upstream_status) == (
         body["request_id"],
         200,
         200,
     )
+    assert (outcome.phase, outcome.intent_id) == ("outcome", intent.event_id)
     assert await gateway.audit(body["request_id"]) == []
+
+
+async def test_a_fail_closed_exchange_is_not_forwarded_when_its_intent_cannot_be_recorded(
+    gateway: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two-phase audit: the provider is asked only once the request is on the record,
+    so "the national database answered and nobody knows" cannot happen."""
+    headers = {**await bearer(gateway), **ACCOUNT}
+    lookups = len(gateway.simulator[LOOKUPS])
+    sink = FailingAuditSink()
+    monkeypatch.setattr(gateway.state.pipeline, "audit", sink)
+    r = await gateway.http.post(BY_NUMBER, json={"SoDinhDanh": "001099012345"}, headers=headers)
+    assert r.status_code == 503, r.text
+    assert r.json()["type"] == PROBLEM + "audit-unavailable"
+    assert "was not sent to the provider" in r.json()["detail"]
+    assert len(gateway.simulator[LOOKUPS]) == lookups  # the national database never asked
+    assert [e.phase for e in sink.attempted] == ["intent", None]  # then the refusal itself
 
 
 async def test_audit_failure_without_a_service_is_fail_closed(

@@ -40,6 +40,7 @@ from gateway.store.models import AuditRecord
 from simulator.app import create_app as create_simulator
 from tests.conftest import (
     ECHO,
+    ONE_PER_EXCHANGE,
     PROVINCE_ID,
     PROVINCE_SECRET,
     REPO,
@@ -92,7 +93,8 @@ class Served:
         engine = create_engine(self.database_url)
         try:
             async with session_factory(engine)() as s:
-                ids = (await s.scalars(select(AuditRecord.request_id))).all()
+                query = select(AuditRecord.request_id).where(ONE_PER_EXCHANGE)
+                ids = (await s.scalars(query)).all()
         finally:
             await engine.dispose()
         return Counter(ids)
@@ -355,13 +357,17 @@ async def test_exchange_past_the_drain_timeout_is_cancelled_and_audited(
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as s:
-            record = (
+            intent, record = (
                 await s.scalars(
-                    select(AuditRecord).where(AuditRecord.request_id == "slow-at-shutdown")
+                    select(AuditRecord)
+                    .where(AuditRecord.request_id == "slow-at-shutdown")
+                    .order_by(AuditRecord.seq)
                 )
-            ).one()
+            ).all()
     finally:
         await engine.dispose()
+    # The provider was asked (the intent), and the exchange ended cancelled (its outcome).
+    assert (intent.phase, record.phase, record.intent_id) == ("intent", "outcome", intent.event_id)
     assert record.error_type == "exchange-cancelled"
     assert record.client_code == "motcua"
     assert record.service_code == "sleepy"

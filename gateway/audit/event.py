@@ -57,6 +57,10 @@ class AuditEvent:
     # Left out of the wire form and of the hash when None (HASHED_WHEN_SET).
     adapter: str | None = None
     adapter_version: str | None = None
+    # Two events for an exchange of a fail_closed service: the intent, durable before the
+    # request is forwarded, and the outcome naming it (gateway/exchange/steps/intent.py).
+    phase: str | None = None  # "intent" | "outcome" | None: one event for the exchange
+    intent_id: str | None = None
     # The instance's hash chain, filled in by the audit log's writer (gateway/audit/chain.py).
     seq: int = 0
     prev_hash: str = ""
@@ -107,7 +111,7 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditEve
 # value (gateway/audit/chain.py), and its wire form leaves them out when they do not, so
 # an event from before them (the field absent, or null in its store row) hashes as it
 # always did, while a value set, changed or removed later breaks the hash.
-HASHED_WHEN_SET: tuple[str, ...] = ("adapter", "adapter_version")
+HASHED_WHEN_SET: tuple[str, ...] = ("adapter", "adapter_version", "phase", "intent_id")
 _FIELD_SET = frozenset(FIELD_NAMES)
 _all_fields = operator.attrgetter(*FIELD_NAMES)  # one C call for every field
 
@@ -133,6 +137,8 @@ FIELD_WIDTHS: dict[str, int] = {
     "response_sha256": 64,
     "adapter": 64,
     "adapter_version": 32,  # gateway.conversion.sdk.MAX_VERSION_LENGTH
+    "phase": 8,
+    "intent_id": 36,
 }
 _WIDTH_NAMES = tuple(FIELD_WIDTHS)
 _WIDTHS = tuple(FIELD_WIDTHS.values())

@@ -19,9 +19,9 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, ClassVar, TextIO, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from gateway.store.models import AuditRecord, Base
 
@@ -70,6 +70,13 @@ def iso(value: datetime | None) -> str | None:
 
 # -- the filter -------------------------------------------------------------------------------
 
+_OUTCOME_ROW = aliased(AuditRecord)
+_ONE_ROW_PER_EXCHANGE: ColumnElement[bool] = or_(
+    AuditRecord.phase.is_(None),
+    AuditRecord.phase != "intent",
+    ~exists().where(_OUTCOME_ROW.intent_id == AuditRecord.event_id),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
@@ -112,7 +119,9 @@ class AuditFilter:
         return out
 
     def clauses(self) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = []
+        # One row per exchange: a two-phase exchange's intent is shown only while it has
+        # no outcome (the gateway died after forwarding: the provider was asked).
+        where: list[ColumnElement[bool]] = [_ONE_ROW_PER_EXCHANGE]
         if self.since is not None:
             where.append(AuditRecord.started_at >= self.since)
         if self.until is not None:

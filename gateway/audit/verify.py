@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from gateway.audit.chain import (
     GENESIS,
@@ -101,8 +102,48 @@ async def verify_store(
         for name, first, last in (await s.execute(spans.group_by(AuditRecord.instance))).all():
             if first is not None and last is not None:
                 report.instances.append(await _verify_span(s, name, first, last, keys))
+        await _pair_intents(s, report, instance)
     report.instances.sort(key=lambda r: r.instance)
     return report
+
+
+# An intent younger than this may be an exchange still in flight (its service's timeout,
+# retries included, is at most a few minutes); older without its outcome, it is a finding.
+INTENT_GRACE = timedelta(minutes=15)
+
+
+async def _pair_intents(s: AsyncSession, report: VerificationReport, instance: str | None) -> None:
+    """Each intent of a two-phase exchange must have its outcome: an intent alone means
+    the provider was asked and the answer was never recorded (the gateway died, or the
+    outcome was deleted)."""
+    outcome = aliased(AuditRecord)
+    stmt = select(AuditRecord.instance, AuditRecord.seq, AuditRecord.request_id).where(
+        AuditRecord.phase == "intent",
+        AuditRecord.started_at < report.verified_at - INTENT_GRACE,
+        ~exists().where(outcome.intent_id == AuditRecord.event_id),
+    )
+    if report.since is not None:
+        stmt = stmt.where(AuditRecord.started_at >= report.since)
+    if report.until is not None:
+        stmt = stmt.where(AuditRecord.started_at < report.until)
+    if instance is not None:
+        stmt = stmt.where(AuditRecord.instance == instance)
+    by_instance = {r.instance: r for r in report.instances}
+    for name, seq, request_id in (await s.execute(stmt.order_by(AuditRecord.seq))).all():
+        target = by_instance.get(name)
+        if target is None:
+            target = by_instance[name] = InstanceReport(name)
+            report.instances.append(target)
+        target.findings.append(
+            Finding(
+                name,
+                "outcome_missing",
+                seq,
+                seq,
+                f"request {request_id}: the intent is recorded (the provider was asked) but "
+                "its outcome is not",
+            )
+        )
 
 
 async def _verify_span(

@@ -14,9 +14,11 @@ gateway/exchange/steps/.
     6  account             officer, procedure, case as the service asks  400
     7  read body           within the size limit, checked by its schema  413, 400
     8  forward             what goes to the provider, converted by the   400, 502, 503, 504
-                           service's adapter (and back), sent with the
-                           gateway's credentials, timeouts, retries,
-                           breaker and concurrency limit
+                           service's adapter (and back), for fail_closed
+                           services recorded as an intent first (503 if
+                           it cannot be), sent with the gateway's
+                           credentials, timeouts, retries, breaker and
+                           concurrency limit
     9  respond             a 2xx answer checked by its schema, then the  502
                            answer with the request id and its digest
     10 audit               always, whatever happened above; fail_closed  503
@@ -46,6 +48,7 @@ from gateway.exchange.steps.body import read_body, validate_request
 from gateway.exchange.steps.convert import from_provider, to_provider
 from gateway.exchange.steps.forward import forward, prepare_outbound
 from gateway.exchange.steps.identify import check_headers, identify
+from gateway.exchange.steps.intent import record_intent
 from gateway.exchange.steps.limit import limit
 from gateway.exchange.steps.record import problem_response, record
 from gateway.exchange.steps.respond import respond, validate_answer
@@ -101,6 +104,7 @@ class ExchangePipeline:
             validate_request(x)
             prepare_outbound(x)
             to_provider(x)
+            await record_intent(x, self.audit)
             await forward(x, self.upstream, self.metrics)
             from_provider(x)
             validate_answer(x)

@@ -242,6 +242,7 @@ class AuditRecord(Base):
         Index("ix_audit_client_started", "client_code", "started_at"),
         Index("ix_audit_service_started", "provider_code", "service_code", "started_at"),
         Index("ix_audit_instance_seq", "instance", "seq"),
+        Index("ix_audit_records_intent_id", "intent_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -281,6 +282,9 @@ class AuditRecord(Base):
     # exports keep the columns they had in their places); null for passthrough.
     adapter: Mapped[str | None] = mapped_column(String(64))
     adapter_version: Mapped[str | None] = mapped_column(String(32))
+    # Two-phase exchanges (migration 0008): "intent" or "outcome", and the outcome's intent.
+    phase: Mapped[str | None] = mapped_column(String(8))
+    intent_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class AuditCheckpoint(Base):

@@ -53,12 +53,14 @@ async def record(
     except AuditUnavailable as exc:
         log.error("audit event not durable", request_id=event.request_id, error=str(exc))
         metrics.audit_failures.inc()
-        if service is None or service.audit_mode == "fail_closed":
+        already = event.error_type == AUDIT_UNAVAILABLE.slug  # the intent failed: not sent
+        if (service is None or service.audit_mode == "fail_closed") and not already:
             response = Problem(
                 AUDIT_UNAVAILABLE,
                 "The exchange could not be recorded in the audit log, so its answer is "
                 "withheld. Retry later; the operators have been alerted.",
             ).to_response(type_base=type_base, request_id=event.request_id)
+        if service is None or service.audit_mode == "fail_closed":
             outcome = AUDIT_UNAVAILABLE.slug
 
     if outcome is None:

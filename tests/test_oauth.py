@@ -219,3 +219,18 @@ async def test_the_failure_budget_is_one_for_every_replica_through_redis() -> No
     finally:
         await one.close()
         await two.close()
+
+
+async def test_guessing_through_the_registrys_basic_auth_spends_the_same_budget(
+    gateway: Harness,
+) -> None:
+    """The schema registry takes HTTP Basic as Confluent's clients send it: another door
+    to try secrets at, throttled by the same per-client budget as the token endpoint."""
+    for _ in range(FAILURES):
+        r = await gateway.http.get("/registry/subjects", auth=("hotich", "guess"))
+        assert r.status_code == 401
+    secret = await gateway.secret("hotich")
+    r = await gateway.http.get("/registry/subjects", auth=("hotich", secret))
+    assert (r.status_code, r.json()["error_code"]) == (429, 42901), r.text
+    r = await gateway.http.post(TOKEN, data=GRANT, auth=("hotich", secret))
+    assert r.status_code == 429, r.text

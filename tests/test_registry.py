@@ -12,10 +12,12 @@ import httpx
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from sqlalchemy import select
 
 from gateway.config import versions as policy_state
 from gateway.edge.app import reload_config
 from gateway.registry.schema import InvalidSchema, XmlValidator, compile_validator, parse
+from gateway.store.models import AdminEvent
 from tests.conftest import (
     ECHO,
     NATIONAL_REQUEST,
@@ -702,3 +704,75 @@ async def test_query_parameters_as_confluent_clients_send_them(gateway: Harness)
     )
     assert r.status_code == 400 and r.headers["content-type"].startswith(REGISTRY)
     assert "it takes deleted, deleted_only, limit, offset, subjectPrefix" in r.json()["message"]
+
+
+# -- the rest of Confluent's API: raw schemas, references, modes, the root ---------------------
+
+
+async def test_confluent_client_reads_modes_references_and_schema_uses(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+
+    def confluent_session() -> dict[str, Any]:
+        client = SchemaRegistryClient(
+            {"url": f"{gateway.url}/registry", "basic.auth.user.info": f"{user}:{secret}"}
+        )
+        schema_id = client.register_schema("mode.value", Schema(json.dumps(V1), "JSON"))
+        out: dict[str, Any] = {
+            "global": client.get_global_mode(),
+            "referenced_by": client.get_referenced_by("mode.value", 1),
+            "uses": client.get_schema_versions(schema_id),
+        }
+        client.update_mode("mode.value", "READONLY")
+        out["subject"] = client.get_mode("mode.value")
+        try:
+            client.register_schema("mode.value", Schema(json.dumps(V2), "JSON"))
+            out["refused"] = None
+        except SchemaRegistryError as e:
+            out["refused"] = (e.http_status_code, e.error_code)
+        client.update_mode("mode.value", "READWRITE")
+        out["after"] = client.register_schema("mode.value", Schema(json.dumps(V2), "JSON"))
+        return out
+
+    r = await asyncio.to_thread(confluent_session)
+    assert r["global"] == "READWRITE"
+    assert r["referenced_by"] == []
+    assert [(v.subject, v.version) for v in r["uses"]] == [("mode.value", 1)]
+    assert r["subject"] == "READONLY"
+    assert r["refused"] == (422, 42205)  # a read-only subject takes no new version
+    assert r["after"] != 0
+
+
+async def test_raw_schema_by_id_root_and_a_registry_wide_read_only_mode(gateway: Harness) -> None:
+    user, secret = await admin_credentials(gateway)
+    auth = basic(user, secret)
+    created = await gateway.http.post(
+        "/registry/subjects/raw.value/versions", json={"schema": json.dumps(V1)}, auth=auth
+    )
+    schema_id = created.json()["id"]
+    raw = await gateway.http.get(f"/registry/schemas/ids/{schema_id}/schema", auth=auth)
+    assert raw.status_code == 200 and raw.json() == V1  # the schema itself, not wrapped
+    root = await gateway.http.get("/registry/", auth=auth)
+    assert (root.status_code, root.json()) == (200, {})
+    missing = await gateway.http.get(
+        "/registry/subjects/raw.value/versions/9/referencedby", auth=auth
+    )
+    assert missing.json()["error_code"] == 40402
+
+    assert (
+        await gateway.http.put("/registry/mode", json={"mode": "READONLY"}, auth=auth)
+    ).is_success
+    for method, path, body in (
+        ("POST", "/registry/subjects/raw.value/versions", {"schema": json.dumps(V2)}),
+        ("PUT", "/registry/config", {"compatibility": "NONE"}),
+        ("DELETE", "/registry/subjects/raw.value", None),
+    ):
+        r = await gateway.http.request(method, path, json=body, auth=auth)
+        assert (r.status_code, r.json()["error_code"]) == (422, 42205), (method, path, r.text)
+    bad = await gateway.http.put("/registry/mode", json={"mode": "IMPORT"}, auth=auth)
+    assert bad.json()["error_code"] == 42204
+    back = await gateway.http.put("/registry/mode", json={"mode": "READWRITE"}, auth=auth)
+    assert back.json() == {"mode": "READWRITE"}
+    # Who changed the mode, and when, is an admin event like any registry change.
+    async with gateway.state.sessions() as s:
+        actions = (await s.scalars(select(AdminEvent.action))).all()
+    assert actions.count("registry.mode") == 2

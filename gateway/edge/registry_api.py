@@ -13,6 +13,7 @@ type is `application/problem+json` unless the caller accepts only the registry's
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -28,9 +29,12 @@ from gateway.edge.registry_queries import (
     ConfigQuery,
     DeleteQuery,
     LookupQuery,
+    ModeQuery,
+    ReferencedByQuery,
     RegisterQuery,
     SchemaQuery,
     SchemaUsesQuery,
+    SetModeQuery,
     SubjectsQuery,
     VersionQuery,
     VersionsQuery,
@@ -67,8 +71,9 @@ def _translate(error: Exception) -> Problem | None:
     return None
 
 
-def _caller(request: web.Request) -> ClientEntry:
-    """A bearer token, an API key, or HTTP Basic with a client id and secret."""
+async def _caller(request: web.Request) -> ClientEntry:
+    """A bearer token, an API key, or HTTP Basic with a client id and secret (failed
+    secrets counted per client id and address, as at the token endpoint)."""
     state = request.app[STATE]
     config = state.pipeline.config
     authorization = request.headers.get("Authorization", "")
@@ -78,8 +83,18 @@ def _caller(request: web.Request) -> ClientEntry:
             client_id, _, secret = raw.partition(":")
         except (ValueError, UnicodeDecodeError):
             raise RegistryError(401, 40101, "Malformed Basic credentials.") from None
-        match = check_client_secret(config, unquote_plus(client_id), unquote_plus(secret))
+        client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+        keys = [f"client:{client_id}", f"addr:{request.remote or '-'}"]
+        wait = await state.auth_failures.blocked(keys)
+        if wait is not None:
+            raise RegistryError(
+                429,
+                42901,
+                f"Too many failed authentications; retry after {max(1, math.ceil(wait))} s.",
+            )
+        match = check_client_secret(config, client_id, secret)
         if match is None:
+            await state.auth_failures.failed(keys)
             raise RegistryError(401, 40101, "Unknown client or wrong secret.")
         return match[0]
     try:
@@ -254,6 +269,23 @@ async def get_schema(call: Call[SchemaQuery], s: AsyncSession) -> Any:
     return {"schema": row.schema, "schemaType": row.schema_type}
 
 
+async def get_schema_text(call: Call[SchemaQuery], s: AsyncSession) -> Any:
+    row = await store.schema_by_id(s, _schema_id(call))
+    # The schema itself, not wrapped, as for a version's /schema.
+    return orjson.loads(row.schema) if row.schema_type == "JSON" else row.schema
+
+
+async def get_referenced_by(call: Call[ReferencedByQuery], s: AsyncSession) -> Any:
+    """The schemas that refer to this version: none, since schema references are refused
+    (a schema carries its definitions under $defs); 404 for a version that is not."""
+    await store.get_version(s, call.path["subject"], _version(call))
+    return []
+
+
+async def get_root(call: Call[NoQuery], s: AsyncSession) -> Any:
+    return {}  # as Confluent's root answers: clients probe it
+
+
 async def _uses(call: Call[SchemaUsesQuery], s: AsyncSession) -> list[dict[str, Any]]:
     uses = await store.subjects_of_schema(s, _schema_id(call))
     if call.query.subject is not None:
@@ -319,6 +351,28 @@ async def delete_config(call: Call[NoQuery], s: AsyncSession) -> Any:
     return {"compatibilityLevel": level}
 
 
+async def get_mode(call: Call[ModeQuery], s: AsyncSession) -> Any:
+    subject = call.path.get("subject")
+    mode = await store.get_mode(
+        s, subject, default_to_global=subject is None or call.query.defaultToGlobal
+    )
+    if mode is None:
+        raise RegistryError(404, 40401, f"Subject '{subject}' does not have a mode of its own")
+    return {"mode": mode}
+
+
+async def put_mode(call: Call[SetModeQuery], s: AsyncSession) -> Any:
+    body = await _body(call.request)
+    mode = await store.set_mode(
+        s, call.path.get("subject"), body.get("mode"), actor=_actor(call.caller)
+    )
+    return {"mode": mode}
+
+
+async def delete_mode(call: Call[NoQuery], s: AsyncSession) -> Any:
+    return {"mode": await store.delete_mode(s, call.path["subject"], actor=_actor(call.caller))}
+
+
 # -- routes -----------------------------------------------------------------------------------
 
 
@@ -349,16 +403,21 @@ _SUBJECT = "/subjects/{subject}"
 _VERSION = _SUBJECT + "/versions/{version}"
 _COMPATIBILITY = "/compatibility" + _SUBJECT + "/versions"
 ROUTES: tuple[Route, ...] = (
+    _read("GET", "/", get_root, "The registry's root (answers {})", NoQuery),
     _read("GET", "/subjects", get_subjects, "Subjects", SubjectsQuery),
     _read("GET", _SUBJECT + "/versions", get_versions, "A subject's versions", VersionsQuery),
     _write("POST", _SUBJECT + "/versions", post_version, "Register a schema", RegisterQuery),
     _read("GET", _VERSION, get_version, "One version", VersionQuery),
     _read("GET", _VERSION + "/schema", get_version_schema, "A version's schema", VersionQuery),
+    _read(
+        "GET", _VERSION + "/referencedby", get_referenced_by, "Who refers to it", ReferencedByQuery
+    ),
     _write("DELETE", _VERSION, delete_version, "Delete a version", DeleteQuery),
     _read("POST", _SUBJECT, post_lookup, "Is this schema registered?", LookupQuery),
     _write("DELETE", _SUBJECT, delete_subject, "Delete a subject", DeleteQuery),
     _read("GET", "/schemas/types", get_types, "The schema types", NoQuery),
     _read("GET", "/schemas/ids/{id}", get_schema, "A schema by id", SchemaQuery),
+    _read("GET", "/schemas/ids/{id}/schema", get_schema_text, "Its schema, raw", SchemaQuery),
     _read("GET", "/schemas/ids/{id}/versions", get_schema_versions, "Uses", SchemaUsesQuery),
     _read("GET", "/schemas/ids/{id}/subjects", get_schema_subjects, "Subjects", SchemaUsesQuery),
     _read("POST", _COMPATIBILITY, post_compatibility, "Test against all", CompatibilityQuery),
@@ -374,6 +433,11 @@ ROUTES: tuple[Route, ...] = (
     _read("GET", "/config/{subject}", get_config, "A subject's compatibility", ConfigQuery),
     _write("PUT", "/config/{subject}", put_config, "Set a subject's compatibility", NoQuery),
     _write("DELETE", "/config/{subject}", delete_config, "Remove a subject's level", NoQuery),
+    _read("GET", "/mode", get_mode, "The registry's mode", ModeQuery),
+    _write("PUT", "/mode", put_mode, "Set the registry's mode", SetModeQuery),
+    _read("GET", "/mode/{subject}", get_mode, "A subject's mode", ModeQuery),
+    _write("PUT", "/mode/{subject}", put_mode, "Set a subject's mode", SetModeQuery),
+    _write("DELETE", "/mode/{subject}", delete_mode, "Remove a subject's mode", NoQuery),
 )
 
 

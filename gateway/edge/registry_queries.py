@@ -18,9 +18,12 @@ __all__ = [
     "ConfigQuery",
     "DeleteQuery",
     "LookupQuery",
+    "ModeQuery",
+    "ReferencedByQuery",
     "RegisterQuery",
     "SchemaQuery",
     "SchemaUsesQuery",
+    "SetModeQuery",
     "SubjectsQuery",
     "VersionQuery",
     "VersionsQuery",
@@ -84,6 +87,20 @@ class SchemaUsesQuery(_Page):
 
 class CompatibilityQuery(_Normalize):
     verbose: Flag = Field(False, description="true: the reasons, in `messages`.")
+
+
+class ReferencedByQuery(_Page):
+    pass
+
+
+class ModeQuery(QueryModel):
+    defaultToGlobal: Flag = Field(
+        False, description="true: the registry-wide mode when the subject has none."
+    )
+
+
+class SetModeQuery(QueryModel):
+    force: Flag = Field(False, description=_IGNORED)
 
 
 class ConfigQuery(QueryModel):

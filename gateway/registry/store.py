@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.registry import compat
 from gateway.registry.schema import InvalidSchema, ParsedSchema, parse
 from gateway.store import changes as admin
-from gateway.store.models import RegistryConfig, RegistrySchema, RegistryVersion
+from gateway.store.models import RegistryConfig, RegistryMode, RegistrySchema, RegistryVersion
 
 DEFAULT_COMPATIBILITY = "BACKWARD"
 GLOBAL = ""  # the RegistryConfig row that holds the registry-wide level
@@ -226,6 +226,70 @@ async def test_compatibility(
     return _problems(level.removesuffix("_TRANSITIVE"), parsed, chosen)
 
 
+# -- modes ------------------------------------------------------------------------------------
+
+MODES = ("READWRITE", "READONLY")  # Confluent's IMPORT and READONLY_OVERRIDE have no use here
+DEFAULT_MODE = "READWRITE"
+
+
+async def get_mode(
+    session: AsyncSession, subject: str | None, *, default_to_global: bool = True
+) -> str | None:
+    """The subject's mode, else the registry's (READWRITE unless set)."""
+    if subject is not None:
+        mode = await session.scalar(
+            select(RegistryMode.mode).where(RegistryMode.subject == subject)
+        )
+        if mode is not None or not default_to_global:
+            return mode
+    mode = await session.scalar(select(RegistryMode.mode).where(RegistryMode.subject == GLOBAL))
+    return mode or DEFAULT_MODE
+
+
+async def _writable(session: AsyncSession, subject: str | None) -> None:
+    """Refuse a change to a read-only registry or subject (Confluent's 42205)."""
+    if await get_mode(session, subject) == "READONLY":
+        where = f"Subject '{subject}'" if subject else "The registry"
+        raise RegistryError(
+            422, 42205, f"{where} is in read-only mode; set its mode to READWRITE first."
+        )
+
+
+async def set_mode(session: AsyncSession, subject: str | None, mode: Any, *, actor: str) -> str:
+    await admin.serialize_changes(session)
+    if mode not in MODES:
+        raise RegistryError(422, 42204, f"Invalid mode {mode!r}; use one of {list(MODES)}")
+    key = subject or GLOBAL
+    row = await session.get(RegistryMode, key)
+    before = row.mode if row else None
+    if row is None:
+        session.add(RegistryMode(subject=key, mode=mode))
+    else:
+        row.mode = mode
+    await admin.record(
+        session,
+        actor=actor,
+        action="registry.mode",
+        target=subject or "(global)",
+        before={"mode": before},
+        after={"mode": mode},
+    )
+    return str(mode)
+
+
+async def delete_mode(session: AsyncSession, subject: str, *, actor: str) -> str:
+    await admin.serialize_changes(session)
+    row = await session.get(RegistryMode, subject)
+    if row is None:
+        raise RegistryError(404, 40401, f"Subject '{subject}' does not have a mode of its own")
+    mode = row.mode
+    await session.delete(row)
+    await admin.record(
+        session, actor=actor, action="registry.mode_delete", target=subject, before={"mode": mode}
+    )
+    return mode
+
+
 # -- writes -----------------------------------------------------------------------------------
 
 
@@ -235,6 +299,7 @@ async def register(
     """Register a schema under a subject: (schema id, version, created?)."""
     check_subject(subject)
     await admin.serialize_changes(session)
+    await _writable(session, subject)
     rows = await _versions(session, subject)
     for v, s in rows:
         if s.fingerprint == parsed.fingerprint and s.schema_type == parsed.schema_type:
@@ -280,6 +345,7 @@ async def delete_subject(
     session: AsyncSession, subject: str, *, permanent: bool, actor: str
 ) -> list[int]:
     await admin.serialize_changes(session)
+    await _writable(session, subject)
     rows = await _versions(session, subject, deleted=True)
     if not rows:
         raise subject_not_found(subject)
@@ -318,6 +384,7 @@ async def delete_version(
     session: AsyncSession, subject: str, version: int | None, *, permanent: bool, actor: str
 ) -> int:
     await admin.serialize_changes(session)
+    await _writable(session, subject)
     rows = await _versions(session, subject, deleted=True)
     if not rows:
         raise subject_not_found(subject)
@@ -363,6 +430,7 @@ async def set_compatibility(
     session: AsyncSession, subject: str | None, level: Any, *, actor: str
 ) -> str:
     await admin.serialize_changes(session)
+    await _writable(session, subject)
     if level not in compat.MODES:
         raise RegistryError(
             422, 42203, f"Invalid compatibility level {level!r}; use one of {list(compat.MODES)}"
@@ -387,6 +455,7 @@ async def set_compatibility(
 
 async def delete_compatibility(session: AsyncSession, subject: str, *, actor: str) -> str:
     await admin.serialize_changes(session)
+    await _writable(session, subject)
     row = await session.get(RegistryConfig, subject)
     if row is None:
         raise RegistryError(

@@ -419,6 +419,16 @@ class RegistryVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RegistryMode(Base):
+    """Read-write or read-only, registry-wide (subject "") or for one subject (Confluent's
+    /mode; migration 0009)."""
+
+    __tablename__ = "registry_modes"
+
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32))
+
+
 class RegistryConfig(Base):
     """Compatibility level, registry-wide (subject "") or for one subject."""
 

@@ -9,7 +9,7 @@ the next reload, without waiting for tokens to expire.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -21,12 +21,12 @@ from gateway.identity.directory import ClientEntry
 __all__ = ["Authenticator", "RoleRefusal", "authenticate_client", "refuse_role"]
 
 # The authenticated client of a request, or a 401 Problem (with its challenge).
-Authenticator = Callable[[web.Request], ClientEntry]
+Authenticator = Callable[[web.Request], Awaitable[ClientEntry]]
 # The 403 for a client that holds none of the roles a route accepts.
 RoleRefusal = Callable[[ClientEntry, tuple[str, ...]], Problem]
 
 
-def authenticate_client(request: web.Request) -> ClientEntry:
+async def authenticate_client(request: web.Request) -> ClientEntry:
     """The default `Authenticator`: a bearer token from /oauth2/token, or an X-Api-Key.
 
     Args:
@@ -40,7 +40,7 @@ def authenticate_client(request: web.Request) -> ClientEntry:
             WWW-Authenticate challenge.
 
     Example:
-        >>> authenticate_client(request).code  # Authorization: Bearer <motcua's token>
+        >>> (await authenticate_client(request)).code  # Authorization: Bearer <token>
         'motcua'
     """
     state = request.app[STATE]

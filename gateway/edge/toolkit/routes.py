@@ -233,7 +233,7 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                 raise Problem(INVALID_HEADER, complaint, header=REQUEST_ID_HEADER)
             client = None
             if not route.public:
-                client = api.authenticate(request)
+                client = await api.authenticate(request)
                 if route.roles and client.roles.isdisjoint(route.roles):
                     raise api.refuse_role(client, route.roles)
             query = parse_query(route.query, request)

@@ -36,6 +36,20 @@ __all__ = [
 ]
 
 OPENAPI_VERSION = "3.1.0"
+_RESPONSE_REQUEST_ID = {
+    "description": "The request id: yours, or the one the gateway made.",
+    "schema": {"type": "string"},
+}
+# What the provider answers when it is not a success (a 404 "no such citizen", a 409, its
+# own 500) is its answer: passed on as it is, in its own media type, never rewritten into
+# a problem. Only the gateway's own refusals and failures are problem+json.
+PROVIDER_ANSWER: dict[str, Any] = {
+    "description": "The provider's own answer when it is not a success, passed on unchanged "
+    "(status, media type and body are the provider's; with an adapter, in the provincial "
+    "form the adapter gives it). Errors of the gateway's own making are the problem+json "
+    "answers listed by status; a problem's `side` says which side failed.",
+    "headers": {REQUEST_ID_HEADER: _RESPONSE_REQUEST_ID},
+}
 ANY_METHOD = tuple(m for m in METHOD_ORDER if m in HTTP_METHODS)
 # Error statuses an exchange can answer with, all as problem+json.
 EXCHANGE_ERRORS: dict[str, str] = {
@@ -93,7 +107,8 @@ def build_openapi(
                 },
             }
             for status, text in EXCHANGE_ERRORS.items()
-        },
+        }
+        | {"ProviderAnswer": PROVIDER_ANSWER},
         "securitySchemes": {
             "oauth2": {
                 "type": "oauth2",
@@ -233,7 +248,7 @@ def _operation(
         "headers": {
             REQUEST_ID_HEADER: _RESPONSE_REQUEST_ID,
             REQUEST_HASH_HEADER: {
-                "description": "SHA-256 (hex) of the request body, as the gateway received it.",
+                "description": "SHA-256 (hex) of the request's message (decoded, if it came compressed).",
                 "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             },
         },
@@ -247,6 +262,7 @@ def _operation(
         "responses": {
             "200": ok,
             **{s: {"$ref": f"#/components/responses/Error{s}"} for s in EXCHANGE_ERRORS},
+            "default": {"$ref": "#/components/responses/ProviderAnswer"},
         },
     }
     if method in MESSAGE_METHODS:
@@ -358,11 +374,6 @@ def _header_parameters(service: ServiceEntry) -> dict[str, Any]:
         }
     return params
 
-
-_RESPONSE_REQUEST_ID = {
-    "description": "The request id: yours, or the one the gateway made.",
-    "schema": {"type": "string"},
-}
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -248,7 +248,8 @@ def _operation(
         "headers": {
             REQUEST_ID_HEADER: _RESPONSE_REQUEST_ID,
             REQUEST_HASH_HEADER: {
-                "description": "SHA-256 (hex) of the request's message (decoded, if it came compressed).",
+                "description": "SHA-256 (hex) of the request's message "
+                "(decoded, if it came compressed).",
                 "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             },
         },

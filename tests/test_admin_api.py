@@ -26,6 +26,9 @@ from gateway.edge.app import create_app
 from gateway.edge.reload import reload_config
 from tests.conftest import ECHO, PROVINCE_ID, Harness
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 PROBLEM = "urn:lgsp:problem:"
 ECHO_SERVICE = f"/services/{PROVINCE_ID}/echo/v1"
 STATUS_SERVICE = f"/services/{PROVINCE_ID}/status/v1"

@@ -26,6 +26,9 @@ from gateway.store.models import AuditRecord
 from tests.conftest import ECHO, Harness, add_to_policy
 from tests.test_audit_chain import INSTANCE, make_event
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 Sessions = async_sessionmaker[AsyncSession]
 POPULATION_V2 = "/r1/000.00.00.G01/csdlqg-dancu/v2"
 ACCOUNT = {"X-Officer-Id": "CB-0042", "X-Procedure-Code": "1.001234"}

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import jwt
 import orjson
+import pytest
 from sqlalchemy import delete, select, update
 
 from gateway.audit import query
@@ -27,6 +28,9 @@ from gateway.config import versions as policy_state
 from gateway.edge.app import reload_config
 from gateway.store.models import AuditFinding, AuditPurge, AuditRead, AuditRecord
 from tests.conftest import ECHO, PROVINCE_ID, Harness
+
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
 
 PROBLEM = "urn:lgsp:problem:"
 API = "/audit/v1"

@@ -35,6 +35,9 @@ from gateway.audit.chain import (
 )
 from gateway.audit.event import HASHED_WHEN_SET, AuditEvent
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 INSTANCE = "gw-hanam-1"
 T0 = datetime(2025, 3, 3, 1, 30, tzinfo=UTC)
 

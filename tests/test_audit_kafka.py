@@ -48,6 +48,9 @@ from tests.conftest import (
 )
 from tests.conftest import test_policy as policy_for
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 INSTANCE = "gw-kafka-test"
 TOPIC = "lgsp.audit.test"
 

@@ -65,6 +65,9 @@ from gateway.store.models import (
 from tests.conftest import ECHO, PROVINCE_ID, PROVINCE_SECRET, SECRET_ENV, Harness
 from tests.conftest import test_policy as policy_for
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 Sessions = async_sessionmaker[AsyncSession]
 INSTANCE = "gw-test-1"
 T0 = datetime(2025, 6, 2, 1, 0, tzinfo=UTC)

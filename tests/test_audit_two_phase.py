@@ -18,6 +18,9 @@ from gateway.store.db import create_engine, session_factory
 from tests.conftest import ECHO, Harness, add_to_policy
 from tests.test_audit_chain import INSTANCE, make_event
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 Sessions = async_sessionmaker[AsyncSession]
 
 

@@ -503,7 +503,7 @@ async def test_disabled_client_token_401_has_www_authenticate(gateway: Harness) 
 
 
 # SQLite serialises writers, so two admin transactions interleave only on PostgreSQL.
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.dialects("postgresql")
 async def test_revocation_committed_after_a_later_change_takes_effect(gateway: Harness) -> None:
     """Two admin changes in flight: the later one queues behind the earlier (the config
     version row is locked), so a poll can never record a version whose changes it missed."""

@@ -73,6 +73,7 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
         "000.00.31.H49",
         "--name",
         "Hệ thống kiểm tra",
+        process=True,  # the command as installed, once: the others run in process
     )
     assert created.returncode == 0, created.stderr
     creds = json.loads(created.stdout)

@@ -31,7 +31,7 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.dialects("sqlite")
 async def test_compression_bombs_and_huge_token_forms_keep_memory_flat(
     database_url: str, tmp_path: Path, simulator: TestServer
 ) -> None:

@@ -20,6 +20,9 @@ from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AdminEvent, Credential, PolicyVersion
 from tests.conftest import lgsp
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 REPO = Path(__file__).resolve().parent.parent
 
 

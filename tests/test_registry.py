@@ -27,6 +27,9 @@ from tests.conftest import (
     Harness,
 )
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 REGISTRY = "application/vnd.schemaregistry.v1+json"
 ACCOUNTABLE = {"X-Officer-Id": "CB-0042", "X-Procedure-Code": "1.001234"}
 

@@ -14,6 +14,9 @@ from gateway.config import versions as policy_state
 from gateway.core.settings import Settings
 from tests.conftest import ECHO, Harness
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 
 @pytest.fixture
 def settings(settings: Settings, database_url: str) -> Settings:

@@ -193,7 +193,19 @@ def _fresh_connections() -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0), timeout=30)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def _echo_count(metrics: str) -> float:
+    """The count of answered echo exchanges in a Prometheus scrape (0 before the first)."""
+    for line in metrics.splitlines():
+        if (
+            line.startswith("lgsp_exchange_duration_seconds_count{")
+            and 'service="000.00.00.H49/echo/v1"' in line
+            and 'outcome="ok"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.dialects("postgresql")
 async def test_two_workers_share_the_port_each_with_its_own_audit_chain(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -209,8 +221,12 @@ async def test_two_workers_share_the_port_each_with_its_own_audit_chain(
                 health = (await http.get(f"{gw.url}/healthz")).json()
                 assert health["instance"] in {f"{BASE_INSTANCE}-1", f"{BASE_INSTANCE}-2"}
             # Each worker hands its counts to the shared files once a second.
-            await asyncio.sleep(1.5)
-            metrics = (await http.get(f"{gw.url}/metrics")).text
+            deadline = time.monotonic() + 10
+            while True:
+                metrics = (await http.get(f"{gw.url}/metrics")).text
+                if _echo_count(metrics) == 40 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
         assert gw.stop() == 0, gw.tail()
 
     # Both workers served, each under its own instance id, each chain whole.
@@ -221,14 +237,7 @@ async def test_two_workers_share_the_port_each_with_its_own_audit_chain(
     assert report.ok, report.as_dict()
     assert len(report.instances) == 2
     # Whichever worker answered the scrape, it counted both workers' exchanges.
-    line = next(
-        ln
-        for ln in metrics.splitlines()
-        if ln.startswith("lgsp_exchange_duration_seconds_count{")
-        and 'service="000.00.00.H49/echo/v1"' in ln
-        and 'outcome="ok"' in ln
-    )
-    assert float(line.rsplit(" ", 1)[1]) == 40
+    assert _echo_count(metrics) == 40, metrics
     # Each worker's own process series, labelled with its instance (prometheus_client
     # cannot merge process metrics across processes).
     for n in (1, 2):
@@ -236,7 +245,7 @@ async def test_two_workers_share_the_port_each_with_its_own_audit_chain(
         assert f'process_cpu_seconds_total{{instance="{BASE_INSTANCE}-{n}"}}' in metrics
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.dialects("postgresql")
 async def test_sigterm_under_load_loses_no_request_and_no_audit_event(
     database_url: str, tmp_path: Path, broker: Broker
 ) -> None:
@@ -336,7 +345,7 @@ async def test_sigterm_under_load_loses_no_request_and_no_audit_event(
     assert not cancelled
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.dialects("sqlite")
 async def test_exchange_past_the_drain_timeout_is_cancelled_and_audited(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -381,7 +390,7 @@ def _workers(parent: int) -> list[int]:
     return children
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.dialects("sqlite")
 async def test_a_worker_that_dies_is_replaced_under_the_same_instance(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -422,7 +431,7 @@ async def test_a_worker_that_dies_is_replaced_under_the_same_instance(
     assert report.ok, report.as_dict()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.dialects("sqlite")
 async def test_workers_stop_when_their_parent_is_killed(database_url: str, tmp_path: Path) -> None:
     async with serve(database_url, tmp_path, workers=2) as gw:
         deadline = time.monotonic() + 20

@@ -19,6 +19,9 @@ from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
 from gateway.store.models import AccessRight, AdminEvent, Credential, Service
 
+# The store is the subject here: every test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.dialects("sqlite", "postgresql")
+
 REPO = Path(__file__).resolve().parent.parent
 
 

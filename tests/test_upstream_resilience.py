@@ -177,11 +177,12 @@ async def test_a_hung_upstream_costs_its_callers_the_timeout_and_others_nothing(
         assert "'slow-agency'" in body["detail"] and "3 calls in progress" in body["detail"]
     assert agency.seen["/hung/x"] == 3
     # ... and callers of another upstream are answered as usual, all while it hangs.
+    # (All answered before any stuck caller's timeout: the order proves it, not a clock
+    # reading, which a loaded machine would make flaky.)
     others = await asyncio.gather(*(timed(f"/r1/{PROVINCE_ID}/echo/v1/ping") for _ in range(10)))
     assert not any(task.done() for task in stuck)
-    for r, elapsed in others:
+    for r, _ in others:
         await passed_through(gateway, r, 200)
-        assert elapsed < 0.4  # half the hung service's timeout, at the very worst
 
     # The stuck callers get a 504 after the service's timeout: not 3 x the timeout.
     for r, elapsed in await asyncio.gather(*stuck):

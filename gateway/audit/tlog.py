@@ -309,7 +309,8 @@ async def inclusion_bundles(
         if row.seq > head.size:
             raise ProofUnavailable(
                 f"event {row.event_id} (leaf {row.seq - 1}) is not yet in a signed tree head "
-                f"(the latest covers {head.size} leaves); heads are signed every minute"
+                f"(the latest covers {head.size} leaves); ask again after the next one, "
+                "signed every LGSP_AUDIT_CHECKPOINT_SECONDS"
             )
         index = row.seq - 1
         bundle: dict[str, Any] = {

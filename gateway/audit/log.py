@@ -35,6 +35,7 @@ from gateway.audit.sink import AuditUnavailable
 from gateway.audit.spool import Spool, SpoolFull
 from gateway.audit.store import AuditStore
 from gateway.audit.tlog import TreeLog, TreeLogTask, log_origin
+from gateway.audit.witnessing import Witnessing, parse_witness
 from gateway.core.logging import log
 from gateway.core.settings import Settings
 
@@ -177,6 +178,8 @@ class AuditLog:
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
         tree: TreeLog | None = None,
+        witnessing: Witnessing | None = None,
+        witness_quorum: int = 0,
     ) -> None:
         self.instance = instance
         self.durable = durable
@@ -189,6 +192,10 @@ class AuditLog:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self.tree = TreeLogTask(tree) if tree is not None else None
+        self.witnessing = witnessing
+        self.witness_quorum = witness_quorum
+        if tree is not None and witnessing is not None:
+            tree.after_round = witnessing.sync
 
     async def start(self) -> None:
         if self._task is not None:
@@ -229,7 +236,15 @@ class AuditLog:
         await self.durable.close()
 
     def status(self) -> dict[str, Any]:
-        return {"instance": self.instance, "seq": self.chain.seq, **self.durable.status()}
+        out = {"instance": self.instance, "seq": self.chain.seq, **self.durable.status()}
+        if self.witnessing is not None:
+            witnesses = self.witnessing.status()
+            out["witnesses"] = witnesses
+            out["witness_quorum"] = self.witness_quorum
+            out["witnesses_cosigning"] = sum(
+                1 for w in witnesses.values() if not w["behind"] and not w["last_error"]
+            )
+        return out
 
     async def _tick(self) -> None:
         while True:
@@ -354,6 +369,12 @@ def audit_log_from_settings(
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_seconds=settings.audit_checkpoint_seconds,
         tree=TreeLog(sessions, signer, origin, interval=settings.audit_checkpoint_seconds),
+        witnessing=Witnessing(
+            sessions, settings.instance_id, [parse_witness(w) for w in settings.audit_witnesses]
+        )
+        if settings.audit_witnesses
+        else None,
+        witness_quorum=settings.audit_witness_quorum,
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +41,7 @@ __all__ = [
     "TreeLog",
     "TreeLogTask",
     "consistency_bundle",
+    "consistency_hashes",
     "head_at",
     "head_dict",
     "inclusion_bundles",
@@ -78,6 +79,8 @@ class TreeLog:
     signer: AuditSigner
     origin: str
     interval: float = 60.0
+    # Set by gateway/audit/witnessing.py's user: called after each round.
+    after_round: Callable[[], Awaitable[None]] | None = None
 
     async def advance(self) -> AuditTreeHead | None:
         """Extend the tree over whatever the store holds past the last head (up to a gap)
@@ -160,6 +163,11 @@ class TreeLog:
             return
         if head is not None:
             log.info("audit tree head signed", instance=head.instance, size=head.size)
+        if self.after_round is not None:
+            try:
+                await self.after_round()
+            except Exception:  # the witnesses are asked again next round
+                log.exception("audit witnesses not asked", instance=self.signer.instance)
 
 
 @dataclass
@@ -271,6 +279,13 @@ async def _range(s: AsyncSession, instance: str, lo: int, hi: int) -> bytes:
 
 async def _hashes(s: AsyncSession, instance: str, ranges: Sequence[tuple[int, int]]) -> list[str]:
     return [base64.b64encode(await _range(s, instance, a, b)).decode() for a, b in ranges]
+
+
+async def consistency_hashes(s: AsyncSession, instance: str, old: int, new: int) -> list[bytes]:
+    """The consistency proof from the first `old` leaves to the first `new`, from what the
+    store holds (no head of size `old` is needed: a witness may name any size)."""
+    ranges = merkle.consistency_ranges(old, new)
+    return [await _range(s, instance, a, b) for a, b in ranges]
 
 
 def record_fields(row: AuditRecord) -> dict[str, Any]:

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     # The transparency log's name in its checkpoints (docs/auditor.md); empty:
     # <host of public_url>/audit/<instance_id>.
     audit_log_origin: str = ""
+    # Witnesses that cosign the log's checkpoints (c2sp.org/tlog-witness), each
+    # "<submission URL> <verifier key>"; and how many must keep cosigning, else /readyz
+    # says degraded.
+    audit_witnesses: list[str] = []
+    audit_witness_quorum: int = Field(0, ge=0)
     # On shutdown, how long to wait for the broker to take what is in the spool.
     audit_drain_seconds: float = Field(10.0, ge=0)
     # Days an exchange record is kept in the store; 0 keeps everything.

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.audit.event import CHECKPOINT_KIND, HASHED_WHEN_SET, AuditEvent
+from gateway.audit.note import NoteSigner
 from gateway.identity.keys import write_private_key
 
 GENESIS = "0" * 64
@@ -159,6 +160,10 @@ class AuditSigner:
         key = Ed25519PrivateKey.generate()
         write_private_key(self.path, key, self._passphrase)
         return key
+
+    def note_signer(self, name: str) -> NoteSigner:
+        """The same key as a signed-note signer under `name` (the tree log's origin)."""
+        return NoteSigner(name, self._key)
 
     def checkpoint(self, seq: int, head: str, at: datetime) -> Checkpoint:
         unsigned = Checkpoint(self.instance, seq, head, at, self.key_id, "")

@@ -34,6 +34,8 @@ from gateway.audit.kafka import KafkaSettings, KafkaShipper
 from gateway.audit.sink import AuditUnavailable
 from gateway.audit.spool import Spool, SpoolFull
 from gateway.audit.store import AuditStore
+from gateway.audit.tlog import TreeLog, TreeLogTask, log_origin
+from gateway.audit.witnessing import Witnessing, parse_witness
 from gateway.core.logging import log
 from gateway.core.settings import Settings
 
@@ -175,6 +177,9 @@ class AuditLog:
         signer: AuditSigner | None,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
+        tree: TreeLog | None = None,
+        witnessing: Witnessing | None = None,
+        witness_quorum: int = 0,
     ) -> None:
         self.instance = instance
         self.durable = durable
@@ -186,6 +191,11 @@ class AuditLog:
         self._queue: asyncio.Queue[_Pending | object | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
+        self.tree = TreeLogTask(tree) if tree is not None else None
+        self.witnessing = witnessing
+        self.witness_quorum = witness_quorum
+        if tree is not None and witnessing is not None:
+            tree.after_round = witnessing.sync
 
     async def start(self) -> None:
         if self._task is not None:
@@ -198,6 +208,8 @@ class AuditLog:
         self._task = asyncio.create_task(self._run(), name="audit-writer")
         if self.signer is not None:
             self._timer = asyncio.create_task(self._tick(), name="audit-checkpoints")
+        if self.tree is not None:
+            self.tree.start()
 
     async def write(self, event: AuditEvent) -> None:
         if self._task is None or self._task.done():
@@ -219,10 +231,20 @@ class AuditLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.tree is not None:
+            await self.tree.stop()  # after the writer: its last batch is in the head
         await self.durable.close()
 
     def status(self) -> dict[str, Any]:
-        return {"instance": self.instance, "seq": self.chain.seq, **self.durable.status()}
+        out = {"instance": self.instance, "seq": self.chain.seq, **self.durable.status()}
+        if self.witnessing is not None:
+            witnesses = self.witnessing.status()
+            out["witnesses"] = witnesses
+            out["witness_quorum"] = self.witness_quorum
+            out["witnesses_cosigning"] = sum(
+                1 for w in witnesses.values() if not w["behind"] and not w["last_error"]
+            )
+        return out
 
     async def _tick(self) -> None:
         while True:
@@ -338,12 +360,21 @@ def audit_log_from_settings(
         durable = SpoolDurable(spool, shipper, store, drain_seconds=settings.audit_drain_seconds)
     else:
         durable = StoreDurable(store)
+    signer = AuditSigner(settings.keys_dir, settings.instance_id, settings.key_passphrase)
+    origin = settings.audit_log_origin or log_origin(settings.issuer, settings.instance_id)
     return AuditLog(
         instance=settings.instance_id,
         durable=durable,
-        signer=AuditSigner(settings.keys_dir, settings.instance_id, settings.key_passphrase),
+        signer=signer,
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_seconds=settings.audit_checkpoint_seconds,
+        tree=TreeLog(sessions, signer, origin, interval=settings.audit_checkpoint_seconds),
+        witnessing=Witnessing(
+            sessions, settings.instance_id, [parse_witness(w) for w in settings.audit_witnesses]
+        )
+        if settings.audit_witnesses
+        else None,
+        witness_quorum=settings.audit_witness_quorum,
     )
 
 

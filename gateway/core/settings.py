@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     audit_spool_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024)
     audit_checkpoint_every: int = Field(1000, ge=1)
     audit_checkpoint_seconds: float = Field(60.0, gt=0)
+    # The transparency log's name in its checkpoints (docs/auditor.md); empty:
+    # <host of public_url>/audit/<instance_id>.
+    audit_log_origin: str = ""
+    # Witnesses that cosign the log's checkpoints (c2sp.org/tlog-witness), each
+    # "<submission URL> <verifier key>"; and how many must keep cosigning, else /readyz
+    # says degraded.
+    audit_witnesses: list[str] = []
+    audit_witness_quorum: int = Field(0, ge=0)
     # On shutdown, how long to wait for the broker to take what is in the spool.
     audit_drain_seconds: float = Field(10.0, ge=0)
     # Days an exchange record is kept in the store; 0 keeps everything.

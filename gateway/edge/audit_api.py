@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.admin.events import without_credential_hints
-from gateway.audit import query
+from gateway.audit import query, tlog
+from gateway.audit.chain import load_public_key
+from gateway.audit.note import ED25519, NoteVerifier
 from gateway.audit.verify import verify_store
 from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.logging import log
@@ -40,12 +42,23 @@ from gateway.edge.audit_queries import (
     RecordQuery,
     SearchQuery,
     StatsQuery,
+    TreeConsistencyQuery,
+    TreeHeadQuery,
+    TreeInclusionQuery,
     VerifyQuery,
 )
 from gateway.edge.state import STATE
 from gateway.edge.toolkit import Api, Call, Handler, QueryModel, Reply, Route, json_response
 from gateway.edge.toolkit import add_routes as register
-from gateway.store.models import AdminEvent, AuditFinding, AuditPurge, AuditRead, AuditRecord
+from gateway.store.models import (
+    AdminEvent,
+    AuditFinding,
+    AuditPurge,
+    AuditRead,
+    AuditRecord,
+    AuditSigningKey,
+    AuditTreeHead,
+)
 
 __all__ = ["PREFIX", "ROUTES", "add_routes"]
 
@@ -315,6 +328,74 @@ async def verify(call: Call[VerifyQuery]) -> web.StreamResponse:
     return json_response({"report": body, "signature": signature})
 
 
+# -- the transparency log ---------------------------------------------------------------------
+
+
+def _unavailable(e: tlog.ProofUnavailable) -> Problem:
+    """No such head or event, or one not yet covered by a head (the message says when to
+    ask again): no proof to give."""
+    return Problem(NOT_FOUND, str(e) + ".")
+
+
+async def _log_key(s: AsyncSession, head: AuditTreeHead) -> str | None:
+    """The log's verifier key, for convenience: an auditor checks it against the one
+    they were given out of band (`lgsp audit keys`), never trusts it from here."""
+    text = await s.scalar(
+        select(AuditSigningKey.public_key).where(AuditSigningKey.key_id == head.key_id)
+    )
+    return (
+        None if text is None else NoteVerifier(head.origin, load_public_key(text), ED25519).vkey()
+    )
+
+
+async def tree_head(call: Call[TreeHeadQuery]) -> web.StreamResponse:
+    instance = call.query.instance or call.state.settings.instance_id
+    async with _session(call) as s:
+        try:
+            head = await tlog.head_at(s, instance, call.query.size)
+        except tlog.ProofUnavailable as e:
+            raise _unavailable(e) from None
+        body = tlog.head_dict(head, await tlog.signed_note(s, head), await _log_key(s, head))
+    asked = {"instance": instance, **({"size": call.query.size} if call.query.size else {})}
+    await _record_read(call, "tree-head", asked, records=0)
+    return json_response(dict(body))
+
+
+async def tree_inclusion(call: Call[TreeInclusionQuery]) -> web.StreamResponse:
+    """With `unmask`, each proof carries the record itself (it hashes to the leaf only
+    unmasked); without, its hash."""
+    q = call.query
+    unmask = _unmask(call)
+    asked = {
+        k: v
+        for k, v in {"event_id": q.event_id, "request_id": q.request_id, "size": q.size}.items()
+        if v is not None
+    }
+    async with _session(call) as s:
+        try:
+            proofs = await tlog.inclusion_bundles(
+                s, event_id=q.event_id, request_id=q.request_id, size=q.size, with_record=unmask
+            )
+        except tlog.ProofUnavailable as e:
+            await _record_read(call, "tree-inclusion", asked, records=0, unmasked=unmask)
+            raise _unavailable(e) from None
+    await _record_read(call, "tree-inclusion", asked, records=len(proofs), unmasked=unmask)
+    return json_response({"proofs": proofs})
+
+
+async def tree_consistency(call: Call[TreeConsistencyQuery]) -> web.StreamResponse:
+    q = call.query
+    instance = q.instance or call.state.settings.instance_id
+    async with _session(call) as s:
+        try:
+            bundle = await tlog.consistency_bundle(s, instance, q.old, q.new)
+        except tlog.ProofUnavailable as e:
+            raise _unavailable(e) from None
+    asked = {"instance": instance, "old": q.old, **({"new": q.new} if q.new else {})}
+    await _record_read(call, "tree-consistency", asked, records=0)
+    return json_response(bundle)
+
+
 def _route(
     path: str, handler: Handler, summary: str, query_model: type[QueryModel], reply: str
 ) -> Route:
@@ -373,6 +454,27 @@ ROUTES: tuple[Route, ...] = (
         "Verify the chain over a range, with a signed report",
         VerifyQuery,
         "The report and its JWS signature.",
+    ),
+    _route(
+        "/tree",
+        tree_head,
+        "The transparency log's signed checkpoint (C2SP tlog-checkpoint), with cosignatures",
+        TreeHeadQuery,
+        "The checkpoint note, its size and root, and the log's verifier key.",
+    ),
+    _route(
+        "/tree/inclusion",
+        tree_inclusion,
+        "An inclusion proof of an exchange's record against a checkpoint",
+        TreeInclusionQuery,
+        "One proof per event, each checkable offline by `lgsp audit verify-proof`.",
+    ),
+    _route(
+        "/tree/consistency",
+        tree_consistency,
+        "A consistency proof between two checkpoints: the log was only appended to",
+        TreeConsistencyQuery,
+        "The proof and both checkpoints, checkable offline by `lgsp audit verify-proof`.",
     ),
 )
 

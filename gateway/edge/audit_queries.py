@@ -25,6 +25,9 @@ __all__ = [
     "RecordQuery",
     "SearchQuery",
     "StatsQuery",
+    "TreeConsistencyQuery",
+    "TreeHeadQuery",
+    "TreeInclusionQuery",
     "VerifyQuery",
 ]
 
@@ -128,3 +131,33 @@ class VerifyQuery(QueryModel):
     since: Time = Field(None, description=_SINCE)
     until: Time = Field(None, description=_UNTIL)
     instance: OptionalText = Field(None, description="Only this gateway instance's chain.")
+
+
+_INSTANCE = "The gateway instance whose log (default: the one answering)."
+
+
+class TreeHeadQuery(QueryModel):
+    instance: OptionalText = Field(None, description=_INSTANCE)
+    size: WholeNumber | None = Field(None, ge=1, description="That size's checkpoint.")
+
+
+class TreeInclusionQuery(_Unmask):
+    event_id: OptionalText = Field(None, description="The event (one leaf).")
+    request_id: OptionalText = Field(
+        None, description="X-Request-Id: each of its events (intent and outcome)."
+    )
+    size: WholeNumber | None = Field(
+        None, ge=1, description="Against the checkpoint of this size (default: the latest)."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> TreeInclusionQuery:
+        if (self.event_id is None) == (self.request_id is None):
+            raise invalid_parameter("event_id", "give event_id or request_id, one of them")
+        return self
+
+
+class TreeConsistencyQuery(QueryModel):
+    instance: OptionalText = Field(None, description=_INSTANCE)
+    old: WholeNumber = Field(ge=1, description="The size of the checkpoint the auditor holds.")
+    new: WholeNumber | None = Field(None, ge=1, description="The newer size (default: latest).")

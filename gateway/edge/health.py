@@ -7,6 +7,7 @@ GET /metrics   Prometheus text format, to the allowed networks only"""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
@@ -56,19 +57,37 @@ def _keys_check(state: GatewayState) -> str | None:
     return None
 
 
+def _witness_warning(audit: dict[str, Any]) -> str | None:
+    """Fewer witnesses cosign the latest tree head than the policy asks: the alarm."""
+    quorum = int(audit.get("witness_quorum", 0))
+    if not quorum or int(audit.get("witnesses_cosigning", 0)) >= quorum:
+        return None
+    failing = {
+        name: w["last_error"] or f"{w['behind']} leaves behind"
+        for name, w in audit.get("witnesses", {}).items()
+        if w["behind"] or w["last_error"]
+    }
+    return (
+        f"{audit.get('witnesses_cosigning', 0)} of the {quorum} witness cosignatures the "
+        "policy asks for: " + ("; ".join(f"{k}: {v}" for k, v in failing.items()) or "none yet")
+    )
+
+
 def _audit_check(state: GatewayState) -> tuple[str | None, str | None]:
     """(failure, warning) of the audit path: the broker may be away while the spool has
-    room, since the spool keeps every event durable until the broker takes it."""
+    room, since the spool keeps every event durable until the broker takes it; witnesses
+    that stopped cosigning are a warning (exchanges go on, the alarm is raised)."""
     audit = state.audit.status()
+    witnesses = _witness_warning(audit)
     if audit.get("mode") != "kafka":
-        return None, None
+        return None, witnesses
     if audit.get("spool_near_full"):
         return "the broker is not taking events and the spool is near its bound", None
     if not audit.get("broker_connected"):
         return None, (
             f"broker unreachable; {audit.get('spool_records', 0)} event(s) kept in the spool"
         )
-    return None, None
+    return None, witnesses
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -125,6 +144,8 @@ def refresh_gauges(state: GatewayState) -> None:
     audit = state.audit.status()
     m.spool_records.labels(instance).set(float(audit.get("spool_records", 0)))
     m.spool_bytes.labels(instance).set(float(audit.get("spool_bytes", 0)))
+    for name, w in audit.get("witnesses", {}).items():
+        m.witness_behind.labels(name, instance).set(float(w["behind"]))
     m.config_version.labels(instance).set(state.config_version)
     # Every configured upstream has a breaker state; one not called yet is closed.
     breakers = state.upstream.breaker_states()

@@ -302,6 +302,50 @@ class AuditCheckpoint(Base):
     signature: Mapped[str] = mapped_column(String(128))
 
 
+class AuditTreeHead(Base):
+    """A signed tlog checkpoint over an instance's Merkle tree (gateway/audit/tlog.py):
+    the C2SP note as signed, and the tree's right edge so the next one grows from it."""
+
+    __tablename__ = "audit_tree_heads"
+    __table_args__ = (UniqueConstraint("instance", "size"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance: Mapped[str] = mapped_column(String(128))
+    origin: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(String(64))  # hex
+    note: Mapped[str] = mapped_column(Text)  # the checkpoint with the log's signature
+    frontier: Mapped[list[str]] = mapped_column(JSON)  # hex, largest subtree first
+    key_id: Mapped[str] = mapped_column(String(64))  # the AuditSigningKey that signed
+    signed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditTreeNode(Base):
+    """A complete subtree of 2**level leaves (level >= 8) of an instance's tree, starting
+    at leaf position * 2**level: proofs at ten million leaves read these, not leaves."""
+
+    __tablename__ = "audit_tree_nodes"
+
+    instance: Mapped[str] = mapped_column(String(128), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))  # hex
+
+
+class AuditCosignature(Base):
+    """A witness's cosignature line on a tree head (c2sp.org/tlog-cosignature)."""
+
+    __tablename__ = "audit_cosignatures"
+    __table_args__ = (UniqueConstraint("tree_head_id", "witness"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tree_head_id: Mapped[int] = mapped_column(ForeignKey("audit_tree_heads.id"))
+    witness: Mapped[str] = mapped_column(String(255))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    line: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditSigningKey(Base):
     """Public keys that audit checkpoints may be signed with, registered by each instance
     at start. Verification trusts these (or keys the auditor supplies)."""

@@ -98,6 +98,11 @@ class GatewayMetrics:
         self.spool_bytes = instance_gauge(
             "lgsp_audit_spool_bytes", "Bytes in this instance's audit spool."
         )
+        self.witness_behind = instance_gauge(
+            "lgsp_audit_witness_behind_leaves",
+            "Leaves of this instance's log that a witness has not cosigned yet (alarm > 0).",
+            "witness",
+        )
         self.breaker_state = instance_gauge(
             "lgsp_upstream_circuit_state",
             "Circuit breaker per upstream in this instance: 0 closed, 1 half-open, 2 open.",

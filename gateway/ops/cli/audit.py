@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import func, select
 
 from gateway.core.logging import configure_logging
+from gateway.ops.cli.audit_tree import add_tree_commands
 from gateway.ops.cli.common import (
     cell,
     cli_actor,
@@ -111,22 +112,35 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_keys(args: argparse.Namespace) -> int:
-    """Export the checkpoint keys, for an auditor to verify later against this file."""
-    from gateway.store.models import AuditSigningKey
+    """Export the checkpoint keys, for an auditor to verify later against this file; each
+    with its transparency log's verifier key (`log_key`, for `verify-proof --log-key`)."""
+    from gateway.audit.chain import load_public_key
+    from gateway.audit.note import NoteVerifier
+    from gateway.audit.tlog import log_origin
+    from gateway.store.models import AuditSigningKey, AuditTreeHead
+
+    settings = settings_from(args)
 
     async def work(session: Any) -> list[dict[str, Any]]:
         rows = (await session.scalars(select(AuditSigningKey))).all()
-        return [
-            {
-                "key_id": k.key_id,
-                "instance": k.instance,
-                "public_key": k.public_key,
-                "registered_at": k.registered_at.isoformat(),
-            }
-            for k in rows
-        ]
+        out = []
+        for k in rows:
+            origin = await session.scalar(
+                select(AuditTreeHead.origin).where(AuditTreeHead.key_id == k.key_id).limit(1)
+            )
+            origin = origin or settings.audit_log_origin or log_origin(settings.issuer, k.instance)
+            out.append(
+                {
+                    "key_id": k.key_id,
+                    "instance": k.instance,
+                    "public_key": k.public_key,
+                    "log_key": NoteVerifier(origin, load_public_key(k.public_key)).vkey(),
+                    "registered_at": k.registered_at.isoformat(),
+                }
+            )
+        return out
 
-    keys = asyncio.run(with_session(settings_from(args), work))
+    keys = asyncio.run(with_session(settings, work))
     print(orjson.dumps({"keys": keys}, option=orjson.OPT_INDENT_2).decode())
     return 0
 
@@ -343,6 +357,8 @@ def add_commands(sub: Any) -> None:
     prg = asub.add_parser("purge", help="remove records older than the retention period")
     prg.add_argument("--before", help="cutoff (default: now - LGSP_AUDIT_RETENTION_DAYS)")
     prg.set_defaults(func=cmd_audit_purge)
+
+    add_tree_commands(asub)
 
     idx = sub.add_parser("audit-indexer", help="consume the audit topic into the store")
     idx.add_argument("--no-migrate", action="store_true")

@@ -135,7 +135,7 @@ class SpoolDurable:
                 )
             self._disk_alarm = str(exc)
             raise
-        if self._disk_alarm is not None:
+        if self._disk_alarm is not None and not self.spool.disk_full:
             log.warning("audit spool disk has room again", was=self._disk_alarm)
             self._disk_alarm = None
         near = self.spool.near_full

@@ -478,7 +478,10 @@ class Spool:
         error = task.exception()
         if error is None:
             self._commit(chunks, task.result())
-            self._space_need = None
+            if self._space_need is not None and not self.disk_full:
+                # Not on the first record that squeezes into a last page: only once
+                # there is room again, with a margin (no flapping at the edge).
+                self._space_need = None
         if cancelled:
             raise asyncio.CancelledError
         if error is not None:
@@ -489,14 +492,15 @@ class Spool:
         """The error an append that met a full disk raises (other errors as they are)."""
         if not is_out_of_space(exc):
             return exc
-        need = sum(HEADER_SIZE + len(p) for p in payloads) + self._reserve.size
-        self._space_need = need
+        size = sum(HEADER_SIZE + len(p) for p in payloads)
+        # Room again means room for this and the reserve's worth more.
+        self._space_need = size + self._reserve.size
         free = self.disk_free_bytes
         return SpoolDiskFull(
-            f"the audit spool's disk is full: {need} bytes needed in {self._dir}, "
-            f"{'an unknown number of' if free is None else free} bytes free "
-            f"({exc.strerror or exc}); acknowledged records are reclaimed as the broker "
-            "takes them"
+            f"the audit spool's disk is full ({exc.strerror or exc}): "
+            f"{'an unknown number of' if free is None else free} bytes free in {self._dir} "
+            f"for {size} bytes of records; acknowledged records are reclaimed as the "
+            "broker takes them"
         )
 
     def _plan(self, payloads: list[bytes]) -> tuple[list[_Chunk], int]:

@@ -211,7 +211,8 @@ async def test_ack_trims_old_segments_but_keeps_the_newest(spool: Spool) -> None
         await spool.ack(301)
 
     await spool.ack(300)
-    assert segments(directory) == files[-1:]
+    # The newest segment, all acked, is reclaimed down to a copy of the chain head.
+    assert [[o for _, o, _ in frames(p)] for p in segments(directory)] == [[300]]
     assert spool.depth_records == 0
     assert spool.depth_bytes == 0
     assert spool.read(300) == []

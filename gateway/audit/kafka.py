@@ -62,6 +62,16 @@ class BrokerLogReset(Exception):
     """The broker acknowledged at an offset it had already used: its log began anew."""
 
 
+class SpoolAckFailed(Exception):
+    """The broker took a batch but the spool could not record it: a fault of the spool's
+    disk, not of the broker (the batch is sent again; consumers dedupe)."""
+
+
+# Records waiting this long with no live connection to any broker: the broker is gone,
+# whatever the producer's retries still hope (they go on for the request timeout).
+_NO_CONNECTION_GRACE_SECONDS = 0.5
+
+
 async def ensure_topic(settings: KafkaSettings) -> None:
     admin = AIOKafkaAdminClient(**settings.client_options())
     await admin.start()
@@ -95,6 +105,8 @@ class KafkaShipper:
         self.last_error: str | None = None
         self.shipped = 0
         self.last_ack: float | None = None  # loop time of the broker's last acknowledgement
+        self.spool_error: str | None = None  # set while the spool cannot record acks
+        self._waiting_since: float | None = None  # loop time records began to wait
         self._producer: AIOKafkaProducer | None = None
         self._stopping = False
         self._highs: dict[int, int] = {}  # partition -> highest offset acknowledged
@@ -109,12 +121,22 @@ class KafkaShipper:
                     self.spool.acked, max_records=self.batch_records, max_bytes=self.batch_bytes
                 )
                 if not batch:
+                    self._waiting_since = None
                     await self.spool.wait(self.spool.acked, timeout=1.0)
                     continue
+                if self._waiting_since is None:
+                    self._waiting_since = asyncio.get_running_loop().time()
                 await self._send(batch)
                 failures = 0
             except asyncio.CancelledError:
                 raise
+            except SpoolAckFailed as exc:
+                # The broker is fine: keep the connection, say what is wrong, try again.
+                failures += 1
+                if self.spool_error is None:
+                    log.error("AUDIT SPOOL CANNOT RECORD ACKNOWLEDGEMENTS", error=str(exc))
+                self.spool_error = str(exc)
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
             except Exception as exc:
                 failures += 1
                 self._failed(exc, failures)
@@ -168,9 +190,15 @@ class KafkaShipper:
                 )
             highs[md.partition] = md.offset
         self._highs = highs
-        await self.spool.ack(batch[-1][0])
+        try:
+            await self.spool.ack(batch[-1][0])
+        except OSError as exc:
+            raise SpoolAckFailed(f"{type(exc).__name__}: {exc}") from exc
+        if self.spool_error is not None:
+            log.info("audit spool records acknowledgements again")
+            self.spool_error = None
         self.shipped += len(batch)
-        self.last_ack = asyncio.get_running_loop().time()
+        self.last_ack = self._waiting_since = asyncio.get_running_loop().time()
 
     def _failed(self, exc: Exception, failures: int) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -191,14 +219,31 @@ class KafkaShipper:
                 log.debug("producer stop failed", error=str(exc))
 
     def healthy(self, stall_seconds: float = 5.0) -> bool:
-        """Connected, and either nothing waits or the broker acknowledged recently: a
-        broker that accepts connections but takes nothing is not healthy."""
+        """Connected, and either nothing waits or the broker takes it: records that have
+        waited ``stall_seconds`` (a broker that accepts connections but takes nothing), or
+        half a second with no live connection to any broker (a broker that died, while
+        the producer's retries run out), mean it is not healthy."""
         if not self.connected:
             return False
         if self.spool.depth_records == 0:
             return True
-        now = asyncio.get_running_loop().time()
-        return self.last_ack is not None and now - self.last_ack < stall_seconds
+        since = self._waiting_since
+        if since is None:
+            return True  # appended this instant; the shipper has not read it yet
+        waited = asyncio.get_running_loop().time() - since
+        if waited >= stall_seconds:
+            return False
+        return waited < _NO_CONNECTION_GRACE_SECONDS or self._broker_reachable()
+
+    def _broker_reachable(self) -> bool:
+        """Whether the producer holds a live connection to a broker. aiokafka has no
+        public call for it: its client's connection table is read, and if that is not
+        there (another aiokafka version) the stall rule alone decides."""
+        client = getattr(self._producer, "client", None)
+        conns = getattr(client, "_conns", None)
+        if not isinstance(conns, dict):
+            return self._producer is not None
+        return any(conn.connected() for conn in conns.values())
 
     async def drain(self, seconds: float) -> bool:
         """Wait until the broker has everything in the spool, or the timeout."""

@@ -32,7 +32,7 @@ from gateway.audit.chain import GENESIS, AuditSigner, Chain, Checkpoint, Finding
 from gateway.audit.event import AuditEvent
 from gateway.audit.kafka import KafkaSettings, KafkaShipper
 from gateway.audit.sink import AuditUnavailable
-from gateway.audit.spool import Spool, SpoolFull
+from gateway.audit.spool import Spool, SpoolDiskFull, SpoolFull
 from gateway.audit.store import AuditStore
 from gateway.audit.tlog import TreeLog, TreeLogTask, log_origin
 from gateway.audit.witnessing import Witnessing, parse_witness
@@ -89,6 +89,7 @@ class SpoolDurable:
         self.drain_seconds = drain_seconds
         self._task: asyncio.Task[None] | None = None
         self._alarmed = False
+        self._disk_alarm: str | None = None  # while appends meet a full disk
 
     async def open(self, instance: str) -> tuple[int, str]:
         recovery = await self.spool.open()
@@ -123,7 +124,22 @@ class SpoolDurable:
         self, events: Sequence[AuditEvent], checkpoints: Sequence[Checkpoint]
     ) -> None:
         payloads = [e.to_wire() for e in events] + [c.to_wire() for c in checkpoints]
-        await self.spool.append(payloads)
+        try:
+            await self.spool.append(payloads)
+        except SpoolDiskFull as exc:
+            if self._disk_alarm is None:  # one alarm per episode, not one per event
+                log.error(
+                    "AUDIT SPOOL DISK FULL: fail_closed services are refused until the "
+                    "broker has taken what waits and its space is reclaimed",
+                    error=str(exc),
+                    spool_records=self.spool.depth_records,
+                    disk_free_bytes=self.spool.disk_free_bytes,
+                )
+            self._disk_alarm = str(exc)
+            raise
+        if self._disk_alarm is not None and not self.spool.disk_full:
+            log.warning("audit spool disk has room again", was=self._disk_alarm)
+            self._disk_alarm = None
         near = self.spool.near_full
         if near and not self._alarmed:
             log.error(
@@ -145,12 +161,17 @@ class SpoolDurable:
         await self.spool.close()
 
     def status(self) -> dict[str, Any]:
+        disk_full = self.spool.disk_full
         return {
             "mode": "kafka",
             "broker_connected": self.shipper.healthy(),
             "spool_records": self.spool.depth_records,
             "spool_bytes": self.spool.depth_bytes,
             "spool_near_full": self.spool.near_full,
+            "spool_disk_full": disk_full,
+            "spool_disk_free_bytes": self.spool.disk_free_bytes,
+            # What keeps events from being durable, when it is the spool's disk.
+            "spool_error": (self._disk_alarm if disk_full else None) or self.shipper.spool_error,
             "last_error": self.shipper.last_error,
         }
 
@@ -329,6 +350,8 @@ class AuditLog:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, SpoolFull):
         return "the audit spool is full (the broker has been unreachable for long)"
+    if isinstance(exc, SpoolDiskFull):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 

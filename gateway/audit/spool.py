@@ -16,6 +16,8 @@ On disk, in ``directory``:
 * ``acked``: the offset of the last acknowledged record, in decimal (missing means 0, so
   everything is sent again).
 * ``quarantine/{segment}.{byte_offset}.bin``: bytes that recovery cut out, exactly as found.
+* ``reserve``: preallocated space for the bookkeeping above when the disk is full
+  (gateway/audit/spool_space.py); never holds records.
 
 Guarantees:
 
@@ -26,8 +28,14 @@ Guarantees:
   of order) is copied to ``quarantine/``, reported in ``SpoolRecovery.corruptions`` and
   cut from its segment. Valid records after the bad span keep their offsets, so there may
   be gaps in the offsets after a corruption. Offsets always strictly increase.
-* The newest segment is never deleted, so the newest record (the head of the audit hash
-  chain) survives a restart even when everything has been acked.
+* The newest record (the head of the audit hash chain) survives a restart even when
+  everything has been acked: a fully acknowledged newest segment is reclaimed by copying
+  its last frame into a segment of its own (``{last_offset:020d}.seg``) before it is
+  deleted. That happens when it has grown past ``compact_bytes``, and whatever its size
+  when the disk is full, so a full disk frees itself once the broker has taken what waits.
+* A full disk is reported as such (``SpoolDiskFull``, ``disk_full``), and the
+  bookkeeping that frees space (the ``acked`` file, the chain head's copy) draws on the
+  reserve when the disk has no room for it.
 """
 
 from __future__ import annotations
@@ -46,6 +54,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from gateway.audit.spool_space import (
+    Reserve,
+    SpoolDiskFull,
+    free_bytes,
+    is_out_of_space,
+    sync_path,
+    write_replacing,
+)
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAGIC",
+    "Spool",
+    "SpoolCorruption",
+    "SpoolDiskFull",
+    "SpoolFull",
+    "SpoolRecovery",
+]
 
 MAGIC = b"LGS1"
 _HEADER = struct.Struct(">4sQII")  # magic, offset, payload length, crc32
@@ -105,6 +132,7 @@ class _Segment:
     last: int = 0
     size: int = 0  # bytes of whole, durable frames; anything beyond is in flight
     count: int = 0
+    last_at: int = 0  # byte position of the last frame (copied when the segment is reclaimed)
     # Sparse index: (offset, byte position) of one frame every _INDEX_STRIDE bytes.
     index_offsets: array[int] = field(default_factory=_new_index)
     index_positions: array[int] = field(default_factory=_new_index)
@@ -122,6 +150,7 @@ class _Chunk:
     data: bytearray = field(default_factory=bytearray)
     first: int = 0
     last: int = 0
+    last_at: int = 0
     count: int = 0
     index_offsets: list[int] = field(default_factory=list)
     index_positions: list[int] = field(default_factory=list)
@@ -142,6 +171,8 @@ class Spool:
         max_bytes: int = 1024 * 2**20,
         warn_ratio: float = 0.8,
         fsync: bool = True,
+        reserve_bytes: int = 256 * 1024,
+        compact_bytes: int | None = None,
     ) -> None:
         if segment_bytes <= HEADER_SIZE:
             raise ValueError("segment_bytes must be larger than a frame header")
@@ -154,6 +185,12 @@ class Spool:
         self._max_bytes = max_bytes
         self._warn_ratio = warn_ratio
         self._fsync = fsync
+        self._reserve = Reserve(self._dir, reserve_bytes)
+        # A fully acked newest segment this big is reclaimed even when the disk has room.
+        self._compact_bytes = segment_bytes // 4 if compact_bytes is None else compact_bytes
+        self._acked_durable = 0  # the ack position the acked file holds
+        self._doomed: list[Path] = []  # acked segments whose deletion failed: tried again
+        self._space_need: int | None = None  # bytes the last append found no room for
         self._segments: list[_Segment] = []
         self._write_fd: int | None = None  # the newest segment's
         self._end = 0
@@ -194,6 +231,22 @@ class Spool:
     @property
     def near_full(self) -> bool:
         return self.depth_bytes >= self._warn_ratio * self._max_bytes
+
+    @property
+    def disk_free_bytes(self) -> int | None:
+        try:
+            return free_bytes(self._dir)
+        except OSError:
+            return None
+
+    @property
+    def disk_full(self) -> bool:
+        """The last append found no room on the disk, and there is still not enough."""
+        need = self._space_need
+        if need is None:
+            return False
+        free = self.disk_free_bytes
+        return free is None or free < need
 
     def _check_open(self) -> None:
         if not self._opened or self._closed:
@@ -239,6 +292,14 @@ class Spool:
         last_payload: bytes | None = None
         corruptions: list[SpoolCorruption] = []
         for i, (name, path) in enumerate(nonempty):
+            superseded = self._segments[-1] if self._segments else None
+            if superseded is not None and name <= superseded.last <= acked:
+                # A reclaimed segment's copy of its last frame, made before a crash kept
+                # the original from being deleted: the original, all acked, goes now.
+                self._segments.pop()
+                superseded.path.unlink()
+                records -= superseded.count
+                prev = self._segments[-1].last if self._segments else 0
             scan = self._recover_segment(path, name, prev, i == len(nonempty) - 1, acked)
             corruptions.extend(scan.corruptions)
             if scan.segment is not None:
@@ -252,7 +313,7 @@ class Spool:
         # Never reuse an offset that may have been shipped: a segment whose records were
         # all quarantined still says, by its name, how far the offsets went.
         self._next = max(prev, highest_name - 1) + 1
-        self._acked = min(acked, prev)
+        self._acked = self._acked_durable = min(acked, prev)
         while len(self._segments) > 1 and self._segments[0].last <= self._acked:
             self._segments.pop(0).path.unlink(missing_ok=True)  # trim an interrupted ack
         if self._segments:
@@ -260,6 +321,11 @@ class Spool:
             self._write_fd = os.open(self._segments[-1].path, flags)
         if self._fsync:
             _fsync_dir(directory)
+        # A full disk at start is not fatal: reclaiming the newest segment may free it.
+        if self._compactable(full=not self._reserve.hold()):
+            copy = self._copy_head()
+            self._release_newest()
+            self._adopt(copy, self._drop_newest(copy))
         return SpoolRecovery(records, unacked, last_payload, corruptions)
 
     def _recover_segment(
@@ -287,6 +353,7 @@ class Spool:
                         segment.index_positions.append(kept)
                         segment.next_index_at = kept + _INDEX_STRIDE
                     segment.last = prev = offset
+                    segment.last_at = kept
                     segment.count += 1
                     if offset > acked:
                         unacked += 1
@@ -374,30 +441,67 @@ class Spool:
     async def append(self, payloads: list[bytes]) -> int:
         """Make ``payloads`` durable as consecutive records; return the last one's offset.
 
-        An empty list appends nothing and returns ``end``."""
+        An empty list appends nothing and returns ``end``. Raises ``SpoolFull`` past
+        ``max_bytes``, ``SpoolDiskFull`` when the disk has no room even after reclaiming
+        what the broker acknowledged."""
         async with self._lock:
             self._check_open()
             if not payloads:
                 return self._end
-            chunks, total = self._plan(payloads)
-            depth = self.depth_bytes
-            if depth + total > self._max_bytes:
-                raise SpoolFull(
-                    f"{total} bytes would take the spool past its bound "
-                    f"({depth} of {self._max_bytes} bytes held)"
-                )
-            task = asyncio.ensure_future(asyncio.to_thread(self._write, chunks))
-            # The write cannot be stopped half-way: wait for it even when cancelled, so that
-            # what is in memory matches what is on disk.
-            cancelled = await _settle(task)
-            error = task.exception()
-            if error is None:
-                self._commit(chunks, task.result())
-            if cancelled:
-                raise asyncio.CancelledError
-            if error is not None:
-                raise error
-            return self._end
+            try:
+                return await self._append_locked(payloads)
+            except OSError as exc:
+                # Room may be had by reclaiming the acknowledged newest segment: the broker
+                # took everything and no ack comes to do it.
+                if not is_out_of_space(exc) or not await self._reclaim_newest(full=True):
+                    raise self._disk_full(exc, payloads) from exc
+            try:
+                return await self._append_locked(payloads)
+            except OSError as exc:
+                raise self._disk_full(exc, payloads) from exc
+
+    async def _append_locked(self, payloads: list[bytes]) -> int:
+        chunks, total = self._plan(payloads)
+        depth = self.depth_bytes
+        if depth + total > self._max_bytes:
+            raise SpoolFull(
+                f"{total} bytes would take the spool past its bound "
+                f"({depth} of {self._max_bytes} bytes held)"
+            )
+        if not self._reserve.held and not await asyncio.to_thread(self._reserve.hold):
+            # Records never take the space the bookkeeping needs to free the disk.
+            raise OSError(errno.ENOSPC, "no room for the spool's reserve")
+        task = asyncio.ensure_future(asyncio.to_thread(self._write, chunks))
+        # The write cannot be stopped half-way: wait for it even when cancelled, so that
+        # what is in memory matches what is on disk.
+        cancelled = await _settle(task)
+        error = task.exception()
+        if error is None:
+            self._commit(chunks, task.result())
+            if self._space_need is not None and not self.disk_full:
+                # Not on the first record that squeezes into a last page: only once
+                # there is room again, with a margin (no flapping at the edge).
+                self._space_need = None
+        if cancelled:
+            raise asyncio.CancelledError
+        if error is not None:
+            raise error
+        return self._end
+
+    def _disk_full(self, exc: OSError, payloads: list[bytes]) -> OSError:
+        """The error an append that met a full disk raises (other errors as they are)."""
+        if not is_out_of_space(exc):
+            return exc
+        size = sum(HEADER_SIZE + len(p) for p in payloads)
+        # Room again means room for this and the reserve's worth more.
+        self._space_need = size + self._reserve.size
+        free = self.disk_free_bytes
+        return SpoolDiskFull(
+            f"the audit spool's disk is full ({exc.strerror or exc}): "
+            f"{'an unknown number of' if free is None else free} bytes free in {self._dir} "
+            f"for {size} bytes of records; acknowledged records are reclaimed as the "
+            "broker takes them"
+        )
 
     def _plan(self, payloads: list[bytes]) -> tuple[list[_Chunk], int]:
         """Lay the frames out over the current segment and as many new ones as needed."""
@@ -426,6 +530,7 @@ class Spool:
                 chunk.index_offsets.append(offset)
                 chunk.index_positions.append(pos)
                 chunk.next_index_at = pos + _INDEX_STRIDE
+            chunk.last_at = pos
             ol = pack_ol(offset, length)
             data = chunk.data
             data += MAGIC
@@ -485,6 +590,7 @@ class Spool:
                 segment.first = chunk.first
                 self._segments.append(segment)
             segment.last = chunk.last
+            segment.last_at = chunk.last_at
             segment.size = chunk.start + len(chunk.data)
             segment.count += chunk.count
             segment.index_offsets.extend(chunk.index_offsets)
@@ -609,33 +715,126 @@ class Spool:
             if offset <= self._acked:
                 return
             self._acked = offset
-            doomed: list[Path] = []
-            # The newest segment stays: it holds the chain head, and appends go there.
+            doomed, self._doomed = self._doomed, []
+            # The newest segment stays here: appends go there (it is reclaimed below).
             while len(self._segments) > 1 and self._segments[0].last <= offset:
                 segment = self._segments.pop(0)
                 _close_reader(segment)
                 doomed.append(segment.path)
-            task = asyncio.ensure_future(asyncio.to_thread(self._persist_ack, offset, doomed))
-            cancelled = await _settle(task)
-            if cancelled:
-                raise asyncio.CancelledError
-            task.result()
+            try:
+                await _in_thread(self._persist_ack, offset, doomed, False)
+            except OSError as exc:
+                if not is_out_of_space(exc):
+                    self._doomed = doomed
+                    raise
+                # The disk is full: the reserve gives the ack file room. No append runs
+                # meanwhile, or it could take the space released.
+                async with self._lock:
+                    try:
+                        await _in_thread(self._persist_ack, offset, doomed, True)
+                    except OSError:
+                        self._doomed = doomed
+                        raise
+            self._acked_durable = offset
+            full = self._space_need is not None or not self._reserve.held
+            if self._compactable(full=full):
+                async with self._lock:
+                    await self._reclaim_newest(full=full)
 
-    def _persist_ack(self, offset: int, doomed: list[Path]) -> None:
+    def _persist_ack(self, offset: int, doomed: list[Path], use_reserve: bool) -> None:
         # Written before the segments go: a crash in between only leaves them for the
         # next open to trim. No fsync: a lost ack only means records are sent again.
-        tmp = self._dir / (_ACK_FILE + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            _write_all(fd, b"%d\n" % offset)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._dir / _ACK_FILE)
+        reserve = self._reserve if use_reserve else None
+        write_replacing(self._dir / _ACK_FILE, b"%d\n" % offset, fsync=False, reserve=reserve)
         for path in doomed:
             path.unlink(missing_ok=True)
+        if use_reserve:
+            self._reserve.hold()  # in the space the deletions freed, if they did
+
+    # -- reclaiming the newest segment -------------------------------------------------
+
+    def _compactable(self, *, full: bool) -> bool:
+        """Whether the newest segment is all acked (durably) and worth reclaiming: grown
+        past ``compact_bytes``, or any size when the disk is ``full``."""
+        if not self._segments:
+            return False
+        newest = self._segments[-1]
+        if newest.count < 2 or newest.last > self._acked_durable:
+            return False  # a single frame is already as small as the chain head's copy
+        return full or newest.size >= self._compact_bytes
+
+    async def _reclaim_newest(self, *, full: bool) -> bool:
+        """Replace the acked newest segment by a copy of its last frame (the caller holds
+        the append lock); return whether it was."""
+        if not self._compactable(full=full):
+            return False
+        copying = asyncio.ensure_future(asyncio.to_thread(self._copy_head))
+        cancelled = await _settle(copying)
+        copy = copying.result()  # failed: nothing changed (a stray copy is replaced later)
+        # Its blocks are freed only once nothing holds it open.
+        old = self._segments[-1]
+        self._release_newest()
+        dropping = asyncio.ensure_future(asyncio.to_thread(self._drop_newest, copy))
+        cancelled |= await _settle(dropping)
+        if dropping.exception() is not None:  # the copy cannot be opened: go on in the old
+            self._write_fd = os.open(old.path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            self._adopt(copy, dropping.result())
+        if cancelled:
+            raise asyncio.CancelledError
+        dropping.result()
+        return True
+
+    def _copy_head(self) -> _Segment:
+        """On disk, the newest segment's last frame into ``{last:020d}.seg``; returns that
+        segment. From here a crash leaves both files; recovery deletes the old one."""
+        old = self._segments[-1]
+        fd = old.read_fd
+        if fd is None:
+            fd = old.read_fd = os.open(old.path, os.O_RDONLY | os.O_CLOEXEC)
+        frame = os.pread(fd, old.size - old.last_at, old.last_at)
+        if len(frame) != old.size - old.last_at:
+            raise _corrupt(old, old.last_at)
+        if self._fsync:
+            # The copy supersedes the segment only under an ack that survives a crash.
+            sync_path(self._dir / _ACK_FILE)
+        path = self._dir / f"{old.last:020d}.seg"
+        write_replacing(path, frame, fsync=self._fsync, reserve=self._reserve)
+        segment = _Segment(old.last, path, old.last, old.last, len(frame), 1, 0)
+        segment.index_offsets.append(old.last)
+        segment.index_positions.append(0)
+        segment.next_index_at = _INDEX_STRIDE
+        return segment
+
+    def _release_newest(self) -> None:
+        _close_reader(self._segments[-1])
+        if self._write_fd is not None:
+            os.close(self._write_fd)
+            self._write_fd = None
+        self._cursor = None
+
+    def _drop_newest(self, copy: _Segment) -> int:
+        """Delete the segment the copy supersedes, take the reserve back in the space that
+        freed; returns the copy's write fd."""
+        fd = os.open(copy.path, os.O_WRONLY | os.O_CLOEXEC)
+        old = self._segments[-1].path
+        try:
+            old.unlink(missing_ok=True)
+        except OSError:
+            self._doomed.append(old)  # tried again at the next ack; recovery deletes it too
+        if self._fsync:
+            _fsync_dir(self._dir)
+        self._reserve.hold()
+        return fd
+
+    def _adopt(self, segment: _Segment, write_fd: int) -> None:
+        """In memory: the copy takes the reclaimed segment's place."""
+        self._segments[-1] = segment
+        self._write_fd = write_fd
 
     async def close(self) -> None:
-        async with self._lock, self._ack_lock:
+        # The ack lock first, as ack() takes them.
+        async with self._ack_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -736,6 +935,16 @@ def _write_all(fd: int, data: bytes) -> None:
         if n <= 0:
             raise OSError(errno.EIO, "short write to the audit spool")
         view = view[n:]
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a thread, waited for even when cancelled (it cannot be stopped
+    half-way); then cancelled, or its result."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    cancelled = await _settle(task)
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
 
 
 def _fsync_dir(path: Path) -> None:

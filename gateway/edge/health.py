@@ -75,18 +75,31 @@ def _witness_warning(audit: dict[str, Any]) -> str | None:
 
 def _audit_check(state: GatewayState) -> tuple[str | None, str | None]:
     """(failure, warning) of the audit path: the broker may be away while the spool has
-    room, since the spool keeps every event durable until the broker takes it; witnesses
-    that stopped cosigning are a warning (exchanges go on, the alarm is raised)."""
+    room, since the spool keeps every event durable until the broker takes it. When
+    events cannot be made durable the instance is not ready if it has a fail_closed
+    service (every call to one would be refused), only degraded if it has none.
+    Witnesses that stopped cosigning are a warning (exchanges go on, the alarm is
+    raised)."""
     audit = state.audit.status()
     witnesses = _witness_warning(audit)
     if audit.get("mode") != "kafka":
         return None, witnesses
-    if audit.get("spool_near_full"):
-        return "the broker is not taking events and the spool is near its bound", None
-    if not audit.get("broker_connected"):
-        return None, (
-            f"broker unreachable; {audit.get('spool_records', 0)} event(s) kept in the spool"
+    cannot = None
+    if audit.get("spool_disk_full"):
+        cannot = (
+            f"the spool's disk is full ({audit.get('spool_disk_free_bytes')} bytes free): "
+            "events cannot be made durable"
         )
+    elif audit.get("spool_near_full"):
+        cannot = "the broker is not taking events and the spool is near its bound"
+    if cannot is not None:
+        services = state.pipeline.config.services.values()
+        if any(s.enabled and s.audit_mode == "fail_closed" for s in services):
+            return cannot, None
+        return None, cannot + " (no fail_closed service is affected)"
+    if not audit.get("broker_connected"):
+        broker = f"broker unreachable; {audit.get('spool_records', 0)} event(s) kept in the spool"
+        return None, "; ".join(w for w in (broker, witnesses) if w)
     return None, witnesses
 
 
@@ -146,6 +159,11 @@ def refresh_gauges(state: GatewayState) -> None:
     m.spool_bytes.labels(instance).set(float(audit.get("spool_bytes", 0)))
     for name, w in audit.get("witnesses", {}).items():
         m.witness_behind.labels(name, instance).set(float(w["behind"]))
+    if audit.get("mode") == "kafka":
+        m.spool_disk_full.labels(instance).set(1.0 if audit.get("spool_disk_full") else 0.0)
+        free = audit.get("spool_disk_free_bytes")
+        if free is not None:
+            m.spool_disk_free.labels(instance).set(float(free))
     m.config_version.labels(instance).set(state.config_version)
     # Every configured upstream has a breaker state; one not called yet is closed.
     breakers = state.upstream.breaker_states()

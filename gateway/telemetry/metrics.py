@@ -103,6 +103,13 @@ class GatewayMetrics:
             "Leaves of this instance's log that a witness has not cosigned yet (alarm > 0).",
             "witness",
         )
+        self.spool_disk_full = instance_gauge(
+            "lgsp_audit_spool_disk_full",
+            "1 while this instance's audit spool finds its disk full (events not durable).",
+        )
+        self.spool_disk_free = instance_gauge(
+            "lgsp_audit_spool_disk_free_bytes", "Free bytes on the disk of this instance's spool."
+        )
         self.breaker_state = instance_gauge(
             "lgsp_upstream_circuit_state",
             "Circuit breaker per upstream in this instance: 0 closed, 1 half-open, 2 open.",

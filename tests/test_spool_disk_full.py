@@ -201,7 +201,7 @@ def _log_since(path: Path, offset: int) -> str:
         return f.read().decode(errors="replace")
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.dialects("postgresql")
 async def test_a_full_spool_disk_recovers_by_itself(
     database_url: str, broker: Broker, tmp_path: Path, spool_disk: Path
 ) -> None:
@@ -285,7 +285,7 @@ async def test_a_full_spool_disk_recovers_by_itself(
         assert all(stored["intent"][r] <= 1 for r in refused_ids)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.dialects("postgresql")
 async def test_healthz_says_the_broker_is_gone_within_a_second_or_two(
     database_url: str, broker: Broker, tmp_path: Path
 ) -> None:

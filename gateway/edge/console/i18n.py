@@ -1,5 +1,5 @@
 """The console's words, Vietnamese first and English beside them: one catalogue, one
-entry a message, so that a missing translation is a test failure, not a blank.
+entry a message holding both languages, so that no message lacks one.
 
 A small dictionary rather than gettext: a few dozen messages, two languages, and no
 build step to compile catalogues.

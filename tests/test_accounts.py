@@ -194,3 +194,22 @@ def test_lgsp_account_create_prints_the_provisioning_uri(env: dict[str, str]) ->
     assert "otpauth://totp/LGSP:quantri?secret=" in out.stdout
     again = lgsp(env, "account", "create", "quantri", "--role", "administrator")
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+async def test_a_generated_password_is_for_one_sign_in_and_a_new_one_follows_the_rules(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    issued = await _create(db)
+    async with db() as s, s.begin():
+        account = await accounts.find_account(s, "nva")
+        assert account is not None and account.must_change_password
+        with pytest.raises(AccountError):
+            await accounts.change_password(s, account, "not the current one", GOOD)
+        with pytest.raises(PasswordRejected) as e:
+            await accounts.change_password(s, account, issued.password, "nva nva nva nva")
+        assert e.value.problems == ["password.contains_name"]
+        await accounts.change_password(s, account, issued.password, GOOD)
+        assert not account.must_change_password
+    async with db() as s, s.begin():
+        assert await accounts.check_password(s, "nva", GOOD, policy=POLICY, address="a")
+    assert [e.action for e in await _events(db)] == ["account.create", "account.password"]

@@ -76,12 +76,28 @@ class Person:
         return totp.code_at(self.secret, time.time())
 
 
-async def _person(gateway: Harness, name: str, roles: list[str]) -> Person:
+GOOD = "sông Hồng mùa nước nổi"
+
+
+async def _person(
+    gateway: Harness, name: str, roles: list[str], *, one_time: bool = False
+) -> Person:
+    """An account with its own password (or, `one_time`, one the gateway generated)."""
     async with gateway.state.sessions() as s, s.begin():
         issued = await accounts.create_account(
-            s, name=name, display_name=f"Người {name}", roles=roles, actor="test"
+            s,
+            name=name,
+            display_name=f"Người {name}",
+            roles=roles,
+            actor="test",
+            password=None if one_time else GOOD,
         )
     return Person(name, issued.password, issued.totp_secret)
+
+
+async def _events(gateway: Harness) -> list[AdminEvent]:
+    async with gateway.state.sessions() as s:
+        return list((await s.scalars(select(AdminEvent).order_by(AdminEvent.id))).all())
 
 
 async def _sign_in(page: Any, url: str, who: Person, code: str | None = None) -> None:
@@ -113,8 +129,7 @@ async def test_sign_in_takes_a_password_then_a_totp_code(gateway: Harness, brows
     await page.wait_for_url("**/console/sign-in?m=out")
     await page.goto(f"{gateway.url}/console/agencies")
     assert page.url.endswith("/console/sign-in")
-    async with gateway.state.sessions() as s:
-        actions = [e.action for e in (await s.scalars(select(AdminEvent))).all()]
+    actions = [e.action for e in await _events(gateway)]
     assert "account.sign-in" in actions and "account.sign-out" in actions
 
 
@@ -261,3 +276,103 @@ async def test_what_an_outsider_puts_in_an_agency_name_is_shown_not_run(
     assert hostile in (await page.text_content(f"tr[data-code='{AGENCY}']") or "")
     assert await page.locator("main img, main script").count() == 0
     assert dialogs == []
+
+
+async def test_a_one_time_password_must_be_replaced_under_the_rules(
+    gateway: Harness, browser: Any
+) -> None:
+    who = await _person(gateway, "nva", ["administrator"], one_time=True)
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/password")
+    await page.goto(f"{gateway.url}/console/agencies")  # nothing else opens before
+    assert page.url.endswith("/console/password")
+    await page.fill("#current", who.password)
+    await page.fill("#new", "1qaz2wsx3edc4rfv")
+    await page.fill("#again", "1qaz2wsx3edc4rfv")
+    await page.click("main button[type=submit]")
+    assert "danh sách mật khẩu đã bị lộ" in (await page.text_content("#new-error") or "")
+    await page.fill("#current", who.password)
+    await page.fill("#new", GOOD)
+    await page.fill("#again", GOOD)
+    await page.click("main button[type=submit]")
+    await page.wait_for_url("**/console/?m=password")
+    assert await page.text_content("#notice") == "Đã đổi mật khẩu."
+    await page.goto(f"{gateway.url}/console/agencies")
+    assert page.url.endswith("/console/agencies")
+    assert [e.action for e in await _events(gateway)][-1] == "account.password"
+
+
+async def test_an_administrator_creates_an_account_and_its_secrets_are_shown_once(
+    gateway: Harness, browser: Any
+) -> None:
+    admin = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, admin)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/accounts']")
+    await page.fill("#new-name", "ttb")
+    await page.fill("#new-display", "Trần Thị B")
+    await page.check("#create input[value=auditor]")
+    await page.fill("#new-comment", "kiểm toán viên mới của Sở")
+    await page.click("#create button")
+    password = await page.text_content("#issued-password")
+    secret = await page.text_content("#issued-secret")
+    assert password and secret
+    assert "otpauth://totp/LGSP:ttb?secret=" in (await page.text_content("#issued-uri") or "")
+    await page.goto(f"{gateway.url}/console/accounts")  # shown once: not on the next page
+    assert password not in (await page.content())
+    created = [e for e in await _events(gateway) if e.action == "account.create"][-1]
+    assert (created.actor, created.target) == ("person:nva", "person:ttb")
+    assert created.comment == "kiểm toán viên mới của Sở"
+    # The new person signs in with what was shown, and must choose a password first.
+    other = await (await browser.new_context()).new_page()
+    await _sign_in(other, gateway.url, Person("ttb", password, secret))
+    await other.wait_for_url("**/console/password")
+    # Nobody disables themselves here.
+    await page.click("tr[data-account='nva'] summary")
+    await page.fill("tr[data-account='nva'] form[action$='/disable'] input[name=comment]", "x")
+    await page.click("tr[data-account='nva'] form[action$='/disable'] button")
+    assert "không thể tự vô hiệu hoá" in (await page.text_content("#form-errors") or "")
+
+
+async def test_sign_out_everywhere_ends_every_session_of_the_account(
+    gateway: Harness, browser: Any
+) -> None:
+    who = await _person(gateway, "nva", ["administrator"])
+    first = await (await browser.new_context()).new_page()
+    await _sign_in(first, gateway.url, who)
+    await first.wait_for_url("**/console/")
+    second = await (await browser.new_context()).new_page()
+    # Another browser, the next step's code (this step's was used: a code is good once).
+    await _sign_in(second, gateway.url, who, code=totp.code_at(who.secret, time.time() + 30))
+    await second.wait_for_url("**/console/")
+    await second.click("main form[action$='/sign-out/everywhere'] button")
+    await second.wait_for_url("**/console/sign-in?m=out")
+    await first.goto(f"{gateway.url}/console/agencies")
+    assert first.url.endswith("/console/sign-in")
+
+
+async def test_the_session_token_changes_when_the_second_factor_is_given(
+    gateway: Harness, browser: Any
+) -> None:
+    """Session fixation: a token known before sign-in is worthless after it."""
+    who = await _person(gateway, "nva", ["administrator"])
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{gateway.url}/console/sign-in")
+    await page.fill("#name", who.name)
+    await page.fill("#password", who.password)
+    await page.click("main button[type=submit]")
+    await page.wait_for_url("**/console/sign-in/code")
+    (before,) = [c["value"] for c in await context.cookies() if c["name"].endswith("console")]
+    await page.fill("#code", who.code())
+    await page.click("main button[type=submit]")
+    await page.wait_for_url("**/console/")
+    (after,) = [c["value"] for c in await context.cookies() if c["name"].endswith("console")]
+    assert before != after
+    for token, where in ((before, "/console/sign-in"), (after, None)):
+        r = await gateway.http.get(
+            "/console/agencies", headers={"Cookie": f"__Host-lgsp_console={token}"}
+        )
+        assert r.headers.get("location") == where

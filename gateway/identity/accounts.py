@@ -35,6 +35,7 @@ __all__ = [
     "Locked",
     "LockoutPolicy",
     "PasswordRejected",
+    "change_password",
     "check_password",
     "check_second_factor",
     "create_account",
@@ -197,6 +198,7 @@ async def create_account(
         totp_last_step=0,
         enabled=True,
         failures=0,
+        must_change_password=password is None,
     )
     session.add(account)
     await session.flush()
@@ -235,6 +237,7 @@ async def reset_account(
     account.totp_secret, account.totp_last_step = secret, 0
     account.failures, account.locked_until, account.enabled = 0, None, True
     account.password_changed_at = utcnow()
+    account.must_change_password = password is None
     await end_sessions(session, account.id)
     await changes.record(
         session,
@@ -291,6 +294,44 @@ async def set_roles(
         before=before,
         after=_public(account),
         comment=comment,
+    )
+
+
+async def change_password(
+    session: AsyncSession,
+    account: Account,
+    current: str,
+    new: str,
+    *,
+    min_length: int = passwords.MIN_LENGTH,
+    keep_session: str | None = None,
+) -> None:
+    """The person replaces their password (the one-time one, or their own): the current
+    one is asked again, the new one must pass the rules, and every other session of the
+    account ends.
+
+    Raises:
+        AccountError: `password.current_wrong` if `current` is not the password.
+        PasswordRejected: the new password breaks a rule.
+
+    Example:
+        >>> await change_password(s, account, "q3Jm…", "sông Hồng mùa nước nổi")
+    """
+    if not passwords.verify_password(account.password_hash, current):
+        raise AccountError("password.current_wrong", "the current password is not right")
+    problems = passwords.password_problems(new, account=account.name, min_length=min_length)
+    if passwords.verify_password(account.password_hash, new):
+        problems.append("password.unchanged")
+    if problems:
+        raise PasswordRejected(problems)
+    account.password_hash = passwords.hash_password(new)
+    account.password_changed_at, account.must_change_password = utcnow(), False
+    ended = delete(ConsoleSession).where(ConsoleSession.account_id == account.id)
+    if keep_session is not None:
+        ended = ended.where(ConsoleSession.id != keep_session)
+    await session.execute(ended)
+    await changes.record(
+        session, actor=person(account.name), action="account.password", target=person(account.name)
     )
 
 

@@ -457,6 +457,9 @@ class Account(Base):
     locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A password the gateway generated (create, reset) is for one sign-in: then the
+    # person chooses their own.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ConsoleSession(Base):

@@ -87,6 +87,83 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Bạn chỉ được xem; sửa cơ quan cần vai trò quản trị viên.",
         "You may read only; editing agencies needs the administrator role.",
     ),
+    "nav.password": ("Đổi mật khẩu", "Change password"),
+    "password.title": ("Đổi mật khẩu", "Change your password"),
+    "password.forced": (
+        "Mật khẩu bạn vừa dùng chỉ dùng được một lần. Hãy chọn mật khẩu của riêng bạn.",
+        "The password you signed in with was for one use. Choose your own now.",
+    ),
+    "password.current": ("Mật khẩu hiện tại", "Current password"),
+    "password.new": ("Mật khẩu mới", "New password"),
+    "password.again": ("Nhập lại mật khẩu mới", "New password again"),
+    "password.rules": (
+        "Từ {min_length} đến {max_length} ký tự; được dùng dấu cách và chữ có dấu. "
+        "Một cụm từ dễ nhớ là lựa chọn tốt. Mật khẩu đã bị lộ hoặc chứa tên tài khoản "
+        "sẽ bị từ chối.",
+        "{min_length} to {max_length} characters; spaces and accented letters are fine. "
+        "A phrase you remember is a good choice. Passwords known from breaches, or "
+        "containing your account name, are refused.",
+    ),
+    "password.save": ("Lưu mật khẩu", "Save the password"),
+    "password.saved": ("Đã đổi mật khẩu.", "Your password is changed."),
+    "password.mismatch": ("Hai lần nhập không giống nhau.", "The two entries differ."),
+    "password.current_wrong": ("Mật khẩu hiện tại không đúng.", "The current password is wrong."),
+    "password.too_short": (
+        "Quá ngắn: cần ít nhất {min_length} ký tự.",
+        "Too short: at least {min_length} characters.",
+    ),
+    "password.too_long": (
+        "Quá dài: nhiều nhất {max_length} ký tự.",
+        "Too long: at most {max_length} characters.",
+    ),
+    "password.breached": (
+        "Mật khẩu này có trong danh sách mật khẩu đã bị lộ; hãy chọn mật khẩu khác.",
+        "This password is on the list of breached passwords; choose another.",
+    ),
+    "password.contains_name": (
+        "Mật khẩu không được chứa tên tài khoản.",
+        "The password may not contain your account name.",
+    ),
+    "password.repetitive": (
+        "Mật khẩu chỉ lặp lại một ký tự.",
+        "The password repeats a single character.",
+    ),
+    "password.unchanged": (
+        "Mật khẩu mới phải khác mật khẩu hiện tại.",
+        "The new password must differ from the current one.",
+    ),
+    "nav.people": ("Tài khoản", "Accounts"),
+    "people.title": ("Tài khoản người dùng", "People's accounts"),
+    "people.display_name": ("Họ và tên", "Full name"),
+    "people.state": ("Trạng thái", "State"),
+    "people.actions": ("Thao tác", "Actions"),
+    "people.active": ("Đang hoạt động", "Active"),
+    "people.locked": ("Tạm khoá", "Locked"),
+    "people.disabled": ("Đã vô hiệu hoá", "Disabled"),
+    "people.change": ("Thay đổi", "Change"),
+    "people.save_roles": ("Lưu vai trò", "Save the roles"),
+    "people.reset": ("Đặt lại mật khẩu và mã", "Reset password and code"),
+    "people.disable": ("Vô hiệu hoá", "Disable"),
+    "people.create": ("Tạo tài khoản", "Create an account"),
+    "people.name_help": (
+        "2–64 ký tự: chữ thường không dấu, số, '.', '_', '-'.",
+        "2-64 characters: a-z, 0-9, '.', '_', '-'.",
+    ),
+    "people.issued": ("Thông tin đăng nhập của {name}", "Sign-in details of {name}"),
+    "people.issued_help": (
+        "Chỉ hiển thị một lần. Hãy trao trực tiếp cho người dùng; mật khẩu chỉ dùng được "
+        "cho lần đăng nhập đầu, mã bí mật TOTP được thêm vào ứng dụng xác thực.",
+        "Shown once. Hand them to the person directly; the password is for the first "
+        "sign-in only, the TOTP secret goes into their authenticator app.",
+    ),
+    "people.totp_secret": ("Mã bí mật TOTP", "TOTP secret"),
+    "people.done": ("Đã lưu thay đổi.", "The change is saved."),
+    "people.not_yourself": (
+        "Bạn không thể tự vô hiệu hoá hay bỏ vai trò quản trị của chính mình; hãy nhờ một "
+        "quản trị viên khác.",
+        "You cannot disable yourself or drop your own administrator role; ask another "
+        "administrator.",
+    ),
     "form.required": ("Trường này là bắt buộc.", "This field is required."),
     "form.errors": ("Thay đổi chưa được lưu:", "The change was not saved:"),
     "events.title": ("Nhật ký thay đổi", "Change log"),

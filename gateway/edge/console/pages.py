@@ -34,8 +34,10 @@ COMMENT_MAX = 500
 async def home(view: View) -> web.StreamResponse:
     """Who is signed in, with which roles, and the configuration version."""
     assert view.found is not None
+    notice = view.t("password.saved") if view.request.query.get("m") == "password" else None
     return view.render(
         "home.html",
+        notice=notice,
         version=view.state.config_version,
         session_ends=view.found.session.expires_at.isoformat(timespec="minutes"),
     )

@@ -152,7 +152,7 @@ async def code(view: View) -> web.StreamResponse:
     return response
 
 
-@page(stage=None)
+@page(stage=None, before_new_password=True)
 async def sign_out(view: View) -> web.StreamResponse:
     """End this session (a POST with the session's token: no sign-out by a link)."""
     if view.found is not None:

@@ -174,17 +174,19 @@ Handler = Callable[[View], Awaitable[web.StreamResponse]]
 
 
 def page(
-    *, stage: str | None = SIGNED_IN, roles: tuple[str, ...] = ()
+    *, stage: str | None = SIGNED_IN, roles: tuple[str, ...] = (), before_new_password: bool = False
 ) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     """Wrap a console handler: the session it needs (`stage`; None: none needed), the
     roles one of which it needs (empty: any signed-in person), the CSRF check of a POST.
+    A person still on a one-time password sees only pages `before_new_password` allows
+    (choosing their password, signing out) until they choose one.
     """
 
     def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def run(request: web.Request) -> web.StreamResponse:
             state = request.app[STATE]
             view = View(request, state, _lang(request), await _session(state, request))
-            response = await _checked(view, handler, stage, roles)
+            response = await _checked(view, handler, stage, roles, before_new_password)
             for k, v in SECURITY_HEADERS.items():
                 response.headers[k] = v
             if view.pre_token:
@@ -198,11 +200,13 @@ def page(
 
 
 async def _checked(
-    view: View, handler: Handler, stage: str | None, roles: tuple[str, ...]
+    view: View, handler: Handler, stage: str | None, roles: tuple[str, ...], early: bool
 ) -> web.StreamResponse:
     request = view.request
     if stage is not None and (view.found is None or view.found.session.stage != stage):
         return redirect(f"{PREFIX}/sign-in")
+    if stage == SIGNED_IN and not early and view.found and view.found.account.must_change_password:
+        return redirect(f"{PREFIX}/password")
     if stage is None and view.found is None:
         # Pages before a session (sign-in) carry the pre-session token in their forms.
         view.pre_token = request.cookies.get(_pre(view), "") or secrets.token_urlsafe(32)

@@ -376,3 +376,82 @@ async def test_the_session_token_changes_when_the_second_factor_is_given(
             "/console/agencies", headers={"Cookie": f"__Host-lgsp_console={token}"}
         )
         assert r.headers.get("location") == where
+
+
+SLOW = "000.00.00.H49/slow/v1"  # total timeout 300 ms in the test policy
+
+
+async def test_an_operator_changes_a_timeout_after_a_preview_and_it_takes_effect(
+    gateway: Harness, browser: Any
+) -> None:
+    headers = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
+    slow_call = "/r1/000.00.00.H49/slow/v1/600"  # the simulator answers after 600 ms
+    assert (await gateway.http.get(slow_call, headers=headers)).status_code == 504
+    who = await _person(gateway, "vanhanh", ["operator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/services']")
+    await page.click(f"tr[data-service='{SLOW}'] a")
+    # A value the policy refuses is named next to its field, and nothing is previewed.
+    await page.fill("#timeouts-total_ms", "5")
+    await page.click("main form button[type=submit]")
+    assert "10" in (await page.text_content("#timeouts-total_ms-error") or "")
+    await page.fill("#timeouts-total_ms", "3000")
+    await page.click("main form button[type=submit]")
+    # The preview says exactly what will change; nothing has yet.
+    assert await page.text_content("#changes .detail") == "timeouts.total_ms: 300 → 3000"
+    assert (await gateway.http.get(slow_call, headers=headers)).status_code == 504
+    await page.fill("#comment", "nhà cung cấp chậm vào giờ cao điểm")
+    await page.click("main form button[type=submit]")
+    await page.wait_for_url("**/console/services?saved=*")
+    assert await page.text_content(f"tr[data-service='{SLOW}'] .total_ms") == "3000"
+    assert (await gateway.http.get(slow_call, headers=headers)).status_code == 200
+    async with gateway.state.sessions() as s:
+        version = await s.scalar(select(PolicyVersion).order_by(PolicyVersion.id.desc()))
+    assert version is not None
+    assert (version.actor, version.comment) == (
+        "person:vanhanh",
+        "nhà cung cấp chậm vào giờ cao điểm",
+    )
+
+
+async def test_a_preview_confirmed_after_someone_else_changed_the_policy_is_refused(
+    gateway: Harness, browser: Any
+) -> None:
+    who = await _person(gateway, "vanhanh", ["operator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.goto(f"{gateway.url}/console/services/{SLOW}")
+    await page.fill("#timeouts-total_ms", "3000")
+    await page.click("main form button[type=submit]")
+    await page.wait_for_selector("#changes")
+    from gateway.admin import collections as entities
+    from gateway.admin.actor import Actor
+    from gateway.admin.edits import Editor
+
+    other = Editor(gateway.state.sessions, Actor.client("quantri", frozenset({"administrator"})))
+    await entities.patch(other, entities.SERVICES, tuple(SLOW.split("/")), {"name": "Chậm"})
+    await page.fill("#comment", "x")
+    await page.click("main form button[type=submit]")
+    assert "someone changed it since" in (await page.text_content("#notice") or "")
+    assert await page.input_value("#timeouts-total_ms") == "300"  # not applied
+
+
+async def test_an_observer_sees_a_service_but_cannot_preview_a_change(
+    gateway: Harness, browser: Any
+) -> None:
+    who = await _person(gateway, "xem", ["observer"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.goto(f"{gateway.url}/console/services/{SLOW}")
+    assert await page.locator("#timeouts-total_ms").is_disabled()
+    assert await page.locator("main form button").count() == 0
+    csrf = await page.get_attribute("input[name=csrf]", "value")
+    r = await page.request.post(
+        f"{gateway.url}/console/services/{SLOW}/confirm",
+        form={"csrf": csrf or "", "patch": '{"enabled": false}', "version": "0", "comment": "x"},
+    )
+    assert r.status == 403

@@ -15,7 +15,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.edge.console import pages, password, people, signin
+from gateway.edge.console import pages, password, people, services, signin
 from gateway.edge.console.views import PREFIX, SECURITY_HEADERS
 
 __all__ = ["add_routes"]
@@ -39,4 +39,5 @@ def add_routes(app: web.Application) -> None:
     pages.add_routes(app)
     password.add_routes(app)
     people.add_routes(app)
+    services.add_routes(app)
     app.router.add_get(f"{PREFIX}/static/console.css", stylesheet)

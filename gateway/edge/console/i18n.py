@@ -164,6 +164,35 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "You cannot disable yourself or drop your own administrator role; ask another "
         "administrator.",
     ),
+    "nav.services": ("Dịch vụ", "Services"),
+    "services.title": ("Dịch vụ", "Services"),
+    "services.service": ("Dịch vụ", "Service"),
+    "services.upstream": ("Hệ thống cung cấp", "Upstream"),
+    "services.state": ("Trạng thái", "State"),
+    "services.on": ("Đang bật", "On"),
+    "services.off": ("Đang tắt", "Off"),
+    "services.edit_title": ("Dịch vụ {key}", "Service {key}"),
+    "services.name": ("Tên dịch vụ", "Name"),
+    "services.enabled": ("Bật dịch vụ", "Service enabled"),
+    "services.connect_ms": ("Thời gian chờ kết nối (ms)", "Connect timeout (ms)"),
+    "services.total_ms": ("Thời gian chờ toàn bộ (ms)", "Total timeout (ms)"),
+    "services.attempts": ("Số lần thử (1: không thử lại)", "Attempts (1: no retry)"),
+    "services.access": ("Quyền truy cập", "Access rights"),
+    "services.access_help": (
+        "Quyền truy cập do quản trị viên thay đổi.",
+        "Access rights are the administrator's to change.",
+    ),
+    "services.no_access": ("Chưa cấp quyền cho hệ thống nào.", "No system has a right yet."),
+    "services.preview": ("Xem trước thay đổi", "Preview the change"),
+    "services.preview_title": ("Xác nhận thay đổi {key}", "Confirm the change to {key}"),
+    "services.nothing": ("Không có gì thay đổi.", "Nothing would change."),
+    "services.confirm": ("Xác nhận và áp dụng", "Confirm and apply"),
+    "services.back": ("Quay lại biểu mẫu", "Back to the form"),
+    "services.whole_number": ("Cần một số nguyên.", "A whole number is needed."),
+    "error.stale": (
+        "Biểu mẫu không đầy đủ; hãy mở lại trang dịch vụ.",
+        "The form is incomplete; open the service's page again.",
+    ),
     "form.required": ("Trường này là bắt buộc.", "This field is required."),
     "form.errors": ("Thay đổi chưa được lưu:", "The change was not saved:"),
     "events.title": ("Nhật ký thay đổi", "Change log"),
@@ -186,7 +215,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 }
 
 
-def translate(lang: str, key: str, **values: object) -> str:
+def translate(lang: str, key: str, /, **values: object) -> str:
     """The message `key` in `lang` (Vietnamese for an unknown language), with `values`
     put in; the key itself if the catalogue lacks it.
 

@@ -124,7 +124,7 @@ class View:
         value = self.form.get(name, "") if self.form is not None else ""
         return value if isinstance(value, str) else ""
 
-    def t(self, key: str, **values: object) -> str:
+    def t(self, key: str, /, **values: object) -> str:
         return translate(self.lang, key, **values)
 
     def render(self, template: str, status: int = 200, **values: Any) -> web.Response:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import stat
 import subprocess
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.identity import passwords
 from tests.conftest import LGSP, free_port, lgsp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +47,15 @@ def test_demo_steps_work_as_printed(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     oks = [line for line in out.stdout.splitlines() if line.startswith("[ok]")]
     assert len(oks) == 14, out.stdout
+    # The console's sample people, with what they need to sign in, which the store takes.
+    assert "/console/" in out.stdout
+    printed = dict(re.findall(r"^  (\w+) .* password (\S+)$", out.stdout, re.M))
+    assert set(printed) == {"quantri", "kiemtoan"}
+    assert "otpauth://totp/LGSP:quantri?secret=" in out.stdout
+    with sqlite3.connect(tmp_path / "var" / "lgsp.db") as db:
+        stored = dict(db.execute("SELECT name, password_hash FROM accounts").fetchall())
+    for name, password in printed.items():
+        assert passwords.verify_password(stored[name], password)
     # Embedded defaults: the SQLite file and the signing key live under var/.
     assert (tmp_path / "var" / "lgsp.db").exists()
     [key] = (tmp_path / "var" / "keys").glob("*.pem")

@@ -49,13 +49,21 @@ class Editor:
 
     `outbound` refuses upstream addresses outside the networks the gateway may call and
     secrets an upstream may not read;
-    `if_match` is the policy version (an ETag, `"42"`) the change was prepared against.
+    `if_match` is the policy version (an ETag, `"42"`) the change was prepared against;
+    `dry_run` makes the change, with every check, and rolls it back: what it would
+    change (the console's preview before a person confirms).
     """
 
     sessions: async_sessionmaker[AsyncSession]
     actor: Actor
     outbound: versions.OutboundRules | None = None
     if_match: str | None = None
+    dry_run: bool = False
+
+
+class _DryRun(Exception):  # not an error: the way out of a dry run's transaction
+    def __init__(self, commit: versions.PolicyCommit) -> None:
+        self.commit = commit
 
 
 async def begin_change(session: AsyncSession, if_match: str | None) -> None:
@@ -172,25 +180,32 @@ async def edit(
         seen["doc"] = doc
         seen["focus"] = change(doc)
 
-    async with editor.sessions() as s, s.begin():
-        await begin_change(s, editor.if_match)
-        try:
-            commit = await versions.edit_policy(
-                s,
-                run,
-                actor=editor.actor.name,
-                source=editor.actor.source,
-                comment=editor.actor.comment,
-                outbound=editor.outbound,
-            )
-        except (ValidationError, versions.PolicyRejected) as e:
-            errors = (
-                validation_errors(e) if isinstance(e, ValidationError) else message_errors(str(e))
-            )
-            raise refused(
-                what, errors, doc=seen.get("doc"), focus=seen.get("focus"), deleting=deleting
-            ) from None
-        operator_may(editor.actor, commit.changes)
+    try:
+        async with editor.sessions() as s, s.begin():
+            await begin_change(s, editor.if_match)
+            try:
+                commit = await versions.edit_policy(
+                    s,
+                    run,
+                    actor=editor.actor.name,
+                    source=editor.actor.source,
+                    comment=editor.actor.comment,
+                    outbound=editor.outbound,
+                )
+            except (ValidationError, versions.PolicyRejected) as e:
+                errors = (
+                    validation_errors(e)
+                    if isinstance(e, ValidationError)
+                    else message_errors(str(e))
+                )
+                raise refused(
+                    what, errors, doc=seen.get("doc"), focus=seen.get("focus"), deleting=deleting
+                ) from None
+            operator_may(editor.actor, commit.changes)
+            if editor.dry_run:
+                raise _DryRun(commit)  # leaves the transaction, which rolls back
+    except _DryRun as done:
+        return done.commit
     return commit
 
 

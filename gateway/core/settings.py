@@ -130,6 +130,17 @@ class Settings(BaseSettings):
     auth_failures_per_client: int = Field(10, ge=1, le=10_000)
     auth_failures_per_address: int = Field(50, ge=1, le=100_000)
     auth_failure_window_seconds: float = Field(300.0, gt=0, le=86_400)
+    # -- the console (docs/administrator.md "The console and personal accounts") --
+    # False only for a demo on http://localhost: the session cookie then drops Secure
+    # and the __Host- prefix, which browsers refuse over plain HTTP elsewhere.
+    console_secure_cookies: bool = True
+    console_session_hours: float = Field(8.0, gt=0, le=24)
+    console_idle_minutes: float = Field(15.0, gt=0, le=240)
+    # Consecutive failed factors (password or TOTP) before an account is locked, and for
+    # how long; the source address also spends the token endpoint's per-address budget.
+    console_lockout_failures: int = Field(5, ge=1, le=100)
+    console_lockout_minutes: float = Field(15.0, gt=0, le=1440)
+    console_password_min_length: int = Field(12, ge=8, le=64)
     problem_type_base: str = "urn:lgsp:problem:"
     log_level: str = "INFO"
 

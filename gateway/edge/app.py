@@ -16,7 +16,7 @@ from gateway.config.runtime import RuntimeConfig
 from gateway.core.logging import log
 from gateway.core.networks import NetworkAllowList
 from gateway.core.settings import Settings
-from gateway.edge import admin_api, audit_api, registry_api
+from gateway.edge import admin_api, audit_api, console, registry_api
 from gateway.edge import discovery_api as discovery
 from gateway.edge.health import METRICS_ALLOWED, _refresh_gauges_loop, healthz, metrics, readyz
 from gateway.edge.oauth import jwks, oauth_metadata, token_endpoint
@@ -149,4 +149,5 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     admin_api.add_routes(app)
     discovery.add_routes(app)
     audit_api.add_routes(app)
+    console.add_routes(app)
     return app

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
@@ -27,12 +28,18 @@ from gateway.core.logging import configure_logging
 from gateway.core.settings import Settings
 from gateway.edge.app import create_app
 from gateway.edge.protocol import GatewayRunner
+from gateway.identity import accounts
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade_async
 
 DEMO_CLIENT = "motcua"
 DEMO_ADMIN = "quantri-dulieu"  # the sample policy's administrator
+# The console's sample people: (account, full name, roles).
+DEMO_PEOPLE = (
+    ("quantri", "Quản trị viên (mẫu)", ["administrator"]),
+    ("kiemtoan", "Kiểm toán viên (mẫu)", ["auditor"]),
+)
 PROVINCE_AT_NATIONAL = "000.00.00.H49"  # the province's client id at the national platform
 POPULATION_SERVICE = "/r1/000.00.00.G01/csdlqg-dancu/v1"
 CANONICAL_POPULATION = "/r1/000.00.00.G01/csdlqg-dancu/v2"
@@ -184,7 +191,35 @@ def _lgsp_command() -> str:
     return shutil.which("lgsp") or "lgsp"
 
 
-async def _prepare(settings: Settings, policies: Path) -> tuple[str, str]:
+async def _people(session: AsyncSession) -> list[tuple[list[str], accounts.Issued]]:
+    """The sample people, made anew each run (a new one-time password and TOTP secret)."""
+    out = []
+    for name, full_name, roles in DEMO_PEOPLE:
+        if await accounts.find_account(session, name) is None:
+            issued = await accounts.create_account(
+                session, name=name, display_name=full_name, roles=roles, actor="demo"
+            )
+        else:
+            issued = await accounts.reset_account(session, name, actor="demo")
+        out.append((roles, issued))
+    return out
+
+
+def _print_people(gateway: str, people: list[tuple[list[str], accounts.Issued]]) -> None:
+    print(f"\nconsole: {gateway}/console/  (password, then the code of an authenticator app;")
+    print("these are made anew at each start and shown once):")
+    for roles, p in people:
+        print(f"  {p.name:9} {', '.join(roles):14} password {p.password}")
+        print(f"  {'':9} {'':14} TOTP secret {p.totp_secret}  ({p.uri})")
+    python = _lgsp_command().removesuffix("lgsp") + "python"
+    secret = people[0][1].totp_secret
+    code = f"{python} -c 'import pyotp; print(pyotp.TOTP(\"{secret}\").now())'"
+    print(f"  without an app, {people[0][1].name}'s current code: {code}")
+
+
+async def _prepare(
+    settings: Settings, policies: Path
+) -> tuple[str, str, list[tuple[list[str], accounts.Issued]]]:
     await upgrade_async(settings.database_url)
     policy = load_policy_dir(policies)
     engine = create_engine(settings.database_url)
@@ -205,7 +240,7 @@ async def _prepare(settings: Settings, policies: Path) -> tuple[str, str]:
                 )
                 for code in (DEMO_CLIENT, DEMO_ADMIN)
             ]
-            return secrets_[0], secrets_[1]
+            return secrets_[0], secrets_[1], await _people(session)
     finally:
         await engine.dispose()
 
@@ -272,8 +307,12 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
     os.environ["LGSP_NDXP_CLIENT_SECRET"] = national_secret
     os.environ["LGSP_NDXP_URL"] = f"http://127.0.0.1:{simulator_port}"
     # The simulator is on 127.0.0.1, which the default outbound allow-list refuses.
-    settings = Settings(port=port, upstream_allowed_networks=["loopback"])
-    secret, admin_secret = await _prepare(settings, policies)
+    # The console's cookie drops Secure and __Host- on this plain-HTTP demo, for the
+    # browsers that refuse Secure cookies from http://127.0.0.1.
+    settings = Settings(
+        port=port, upstream_allowed_networks=["loopback"], console_secure_cookies=False
+    )
+    secret, admin_secret, people = await _prepare(settings, policies)
     simulator = await _start_simulator(simulator_port, national_secret)
     runner = GatewayRunner(create_app(settings), access_log=None)
     try:
@@ -288,6 +327,7 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
             'networks (docs/administrator.md, "Outbound safety")'
         )
         steps = demo_steps(gateway, secret, _lgsp_command(), admin_secret)
+        _print_people(gateway, people)
         if check:
             return 0 if await asyncio.to_thread(_check_steps, steps) else 1
         _print_steps(steps)

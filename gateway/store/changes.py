@@ -59,6 +59,13 @@ async def record_all(session: AsyncSession, events: list[AdminEvent]) -> None:
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CONFIG_CHANNEL})
 
 
+async def note(session: AsyncSession, events: list[AdminEvent]) -> None:
+    """Record events that change no configuration (a sign-in, a refused second factor) in
+    the caller's transaction, without bumping the configuration version: a burst of
+    sign-ins must not make every gateway rebuild its tables."""
+    session.add_all(events)
+
+
 async def serialize_changes(session: AsyncSession) -> None:
     """Take the configuration lock now, before reading what the change depends on, so
     concurrent changes (two registrations on one subject, say) run one after the other."""

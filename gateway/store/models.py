@@ -480,3 +480,44 @@ class RegistryConfig(Base):
 
     subject: Mapped[str] = mapped_column(String(255), primary_key=True)
     compatibility: Mapped[str] = mapped_column(String(32))
+
+
+class Account(Base):
+    """A person who signs in to the console (migration 0011): an argon2id password hash,
+    a TOTP secret (RFC 6238), the roles the admin API knows, and the lock-out state."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str] = mapped_column(String(64))
+    # The last TOTP time step accepted: a code is good once (RFC 6238 §5.2).
+    totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed sign-ins
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A password the gateway generated (create, reset) is for one sign-in: then the
+    # person chooses their own.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ConsoleSession(Base):
+    """A console session, server-side: the cookie carries a random token whose SHA-256 is
+    `id`. `stage` is "password" between the two factors, "signed-in" after both."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_account", "account_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(16))
+    csrf: Mapped[str] = mapped_column(String(64))  # the synchronizer token of its forms
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)

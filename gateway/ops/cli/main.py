@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gateway.core.logging import configure_logging
 from gateway.ops import serve, witness
-from gateway.ops.cli import audit, clients, policy, schema
+from gateway.ops.cli import accounts, audit, clients, policy, schema
 from gateway.ops.cli.common import (
     settings_from,
 )
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
 
-    for group in (policy, clients, schema, audit, witness):
+    for group in (policy, clients, schema, audit, witness, accounts):
         group.add_commands(sub)
 
     demo = sub.add_parser("demo", help="run the gateway with the national simulator")

@@ -1,0 +1,43 @@
+"""The web console at /console: server-rendered pages for the people who administer the
+gateway, served by the gateway itself (no second web server, no JavaScript).
+
+Vietnamese first, English switchable (i18n.py); personal accounts with a password and a
+TOTP code (gateway/identity/accounts.py); server-side sessions (websessions.py); every
+form with a synchronizer CSRF token and every page with a strict CSP (views.py).
+
+Example:
+    >>> add_routes(app)
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+
+from gateway.edge.console import pages, password, people, services, signin
+from gateway.edge.console.views import PREFIX, SECURITY_HEADERS
+
+__all__ = ["add_routes"]
+
+_CSS = resources.files("gateway.edge.console").joinpath("static/console.css").read_bytes()
+
+
+async def stylesheet(request: web.Request) -> web.StreamResponse:
+    """The console's one stylesheet (the CSP allows styles from here only)."""
+    headers = {**SECURITY_HEADERS, "Cache-Control": "public, max-age=3600"}
+    return web.Response(body=_CSS, content_type="text/css", charset="utf-8", headers=headers)
+
+
+def add_routes(app: web.Application) -> None:
+    """The console's routes, under /console.
+
+    Example:
+        >>> add_routes(web.Application())
+    """
+    signin.add_routes(app)
+    pages.add_routes(app)
+    password.add_routes(app)
+    people.add_routes(app)
+    services.add_routes(app)
+    app.router.add_get(f"{PREFIX}/static/console.css", stylesheet)

@@ -1,0 +1,230 @@
+"""The console's words, Vietnamese first and English beside them: one catalogue, one
+entry a message holding both languages, so that no message lacks one.
+
+A small dictionary rather than gettext: a few dozen messages, two languages, and no
+build step to compile catalogues.
+
+Example:
+    >>> translate("vi", "signin.title")
+    'Đăng nhập'
+    >>> translate("en", "signin.title")
+    'Sign in'
+"""
+
+from __future__ import annotations
+
+__all__ = ["CATALOGUE", "DEFAULT", "LANGUAGES", "translate"]
+
+LANGUAGES = ("vi", "en")
+DEFAULT = "vi"
+
+CATALOGUE: dict[str, tuple[str, str]] = {
+    "app.title": ("Cổng LGSP — Bảng điều khiển", "LGSP gateway — Console"),
+    "app.skip": ("Bỏ qua, tới nội dung", "Skip to content"),
+    "lang.switch": ("English", "Tiếng Việt"),
+    "nav.home": ("Trang chủ", "Home"),
+    "nav.agencies": ("Cơ quan", "Agencies"),
+    "nav.events": ("Nhật ký thay đổi", "Change log"),
+    "nav.signout": ("Đăng xuất", "Sign out"),
+    "nav.signout_all": ("Đăng xuất mọi nơi", "Sign out everywhere"),
+    "signin.title": ("Đăng nhập", "Sign in"),
+    "signin.name": ("Tên tài khoản", "Account name"),
+    "signin.password": ("Mật khẩu", "Password"),
+    "signin.submit": ("Tiếp tục", "Continue"),
+    "signin.totp_title": ("Mã xác thực hai lớp", "Second factor"),
+    "signin.totp_help": (
+        "Nhập mã 6 chữ số trong ứng dụng xác thực của bạn.",
+        "Enter the 6-digit code your authenticator app shows.",
+    ),
+    "signin.totp": ("Mã xác thực", "Authentication code"),
+    "signin.verify": ("Xác nhận", "Verify"),
+    "signin.failed": (
+        "Tên tài khoản hoặc mật khẩu không đúng.",
+        "The account name or the password is wrong.",
+    ),
+    "signin.totp_failed": (
+        "Mã xác thực không đúng hoặc đã được dùng. Hãy nhập mã hiện tại.",
+        "The code is wrong or was already used. Enter the current code.",
+    ),
+    "signin.locked": (
+        "Tài khoản tạm khoá do nhập sai nhiều lần. Thử lại sau {minutes} phút "
+        "hoặc nhờ quản trị viên đặt lại.",
+        "The account is locked after repeated failures. Try again in {minutes} minutes "
+        "or ask an administrator to reset it.",
+    ),
+    "signin.throttled": (
+        "Quá nhiều lần đăng nhập sai từ địa chỉ này. Thử lại sau {seconds} giây.",
+        "Too many failed sign-ins from this address. Try again in {seconds} seconds.",
+    ),
+    "signin.expired": (
+        "Phiên đăng nhập đã hết hạn. Hãy đăng nhập lại.",
+        "Your session has ended. Sign in again.",
+    ),
+    "signin.signed_out": ("Bạn đã đăng xuất.", "You are signed out."),
+    "home.title": ("Trang chủ", "Home"),
+    "home.welcome": ("Xin chào, {name}.", "Welcome, {name}."),
+    "home.roles": ("Vai trò", "Roles"),
+    "home.version": ("Phiên bản cấu hình", "Configuration version"),
+    "home.session_ends": ("Phiên kết thúc lúc", "Session ends at"),
+    "agencies.title": ("Cơ quan", "Agencies"),
+    "agencies.code": ("Mã cơ quan", "Agency code"),
+    "agencies.name": ("Tên cơ quan", "Name"),
+    "agencies.doc_code": ("Mã văn thư (QCVN 102:2016)", "Document-exchange code (QCVN 102:2016)"),
+    "agencies.edit": ("Sửa", "Edit"),
+    "agencies.edit_title": ("Sửa cơ quan {code}", "Edit agency {code}"),
+    "agencies.comment": ("Lý do thay đổi", "Reason for the change"),
+    "agencies.comment_help": (
+        "Bắt buộc; được ghi vào nhật ký cùng tên bạn.",
+        "Required; recorded in the change log with your name.",
+    ),
+    "agencies.save": ("Lưu thay đổi", "Save the change"),
+    "agencies.saved": (
+        "Đã lưu: phiên bản cấu hình {version}.",
+        "Saved: configuration version {version}.",
+    ),
+    "agencies.unchanged": ("Không có gì thay đổi.", "Nothing changed."),
+    "agencies.read_only": (
+        "Bạn chỉ được xem; sửa cơ quan cần vai trò quản trị viên.",
+        "You may read only; editing agencies needs the administrator role.",
+    ),
+    "nav.password": ("Đổi mật khẩu", "Change password"),
+    "password.title": ("Đổi mật khẩu", "Change your password"),
+    "password.forced": (
+        "Mật khẩu bạn vừa dùng chỉ dùng được một lần. Hãy chọn mật khẩu của riêng bạn.",
+        "The password you signed in with was for one use. Choose your own now.",
+    ),
+    "password.current": ("Mật khẩu hiện tại", "Current password"),
+    "password.new": ("Mật khẩu mới", "New password"),
+    "password.again": ("Nhập lại mật khẩu mới", "New password again"),
+    "password.rules": (
+        "Từ {min_length} đến {max_length} ký tự; được dùng dấu cách và chữ có dấu. "
+        "Một cụm từ dễ nhớ là lựa chọn tốt. Mật khẩu đã bị lộ hoặc chứa tên tài khoản "
+        "sẽ bị từ chối.",
+        "{min_length} to {max_length} characters; spaces and accented letters are fine. "
+        "A phrase you remember is a good choice. Passwords known from breaches, or "
+        "containing your account name, are refused.",
+    ),
+    "password.save": ("Lưu mật khẩu", "Save the password"),
+    "password.saved": ("Đã đổi mật khẩu.", "Your password is changed."),
+    "password.mismatch": ("Hai lần nhập không giống nhau.", "The two entries differ."),
+    "password.current_wrong": ("Mật khẩu hiện tại không đúng.", "The current password is wrong."),
+    "password.too_short": (
+        "Quá ngắn: cần ít nhất {min_length} ký tự.",
+        "Too short: at least {min_length} characters.",
+    ),
+    "password.too_long": (
+        "Quá dài: nhiều nhất {max_length} ký tự.",
+        "Too long: at most {max_length} characters.",
+    ),
+    "password.breached": (
+        "Mật khẩu này có trong danh sách mật khẩu đã bị lộ; hãy chọn mật khẩu khác.",
+        "This password is on the list of breached passwords; choose another.",
+    ),
+    "password.contains_name": (
+        "Mật khẩu không được chứa tên tài khoản.",
+        "The password may not contain your account name.",
+    ),
+    "password.repetitive": (
+        "Mật khẩu chỉ lặp lại một ký tự.",
+        "The password repeats a single character.",
+    ),
+    "password.unchanged": (
+        "Mật khẩu mới phải khác mật khẩu hiện tại.",
+        "The new password must differ from the current one.",
+    ),
+    "nav.people": ("Tài khoản", "Accounts"),
+    "people.title": ("Tài khoản người dùng", "People's accounts"),
+    "people.display_name": ("Họ và tên", "Full name"),
+    "people.state": ("Trạng thái", "State"),
+    "people.actions": ("Thao tác", "Actions"),
+    "people.active": ("Đang hoạt động", "Active"),
+    "people.locked": ("Tạm khoá", "Locked"),
+    "people.disabled": ("Đã vô hiệu hoá", "Disabled"),
+    "people.change": ("Thay đổi", "Change"),
+    "people.save_roles": ("Lưu vai trò", "Save the roles"),
+    "people.reset": ("Đặt lại mật khẩu và mã", "Reset password and code"),
+    "people.disable": ("Vô hiệu hoá", "Disable"),
+    "people.create": ("Tạo tài khoản", "Create an account"),
+    "people.name_help": (
+        "2–64 ký tự: chữ thường không dấu, số, '.', '_', '-'.",
+        "2-64 characters: a-z, 0-9, '.', '_', '-'.",
+    ),
+    "people.issued": ("Thông tin đăng nhập của {name}", "Sign-in details of {name}"),
+    "people.issued_help": (
+        "Chỉ hiển thị một lần. Hãy trao trực tiếp cho người dùng; mật khẩu chỉ dùng được "
+        "cho lần đăng nhập đầu, mã bí mật TOTP được thêm vào ứng dụng xác thực.",
+        "Shown once. Hand them to the person directly; the password is for the first "
+        "sign-in only, the TOTP secret goes into their authenticator app.",
+    ),
+    "people.totp_secret": ("Mã bí mật TOTP", "TOTP secret"),
+    "people.done": ("Đã lưu thay đổi.", "The change is saved."),
+    "people.not_yourself": (
+        "Bạn không thể tự vô hiệu hoá hay bỏ vai trò quản trị của chính mình; hãy nhờ một "
+        "quản trị viên khác.",
+        "You cannot disable yourself or drop your own administrator role; ask another "
+        "administrator.",
+    ),
+    "nav.services": ("Dịch vụ", "Services"),
+    "services.title": ("Dịch vụ", "Services"),
+    "services.service": ("Dịch vụ", "Service"),
+    "services.upstream": ("Hệ thống cung cấp", "Upstream"),
+    "services.state": ("Trạng thái", "State"),
+    "services.on": ("Đang bật", "On"),
+    "services.off": ("Đang tắt", "Off"),
+    "services.edit_title": ("Dịch vụ {key}", "Service {key}"),
+    "services.name": ("Tên dịch vụ", "Name"),
+    "services.enabled": ("Bật dịch vụ", "Service enabled"),
+    "services.connect_ms": ("Thời gian chờ kết nối (ms)", "Connect timeout (ms)"),
+    "services.total_ms": ("Thời gian chờ toàn bộ (ms)", "Total timeout (ms)"),
+    "services.attempts": ("Số lần thử (1: không thử lại)", "Attempts (1: no retry)"),
+    "services.access": ("Quyền truy cập", "Access rights"),
+    "services.access_help": (
+        "Quyền truy cập do quản trị viên thay đổi.",
+        "Access rights are the administrator's to change.",
+    ),
+    "services.no_access": ("Chưa cấp quyền cho hệ thống nào.", "No system has a right yet."),
+    "services.preview": ("Xem trước thay đổi", "Preview the change"),
+    "services.preview_title": ("Xác nhận thay đổi {key}", "Confirm the change to {key}"),
+    "services.nothing": ("Không có gì thay đổi.", "Nothing would change."),
+    "services.confirm": ("Xác nhận và áp dụng", "Confirm and apply"),
+    "services.back": ("Quay lại biểu mẫu", "Back to the form"),
+    "services.whole_number": ("Cần một số nguyên.", "A whole number is needed."),
+    "error.stale": (
+        "Biểu mẫu không đầy đủ; hãy mở lại trang dịch vụ.",
+        "The form is incomplete; open the service's page again.",
+    ),
+    "form.required": ("Trường này là bắt buộc.", "This field is required."),
+    "form.errors": ("Thay đổi chưa được lưu:", "The change was not saved:"),
+    "events.title": ("Nhật ký thay đổi", "Change log"),
+    "events.at": ("Thời điểm", "When"),
+    "events.actor": ("Người thực hiện", "Who"),
+    "events.action": ("Thao tác", "What"),
+    "events.target": ("Đối tượng", "Target"),
+    "events.comment": ("Lý do", "Why"),
+    "error.title": ("Không thực hiện được", "Not possible"),
+    "error.forbidden": (
+        "Vai trò của bạn không cho phép việc này.",
+        "Your roles do not allow this.",
+    ),
+    "error.csrf": (
+        "Biểu mẫu đã cũ hoặc không đến từ bảng điều khiển. Hãy tải lại trang và thử lại.",
+        "The form is stale or did not come from the console. Reload the page and try again.",
+    ),
+    "error.not_found": ("Không tìm thấy trang này.", "There is no such page."),
+    "error.back": ("Về trang chủ", "Back to the home page"),
+}
+
+
+def translate(lang: str, key: str, /, **values: object) -> str:
+    """The message `key` in `lang` (Vietnamese for an unknown language), with `values`
+    put in; the key itself if the catalogue lacks it.
+
+    Example:
+        >>> translate("en", "home.welcome", name="Nguyễn Văn A")
+        'Welcome, Nguyễn Văn A.'
+    """
+    entry = CATALOGUE.get(key)
+    if entry is None:
+        return key
+    text = entry[1] if lang == "en" else entry[0]
+    return text.format(**values) if values else text

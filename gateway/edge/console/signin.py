@@ -1,0 +1,219 @@
+"""Signing in (password, then TOTP code), signing out here or everywhere, and the
+language switch.
+
+The password opens a short session that can do one thing, take the code; the code
+opens the real session under a new token. Every failed factor counts against the
+account (locked after `console_lockout_failures`) and against the source address in
+the failure budget the token endpoint also spends (`addr:<ip>`), so a guesser is slowed
+by address as well as by account.
+
+Example:
+    >>> add_routes(app)  # GET/POST /console/sign-in, /console/sign-in/code, ...
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from aiohttp import web
+
+from gateway.edge.console.i18n import LANGUAGES
+from gateway.edge.console.views import (
+    LANG_COOKIE,
+    PREFIX,
+    View,
+    clear_session_cookie,
+    cookie_name,
+    page,
+    redirect,
+    set_session_cookie,
+)
+from gateway.identity import accounts, websessions
+from gateway.identity.accounts import Locked, LockoutPolicy
+from gateway.store import changes
+from gateway.store.models import Account, AdminEvent, utcnow
+
+__all__ = ["add_routes"]
+
+# Time to type the code after the password.
+SECOND_FACTOR_MINUTES = 5
+
+
+def _policy(view: View) -> LockoutPolicy:
+    s = view.state.settings
+    return LockoutPolicy(s.console_lockout_failures, s.console_lockout_minutes * 60)
+
+
+def _address(view: View) -> str:
+    return view.request.remote or "-"
+
+
+def _token(view: View) -> str:
+    return view.request.cookies.get(cookie_name(view.state.settings.console_secure_cookies), "")
+
+
+def _locked(view: View, template: str, e: Locked, status: int = 403) -> web.Response:
+    minutes = max(1, math.ceil((e.until - utcnow()).total_seconds() / 60))
+    return view.render(template, status=status, error=view.t("signin.locked", minutes=minutes))
+
+
+async def _throttled(view: View, template: str) -> web.Response | None:
+    wait = await view.state.auth_failures.blocked([f"addr:{_address(view)}"])
+    if wait is None:
+        return None
+    seconds = max(1, math.ceil(wait))
+    return view.render(template, status=429, error=view.t("signin.throttled", seconds=seconds))
+
+
+@page(stage=None)
+async def sign_in_form(view: View) -> web.StreamResponse:
+    """The first factor's form (a signed-in person goes to the home page)."""
+    if view.found and view.found.session.stage == websessions.SIGNED_IN:
+        return redirect(f"{PREFIX}/")
+    notice = {"expired": "signin.expired", "out": "signin.signed_out"}.get(
+        view.request.query.get("m", "")
+    )
+    return view.render(
+        "signin.html", name="", error=None, notice=view.t(notice) if notice else None
+    )
+
+
+@page(stage=None)
+async def sign_in(view: View) -> web.StreamResponse:
+    """Check the password; on success, a second-factor session and the code's form."""
+    name, password = view.field("name").strip(), view.field("password")
+    if (throttled := await _throttled(view, "signin.html")) is not None:
+        return throttled
+    state = view.state
+    try:
+        async with state.sessions() as s, s.begin():
+            account = await accounts.check_password(
+                s, name, password, policy=_policy(view), address=_address(view)
+            )
+            if account is not None:
+                if view.found is not None:  # an earlier half-finished sign-in
+                    await websessions.close_session(s, _token(view))
+                token, _ = await websessions.open_session(
+                    s,
+                    account,
+                    websessions.PASSWORD_DONE,
+                    lifetime=timedelta(minutes=SECOND_FACTOR_MINUTES),
+                    address=_address(view),
+                )
+    except Locked as e:
+        return _locked(view, "signin.html", e)
+    if account is None:
+        await state.auth_failures.failed([f"addr:{_address(view)}"])
+        return view.render(
+            "signin.html", status=401, name=name, error=view.t("signin.failed"), notice=None
+        )
+    response = redirect(f"{PREFIX}/sign-in/code")
+    set_session_cookie(response, token, state)
+    return response
+
+
+@page(stage=websessions.PASSWORD_DONE)
+async def code_form(view: View) -> web.StreamResponse:
+    """The second factor's form."""
+    return view.render("totp.html", error=None)
+
+
+@page(stage=websessions.PASSWORD_DONE)
+async def code(view: View) -> web.StreamResponse:
+    """Check the TOTP code; on success, the real session under a new token."""
+    assert view.found is not None  # page(stage=...) saw to it
+    if (throttled := await _throttled(view, "totp.html")) is not None:
+        return throttled
+    state, settings = view.state, view.state.settings
+    try:
+        async with state.sessions() as s, s.begin():
+            account = await s.get(Account, view.found.account.id)
+            assert account is not None
+            ok = await accounts.check_second_factor(
+                s, account, view.field("code"), policy=_policy(view), address=_address(view)
+            )
+            if ok:
+                await websessions.close_session(s, _token(view))
+                token, _ = await websessions.open_session(
+                    s,
+                    account,
+                    websessions.SIGNED_IN,
+                    lifetime=timedelta(hours=settings.console_session_hours),
+                    address=_address(view),
+                )
+    except Locked as e:
+        return _locked(view, "totp.html", e)
+    if not ok:
+        await state.auth_failures.failed([f"addr:{_address(view)}"])
+        return view.render("totp.html", status=401, error=view.t("signin.totp_failed"))
+    response = redirect(f"{PREFIX}/")
+    set_session_cookie(response, token, state)
+    return response
+
+
+@page(stage=None, before_new_password=True)
+async def sign_out(view: View) -> web.StreamResponse:
+    """End this session (a POST with the session's token: no sign-out by a link)."""
+    if view.found is not None:
+        async with view.state.sessions() as s, s.begin():
+            await websessions.close_session(s, _token(view))
+            name = view.found.account.name
+            await changes.note(
+                s,
+                [
+                    AdminEvent(
+                        actor=accounts.person(name),
+                        action="account.sign-out",
+                        target=accounts.person(name),
+                    )
+                ],
+            )
+    response = redirect(f"{PREFIX}/sign-in?m=out")
+    clear_session_cookie(response, view.state)
+    return response
+
+
+@page()
+async def sign_out_everywhere(view: View) -> web.StreamResponse:
+    """End every session of the account, on every browser."""
+    assert view.found is not None
+    name = view.found.account.name
+    async with view.state.sessions() as s, s.begin():
+        await accounts.end_sessions(s, view.found.account.id)
+        await changes.note(
+            s,
+            [
+                AdminEvent(
+                    actor=accounts.person(name),
+                    action="account.sign-out-everywhere",
+                    target=accounts.person(name),
+                )
+            ],
+        )
+    response = redirect(f"{PREFIX}/sign-in?m=out")
+    clear_session_cookie(response, view.state)
+    return response
+
+
+async def language(request: web.Request) -> web.StreamResponse:
+    """Switch language (a preference, not a change of anything: a plain link)."""
+    lang = request.match_info["lang"]
+    back = request.query.get("next", f"{PREFIX}/")
+    # Only back into the console: never an open redirect.
+    if not back.startswith(f"{PREFIX}/") or back.startswith("//") or "\\" in back:
+        back = f"{PREFIX}/"
+    response = redirect(back)
+    if lang in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, path="/", samesite="Strict", max_age=365 * 86400)
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(f"{PREFIX}/sign-in", sign_in_form)
+    app.router.add_post(f"{PREFIX}/sign-in", sign_in)
+    app.router.add_get(f"{PREFIX}/sign-in/code", code_form)
+    app.router.add_post(f"{PREFIX}/sign-in/code", code)
+    app.router.add_post(f"{PREFIX}/sign-out", sign_out)
+    app.router.add_post(f"{PREFIX}/sign-out/everywhere", sign_out_everywhere)
+    app.router.add_get(f"{PREFIX}/lang/{{lang}}", language)

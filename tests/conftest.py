@@ -179,7 +179,7 @@ async def _empty_postgres(url: str, *, seeded: bool) -> None:
         for table in tables:
             if seeded or table.name == "config_state":  # its single row: the version
                 await conn.execute(text(f"INSERT INTO {table.name} TABLE seed.{table.name}"))
-            if "id" in table.c and table.c.id.autoincrement is not False:
+            if table.autoincrement_column is not None and table.autoincrement_column.name == "id":
                 # The names are the models' own, not input.
                 follow = (
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608

@@ -96,7 +96,7 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
         [*LGSP, "serve"], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(f"{base}/healthz").status_code == 200:

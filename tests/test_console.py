@@ -29,7 +29,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 LOCKOUT_AFTER = 3
 AGENCY = "000.00.12.H49"  # "Sở Tư pháp" in the test policy
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.dialects("sqlite")  # the console is above the store
 
 
 def _no_browser(why: str) -> None:

@@ -15,6 +15,13 @@ On disk, in ``directory``:
   ``segment_bytes`` (a single larger record gets a segment of its own).
 * ``acked``: the offset of the last acknowledged record, in decimal (missing means 0, so
   everything is sent again).
+* ``indexed`` (with ``keep_until_indexed``): the offset up to which the records are known
+  to be in the audit store itself, not only on the broker (missing means ``acked``).
+  Segments are kept until both positions have passed them, so that what a broker loses
+  after acknowledging it can be sent again (``rewind``). When keeping them would take the
+  spool past ``max_bytes``, the oldest acknowledged segments go anyway, and
+  ``released_unindexed`` counts their records: appends are refused only for records the
+  broker has not acknowledged.
 * ``quarantine/{segment}.{byte_offset}.bin``: bytes that recovery cut out, exactly as found.
 
 Guarantees:
@@ -61,6 +68,7 @@ _READ_CHUNK = 64 * 1024
 _COPY_CHUNK = 1 << 20
 
 _ACK_FILE = "acked"
+_INDEXED_FILE = "indexed"
 _QUARANTINE = "quarantine"
 _SEGMENT_NAME = re.compile(r"\d{20}\.seg")
 _INCOMPLETE = "incomplete"  # frame runs past the end of the file; becomes a reason later
@@ -142,6 +150,7 @@ class Spool:
         max_bytes: int = 1024 * 2**20,
         warn_ratio: float = 0.8,
         fsync: bool = True,
+        keep_until_indexed: bool = False,
     ) -> None:
         if segment_bytes <= HEADER_SIZE:
             raise ValueError("segment_bytes must be larger than a frame header")
@@ -159,6 +168,9 @@ class Spool:
         self._end = 0
         self._next = 1
         self._acked = 0
+        self._keep = keep_until_indexed
+        self._indexed = 0  # with _keep: up to here the store has the records
+        self.released_unindexed = 0  # records dropped for room before the store had them
         # (last offset returned, its segment, byte position after it): the sender's next
         # read normally starts right there, without an index look-up.
         self._cursor: tuple[int, _Segment, int] | None = None
@@ -177,6 +189,20 @@ class Spool:
     @property
     def end(self) -> int:
         return self._end
+
+    @property
+    def indexed(self) -> int:
+        """Up to this offset the records are in the store (``acked`` unless kept)."""
+        return self._indexed if self._keep else self._acked
+
+    @property
+    def unindexed_records(self) -> int:
+        """Records the broker acknowledged that the store is not known to have yet."""
+        return self._acked - self.indexed
+
+    def _floor(self) -> int:
+        """Segments whose records are all at or below this offset may be deleted."""
+        return min(self._acked, self._indexed) if self._keep else self._acked
 
     @property
     def depth_records(self) -> int:
@@ -222,6 +248,7 @@ class Spool:
         for stale in directory.glob("*.tmp"):  # an interrupted rewrite or ack; never data
             stale.unlink(missing_ok=True)
         acked = _read_ack(directory / _ACK_FILE)
+        indexed = _read_ack(directory / _INDEXED_FILE, missing=acked)
 
         files = sorted(
             (int(p.name[:20]), p) for p in directory.iterdir() if _SEGMENT_NAME.fullmatch(p.name)
@@ -253,7 +280,8 @@ class Spool:
         # all quarantined still says, by its name, how far the offsets went.
         self._next = max(prev, highest_name - 1) + 1
         self._acked = min(acked, prev)
-        while len(self._segments) > 1 and self._segments[0].last <= self._acked:
+        self._indexed = min(indexed, self._acked)
+        while len(self._segments) > 1 and self._segments[0].last <= self._floor():
             self._segments.pop(0).path.unlink(missing_ok=True)  # trim an interrupted ack
         if self._segments:
             flags = os.O_WRONLY | os.O_CLOEXEC
@@ -381,6 +409,8 @@ class Spool:
                 return self._end
             chunks, total = self._plan(payloads)
             depth = self.depth_bytes
+            if self._keep and depth + total <= self._max_bytes:
+                await self._make_room(total)
             if depth + total > self._max_bytes:
                 raise SpoolFull(
                     f"{total} bytes would take the spool past its bound "
@@ -609,28 +639,83 @@ class Spool:
             if offset <= self._acked:
                 return
             self._acked = offset
-            doomed: list[Path] = []
-            # The newest segment stays: it holds the chain head, and appends go there.
-            while len(self._segments) > 1 and self._segments[0].last <= offset:
-                segment = self._segments.pop(0)
-                _close_reader(segment)
-                doomed.append(segment.path)
-            task = asyncio.ensure_future(asyncio.to_thread(self._persist_ack, offset, doomed))
-            cancelled = await _settle(task)
-            if cancelled:
-                raise asyncio.CancelledError
-            task.result()
+            await self._persist(_ACK_FILE, offset, self._trim())
 
-    def _persist_ack(self, offset: int, doomed: list[Path]) -> None:
+    def _trim(self) -> list[Path]:
+        """Take the segments below the floor out of the spool; return their files."""
+        doomed: list[Path] = []
+        # The newest segment stays: it holds the chain head, and appends go there.
+        while len(self._segments) > 1 and self._segments[0].last <= self._floor():
+            segment = self._segments.pop(0)
+            _close_reader(segment)
+            doomed.append(segment.path)
+        return doomed
+
+    async def _persist(self, name: str, offset: int, doomed: list[Path]) -> None:
+        task = asyncio.ensure_future(asyncio.to_thread(self._persist_ack, offset, doomed, name))
+        cancelled = await _settle(task)
+        if cancelled:
+            raise asyncio.CancelledError
+        task.result()
+
+    async def release(self, offset: int) -> None:
+        """Everything up to ``offset`` is in the store: the spool need not keep it."""
+        self._check_open()
+        async with self._ack_lock:
+            offset = min(offset, self._acked)
+            if not self._keep or offset <= self._indexed:
+                return
+            self._indexed = offset
+            await self._persist(_INDEXED_FILE, offset, self._trim())
+
+    async def rewind(self, offset: int) -> int:
+        """Take back the acknowledgements after ``offset`` (the broker lost them), so that
+        those records are read and sent again; never before what the spool still holds or
+        what the store has. Returns the new ack position."""
+        self._check_open()
+        async with self._ack_lock:
+            first = self._segments[0].first - 1 if self._segments else self._end
+            offset = max(offset, self.indexed, first, 0)
+            if offset >= self._acked:
+                return self._acked
+            self._acked = offset
+            self._cursor = None
+            await self._persist(_ACK_FILE, offset, [])
+            return offset
+
+    async def _make_room(self, total: int) -> None:
+        """Drop the oldest acknowledged segments the store has not confirmed while the
+        spool's files would otherwise exceed ``max_bytes``: the broker has them, and
+        refusing new events for the sake of old ones would stop the gateway whenever the
+        indexer is away."""
+        async with self._ack_lock:
+            held = sum(s.size for s in self._segments)
+            before = self._indexed
+            while (
+                held + total > self._max_bytes
+                and len(self._segments) > 1
+                and self._segments[0].last <= self._acked
+            ):
+                segment = self._segments[0]
+                self._indexed = max(self._indexed, segment.last)
+                held -= segment.size
+                self._segments.pop(0)
+                _close_reader(segment)
+                segment.path.unlink(missing_ok=True)
+            if self._indexed != before:
+                self.released_unindexed += self._indexed - before
+                await self._persist(_INDEXED_FILE, self._indexed, [])
+
+    def _persist_ack(self, offset: int, doomed: list[Path], name: str = _ACK_FILE) -> None:
         # Written before the segments go: a crash in between only leaves them for the
         # next open to trim. No fsync: a lost ack only means records are sent again.
-        tmp = self._dir / (_ACK_FILE + ".tmp")
+        tmp = self._dir / (name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             _write_all(fd, b"%d\n" % offset)
         finally:
             os.close(fd)
-        os.replace(tmp, self._dir / _ACK_FILE)
+        os.replace(tmp, self._dir / name)
         for path in doomed:
             path.unlink(missing_ok=True)
 
@@ -697,11 +782,11 @@ def _reason(why: str, at_end: bool, newest: bool) -> str:
     return "torn tail" if newest else "truncated segment"
 
 
-def _read_ack(path: Path) -> int:
+def _read_ack(path: Path, missing: int = 0) -> int:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return 0
+        return missing
     try:
         return max(0, int(text.strip()))
     except ValueError:

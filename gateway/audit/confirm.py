@@ -29,11 +29,12 @@ for the store give way to new ones (see `Spool`), and that is logged as an alarm
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from gateway.audit.event import EVENT_KIND
+from gateway.audit.event import CHECKPOINT_KIND
 from gateway.audit.kafka import KafkaShipper
 from gateway.audit.spool import Spool
 from gateway.audit.store import AuditStore
@@ -65,6 +66,7 @@ class StoreConfirmation:
         every: float = 1.0,
         gap_seconds: float = 3.0,
         stall_seconds: float = 120.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.spool = spool
         self.shipper = shipper
@@ -73,6 +75,7 @@ class StoreConfirmation:
         self.every = every
         self.gap_seconds = gap_seconds
         self.stall_seconds = stall_seconds
+        self._clock = clock
         self.reships = 0
         self.last_error: str | None = None
         self._progress_at: float | None = None
@@ -100,7 +103,7 @@ class StoreConfirmation:
 
     async def check(self) -> None:
         """One look at the store: release what it holds, re-ship if the broker lost some."""
-        now = asyncio.get_running_loop().time()
+        now = self._clock() if self._clock else asyncio.get_running_loop().time()
         if self._progress_at is None:
             self._progress_at = now
         missing, highest = None, 0
@@ -145,7 +148,7 @@ class StoreConfirmation:
         events, checkpoints, highest = await self.store.indexed(self.instance, min(seqs), max(seqs))
         released, missing = after, None
         for (offset, _), (kind, seq) in zip(records, entries, strict=True):
-            if seq is not None and seq not in (events if kind == EVENT_KIND else checkpoints):
+            if seq is not None and seq not in (checkpoints if kind == CHECKPOINT_KIND else events):
                 missing = seq
                 break
             released = offset

@@ -4,8 +4,11 @@ topic, and the client settings the indexer shares with it.
 Every record of an instance is keyed by the instance id, so one instance's events land
 in one partition, in order. The shipper sends from the spool's acknowledged position,
 waits for the broker's `acks=all` acknowledgement of the whole batch, then acknowledges
-the spool, which trims. If anything fails it starts again from the acknowledged position:
-a record may be delivered twice (consumers dedupe by event id), never skipped.
+the spool. If anything fails it starts again from the acknowledged position: a record
+may be delivered twice (consumers dedupe by event id), never skipped. The spool keeps
+what the broker acknowledged until the store has it (gateway/audit/confirm.py); when the
+broker is found to have lost records, `request_rewind` makes the shipper send again from
+the store's position.
 """
 
 from __future__ import annotations
@@ -110,6 +113,23 @@ class KafkaShipper:
         self._producer: AIOKafkaProducer | None = None
         self._stopping = False
         self._highs: dict[int, int] = {}  # partition -> highest offset acknowledged
+        self._rewind_to: int | None = None
+        self.rewinds = 0
+
+    def request_rewind(self, offset: int) -> None:
+        """Send again everything after ``offset``: the broker lost it (applied between
+        batches, by the shipper's own task)."""
+        self._rewind_to = offset if self._rewind_to is None else min(offset, self._rewind_to)
+
+    async def _apply_rewind(self) -> None:
+        offset, self._rewind_to = self._rewind_to, None
+        if offset is None:
+            return
+        before = self.spool.acked
+        now = await self.spool.rewind(offset)
+        if now < before:
+            self.rewinds += 1
+            log.warning("audit events sent again", after=now, records=before - now)
 
     async def run(self) -> None:
         failures = 0
@@ -117,6 +137,7 @@ class KafkaShipper:
             try:
                 if self._producer is None:
                     await self._connect()
+                await self._apply_rewind()
                 batch = self.spool.read(
                     self.spool.acked, max_records=self.batch_records, max_bytes=self.batch_bytes
                 )
@@ -184,6 +205,8 @@ class KafkaShipper:
         for md in acks:
             if md.offset <= highs.get(md.partition, -1):
                 self._highs.clear()
+                # What it acknowledged before may be gone too: from the store's position.
+                self.request_rewind(self.spool.indexed)
                 raise BrokerLogReset(
                     f"partition {md.partition} acknowledged offset {md.offset} after "
                     f"{highs[md.partition]}: the broker's log was reset"

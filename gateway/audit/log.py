@@ -29,6 +29,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.chain import GENESIS, AuditSigner, Chain, Checkpoint, Finding, file_name
+from gateway.audit.confirm import StoreConfirmation
 from gateway.audit.event import AuditEvent
 from gateway.audit.kafka import KafkaSettings, KafkaShipper
 from gateway.audit.sink import AuditUnavailable
@@ -81,13 +82,21 @@ class StoreDurable:
 
 class SpoolDurable:
     def __init__(
-        self, spool: Spool, shipper: KafkaShipper, store: AuditStore, *, drain_seconds: float
+        self,
+        spool: Spool,
+        shipper: KafkaShipper,
+        store: AuditStore,
+        *,
+        drain_seconds: float,
+        confirm: StoreConfirmation | None = None,
     ) -> None:
         self.spool = spool
         self.shipper = shipper
         self.store = store
         self.drain_seconds = drain_seconds
+        self.confirm = confirm
         self._task: asyncio.Task[None] | None = None
+        self._confirm_task: asyncio.Task[None] | None = None
         self._alarmed = False
         self._disk_alarm: str | None = None  # while appends meet a full disk
 
@@ -118,6 +127,8 @@ class SpoolDurable:
             # A new (or emptied) spool: continue the chain from what the store has seen.
             head = await self.store.head(instance)
         self._task = asyncio.create_task(self.shipper.run(), name="audit-shipper")
+        if self.confirm is not None:
+            self._confirm_task = asyncio.create_task(self.confirm.run(), name="audit-confirm")
         return head
 
     async def persist(
@@ -152,6 +163,10 @@ class SpoolDurable:
     async def close(self) -> None:
         # Graceful stop: give the shipper a moment to empty the spool; what it cannot
         # ship stays in the spool and goes at the next start.
+        if self._confirm_task is not None:
+            self._confirm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._confirm_task
         if self._task is not None:
             await self.shipper.drain(self.drain_seconds)
             await self.shipper.stop()
@@ -172,6 +187,9 @@ class SpoolDurable:
             "spool_disk_free_bytes": self.spool.disk_free_bytes,
             # What keeps events from being durable, when it is the spool's disk.
             "spool_error": (self._disk_alarm if disk_full else None) or self.shipper.spool_error,
+            # Acknowledged by the broker, kept until the store has them.
+            "spool_unindexed_records": self.spool.unindexed_records,
+            "reshipped": self.shipper.rewinds,
             "last_error": self.shipper.last_error,
         }
 
@@ -378,9 +396,23 @@ def audit_log_from_settings(
             # The spool frees space a whole segment at a time: keep segments small
             # against the bound, or acknowledged events would count as waiting.
             segment_bytes=min(64 << 20, settings.audit_spool_max_bytes // 16),
+            keep_until_indexed=settings.audit_keep_until_indexed,
         )
         shipper = KafkaShipper(spool, kafka_settings(settings), key=settings.instance_id)
-        durable = SpoolDurable(spool, shipper, store, drain_seconds=settings.audit_drain_seconds)
+        confirm = (
+            StoreConfirmation(
+                spool,
+                shipper,
+                store,
+                settings.instance_id,
+                stall_seconds=settings.audit_reship_after_seconds,
+            )
+            if settings.audit_keep_until_indexed
+            else None
+        )
+        durable = SpoolDurable(
+            spool, shipper, store, drain_seconds=settings.audit_drain_seconds, confirm=confirm
+        )
     else:
         durable = StoreDurable(store)
     signer = AuditSigner(settings.keys_dir, settings.instance_id, settings.key_passphrase)

@@ -4,20 +4,8 @@ An audit event counts as logged once it is in this spool: appended, checksummed 
 fsync'd. A sender reads records, ships them on (Kafka) and acks them; acked segments are
 then deleted.
 
-On disk, in ``directory``:
-
-* ``{first_offset:020d}.seg``: segments of back-to-back frames (integers big-endian)::
-
-      b"LGS1" | offset u64 | payload length u32 | crc32 u32 | payload
-
-  The crc32 covers offset, length and payload. Offsets start at 1 and go up by one per
-  record across the whole spool. A segment rolls over before it would exceed
-  ``segment_bytes`` (a single larger record gets a segment of its own).
-* ``acked``: the offset of the last acknowledged record, in decimal (missing means 0, so
-  everything is sent again).
-* ``quarantine/{segment}.{byte_offset}.bin``: bytes that recovery cut out, exactly as found.
-* ``reserve``: preallocated space for the bookkeeping above when the disk is full
-  (gateway/audit/spool_space.py); never holds records.
+On disk: frames in segment files, the ``acked`` and ``indexed`` positions, a quarantine
+and a reserve (gateway/audit/spool_format.py describes each).
 
 Guarantees:
 
@@ -45,16 +33,43 @@ import bisect
 import errno
 import mmap
 import os
-import re
-import struct
-import sys
 import zlib
-from array import array
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from gateway.audit.spool_format import (
+    ACK_FILE,
+    CRC,
+    HEADER,
+    HEADER_SIZE,
+    INDEX_STRIDE,
+    INDEXED_FILE,
+    MAGIC,
+    MAX_PAYLOAD,
+    OFFSET_LENGTH,
+    READ_CHUNK,
+    SEGMENT_NAME,
+    Chunk,
+    Segment,
+    SegmentScan,
+    SpoolCorruption,
+    SpoolFull,
+    SpoolRecovery,
+    check_frame,
+    close_reader,
+    corruption_error,
+    cut_bad_spans,
+    datasync,
+    frame_reason,
+    fsync_dir,
+    in_thread,
+    pwrite_all,
+    quarantine,
+    read_ack,
+    resync,
+    segment_last,
+    settle,
+    write_without,
+)
 from gateway.audit.spool_space import (
     Reserve,
     SpoolDiskFull,
@@ -74,93 +89,6 @@ __all__ = [
     "SpoolRecovery",
 ]
 
-MAGIC = b"LGS1"
-_HEADER = struct.Struct(">4sQII")  # magic, offset, payload length, crc32
-_OFFSET_LENGTH = struct.Struct(">QI")  # the header fields the crc covers
-_CRC = struct.Struct(">I")
-HEADER_SIZE = _HEADER.size
-_MAX_PAYLOAD = 0xFFFFFFFF
-
-# One index entry per this many bytes of segment: a read scans at most this far to get to
-# its first record. That is 1,024 entries for a 64 MiB segment, whatever the record size.
-_INDEX_STRIDE = 64 * 1024
-_READ_CHUNK = 64 * 1024
-_COPY_CHUNK = 1 << 20
-
-_ACK_FILE = "acked"
-_QUARANTINE = "quarantine"
-_SEGMENT_NAME = re.compile(r"\d{20}\.seg")
-_INCOMPLETE = "incomplete"  # frame runs past the end of the file; becomes a reason later
-
-if sys.platform == "linux":
-    # Flushes the data and the file size, but not the mtime: one disk write fewer.
-    _datasync: Callable[[int], None] = os.fdatasync
-else:
-    _datasync = os.fsync
-
-
-class SpoolFull(Exception):
-    """Appending would exceed max_bytes."""
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolCorruption:
-    segment: str  # file name
-    byte_offset: int  # where the bad span starts in that file
-    length: int  # bytes quarantined
-    quarantine_path: str  # where the bad bytes were copied
-    reason: str  # "torn tail" | "bad checksum" | "bad header" | "offset out of order" | ...
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolRecovery:
-    records: int  # valid records found on disk
-    unacked: int  # records after the ack position (to be sent again)
-    last_payload: bytes | None  # payload of the newest valid record (the chain head)
-    corruptions: list[SpoolCorruption]
-
-
-def _new_index() -> array[int]:
-    return array("Q")
-
-
-@dataclass(slots=True, eq=False)
-class _Segment:
-    name: int  # the offset in the file name: the first offset ever written to it
-    path: Path
-    first: int = 0
-    last: int = 0
-    size: int = 0  # bytes of whole, durable frames; anything beyond is in flight
-    count: int = 0
-    last_at: int = 0  # byte position of the last frame (copied when the segment is reclaimed)
-    # Sparse index: (offset, byte position) of one frame every _INDEX_STRIDE bytes.
-    index_offsets: array[int] = field(default_factory=_new_index)
-    index_positions: array[int] = field(default_factory=_new_index)
-    next_index_at: int = 0
-    read_fd: int | None = None
-
-
-@dataclass(slots=True, eq=False)
-class _Chunk:
-    """The part of one append that goes into one segment."""
-
-    segment: _Segment
-    new: bool
-    start: int
-    data: bytearray = field(default_factory=bytearray)
-    first: int = 0
-    last: int = 0
-    last_at: int = 0
-    count: int = 0
-    index_offsets: list[int] = field(default_factory=list)
-    index_positions: list[int] = field(default_factory=list)
-    next_index_at: int = 0
-    fd: int = -1
-
-
-def _segment_last(segment: _Segment) -> int:
-    return segment.last
-
 
 class Spool:
     def __init__(
@@ -173,6 +101,7 @@ class Spool:
         fsync: bool = True,
         reserve_bytes: int = 256 * 1024,
         compact_bytes: int | None = None,
+        keep_until_indexed: bool = False,
     ) -> None:
         if segment_bytes <= HEADER_SIZE:
             raise ValueError("segment_bytes must be larger than a frame header")
@@ -189,16 +118,19 @@ class Spool:
         # A fully acked newest segment this big is reclaimed even when the disk has room.
         self._compact_bytes = segment_bytes // 4 if compact_bytes is None else compact_bytes
         self._acked_durable = 0  # the ack position the acked file holds
+        self._keep = keep_until_indexed
+        self._indexed = 0  # with _keep: up to here the store has the records
+        self.released_unindexed = 0  # records dropped for room before the store had them
         self._doomed: list[Path] = []  # acked segments whose deletion failed: tried again
         self._space_need: int | None = None  # bytes the last append found no room for
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._write_fd: int | None = None  # the newest segment's
         self._end = 0
         self._next = 1
         self._acked = 0
         # (last offset returned, its segment, byte position after it): the sender's next
         # read normally starts right there, without an index look-up.
-        self._cursor: tuple[int, _Segment, int] | None = None
+        self._cursor: tuple[int, Segment, int] | None = None
         self._lock = asyncio.Lock()
         self._ack_lock = asyncio.Lock()
         self._appended = asyncio.Event()
@@ -214,6 +146,20 @@ class Spool:
     @property
     def end(self) -> int:
         return self._end
+
+    @property
+    def indexed(self) -> int:
+        """Up to this offset the records are in the store (``acked`` unless kept)."""
+        return self._indexed if self._keep else self._acked
+
+    @property
+    def unindexed_records(self) -> int:
+        """Records the broker acknowledged that the store is not known to have yet."""
+        return self._acked - self.indexed
+
+    def _floor(self) -> int:
+        """Segments whose records are all at or below this offset may be deleted."""
+        return min(self._acked, self._indexed) if self._keep else self._acked
 
     @property
     def depth_records(self) -> int:
@@ -259,7 +205,7 @@ class Spool:
             if self._opened or self._closed:
                 raise RuntimeError("a spool can be opened once")
             task = asyncio.ensure_future(asyncio.to_thread(self._recover))
-            cancelled = await _settle(task)
+            cancelled = await settle(task)
             recovery = task.result()
             self._opened = True
             if cancelled:
@@ -274,10 +220,10 @@ class Spool:
             directory.chmod(0o700)  # whatever the umask
         for stale in directory.glob("*.tmp"):  # an interrupted rewrite or ack; never data
             stale.unlink(missing_ok=True)
-        acked = _read_ack(directory / _ACK_FILE)
+        acked = read_ack(directory / ACK_FILE)
 
         files = sorted(
-            (int(p.name[:20]), p) for p in directory.iterdir() if _SEGMENT_NAME.fullmatch(p.name)
+            (int(p.name[:20]), p) for p in directory.iterdir() if SEGMENT_NAME.fullmatch(p.name)
         )
         highest_name = files[-1][0] if files else 0
         nonempty: list[tuple[int, Path]] = []
@@ -314,13 +260,14 @@ class Spool:
         # all quarantined still says, by its name, how far the offsets went.
         self._next = max(prev, highest_name - 1) + 1
         self._acked = self._acked_durable = min(acked, prev)
-        while len(self._segments) > 1 and self._segments[0].last <= self._acked:
+        self._indexed = min(read_ack(directory / INDEXED_FILE, missing=acked), self._acked)
+        while len(self._segments) > 1 and self._segments[0].last <= self._floor():
             self._segments.pop(0).path.unlink(missing_ok=True)  # trim an interrupted ack
         if self._segments:
             flags = os.O_WRONLY | os.O_CLOEXEC
             self._write_fd = os.open(self._segments[-1].path, flags)
         if self._fsync:
-            _fsync_dir(directory)
+            fsync_dir(directory)
         # A full disk at start is not fatal: reclaiming the newest segment may free it.
         if self._compactable(full=not self._reserve.hold()):
             copy = self._copy_head()
@@ -330,8 +277,8 @@ class Spool:
 
     def _recover_segment(
         self, path: Path, name: int, prev: int, newest: bool, acked: int
-    ) -> _SegmentScan:
-        segment = _Segment(name, path)
+    ) -> SegmentScan:
+        segment = Segment(name, path)
         spans: list[tuple[int, int, str]] = []  # (start, end, reason) of each bad span
         corruptions: list[SpoolCorruption] = []
         unacked = 0
@@ -343,7 +290,7 @@ class Spool:
             pos = 0
             last_frame = (0, 0)
             while pos < size:
-                offset, length, why = _check_frame(mm, pos, size, prev, name)
+                offset, length, why = check_frame(mm, pos, size, prev, name)
                 if why is None:
                     kept = pos - removed  # its position once the bad spans are cut out
                     if segment.count == 0:
@@ -351,7 +298,7 @@ class Spool:
                     if kept >= segment.next_index_at:
                         segment.index_offsets.append(offset)
                         segment.index_positions.append(kept)
-                        segment.next_index_at = kept + _INDEX_STRIDE
+                        segment.next_index_at = kept + INDEX_STRIDE
                     segment.last = prev = offset
                     segment.last_at = kept
                     segment.count += 1
@@ -360,9 +307,9 @@ class Spool:
                     last_frame = (pos, length)
                     pos += HEADER_SIZE + length
                     continue
-                resume = _resync(mm, pos + 1, size, prev, name)
+                resume = resync(mm, pos + 1, size, prev, name)
                 end = size if resume is None else resume
-                spans.append((pos, end, _reason(why, resume is None, newest)))
+                spans.append((pos, end, frame_reason(why, resume is None, newest)))
                 removed += end - pos
                 pos = end
             segment.size = size - removed
@@ -370,71 +317,17 @@ class Spool:
                 start = last_frame[0] + HEADER_SIZE
                 last_payload = mm[start : start + last_frame[1]]
             for start, end, reason in spans:
-                quarantined = self._quarantine(path.name, mm, start, end)
+                quarantined = quarantine(self._dir, path.name, mm, start, end, fsync=self._fsync)
                 corruptions.append(
                     SpoolCorruption(path.name, start, end - start, str(quarantined), reason)
                 )
             tail_only = len(spans) == 1 and spans[0][1] == size
             if spans and segment.count and not tail_only:
                 rewrite = path.with_name(path.name + ".tmp")
-                self._write_without(rewrite, mm, spans)
+                write_without(rewrite, mm, spans, fsync=self._fsync)
         if spans:
-            self._cut_bad_spans(path, segment, rewrite)
-        return _SegmentScan(segment if segment.count else None, unacked, last_payload, corruptions)
-
-    def _cut_bad_spans(self, path: Path, segment: _Segment, rewrite: Path | None) -> None:
-        """Take the quarantined spans out of the segment file: delete a segment with no good
-        record left, put its rewrite in its place, or cut off its torn tail."""
-        # The bad bytes are in quarantine (and synced) before they leave the segment.
-        if self._fsync:
-            _fsync_dir(self._dir / _QUARANTINE)
-            _fsync_dir(self._dir)
-        if not segment.count:
-            path.unlink()
-        elif rewrite is not None:
-            os.replace(rewrite, path)
-        else:
-            os.truncate(path, segment.size)
-        if self._fsync:
-            _fsync_dir(path.parent)
-
-    def _quarantine(self, segment: str, mm: mmap.mmap, start: int, end: int) -> Path:
-        directory = self._dir / _QUARANTINE
-        directory.mkdir(mode=0o700, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        n = 0
-        while True:
-            # A segment keeps being appended to after a torn tail is cut: a later bad span
-            # may start at the same byte, and must not overwrite the earlier one.
-            suffix = ".bin" if n == 0 else f".{n}.bin"
-            path = directory / f"{segment}.{start}{suffix}"
-            try:
-                fd = os.open(path, flags, 0o600)
-            except FileExistsError:
-                n += 1
-                continue
-            break
-        try:
-            for pos in range(start, end, _COPY_CHUNK):
-                _write_all(fd, mm[pos : min(end, pos + _COPY_CHUNK)])
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        return path
-
-    def _write_without(self, path: Path, mm: mmap.mmap, spans: list[tuple[int, int, str]]) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            pos = 0
-            for start, end, _ in [*spans, (len(mm), len(mm), "")]:
-                for at in range(pos, start, _COPY_CHUNK):
-                    _write_all(fd, mm[at : min(start, at + _COPY_CHUNK)])
-                pos = end
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+            cut_bad_spans(self._dir, path, segment, rewrite, fsync=self._fsync)
+        return SegmentScan(segment if segment.count else None, unacked, last_payload, corruptions)
 
     # -- append ------------------------------------------------------------------------
 
@@ -444,6 +337,9 @@ class Spool:
         An empty list appends nothing and returns ``end``. Raises ``SpoolFull`` past
         ``max_bytes``, ``SpoolDiskFull`` when the disk has no room even after reclaiming
         what the broker acknowledged."""
+        if self._keep and payloads:
+            # Before the append lock: the ack lock is always taken first.
+            await self._make_room(sum(HEADER_SIZE + len(p) for p in payloads))
         async with self._lock:
             self._check_open()
             if not payloads:
@@ -474,7 +370,7 @@ class Spool:
         task = asyncio.ensure_future(asyncio.to_thread(self._write, chunks))
         # The write cannot be stopped half-way: wait for it even when cancelled, so that
         # what is in memory matches what is on disk.
-        cancelled = await _settle(task)
+        cancelled = await settle(task)
         error = task.exception()
         if error is None:
             self._commit(chunks, task.result())
@@ -503,25 +399,25 @@ class Spool:
             "broker takes them"
         )
 
-    def _plan(self, payloads: list[bytes]) -> tuple[list[_Chunk], int]:
+    def _plan(self, payloads: list[bytes]) -> tuple[list[Chunk], int]:
         """Lay the frames out over the current segment and as many new ones as needed."""
-        chunks: list[_Chunk] = []
-        chunk: _Chunk | None = None
+        chunks: list[Chunk] = []
+        chunk: Chunk | None = None
         if self._segments:
             current = self._segments[-1]
-            chunk = _Chunk(current, False, current.size, next_index_at=current.next_index_at)
+            chunk = Chunk(current, False, current.size, next_index_at=current.next_index_at)
         offset = self._next
         total = 0
-        pack_ol, pack_crc, crc32 = _OFFSET_LENGTH.pack, _CRC.pack, zlib.crc32
+        pack_ol, pack_crc, crc32 = OFFSET_LENGTH.pack, CRC.pack, zlib.crc32
         for payload in payloads:
             length = len(payload)
-            if length > _MAX_PAYLOAD:
+            if length > MAX_PAYLOAD:
                 raise ValueError(f"a record of {length} bytes does not fit a frame")
             frame = HEADER_SIZE + length
             pos = 0 if chunk is None else chunk.start + len(chunk.data)
             if chunk is None or (pos > 0 and pos + frame > self._segment_bytes):
                 path = self._dir / f"{offset:020d}.seg"
-                chunk = _Chunk(_Segment(offset, path), True, 0)
+                chunk = Chunk(Segment(offset, path), True, 0)
                 pos = 0
             if not chunk.count:
                 chunks.append(chunk)
@@ -529,7 +425,7 @@ class Spool:
             if pos >= chunk.next_index_at:
                 chunk.index_offsets.append(offset)
                 chunk.index_positions.append(pos)
-                chunk.next_index_at = pos + _INDEX_STRIDE
+                chunk.next_index_at = pos + INDEX_STRIDE
             chunk.last_at = pos
             ol = pack_ol(offset, length)
             data = chunk.data
@@ -543,10 +439,10 @@ class Spool:
             offset += 1
         return chunks, total
 
-    def _write(self, chunks: list[_Chunk]) -> list[int]:
+    def _write(self, chunks: list[Chunk]) -> list[int]:
         """One write and one fsync per segment touched. Returns the fds of new segments."""
         opened: list[int] = []
-        done: list[_Chunk] = []
+        done: list[Chunk] = []
         try:
             for chunk in chunks:
                 if chunk.new:
@@ -557,17 +453,17 @@ class Spool:
                     assert self._write_fd is not None
                     chunk.fd = self._write_fd
                 done.append(chunk)  # before writing: a partial write is rolled back too
-                _pwrite_all(chunk.fd, chunk.data, chunk.start)
+                pwrite_all(chunk.fd, chunk.data, chunk.start)
                 if self._fsync:
-                    _datasync(chunk.fd)
+                    datasync(chunk.fd)
             if opened and self._fsync:
-                _fsync_dir(self._dir)  # the new segments' names must survive a crash too
+                fsync_dir(self._dir)  # the new segments' names must survive a crash too
         except BaseException:
             self._roll_back(done, opened)
             raise
         return opened
 
-    def _roll_back(self, done: list[_Chunk], opened: list[int]) -> None:
+    def _roll_back(self, done: list[Chunk], opened: list[int]) -> None:
         for chunk in done:
             if chunk.new:
                 chunk.segment.path.unlink(missing_ok=True)
@@ -575,7 +471,7 @@ class Spool:
                 try:
                     os.ftruncate(chunk.fd, chunk.start)
                     if self._fsync:
-                        _datasync(chunk.fd)
+                        datasync(chunk.fd)
                 except OSError:
                     # Left as it is, the tail is overwritten by the next append, or cut
                     # (and reported) by recovery.
@@ -583,7 +479,7 @@ class Spool:
         for fd in opened:
             os.close(fd)
 
-    def _commit(self, chunks: list[_Chunk], opened: list[int]) -> None:
+    def _commit(self, chunks: list[Chunk], opened: list[int]) -> None:
         for chunk in chunks:
             segment = chunk.segment
             if chunk.new:
@@ -621,7 +517,7 @@ class Spool:
         if after >= self._end or max_records <= 0:
             return out
         segments = self._segments
-        i = bisect.bisect_right(segments, after, key=_segment_last)
+        i = bisect.bisect_right(segments, after, key=segment_last)
         segment = segments[i]
         pos = self._start_position(segment, after)
         total = 0
@@ -637,7 +533,7 @@ class Spool:
             self._cursor = (out[-1][0], segment, pos)
         return out
 
-    def _start_position(self, segment: _Segment, after: int) -> int:
+    def _start_position(self, segment: Segment, after: int) -> int:
         cursor = self._cursor
         if cursor is not None and cursor[0] == after and cursor[1] is segment:
             return cursor[2]
@@ -647,7 +543,7 @@ class Spool:
 
     def _read_segment(
         self,
-        segment: _Segment,
+        segment: Segment,
         pos: int,
         after: int,
         out: list[tuple[int, bytes]],
@@ -666,25 +562,25 @@ class Spool:
         while pos < limit:
             rel = pos - base
             if rel + HEADER_SIZE > len(buf):
-                buf = os.pread(fd, min(_READ_CHUNK, limit - pos), pos)
+                buf = os.pread(fd, min(READ_CHUNK, limit - pos), pos)
                 base, rel = pos, 0
                 if len(buf) < HEADER_SIZE:
-                    raise _corrupt(segment, pos)
-            magic, offset, length, crc = _HEADER.unpack_from(buf, rel)
+                    raise corruption_error(segment, pos)
+            magic, offset, length, crc = HEADER.unpack_from(buf, rel)
             if magic != MAGIC:
-                raise _corrupt(segment, pos)
+                raise corruption_error(segment, pos)
             body = rel + HEADER_SIZE
             if body + length > len(buf):
-                buf = os.pread(fd, min(max(_READ_CHUNK, HEADER_SIZE + length), limit - pos), pos)
+                buf = os.pread(fd, min(max(READ_CHUNK, HEADER_SIZE + length), limit - pos), pos)
                 base, rel, body = pos, 0, HEADER_SIZE
                 if len(buf) < body + length:
-                    raise _corrupt(segment, pos)
+                    raise corruption_error(segment, pos)
             if offset > after:
                 if len(out) >= max_records or (out and total + length > max_bytes):
                     return pos, total, True
                 payload = buf[body : body + length]
                 if zlib.crc32(payload, zlib.crc32(buf[rel + 4 : body - 4])) != crc:
-                    raise _corrupt(segment, pos)
+                    raise corruption_error(segment, pos)
                 out.append((offset, payload))
                 total += length
             pos += HEADER_SIZE + length
@@ -715,37 +611,104 @@ class Spool:
             if offset <= self._acked:
                 return
             self._acked = offset
-            doomed, self._doomed = self._doomed, []
-            # The newest segment stays here: appends go there (it is reclaimed below).
-            while len(self._segments) > 1 and self._segments[0].last <= offset:
-                segment = self._segments.pop(0)
-                _close_reader(segment)
-                doomed.append(segment.path)
-            try:
-                await _in_thread(self._persist_ack, offset, doomed, False)
-            except OSError as exc:
-                if not is_out_of_space(exc):
+            await self._persist(ACK_FILE, offset, self._trim())
+            self._acked_durable = offset
+            await self._reclaim_if_due()
+
+    async def _reclaim_if_due(self) -> None:
+        """Reclaim the newest segment when all of it is past the floor and it is worth
+        it (the caller holds the ack lock)."""
+        full = self._space_need is not None or not self._reserve.held
+        if self._compactable(full=full):
+            async with self._lock:
+                await self._reclaim_newest(full=full)
+
+    def _trim(self) -> list[Path]:
+        """Take the segments below the floor out of the spool; return their files, and
+        those whose deletion failed before (tried again)."""
+        doomed, self._doomed = self._doomed, []
+        # The newest segment stays here: appends go there (it is reclaimed instead).
+        while len(self._segments) > 1 and self._segments[0].last <= self._floor():
+            segment = self._segments.pop(0)
+            close_reader(segment)
+            doomed.append(segment.path)
+        return doomed
+
+    async def _persist(self, name: str, offset: int, doomed: list[Path]) -> None:
+        """Write position file ``name`` (the caller holds the ack lock), then delete
+        ``doomed``. On a full disk the reserve gives the file room; no append runs
+        meanwhile, or it could take the space released."""
+        try:
+            await in_thread(self._persist_ack, offset, doomed, False, name)
+        except OSError as exc:
+            if not is_out_of_space(exc):
+                self._doomed = doomed
+                raise
+            async with self._lock:
+                try:
+                    await in_thread(self._persist_ack, offset, doomed, True, name)
+                except OSError:
                     self._doomed = doomed
                     raise
-                # The disk is full: the reserve gives the ack file room. No append runs
-                # meanwhile, or it could take the space released.
-                async with self._lock:
-                    try:
-                        await _in_thread(self._persist_ack, offset, doomed, True)
-                    except OSError:
-                        self._doomed = doomed
-                        raise
-            self._acked_durable = offset
-            full = self._space_need is not None or not self._reserve.held
-            if self._compactable(full=full):
-                async with self._lock:
-                    await self._reclaim_newest(full=full)
 
-    def _persist_ack(self, offset: int, doomed: list[Path], use_reserve: bool) -> None:
+    async def release(self, offset: int) -> None:
+        """Everything up to ``offset`` is in the store: the spool need not keep it."""
+        self._check_open()
+        async with self._ack_lock:
+            offset = min(offset, self._acked)
+            if not self._keep or offset <= self._indexed:
+                return
+            self._indexed = offset
+            await self._persist(INDEXED_FILE, offset, self._trim())
+            await self._reclaim_if_due()
+
+    async def rewind(self, offset: int) -> int:
+        """Take back the acknowledgements after ``offset`` (the broker lost them), so that
+        those records are read and sent again; never before what the spool still holds or
+        what the store has. Returns the new ack position."""
+        self._check_open()
+        async with self._ack_lock:
+            first = self._segments[0].first - 1 if self._segments else self._end
+            offset = max(offset, self.indexed, first, 0)
+            if offset >= self._acked:
+                return self._acked
+            self._acked = offset
+            self._cursor = None
+            await self._persist(ACK_FILE, offset, [])
+            self._acked_durable = min(self._acked_durable, offset)
+            return offset
+
+    async def _make_room(self, total: int) -> None:
+        """Drop the oldest acknowledged segments the store has not confirmed while the
+        spool's files would otherwise exceed ``max_bytes``: the broker has them, and
+        refusing new events for the sake of old ones would stop the gateway whenever the
+        indexer is away."""
+        async with self._ack_lock:
+            held = sum(s.size for s in self._segments)
+            before = self._indexed
+            doomed: list[Path] = []
+            while (
+                held + total > self._max_bytes
+                and len(self._segments) > 1
+                and self._segments[0].last <= self._acked
+            ):
+                segment = self._segments.pop(0)
+                self._indexed = max(self._indexed, segment.last)
+                held -= segment.size
+                close_reader(segment)
+                doomed.append(segment.path)
+            if self._indexed != before:
+                self.released_unindexed += self._indexed - before
+                await self._persist(INDEXED_FILE, self._indexed, doomed)
+
+    def _persist_ack(
+        self, offset: int, doomed: list[Path], use_reserve: bool, name: str = ACK_FILE
+    ) -> None:
         # Written before the segments go: a crash in between only leaves them for the
-        # next open to trim. No fsync: a lost ack only means records are sent again.
+        # next open to trim. No fsync: a lost position only means records are sent again
+        # (or kept longer).
         reserve = self._reserve if use_reserve else None
-        write_replacing(self._dir / _ACK_FILE, b"%d\n" % offset, fsync=False, reserve=reserve)
+        write_replacing(self._dir / name, b"%d\n" % offset, fsync=False, reserve=reserve)
         for path in doomed:
             path.unlink(missing_ok=True)
         if use_reserve:
@@ -754,12 +717,13 @@ class Spool:
     # -- reclaiming the newest segment -------------------------------------------------
 
     def _compactable(self, *, full: bool) -> bool:
-        """Whether the newest segment is all acked (durably) and worth reclaiming: grown
+        """Whether the newest segment is all acked (durably), in the store too when the
+        spool keeps records until then, and worth reclaiming: grown
         past ``compact_bytes``, or any size when the disk is ``full``."""
         if not self._segments:
             return False
         newest = self._segments[-1]
-        if newest.count < 2 or newest.last > self._acked_durable:
+        if newest.count < 2 or newest.last > min(self._acked_durable, self._floor()):
             return False  # a single frame is already as small as the chain head's copy
         return full or newest.size >= self._compact_bytes
 
@@ -769,13 +733,13 @@ class Spool:
         if not self._compactable(full=full):
             return False
         copying = asyncio.ensure_future(asyncio.to_thread(self._copy_head))
-        cancelled = await _settle(copying)
+        cancelled = await settle(copying)
         copy = copying.result()  # failed: nothing changed (a stray copy is replaced later)
         # Its blocks are freed only once nothing holds it open.
         old = self._segments[-1]
         self._release_newest()
         dropping = asyncio.ensure_future(asyncio.to_thread(self._drop_newest, copy))
-        cancelled |= await _settle(dropping)
+        cancelled |= await settle(dropping)
         if dropping.exception() is not None:  # the copy cannot be opened: go on in the old
             self._write_fd = os.open(old.path, os.O_WRONLY | os.O_CLOEXEC)
         else:
@@ -785,7 +749,7 @@ class Spool:
         dropping.result()
         return True
 
-    def _copy_head(self) -> _Segment:
+    def _copy_head(self) -> Segment:
         """On disk, the newest segment's last frame into ``{last:020d}.seg``; returns that
         segment. From here a crash leaves both files; recovery deletes the old one."""
         old = self._segments[-1]
@@ -794,26 +758,26 @@ class Spool:
             fd = old.read_fd = os.open(old.path, os.O_RDONLY | os.O_CLOEXEC)
         frame = os.pread(fd, old.size - old.last_at, old.last_at)
         if len(frame) != old.size - old.last_at:
-            raise _corrupt(old, old.last_at)
+            raise corruption_error(old, old.last_at)
         if self._fsync:
             # The copy supersedes the segment only under an ack that survives a crash.
-            sync_path(self._dir / _ACK_FILE)
+            sync_path(self._dir / ACK_FILE)
         path = self._dir / f"{old.last:020d}.seg"
         write_replacing(path, frame, fsync=self._fsync, reserve=self._reserve)
-        segment = _Segment(old.last, path, old.last, old.last, len(frame), 1, 0)
+        segment = Segment(old.last, path, old.last, old.last, len(frame), 1, 0)
         segment.index_offsets.append(old.last)
         segment.index_positions.append(0)
-        segment.next_index_at = _INDEX_STRIDE
+        segment.next_index_at = INDEX_STRIDE
         return segment
 
     def _release_newest(self) -> None:
-        _close_reader(self._segments[-1])
+        close_reader(self._segments[-1])
         if self._write_fd is not None:
             os.close(self._write_fd)
             self._write_fd = None
         self._cursor = None
 
-    def _drop_newest(self, copy: _Segment) -> int:
+    def _drop_newest(self, copy: Segment) -> int:
         """Delete the segment the copy supersedes, take the reserve back in the space that
         freed; returns the copy's write fd."""
         fd = os.open(copy.path, os.O_WRONLY | os.O_CLOEXEC)
@@ -823,11 +787,11 @@ class Spool:
         except OSError:
             self._doomed.append(old)  # tried again at the next ack; recovery deletes it too
         if self._fsync:
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         self._reserve.hold()
         return fd
 
-    def _adopt(self, segment: _Segment, write_fd: int) -> None:
+    def _adopt(self, segment: Segment, write_fd: int) -> None:
         """In memory: the copy takes the reclaimed segment's place."""
         self._segments[-1] = segment
         self._write_fd = write_fd
@@ -839,127 +803,9 @@ class Spool:
                 return
             self._closed = True
             for segment in self._segments:
-                _close_reader(segment)
+                close_reader(segment)
             if self._write_fd is not None:
                 os.close(self._write_fd)
                 self._write_fd = None
             self._cursor = None
         self._wake()
-
-
-@dataclass(slots=True)
-class _SegmentScan:
-    segment: _Segment | None  # None when nothing valid was left in it
-    unacked: int
-    last_payload: bytes | None
-    corruptions: list[SpoolCorruption]
-
-
-def _check_frame(
-    mm: mmap.mmap, pos: int, size: int, prev: int, floor: int
-) -> tuple[int, int, str | None]:
-    """(offset, payload length, None) for a valid frame at ``pos``, else a reason."""
-    avail = size - pos
-    if avail < HEADER_SIZE:
-        head = mm[pos : pos + min(avail, len(MAGIC))]
-        return 0, 0, _INCOMPLETE if MAGIC.startswith(head) else "bad header"
-    magic, offset, length, crc = _HEADER.unpack_from(mm, pos)
-    if magic != MAGIC:
-        return offset, length, "bad header"
-    if length > avail - HEADER_SIZE:
-        return offset, length, _INCOMPLETE
-    body = pos + HEADER_SIZE
-    if zlib.crc32(mm[body : body + length], zlib.crc32(mm[pos + 4 : body - 4])) != crc:
-        return offset, length, "bad checksum"
-    # Strictly increasing rather than exactly +1: recovery cuts bad spans out and leaves
-    # the offsets of what follows as they are.
-    if offset <= prev or offset < floor:
-        return offset, length, "offset out of order"
-    return offset, length, None
-
-
-def _resync(mm: mmap.mmap, start: int, size: int, prev: int, floor: int) -> int | None:
-    """Where the next fully valid frame starts, if anywhere."""
-    pos = mm.find(MAGIC, start)
-    while pos != -1:
-        if _check_frame(mm, pos, size, prev, floor)[2] is None:
-            return pos
-        pos = mm.find(MAGIC, pos + 1)
-    return None
-
-
-def _reason(why: str, at_end: bool, newest: bool) -> str:
-    if why != _INCOMPLETE:
-        return why
-    if not at_end:
-        return "bad length"  # a valid frame follows: the length field is wrong
-    return "torn tail" if newest else "truncated segment"
-
-
-def _read_ack(path: Path) -> int:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return 0
-    try:
-        return max(0, int(text.strip()))
-    except ValueError:
-        return 0  # unreadable: send everything again rather than guess
-
-
-async def _settle(task: asyncio.Future[Any]) -> bool:
-    """Wait for ``task`` to finish even if cancelled meanwhile; return whether we were."""
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait((task,))
-        except asyncio.CancelledError:
-            cancelled = True
-    return cancelled
-
-
-def _pwrite_all(fd: int, data: bytearray, pos: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, pos)
-        if n <= 0:
-            raise OSError(errno.EIO, "short write to the audit spool")
-        view = view[n:]
-        pos += n
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        if n <= 0:
-            raise OSError(errno.EIO, "short write to the audit spool")
-        view = view[n:]
-
-
-async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a thread, waited for even when cancelled (it cannot be stopped
-    half-way); then cancelled, or its result."""
-    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    cancelled = await _settle(task)
-    if cancelled:
-        raise asyncio.CancelledError
-    return task.result()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _close_reader(segment: _Segment) -> None:
-    if segment.read_fd is not None:
-        os.close(segment.read_fd)
-        segment.read_fd = None
-
-
-def _corrupt(segment: _Segment, pos: int) -> OSError:
-    return OSError(errno.EIO, f"audit spool segment {segment.path.name} is corrupt at byte {pos}")

@@ -73,6 +73,33 @@ class AuditStore:
             return 0, GENESIS
         return int(row[0]), str(row[1])
 
+    async def indexed(self, instance: str, lo: int, hi: int) -> tuple[set[int], set[int], int]:
+        """What the store holds of ``instance``: the sequence numbers of its events and of
+        its checkpoints in [lo, hi], and its highest event sequence number (0 if none).
+
+        Example::
+
+            events, checkpoints, highest = await store.indexed("gw-1", 101, 200)
+        """
+        async with self._sessions() as s:
+            mine = AuditRecord.instance == instance
+            events = await s.scalars(
+                select(AuditRecord.seq).where(mine, AuditRecord.seq >= lo, AuditRecord.seq <= hi)
+            )
+            checkpoints = await s.scalars(
+                select(AuditCheckpoint.seq).where(
+                    AuditCheckpoint.instance == instance,
+                    AuditCheckpoint.seq >= lo,
+                    AuditCheckpoint.seq <= hi,
+                )
+            )
+            highest = await s.scalar(select(func.max(AuditRecord.seq)).where(mine))
+        return (
+            {int(n) for n in events.all() if n is not None},
+            {int(n) for n in checkpoints.all()},
+            int(highest or 0),
+        )
+
     async def ingest(
         self, events: Sequence[AuditEvent], checkpoints: Sequence[Checkpoint] = ()
     ) -> IngestResult:
@@ -115,7 +142,11 @@ class AuditStore:
                 )
                 result.checkpoints = len(checkpoints)
             if result.findings:
-                s.add_all(self._rows(result.findings))
+                # A gap may have been filled later in the same batch (events sent again
+                # after a broker lost them arrive behind newer ones): it is written down,
+                # as resolved.
+                filled = [await self._complete(s, f) for f in result.findings]
+                s.add_all(self._rows(result.findings, filled))
         self._heads = heads
         return result
 
@@ -180,20 +211,32 @@ class AuditStore:
         ).all()
         for gap in gaps:
             assert gap.seq_from is not None and gap.seq_to is not None
-            present = await s.scalar(
-                select(func.count(func.distinct(AuditRecord.seq))).where(
-                    AuditRecord.instance == instance,
-                    AuditRecord.seq.between(gap.seq_from, gap.seq_to),
-                )
-            )
-            if present == gap.seq_to - gap.seq_from + 1:
+            if await self._present(s, instance, gap.seq_from, gap.seq_to):
                 await s.execute(
                     update(AuditFinding)
                     .where(AuditFinding.id == gap.id)
                     .values(resolved_at=datetime.now(UTC))
                 )
 
-    def _rows(self, findings: Sequence[Finding]) -> list[AuditFinding]:
+    async def _present(self, s: AsyncSession, instance: str, seq_from: int, seq_to: int) -> bool:
+        """Whether every event from ``seq_from`` to ``seq_to`` is stored."""
+        present = await s.scalar(
+            select(func.count(func.distinct(AuditRecord.seq))).where(
+                AuditRecord.instance == instance, AuditRecord.seq.between(seq_from, seq_to)
+            )
+        )
+        return present == seq_to - seq_from + 1
+
+    async def _complete(self, s: AsyncSession, f: Finding) -> bool:
+        if f.kind != "missing" or f.seq_from is None or f.seq_to is None:
+            return False
+        return await self._present(s, f.instance, f.seq_from, f.seq_to)
+
+    def _rows(
+        self, findings: Sequence[Finding], resolved: Sequence[bool] = ()
+    ) -> list[AuditFinding]:
+        now = datetime.now(UTC)
+        done = list(resolved) + [False] * (len(findings) - len(resolved))
         return [
             AuditFinding(
                 source=self.source,
@@ -202,8 +245,9 @@ class AuditStore:
                 seq_from=f.seq_from,
                 seq_to=f.seq_to,
                 detail=f.detail,
+                resolved_at=now if fixed else None,
             )
-            for f in findings
+            for f, fixed in zip(findings, done, strict=True)
         ]
 
     async def record_findings(self, findings: Sequence[Finding]) -> None:

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # says degraded.
     audit_witnesses: list[str] = []
     audit_witness_quorum: int = Field(0, ge=0)
+    # Keep spooled events until the store has them, not only the broker, and send again
+    # what a broker lost (docs/auditor.md "What the broker loses"); how long the store may
+    # not move while the broker holds events before they are sent again.
+    audit_keep_until_indexed: bool = True
+    audit_reship_after_seconds: float = Field(120.0, gt=0)
     # On shutdown, how long to wait for the broker to take what is in the spool.
     audit_drain_seconds: float = Field(10.0, ge=0)
     # Days an exchange record is kept in the store; 0 keeps everything.

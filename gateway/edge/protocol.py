@@ -12,6 +12,14 @@
   pipeline's (gateway/exchange/steps/body.py).
 * **Bodies are not inflated by the server**, so every limit is applied to decoded bytes
   as they are decoded (gateway/core/bodies.py) and never after a bomb has gone off.
+* **A drain resets no connection** (`GatewayRunner.drain`). While draining every answer
+  says `Connection: close` (gateway/edge/app.py). The listener is closed without
+  dropping connections the kernel has already accepted for it (they are taken and
+  served); a connection is closed only between requests, once it has been idle for
+  `DRAIN_IDLE_SECONDS` (a caller still using it gets its `Connection: close` with its
+  next answer instead, so its next request is never cut); a request whose first bytes
+  have arrived is read and answered. What is left at the drain timeout is cancelled, and
+  audited as such.
 
 `GatewayRunner` is used by `lgsp serve`, `lgsp demo` and the tests' gateway alike.
 """
@@ -19,6 +27,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -41,7 +52,13 @@ from gateway.core.problems import (
 from gateway.core.text import storable
 from gateway.edge.state import STATE
 
-__all__ = ["HANDLER_ARGS", "GatewayRunner"]
+__all__ = ["DRAIN_IDLE_SECONDS", "HANDLER_ARGS", "GatewayRunner"]
+
+# While draining, a connection with no request for this long is closed. A caller that
+# keeps sending never leaves one idle that long (its next answer closes it instead); one
+# that does is as unlikely to send at that very instant as at any keep-alive timeout.
+DRAIN_IDLE_SECONDS = 0.5
+_DRAIN_POLL_SECONDS = 0.02
 
 Refusal = Callable[
     [BaseRequest, int, BaseException | None, str | None], Awaitable[web.StreamResponse]
@@ -79,6 +96,61 @@ class GatewayRunner(web.AppRunner):
         server._lgsp_refuse = _refusal_hook(self.app)  # type: ignore[attr-defined]
         return server
 
+    async def drain(self, timeout: float) -> float:  # noqa: ASYNC109 - a budget, also for cleanup
+        """Stop listening, then let the connections end by themselves within ``timeout``
+        seconds: closing each one between requests, never under a request. Returns the
+        seconds left of ``timeout``, for `cleanup` to finish the exchanges still running.
+
+        Example::
+
+            await runner.drain(settings.drain_timeout_seconds)
+            await runner.cleanup()
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for site in list(self.sites):
+            await self._stop_site(site)
+        server = self.server
+        while server is not None and server.connections:
+            now = loop.time()
+            if now >= deadline:
+                break
+            for handler in list(server.connections):
+                if isinstance(handler, _GatewayHandler):
+                    handler.close_if_idle(now, DRAIN_IDLE_SECONDS)
+            await asyncio.sleep(_DRAIN_POLL_SECONDS)
+        left = max(0.0, deadline - loop.time())
+        # What `cleanup` gives the exchanges still running (aiohttp reads 0 as "no limit").
+        self._shutdown_timeout = max(left, 0.001)
+        return left
+
+    async def _stop_site(self, site: web.BaseSite) -> None:
+        """Close a listener without resetting what the kernel accepted for it: closing a
+        listening socket resets the connections in its accept queue (whose callers may
+        have sent their request already), so the socket is held open by a duplicate while
+        the event loop stops accepting, and the queue is taken and served from it."""
+        loop = asyncio.get_running_loop()
+        listening = getattr(site, "_server", None)
+        held: list[socket.socket] = []
+        for sock in getattr(listening, "sockets", None) or ():
+            with contextlib.suppress(OSError):
+                held.append(socket.socket(fileno=os.dup(sock.fileno())))
+        await site.stop()
+        await asyncio.sleep(0)  # the loop lets go of the listener
+        server = self.server
+        for sock in held:
+            with sock:
+                sock.setblocking(False)
+                while server is not None:
+                    try:
+                        conn, _ = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as e:
+                        log.warning("listener queue not taken", error=str(e))
+                        break
+                    await loop.connect_accepted_socket(server, conn)
+
 
 class _GatewayServer(web.Server):
     def __call__(self) -> RequestHandler:
@@ -92,7 +164,7 @@ class _GatewayServer(web.Server):
 
 
 class _GatewayHandler(RequestHandler):
-    __slots__ = ("_awaiting_head", "_head_timer", "_header_timeout", "_refuse")
+    __slots__ = ("_awaiting_head", "_head_timer", "_header_timeout", "_idle_since", "_refuse")
 
     def __init__(
         self, manager: web.Server, *, header_timeout: float, refuse: Refusal, **kwargs: Any
@@ -102,6 +174,7 @@ class _GatewayHandler(RequestHandler):
         self._refuse = refuse
         self._awaiting_head = True  # waiting for the next request's line and headers
         self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_since = self._loop.time()
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head and self._head_timer is None and data:
@@ -119,6 +192,22 @@ class _GatewayHandler(RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             self._awaiting_head = True  # keep-alive: the next request's head is timed anew
+            self._idle_since = self._loop.time()
+
+    def close_if_idle(self, now: float, idle_seconds: float) -> bool:
+        """Close the connection if it is between requests (its last answer written,
+        nothing of a next request received) and has been for ``idle_seconds``."""
+        waiter = self._waiter
+        between = (
+            waiter is not None
+            and not waiter.done()
+            and not self._messages
+            and self._head_timer is None  # no byte of a next request yet
+        )
+        if not between or self.transport is None or now - self._idle_since < idle_seconds:
+            return False
+        self.force_close()
+        return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()

@@ -7,10 +7,12 @@ parent prepares what must happen once (schema migration, the token signing key, 
 schemas), starts the workers, restarts one that dies, and on SIGTERM or SIGINT passes the
 signal on and waits for every worker to drain.
 
-Draining, in each worker: /readyz answers 503 at once, serving goes on for
-`drain_delay_seconds` (time for a load balancer to notice), then the listener closes, the
-exchanges in flight get `drain_timeout_seconds` to finish (their answers close the
-connection), and the audit log is flushed before the process exits.
+Draining, in each worker: /readyz answers 503 at once and every answer says
+`Connection: close`, serving goes on for `drain_delay_seconds` (time for a load balancer
+to notice), then the listener closes (serving what the kernel had already accepted), the
+connections get `drain_timeout_seconds` to end between requests (an idle one is closed,
+a busy one closes after its answer; see gateway/edge/protocol.py), what still runs then is
+cancelled and audited, and the audit log is flushed before the process exits.
 """
 
 from __future__ import annotations
@@ -129,11 +131,14 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
         state.draining = True
         log.info("draining", instance=settings.instance_id, delay=settings.drain_delay_seconds)
         await asyncio.sleep(settings.drain_delay_seconds)
+        # Stops listening and lets each connection end between requests.
+        left = await runner.drain(settings.drain_timeout_seconds)
+        log.info("listener closed; connections ended", instance=settings.instance_id, left=left)
     finally:
         if orphaned is not None:
             orphaned.cancel()
-        # Stops listening, waits for the exchanges in flight, then flushes the audit log
-        # (the app's cleanup closes the audit sink last).
+        # Cancels what still runs (audited as cancelled), then flushes the audit log (the
+        # app's cleanup closes the audit sink last).
         await runner.cleanup()
     log.info("stopped", instance=settings.instance_id)
     return 0

@@ -1,0 +1,101 @@
+"""What the broker loses, the gateway still has (issue 21, point 2).
+
+The Tansu test broker keeps everything in memory: replaced mid-run, it has lost every
+record it acknowledged, including those the indexer had not read yet. The gateway keeps
+its spooled events until the *store* holds them, notices that the broker lost some, and
+sends them again; counted per request id, nothing answered is missing from the store,
+nothing is stored twice, and the chain verifies whole.
+
+Two ways to lose: with the indexer paused (hundreds of acknowledged events waiting only on
+the broker when it goes), and with the indexer running (the few it had not read yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from gateway.audit.indexer import Indexer
+from gateway.audit.kafka import KafkaSettings
+from gateway.audit.store import AuditStore
+from gateway.store.db import create_engine, session_factory
+from tests.test_audit_kafka import (
+    TOPIC,
+    Rig,
+    _assert_exactly_once_and_intact,
+    _count_at_least,
+    _until,
+    broker,
+    rig,
+)
+
+__all__ = ["broker", "rig"]  # the fixtures, shared with tests/test_audit_kafka.py
+
+
+def _audit(rig: Rig) -> dict[str, object]:
+    return dict(httpx.get(rig.gateway.url + "/healthz").json()["audit"])
+
+
+@contextlib.asynccontextmanager
+async def _indexer(rig: Rig, group: str) -> AsyncIterator[Indexer]:
+    engine = create_engine(rig.database_url)
+    indexer = Indexer(
+        AuditStore(session_factory(engine), source="indexer"),
+        KafkaSettings(bootstrap=rig.broker.bootstrap, topic=TOPIC, partitions=2, idempotence=False),
+        group=group,
+    )
+    task = asyncio.create_task(indexer.run())
+    try:
+        yield indexer
+    finally:
+        indexer.stop()
+        done, _ = await asyncio.wait([task], timeout=10)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        await engine.dispose()
+
+
+async def _stop(indexer: Indexer) -> None:
+    indexer.stop()
+    await asyncio.sleep(1.0)  # its last batch (getmany waits at most 0.5 s) is committed
+
+
+@pytest.mark.parametrize("indexer_paused", [True, False], ids=["indexer-paused", "indexer-running"])
+async def test_a_replaced_broker_loses_no_event(rig: Rig, indexer_paused: bool) -> None:
+    burst = asyncio.create_task(rig.burst(800, concurrency=4))
+    await _until(lambda: _count_at_least(rig, 150), 30, "the first exchanges")
+    if indexer_paused:
+        await _stop(rig.indexer)
+
+        async def waiting_on_the_broker_only() -> bool:
+            # Acknowledged by the broker, not in the store: what a replaced broker loses.
+            return int(_audit(rig)["spool_unindexed_records"]) >= 100  # type: ignore[call-overload]
+
+        await _until(waiting_on_the_broker_only, 30, "events acknowledged but not indexed")
+    lost = _audit(rig)["spool_unindexed_records"]
+    rig.broker.stop()
+    rig.broker.start()  # a fresh broker on the same address: it lost everything
+    # The paused indexer comes back (as a new process would, under its group).
+    after = _indexer(rig, "test-indexer-after") if indexer_paused else contextlib.nullcontext()
+    async with after:
+        await burst
+        await _assert_exactly_once_and_intact(rig)
+        assert len(rig.answered) == 800
+
+        async def released() -> bool:
+            # Once the store has everything, the spool lets go of it.
+            a = _audit(rig)
+            return a["spool_unindexed_records"] == 0 and a["spool_records"] == 0
+
+        await _until(released, 30, "the spool to release what the store holds")
+    reshipped = _audit(rig)["reshipped"]
+    print(f"acknowledged, not indexed when the broker went: {lost}; re-shipped: {reshipped}")
+    if indexer_paused:
+        assert int(lost) >= 100  # type: ignore[call-overload]
+        assert int(reshipped) >= 1  # type: ignore[call-overload]

@@ -26,10 +26,12 @@ from gateway.conversion.sdk import (
     UpstreamResponse,
     soap_content_type,
     soap_envelope,
+    soap_fault_of,
 )
 
-from .answers import operation_of, read_answer
+from .answers import MAX_ANSWER_BYTES, operation_of, read_answer
 from .edxml import SERVICE_NS, AttachmentsTooLarge, ConversionError, Edxml
+from .faults import platform_failed
 from .operations import moment, operation_element
 from .routes import Route, route
 
@@ -99,6 +101,13 @@ class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
     def route(self, method: str, path: str, query: str) -> Route:
         """The operation an endpoint asks for, with the document and organ it names."""
         return route(method, path, query, default_organ=self.config.sender_organ_id)
+
+    def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
+        """A fault is the platform's answer unless it says the platform failed
+        (faults.platform_failed): a burst of "DocumentNotFound" must not open the breaker
+        of the upstream the other national services share. No fault: by the status."""
+        fault = soap_fault_of(answer.body, max_bytes=MAX_ANSWER_BYTES, large_text=True)
+        return None if fault is None else platform_failed(fault)
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context

@@ -27,7 +27,7 @@ from gateway.conversion.sdk import (
     load_mappings,
 )
 
-from .answers import canonical_answer
+from .answers import canonical_answer, is_business_answer
 from .lookup import check_accountability, endpoint_for, national_lookup, sender_mapping
 
 __all__ = ["ADAPTER", "FOLDER", "PopulationAdapter", "PopulationConfig"]
@@ -102,6 +102,11 @@ class PopulationAdapter(Adapter[PopulationConfig]):
         )
 
     # -- national answer -> canonical answer -------------------------------------------------
+
+    def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
+        """A lookup outcome (MaLoi 0, 201, 202) is the database answering, whatever its
+        HTTP status; anything else: by the status."""
+        return False if is_business_answer(answer.body) else None
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context

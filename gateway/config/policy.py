@@ -82,8 +82,8 @@ class UpstreamAuthSpec(_Strict):
 
 
 class CircuitBreakerSpec(_Strict):
-    # Consecutive failures (transport errors, timeouts, 5xx answers) that open the
-    # breaker; 0 switches it off.
+    # Consecutive failures (transport errors, timeouts, answers with a status the
+    # service lists in upstream_failure_statuses) that open the breaker; 0: no breaker.
     failure_threshold: StrictInt = Field(5, ge=0, le=10_000)
     # How long an open breaker answers 503 without calling, before trial calls.
     open_seconds: StrictFloat = Field(10.0, ge=0.1, le=86_400)
@@ -154,6 +154,16 @@ class ServiceSchemas(_Strict):
     response: SchemaRef | None = None
 
 
+# The answers that say the provider's system is failing rather than answering: a gateway
+# or proxy in front of it that cannot reach it (502), an overloaded or stopped system
+# (503), a timeout behind it (504). A 500 is not among them by default: SOAP services
+# answer every fault with 500 (a "no such document" too), and many REST providers a
+# business error, so counting it would let one service's refusals stop every service of
+# its upstream. Transport errors and timeouts always count.
+DEFAULT_FAILURE_STATUSES: tuple[int, ...] = (502, 503, 504)
+FailureStatus = Annotated[StrictInt, Field(ge=400, le=599)]
+
+
 class ServiceSpec(_Strict):
     provider: AgencyCode
     code: Code
@@ -166,6 +176,12 @@ class ServiceSpec(_Strict):
     schemas: ServiceSchemas = ServiceSchemas()
     timeouts: TimeoutsSpec = TimeoutsSpec()
     retries: RetriesSpec = RetriesSpec()
+    # Answer statuses that count as the upstream failing (its circuit breaker, and for
+    # 502/503/504 a retry); the service's adapter may still read such an answer as the
+    # provider's business answer (docs/administrator.md "Upstream resilience").
+    upstream_failure_statuses: list[FailureStatus] = Field(
+        list(DEFAULT_FAILURE_STATUSES), max_length=200
+    )
     limits: LimitsSpec = LimitsSpec()
     require: list[Literal["officer", "procedure", "case"]] = []
     audit: Literal["fail_closed", "fail_open"] = "fail_closed"
@@ -321,7 +337,7 @@ def policy_document(policy: PolicySet, *, exclude_defaults: bool = False) -> dic
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     # Lists that are sets in meaning: sorted, so their order in a file is no change.
-    for name in ("groups", "roles", "require"):
+    for name in ("groups", "roles", "require", "upstream_failure_statuses"):
         if name in item:
             item[name] = sorted(set(item[name]))
     if "access" in item:

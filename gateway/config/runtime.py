@@ -17,6 +17,7 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.config.policy import DEFAULT_FAILURE_STATUSES
 from gateway.conversion.catalogue import build_adapter
 from gateway.conversion.sdk import Adapter
 from gateway.identity.access import Rule, is_allowed
@@ -56,6 +57,9 @@ class BreakerPolicy:
 
 
 DEFAULT_BREAKER = BreakerPolicy()
+
+
+DEFAULT_FAILURES = frozenset(DEFAULT_FAILURE_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,9 @@ class ServiceEntry:
     adapter_error: str | None = None
     # Retries of idempotent calls, within timeout.total.
     retry: RetryPolicy = NO_RETRY
+    # Answer statuses that count as the upstream failing (the policy's
+    # upstream_failure_statuses); the adapter may still call one a business answer.
+    failure_statuses: frozenset[int] = DEFAULT_FAILURES
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -255,6 +262,13 @@ def _retry(svc: Any) -> RetryPolicy:
     return RetryPolicy(svc.retry_attempts, svc.retry_backoff_ms, svc.retry_max_backoff_ms)
 
 
+def _failure_statuses(statuses: list[int] | None) -> frozenset[int]:
+    if statuses is None:
+        return DEFAULT_FAILURES  # shared: most services keep the default
+    found = frozenset(statuses)
+    return DEFAULT_FAILURES if found == DEFAULT_FAILURES else found
+
+
 # Yield to the event loop this often while building, so a big configuration never holds
 # requests up for more than a few milliseconds at a time.
 _YIELD_EVERY = 200
@@ -391,6 +405,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             adapter_impl=adapter_impl,
             adapter_error=adapter_error,
             retry=_retry(svc),
+            failure_statuses=_failure_statuses(svc.upstream_failure_statuses),
         )
         services[service_entry.key] = service_entry
     return RuntimeConfig(

@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config.diff import Change, diff_documents
-from gateway.config.policy import PolicySet, policy_document
+from gateway.config.policy import DEFAULT_FAILURE_STATUSES, PolicySet, policy_document
 from gateway.store.changes import config_version, record_all, serialize_changes
 from gateway.store.models import (
     AccessRight,
@@ -126,6 +126,11 @@ async def current_policy(session: AsyncSession) -> PolicySet:
                     "backoff_ms": s.retry_backoff_ms,
                     "max_backoff_ms": s.retry_max_backoff_ms,
                 },
+                "upstream_failure_statuses": (
+                    s.upstream_failure_statuses
+                    if s.upstream_failure_statuses is not None
+                    else list(DEFAULT_FAILURE_STATUSES)
+                ),
                 "limits": {
                     "max_request_bytes": s.max_request_bytes,
                     "max_response_bytes": s.max_response_bytes,
@@ -524,6 +529,7 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
             "retry_attempts": s.retries.attempts,
             "retry_backoff_ms": s.retries.backoff_ms,
             "retry_max_backoff_ms": s.retries.max_backoff_ms,
+            "upstream_failure_statuses": sorted(set(s.upstream_failure_statuses)),
             "max_request_bytes": s.limits.max_request_bytes,
             "max_response_bytes": s.limits.max_response_bytes,
             "require_officer": "officer" in s.require,

@@ -1,0 +1,27 @@
+"""which answers of a service count as its upstream failing (the circuit breaker, retries)
+
+Revision ID: 0013
+Revises: 0009
+Create Date: 2026-12-03
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # NULL is the default list (502, 503, 504): existing services stop counting a 500
+    # (a SOAP fault, a provider's business error) as an outage of their upstream.
+    op.add_column("services", sa.Column("upstream_failure_statuses", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("services") as batch:
+        batch.drop_column("upstream_failure_statuses")

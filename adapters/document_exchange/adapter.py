@@ -5,7 +5,6 @@ faults.py read the answer)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import ClassVar, Final
 
@@ -52,11 +51,6 @@ class DocumentExchangeConfig(LegacyTextConfig):
     soap_version: SoapVersion = "1.1"
 
 
-@functools.cache
-def _edxml() -> Edxml:
-    return Edxml(FOLDER)
-
-
 class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
     name: ClassVar[str] = "document_exchange"
     VERSION: ClassVar[str] = "1.0.0"
@@ -64,7 +58,9 @@ class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
 
     def __init__(self, config: DocumentExchangeConfig) -> None:
         super().__init__(config)
-        self.edxml = _edxml()
+        # Compiled per instance: the gateway builds one per configuration and content of
+        # the mapping files, so an edited mapping is live at the next reload.
+        self.edxml = Edxml(FOLDER)
         self.version: SoapVersion = config.soap_version
 
     def request(self, outbound: OutboundRequest, context: Context) -> OutboundRequest:

@@ -645,8 +645,11 @@ def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
     """An adapter folder's mappings, `mappings/<name>.yaml`, compiled with its code lists
     (`load_code_lists`), so that a rule's `codes: sex` finds `codes/sex.yaml`.
 
-    Call it in `__init__` (or cache it per folder): compiling is the slow part, and a
-    bad mapping should fail when the configuration loads, not on an exchange.
+    Call it in `__init__`, and do not cache it per folder yourself: the gateway builds
+    one instance per configuration and content of the mapping files, so an edited
+    mapping is compiled again at the next reload (a per-process cache would keep the old
+    one until a restart). A bad mapping then fails when the configuration loads, not on
+    an exchange.
 
     Args:
         folder: the adapter's folder.

@@ -174,6 +174,8 @@ class Service(Base):
     # The answers' statuses that count as the upstream failing (breaker, retries); NULL:
     # the default, 502, 503 and 504 (migration 0013).
     upstream_failure_statuses: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    # SHA-256 of the adapter's mapping files validated when the policy was applied.
+    adapter_mappings: Mapped[str | None] = mapped_column(String(64), nullable=True)
     max_request_bytes: Mapped[int] = mapped_column(Integer, default=1024 * 1024)
     max_response_bytes: Mapped[int] = mapped_column(Integer, default=10 * 1024 * 1024)
     require_officer: Mapped[bool] = mapped_column(Boolean, default=False)

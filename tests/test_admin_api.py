@@ -507,6 +507,30 @@ async def test_diff_and_if_match(adm: Admin) -> None:
     await adm.ok("PUT", "/groups/moi", {"name": "x"}, headers={"If-Match": f'"{first["version"]}"'})
 
 
+async def test_a_misspelt_schema_subject_or_version_is_refused_naming_the_field(
+    adm: Admin,
+) -> None:
+    """Otherwise every call of the service would fail 503 schema-unavailable."""
+    policy = (await adm.ok("GET", "/policy"))["document"]
+    index = next(i for i, s in enumerate(policy["services"]) if s["code"] == "csdlqg-dancu")
+    service = policy["services"][index]
+    key = f"{service['provider']}/{service['code']}/{service['version']}"
+    right = service["schemas"]["request"]["subject"]
+    service["schemas"]["request"]["subject"] = right.replace("population", "populaton")
+    service["schemas"]["response"]["version"] = 99
+    r = await adm.call("quantri", "PUT", "/policy", policy)
+    problem = assert_problem(r, 422, "invalid-configuration")
+    request, response = problem["errors"]
+    assert request["field"] == f"services[{index}].schemas.request"
+    assert f"service {key}" in request["detail"] and f"did you mean {right!r}" in request["detail"]
+    assert response["field"] == f"services[{index}].schemas.response"
+    assert "version 99" in response["detail"] and "it has version 1" in response["detail"]
+    # Nothing was applied: the service still answers with its schemas.
+    assert (await adm.ok("GET", "/policy"))["document"]["services"][index]["schemas"]["request"][
+        "subject"
+    ] == right
+
+
 # -- the OpenAPI document ---------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -71,7 +72,64 @@ def test_policy_validate_reports_the_field(tmp_path: Path, env: dict[str, str]) 
     )
     out = lgsp(env, "policy", "validate", str(bad))
     assert out.returncode == 2
-    assert "agencies.0.colour" in out.stderr and "Extra inputs are not permitted" in out.stderr
+    # The file and the entity, not "agencies.0"; no pydantic input dump or URL.
+    assert f"{bad / 'p.yaml'}: agency 000.00.00.H49: colour: Extra inputs are not permitted" in (
+        out.stderr
+    )
+    assert "input_value" not in out.stderr and "pydantic.dev" not in out.stderr
+
+    # A reference to a missing entity names the file and the service too.
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    population = policies / "population.yaml"
+    population.write_text(
+        population.read_text("utf-8").replace("upstream: ndxp", "upstream: ndxpp"), "utf-8"
+    )
+    out = lgsp(env, "policy", "validate", str(policies))
+    assert out.returncode == 2
+    assert (
+        f"{population}: service 000.00.00.G01/csdlqg-dancu/v1: upstream: no upstream 'ndxpp'"
+    ) in out.stderr, out.stderr
+
+
+def test_policy_validate_and_apply_refuse_a_misspelt_schema(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Otherwise every call of the service would fail 503 schema-unavailable."""
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    population = policies / "population.yaml"
+    right = population.read_text("utf-8")
+    assert "subject: population.citizen-lookup.national.request" in right
+    population.write_text(
+        right.replace("subject: population.", "subject: populaton.", 1), encoding="utf-8"
+    )
+    where = f"{population}: service 000.00.00.G01/csdlqg-dancu/v1: schemas.request: "
+    hint = "did you mean 'population.citizen-lookup.national.request'?"
+    # Before there is a store: against the schema files `apply` would register.
+    out = lgsp(env, "policy", "validate", str(policies))
+    assert out.returncode == 2, out.stdout
+    assert where in out.stderr and hint in out.stderr, out.stderr
+    assert "no store yet" in out.stderr
+    out = lgsp(env, "policy", "apply", str(policies))
+    assert out.returncode == 2 and where in out.stderr and hint in out.stderr, out.stderr
+
+    # With a store, a version the registry does not have.
+    population.write_text(
+        right.replace(
+            "{ subject: population.citizen-lookup.national.request, version: latest }",
+            "{ subject: population.citizen-lookup.national.request, version: 3 }",
+        ),
+        encoding="utf-8",
+    )
+    assert "version: 3" in population.read_text("utf-8")
+    out = lgsp(env, "policy", "validate", str(policies))
+    assert out.returncode == 2, out.stdout
+    assert where + "names version 3 of schema subject" in out.stderr, out.stderr
+    assert "the registry at" in out.stderr
+    population.write_text(right, encoding="utf-8")
+    assert lgsp(env, "policy", "validate", str(policies)).returncode == 0
+    assert lgsp(env, "policy", "apply", str(policies)).returncode == 0
 
 
 def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
@@ -149,7 +207,11 @@ def test_serve_create_client_get_token_then_revoke(env: dict[str, str]) -> None:
     assert all(e["actor"].startswith("cli:") or e["actor"] == "bundled-schemas" for e in events)
     # Logs are JSON lines.
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    assert any(r.get("event") == "configuration loaded" for r in records)
+    loaded = [r for r in records if r.get("event") == "configuration loaded"]
+    # Two counters, named so that nobody confuses them: every admin change bumps the
+    # configuration version; `lgsp policy history` lists policy versions.
+    assert loaded and all("version" not in r for r in loaded)
+    assert loaded[-1]["config_version"] >= loaded[-1]["policy_version"] >= 1
 
 
 def test_audit_tail_follows_records_as_they_are_stored(env: dict[str, str]) -> None:

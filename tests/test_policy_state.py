@@ -14,7 +14,13 @@ from sqlalchemy import func, select
 from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.diff import diff
-from gateway.config.policy import PolicySet, load_policy_dir, policy_document, policy_yaml
+from gateway.config.policy import (
+    PolicySet,
+    load_policy_dir,
+    policy_document,
+    policy_yaml,
+    with_mapping_digests,
+)
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AdminEvent, Credential, PolicyVersion
@@ -35,7 +41,8 @@ async def sessions(database_url: str):  # type: ignore[no-untyped-def]
 
 
 def sample() -> dict[str, Any]:
-    return policy_document(load_policy_dir(REPO / "policies"))
+    # As the store keeps it: with the digests of the adapters' mapping files applied.
+    return policy_document(with_mapping_digests(load_policy_dir(REPO / "policies")))
 
 
 async def commit(sessions, doc: dict[str, Any], **kw: Any) -> policy_state.PolicyCommit:  # type: ignore[no-untyped-def]

@@ -164,6 +164,32 @@ def test_unknown_field_is_named() -> None:
         PolicySet.model_validate(doc)
 
 
+def test_policy_file_errors_name_the_file_and_the_service(tmp_path: Path) -> None:
+    """Not `services.3` and pydantic's input dump: the file, the entity, the field."""
+    import shutil
+
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    business = policies / "business-registration.yaml"
+    text = business.read_text("utf-8")
+    business.write_text(text.replace("timeouts:", "timeout:", 1), "utf-8")
+    population = policies / "population-canonical.yaml"
+    population.write_text(
+        population.read_text("utf-8").replace("agency_code:", "agency_cod:", 1), "utf-8"
+    )
+    with pytest.raises(ValueError) as e:
+        load_policy_dir(policies)
+    lines = str(e.value).splitlines()
+    key = "000.00.00.G12/csdlqg-dkdn/v1"
+    assert f"{business}: service {key}: timeout: Extra inputs are not permitted" in lines
+    population_key = "000.00.00.G01/csdlqg-dancu/v2"
+    # The adapter's own configuration model, one line per field.
+    assert f"{population}: service {population_key}: adapter_config.agency_code: " in (str(e.value))
+    assert f"{population}: service {population_key}: adapter_config.agency_cod: " in (str(e.value))
+    assert "input_value" not in str(e.value) and "pydantic.dev" not in str(e.value)
+    assert "services." not in str(e.value)
+
+
 def _index(doc: dict[str, Any], code: str, version: str) -> int:
     services = doc["services"]
     return next(i for i, s in enumerate(services) if (s["code"], s["version"]) == (code, version))

@@ -226,9 +226,10 @@ async def test_a_failing_upstream_opens_the_breaker_until_a_trial_succeeds(
     gateway: Harness, agency: Agency
 ) -> None:
     agency.scripts["/f/x"] = [Answer(500)]
+    # This provider's 500s mean it is down (not so by default: see the test below).
     await add_to_policy(
         gateway,
-        [service("failing", "failing-agency", "/f")],
+        [service("failing", "failing-agency", "/f", upstream_failure_statuses=[500, 503])],
         [
             {
                 "name": "failing-agency",
@@ -277,6 +278,41 @@ async def test_a_failing_upstream_opens_the_breaker_until_a_trial_succeeds(
         await passed_through(gateway, await call(), 200)
     assert client.breaker_states()["failing-agency"] == "closed"
     assert agency.seen["/f/x"] == 7
+
+
+async def test_by_default_a_500_is_an_answer_and_a_503_a_failure(
+    gateway: Harness, agency: Agency
+) -> None:
+    """A 500 is often a provider's business answer (every SOAP fault is one): by default
+    it does not count against the upstream, which other services may share; 502, 503
+    and 504 do."""
+    agency.scripts["/d/fault"] = [Answer(500)]
+    agency.scripts["/d/down"] = [Answer(503)]
+    await add_to_policy(
+        gateway,
+        [service("defaults", "default-agency", "/d")],
+        [
+            {
+                "name": "default-agency",
+                "base_url": agency.url,
+                "circuit_breaker": {"failure_threshold": 3},
+            }
+        ],
+    )
+    headers = await bearer(gateway)
+    for _ in range(6):
+        await passed_through(
+            gateway, await gateway.http.get(address("defaults", "/fault"), headers=headers), 500
+        )
+    assert gateway.state.upstream.breaker_states()["default-agency"] == "closed"
+    assert agency.seen["/d/fault"] == 6
+    for _ in range(3):
+        await passed_through(
+            gateway, await gateway.http.get(address("defaults", "/down"), headers=headers), 503
+        )
+    r = await gateway.http.get(address("defaults", "/fault"), headers=headers)
+    await problem(gateway, r, 503, "upstream-unavailable")
+    assert agency.seen["/d/fault"] == 6
 
 
 async def test_timeouts_and_refused_connections_count_against_the_breaker(
@@ -388,18 +424,26 @@ async def test_resilience_settings_round_trip_through_the_store(
         "queue_timeout_ms": 250,
     }
     retries = {"attempts": 4, "backoff_ms": 20, "max_backoff_ms": 200}
-    await add_to_policy(gateway, [service("tuned", "tuned", "", retries=retries)], [upstream])
+    failures = [429, 500, 503]
+    await add_to_policy(
+        gateway,
+        [service("tuned", "tuned", "", retries=retries, upstream_failure_statuses=failures)],
+        [upstream],
+    )
     async with gateway.state.sessions() as s:
         current = await policy_state.current_policy(s)
     [up] = [u for u in current.upstreams if u.name == "tuned"]
     assert up.model_dump(exclude={"auth"}) == upstream
     [svc] = [x for x in current.services if x.code == "tuned"]
     assert svc.retries.model_dump() == retries
+    assert svc.upstream_failure_statuses == failures
     exported = policy_yaml(current)
     assert "half_open_requests: 2" in exported and "max_backoff_ms: 200" in exported
+    assert "upstream_failure_statuses:\n  - 429\n  - 500\n  - 503\n" in exported
 
     entry = gateway.state.pipeline.config.services[(PROVINCE_ID, "tuned", "v1")]
     assert entry.retry == RetryPolicy(attempts=4, backoff_ms=20, max_backoff_ms=200)
+    assert entry.failure_statuses == frozenset(failures)
     assert entry.upstream.breaker.failure_threshold == 0
     assert entry.upstream.breaker.open_seconds == 2.5
     assert (entry.upstream.max_concurrency, entry.upstream.queue_timeout) == (0, 0.25)

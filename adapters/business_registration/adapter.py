@@ -87,6 +87,11 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
 
     # -- national -> canonical ---------------------------------------------------------
 
+    def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
+        """A lookup outcome (MaLoi 0, 201, 202) is the registry answering, whatever its
+        HTTP status; anything else: by the status."""
+        return False if answers.is_business_answer(answer.body) else None
+
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
     ) -> UpstreamResponse:

@@ -29,6 +29,21 @@ _OUTCOMES: Final[dict[str, tuple[frozenset[int], str | None]]] = {
 _STATUS: Final = {"found": 200, "not_found": 404, "not_permitted": 403}
 
 
+def is_business_answer(body: bytes) -> bool:
+    """Does the body carry a `KetQuaTraCuu` with the MaLoi of a lookup outcome (found,
+    not found, not permitted)? For the adapter's `upstream_failed`; never raises."""
+    try:
+        data = xml_to_data(parse_xml(body), namespaces={})
+    except ValueError:
+        return False
+    result = data.get(ANSWER_ROOT)
+    code = result.get("MaLoi") if isinstance(result, dict) else None
+    if not isinstance(code, str):
+        return False
+    outcome = _OUTCOMES.get(code.strip())
+    return outcome is not None and outcome[1] is not None
+
+
 def canonical_answer(
     status: int, body: bytes, sent: dict[str, str], to_canonical: CompiledMapping
 ) -> tuple[int, dict[str, Any]]:

@@ -5,7 +5,6 @@ faults.py read the answer)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import ClassVar, Final
 
@@ -26,10 +25,12 @@ from gateway.conversion.sdk import (
     UpstreamResponse,
     soap_content_type,
     soap_envelope,
+    soap_fault_of,
 )
 
-from .answers import operation_of, read_answer
+from .answers import MAX_ANSWER_BYTES, operation_of, read_answer
 from .edxml import SERVICE_NS, AttachmentsTooLarge, ConversionError, Edxml
+from .faults import platform_failed
 from .operations import moment, operation_element
 from .routes import Route, route
 
@@ -50,11 +51,6 @@ class DocumentExchangeConfig(LegacyTextConfig):
     soap_version: SoapVersion = "1.1"
 
 
-@functools.cache
-def _edxml() -> Edxml:
-    return Edxml(FOLDER)
-
-
 class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
     name: ClassVar[str] = "document_exchange"
     VERSION: ClassVar[str] = "1.0.0"
@@ -62,7 +58,9 @@ class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
 
     def __init__(self, config: DocumentExchangeConfig) -> None:
         super().__init__(config)
-        self.edxml = _edxml()
+        # Compiled per instance: the gateway builds one per configuration and content of
+        # the mapping files, so an edited mapping is live at the next reload.
+        self.edxml = Edxml(FOLDER)
         self.version: SoapVersion = config.soap_version
 
     def request(self, outbound: OutboundRequest, context: Context) -> OutboundRequest:
@@ -99,6 +97,13 @@ class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
     def route(self, method: str, path: str, query: str) -> Route:
         """The operation an endpoint asks for, with the document and organ it names."""
         return route(method, path, query, default_organ=self.config.sender_organ_id)
+
+    def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
+        """A fault is the platform's answer unless it says the platform failed
+        (faults.platform_failed): a burst of "DocumentNotFound" must not open the breaker
+        of the upstream the other national services share. No fault: by the status."""
+        fault = soap_fault_of(answer.body, max_bytes=MAX_ANSWER_BYTES, large_text=True)
+        return None if fault is None else platform_failed(fault)
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context

@@ -4,9 +4,10 @@ The platform answers every refusal with a SOAP 1.1 fault whose `detail/svc:Error
 says what went wrong. `soap_fault_to_problem` gives the general reading (a Client fault is
 the caller's: invalid-message, 400; anything else the provider's: upstream-bad-response,
 502); the error codes below refine it so that a caller can tell apart the outcomes
-docs/domain.md §1 asks for: not found (404), exists but not yours (403), a state conflict
-(409), too large (413), and faults that are the gateway's own doing rather than the
-caller's (the gateway's credentials or the envelope it built).
+docs/domain.md §1 asks for: no such document (404 no-such-record), exists but not yours
+(403), a state conflict (409), too large (413), and faults that are the gateway's own
+doing rather than the caller's (the gateway's credentials or the envelope it built).
+`platform_failed` says which faults count against the upstream's circuit breaker.
 """
 
 from __future__ import annotations
@@ -21,19 +22,23 @@ from gateway.conversion.sdk import (
     ACCESS_DENIED,
     CONFLICT,
     INTERNAL_ERROR,
-    NOT_FOUND,
+    NO_SUCH_RECORD,
     PAYLOAD_TOO_LARGE,
     UPSTREAM_AUTH_FAILED,
     Problem,
     ProblemType,
     SoapFault,
+    soap_caller_fault,
     soap_fault_to_problem,
 )
 
 SERVICE: Final = "national document exchange (edXML)"
 
 _REFINED: Final[Mapping[str, tuple[ProblemType, str]]] = {
-    "DocumentNotFound": (NOT_FOUND, "The national document exchange has no such document"),
+    "DocumentNotFound": (
+        NO_SUCH_RECORD,
+        "The national document exchange has no such document",
+    ),
     "NotPermitted": (
         ACCESS_DENIED,
         "The document exists, but the organ named is neither its sender nor a recipient",
@@ -65,6 +70,19 @@ _ENVELOPE_CODES: Final = frozenset(
 # The platform words a refused transition "... tại đơn vị <organ> từ <code> (...) sang <code>".
 _CURRENT = re.compile(r"\btừ ([0-9]{2})\b")
 _AT_ORGAN = re.compile(r"tại đơn vị ([0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2})")
+
+
+def platform_failed(fault: SoapFault) -> bool:
+    """Does the fault say the platform itself failed (counted against the `ndxp`
+    upstream's breaker, which every national service shares), rather than answer? Every
+    fault comes as HTTP 500; only a Server fault with no error code of the answers
+    above is the platform failing ("Lỗi hệ thống"). A refusal of the request, a
+    document not found, not permitted or sent twice, a refused envelope: answers."""
+    if soap_caller_fault(fault):
+        return False
+    code = error_code(fault)
+    answered = code in _REFINED or code in _ENVELOPE_CODES or code == "InvalidStatusTransition"
+    return not answered
 
 
 def error_code(fault: SoapFault) -> str | None:

@@ -27,7 +27,7 @@ the portal's answers, always HTTP 200 with an error_code, become canonical answe
 
     0   200 the canonical answer
     106 400 invalid-message naming /agencyCode (wrong, unregistered or not the first agency)
-    201 404 not-found (the portal has no such dossier: send status received first)
+    201 404 no-such-record (the portal has no such dossier: send status received first)
     301 400 invalid-message naming the canonical field the portal refused, translated from
             the portal's field through the status-change mapping (a refused `module` is
             the service's configuration: 500 internal-error naming adapter_config.module)

@@ -14,7 +14,7 @@ from gateway.conversion.sdk import (
     CONFLICT,
     INTERNAL_ERROR,
     INVALID_MESSAGE,
-    NOT_FOUND,
+    NO_SUCH_RECORD,
     UPSTREAM_AUTH_FAILED,
     UPSTREAM_BAD_RESPONSE,
     MappingError,
@@ -107,7 +107,7 @@ def sync_answer(
         )
     if code == NOT_FOUND_CODE:
         raise Problem(
-            NOT_FOUND,
+            NO_SUCH_RECORD,
             f"The portal has no dossier {dossier}: a dossier's first change must be "
             f"status received; send status received first (portal: {message}).",
             portal_error=portal_error,
@@ -173,7 +173,7 @@ def record_answer(
     portal_error = {"error_code": code, "message": message}
     if code == NOT_FOUND_CODE:
         raise Problem(
-            NOT_FOUND,
+            NO_SUCH_RECORD,
             f"The portal has no dossier {dossier} (portal: {message}).",
             portal_error=portal_error,
         )

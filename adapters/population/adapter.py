@@ -4,7 +4,6 @@ what it converts; lookup.py and answers.py hold the conversions)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -18,7 +17,6 @@ from gateway.conversion.sdk import (
     UPSTREAM_BAD_RESPONSE,
     Adapter,
     AgencyCode,
-    CompiledMapping,
     Context,
     LegacyTextConfig,
     OutboundRequest,
@@ -27,7 +25,7 @@ from gateway.conversion.sdk import (
     load_mappings,
 )
 
-from .answers import canonical_answer
+from .answers import canonical_answer, is_business_answer
 from .lookup import check_accountability, endpoint_for, national_lookup, sender_mapping
 
 __all__ = ["ADAPTER", "FOLDER", "PopulationAdapter", "PopulationConfig"]
@@ -44,11 +42,6 @@ class PopulationConfig(LegacyTextConfig):
     integration_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")] | None = None
 
 
-@functools.cache
-def _mappings() -> dict[str, CompiledMapping]:
-    return load_mappings(FOLDER)
-
-
 class PopulationAdapter(Adapter[PopulationConfig]):
     name: ClassVar[str] = "population"
     VERSION: ClassVar[str] = "1.0.0"
@@ -56,7 +49,9 @@ class PopulationAdapter(Adapter[PopulationConfig]):
 
     def __init__(self, config: PopulationConfig) -> None:
         super().__init__(config)
-        mappings = _mappings()
+        # Compiled per instance: the gateway builds one per configuration and content of
+        # the mapping files, so an edited mapping is live at the next reload.
+        mappings = load_mappings(FOLDER)
         self.accountability = mappings["accountability"]
         self.by_number = mappings["lookup-by-number"]
         self.by_name = mappings["lookup-by-name"]
@@ -102,6 +97,11 @@ class PopulationAdapter(Adapter[PopulationConfig]):
         )
 
     # -- national answer -> canonical answer -------------------------------------------------
+
+    def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
+        """A lookup outcome (MaLoi 0, 201, 202) is the database answering, whatever its
+        HTTP status; anything else: by the status."""
+        return False if is_business_answer(answer.body) else None
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context

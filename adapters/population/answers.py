@@ -4,7 +4,7 @@ citizen.yaml and full-name.yaml."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -21,6 +21,20 @@ _DEFAULT_MESSAGES = {
     NOT_FOUND_CODE: "Không tìm thấy thông tin công dân",
     NOT_PERMITTED_CODE: "Công dân có tồn tại nhưng đơn vị không được phép khai thác thông tin",
 }
+
+
+# MaLoi of the lookup's business answers: whatever the HTTP status they come with, the
+# database answered (a not found is no outage of the upstream every national service
+# shares).
+ANSWERED: Final = frozenset({FOUND, NOT_FOUND_CODE, NOT_PERMITTED_CODE})
+
+
+def is_business_answer(body: bytes) -> bool:
+    """Does the body carry a MaLoi of the lookup's outcomes (found, not found, not
+    permitted)? For the adapter's `upstream_failed`: cheap, and never raises."""
+    national = _json_object(body)
+    code = national.get("MaLoi") if national is not None else None
+    return isinstance(code, (str, int)) and not isinstance(code, bool) and str(code) in ANSWERED
 
 
 def canonical_answer(

@@ -20,7 +20,7 @@ from gateway.admin.actor import ADMINISTRATOR, OPERATOR_KINDS, Actor
 from gateway.admin.refusals import message_errors, refused, validation_errors
 from gateway.config import versions
 from gateway.config.diff import Change, diff
-from gateway.config.policy import PolicySet, policy_document
+from gateway.config.policy import PolicySet, policy_document, with_mapping_digests
 from gateway.core.problems import ACCESS_DENIED, NOT_FOUND, PRECONDITION_FAILED, Problem
 from gateway.store import changes as admin
 from gateway.store.models import PolicyVersion
@@ -307,4 +307,5 @@ async def preview(sessions: async_sessionmaker[AsyncSession], policy: PolicySet)
     """
     async with sessions() as s:
         now = await versions.current_policy(s)
-    return diff(now, policy)
+    # As a commit would stamp it: mapping files edited since the last apply show too.
+    return diff(now, with_mapping_digests(policy))

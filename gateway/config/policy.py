@@ -21,13 +21,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictFloat,
     StrictInt,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 
-from gateway.conversion.catalogue import adapter_config_errors
+from gateway.config.places import Places
+from gateway.conversion.catalogue import adapter_config_errors, mapping_digest
 from gateway.core.identifiers import AgencyCode, DocCode, ServiceCode, ServiceKey, Version
 from gateway.identity.access import HTTP_METHODS, compile_glob
 
@@ -82,8 +85,8 @@ class UpstreamAuthSpec(_Strict):
 
 
 class CircuitBreakerSpec(_Strict):
-    # Consecutive failures (transport errors, timeouts, 5xx answers) that open the
-    # breaker; 0 switches it off.
+    # Consecutive failures (transport errors, timeouts, answers with a status the
+    # service lists in upstream_failure_statuses) that open the breaker; 0: no breaker.
     failure_threshold: StrictInt = Field(5, ge=0, le=10_000)
     # How long an open breaker answers 503 without calling, before trial calls.
     open_seconds: StrictFloat = Field(10.0, ge=0.1, le=86_400)
@@ -154,6 +157,16 @@ class ServiceSchemas(_Strict):
     response: SchemaRef | None = None
 
 
+# The answers that say the provider's system is failing rather than answering: a gateway
+# or proxy in front of it that cannot reach it (502), an overloaded or stopped system
+# (503), a timeout behind it (504). A 500 is not among them by default: SOAP services
+# answer every fault with 500 (a "no such document" too), and many REST providers a
+# business error, so counting it would let one service's refusals stop every service of
+# its upstream. Transport errors and timeouts always count.
+DEFAULT_FAILURE_STATUSES: tuple[int, ...] = (502, 503, 504)
+FailureStatus = Annotated[StrictInt, Field(ge=400, le=599)]
+
+
 class ServiceSpec(_Strict):
     provider: AgencyCode
     code: Code
@@ -166,11 +179,21 @@ class ServiceSpec(_Strict):
     schemas: ServiceSchemas = ServiceSchemas()
     timeouts: TimeoutsSpec = TimeoutsSpec()
     retries: RetriesSpec = RetriesSpec()
+    # Answer statuses that count as the upstream failing (its circuit breaker, and for
+    # 502/503/504 a retry); the service's adapter may still read such an answer as the
+    # provider's business answer (docs/administrator.md "Upstream resilience").
+    upstream_failure_statuses: list[FailureStatus] = Field(
+        list(DEFAULT_FAILURE_STATUSES), max_length=200
+    )
     limits: LimitsSpec = LimitsSpec()
     require: list[Literal["officer", "procedure", "case"]] = []
     audit: Literal["fail_closed", "fail_open"] = "fail_closed"
     enabled: bool = True
     access: list[AccessSpec] = []
+    # Set by the gateway, not written in files: the SHA-256 of the adapter's mapping
+    # files validated when this configuration was applied (catalogue.mapping_digest),
+    # so that editing a mapping is a change `policy apply` makes and a reload picks up.
+    adapter_mappings: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @property
     def key(self) -> str:
@@ -222,6 +245,13 @@ class PolicySet(_Strict):
     upstreams: list[UpstreamSpec] = []
     services: list[ServiceSpec] = []
     rate_limits: list[RateLimitSpec] = []
+    # Where each entity was written, when read from files (load_policy_dir).
+    _places: Places | None = PrivateAttr(default=None)
+
+    def located(self, message: str) -> str:
+        """A validator's message (`services[3].upstream: ...`) naming files and entities
+        when the policy was read from files; unchanged otherwise (the admin API)."""
+        return message if self._places is None else self._places.rewrite(message)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySet:
@@ -321,7 +351,7 @@ def policy_document(policy: PolicySet, *, exclude_defaults: bool = False) -> dic
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     # Lists that are sets in meaning: sorted, so their order in a file is no change.
-    for name in ("groups", "roles", "require"):
+    for name in ("groups", "roles", "require", "upstream_failure_statuses"):
         if name in item:
             item[name] = sorted(set(item[name]))
     if "access" in item:
@@ -340,9 +370,28 @@ def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def with_mapping_digests(policy: PolicySet) -> PolicySet:
+    """The policy with each service's `adapter_mappings` set to the digest of its
+    adapter's mapping files as they are now (None for passthrough): what `policy apply`
+    validated, and so records."""
+    digests: dict[str, str | None] = {}
+    services = []
+    for s in policy.services:
+        if s.adapter not in digests:
+            digests[s.adapter] = mapping_digest(s.adapter)
+        digest = digests[s.adapter]
+        services.append(
+            s if s.adapter_mappings == digest else s.model_copy(update={"adapter_mappings": digest})
+        )
+    return policy.model_copy(update={"services": services})
+
+
 def policy_yaml(policy: PolicySet, *, header: str = "") -> str:
-    """A policy file that `load_policy_dir` reads back as the same policy."""
+    """A policy file that `load_policy_dir` reads back as the same policy (without the
+    mapping digests, which the gateway sets when it is applied)."""
     doc = {k: v for k, v in policy_document(policy, exclude_defaults=True).items() if v}
+    for service in doc.get("services", []):
+        service.pop("adapter_mappings", None)
     body = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=100)
     return header + body
 
@@ -370,8 +419,15 @@ def _interpolate(value: Any, source: str) -> Any:
 
 
 def load_policy_dir(directory: Path) -> PolicySet:
-    """Read and merge every `*.yaml` / `*.yml` file of a policy directory, then validate."""
+    """Read and merge every `*.yaml` / `*.yml` file of a policy directory, then validate.
+
+    Raises:
+        ValueError: a file cannot be read as policy, or the policy is not valid; one line
+            per problem, naming the file, the entity (`service <provider/code/version>`)
+            and the field.
+    """
     merged: dict[str, list[Any]] = {}
+    origins: dict[str, list[str]] = {}
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     if not files:
         raise ValueError(f"no policy files (*.yaml) in {directory}")
@@ -383,4 +439,11 @@ def load_policy_dir(directory: Path) -> PolicySet:
             if not isinstance(items, list):
                 raise ValueError(f"{path}: section {section!r} must be a list")
             merged.setdefault(section, []).extend(items)
-    return PolicySet.model_validate(merged)
+            origins.setdefault(section, []).extend([str(path)] * len(items))
+    places = Places(origins, merged)
+    try:
+        policy = PolicySet.model_validate(merged)
+    except ValidationError as e:
+        raise ValueError(places.errors(e)) from None
+    policy._places = places
+    return policy

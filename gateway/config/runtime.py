@@ -17,8 +17,10 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.conversion.catalogue import build_adapter
+from gateway.config.policy import DEFAULT_FAILURE_STATUSES
+from gateway.conversion.catalogue import build_adapter, mapping_digest
 from gateway.conversion.sdk import Adapter
+from gateway.core.logging import log
 from gateway.identity.access import Rule, is_allowed
 from gateway.identity.directory import ClientEntry, CredentialEntry
 from gateway.limits.ratelimit import Limit
@@ -56,6 +58,9 @@ class BreakerPolicy:
 
 
 DEFAULT_BREAKER = BreakerPolicy()
+
+
+DEFAULT_FAILURES = frozenset(DEFAULT_FAILURE_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,9 @@ class ServiceEntry:
     adapter_error: str | None = None
     # Retries of idempotent calls, within timeout.total.
     retry: RetryPolicy = NO_RETRY
+    # Answer statuses that count as the upstream failing (the policy's
+    # upstream_failure_statuses); the adapter may still call one a business answer.
+    failure_statuses: frozenset[int] = DEFAULT_FAILURES
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -222,9 +230,28 @@ def _service_key(key: str) -> tuple[str, str, str]:
     return (provider, code, version)
 
 
-def _adapter(name: str, config: dict[str, Any]) -> tuple[Adapter[Any] | None, str | None]:
+def _adapter(svc: Any, digests: dict[str, str | None]) -> tuple[Adapter[Any] | None, str | None]:
+    """The service's adapter, built from its mapping files as they are now (read once per
+    adapter and reload: `digests`), so an edited mapping is compiled again."""
+    name = svc.adapter
+    if name not in digests:
+        try:
+            digests[name] = mapping_digest(name)
+        except OSError as e:
+            return None, f"adapter {name!r}: its mapping files cannot be read: {e}"
+    digest = digests[name]
+    if svc.adapter_mappings is not None and digest != svc.adapter_mappings:
+        # Files changed on this host since `policy apply` validated them (or this host
+        # has others): they still compile here, but say so.
+        log.warning(
+            "adapter mapping files differ from those validated by policy apply",
+            adapter=name,
+            service=f"{svc.code}/{svc.version}",
+            validated=svc.adapter_mappings[:12],
+            found=(digest or "none")[:12],
+        )
     try:
-        return build_adapter(name, config), None
+        return build_adapter(name, svc.adapter_config or {}, digest), None
     except Exception as e:  # a service with a broken adapter refuses; the rest still load
         return None, f"adapter {name!r} could not be loaded: {e}"
 
@@ -253,6 +280,13 @@ def _retry(svc: Any) -> RetryPolicy:
     if svc.retry_attempts <= 1:
         return NO_RETRY  # shared: most services never retry
     return RetryPolicy(svc.retry_attempts, svc.retry_backoff_ms, svc.retry_max_backoff_ms)
+
+
+def _failure_statuses(statuses: list[int] | None) -> frozenset[int]:
+    if statuses is None:
+        return DEFAULT_FAILURES  # shared: most services keep the default
+    found = frozenset(statuses)
+    return DEFAULT_FAILURES if found == DEFAULT_FAILURES else found
 
 
 # Yield to the event loop this often while building, so a big configuration never holds
@@ -346,6 +380,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             service_limits[_service_key(row.service_key)].append(limit)
 
     services: dict[tuple[str, str, str], ServiceEntry] = {}
+    digests: dict[str, str | None] = {}  # adapter -> its mapping files' digest, this build
     upstream_entries = {i: _upstream_entry(u) for i, u in upstreams.items()}
     for i, svc in enumerate(services_rows):
         if i % _YIELD_EVERY == 0:
@@ -365,7 +400,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         response_validator, response_error = _resolve(schemas.get("response"), schema_versions)
         provider = agency_code[svc.provider_id]
         by_client, by_group = rules_by_service.get(svc.id, ({}, {}))
-        adapter_impl, adapter_error = _adapter(svc.adapter, svc.adapter_config or {})
+        adapter_impl, adapter_error = _adapter(svc, digests)
         service_entry = ServiceEntry(
             provider=provider,
             code=svc.code,
@@ -391,6 +426,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             adapter_impl=adapter_impl,
             adapter_error=adapter_error,
             retry=_retry(svc),
+            failure_statuses=_failure_statuses(svc.upstream_failure_statuses),
         )
         services[service_entry.key] = service_entry
     return RuntimeConfig(

@@ -10,6 +10,7 @@ revoked on their own (gateway/admin/credentials.py) and never written to files.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import zlib
 from collections import defaultdict
@@ -22,7 +23,12 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config.diff import Change, diff_documents
-from gateway.config.policy import PolicySet, policy_document
+from gateway.config.policy import (
+    DEFAULT_FAILURE_STATUSES,
+    PolicySet,
+    policy_document,
+    with_mapping_digests,
+)
 from gateway.store.changes import config_version, record_all, serialize_changes
 from gateway.store.models import (
     AccessRight,
@@ -126,6 +132,11 @@ async def current_policy(session: AsyncSession) -> PolicySet:
                     "backoff_ms": s.retry_backoff_ms,
                     "max_backoff_ms": s.retry_max_backoff_ms,
                 },
+                "upstream_failure_statuses": (
+                    s.upstream_failure_statuses
+                    if s.upstream_failure_statuses is not None
+                    else list(DEFAULT_FAILURE_STATUSES)
+                ),
                 "limits": {
                     "max_request_bytes": s.max_request_bytes,
                     "max_response_bytes": s.max_response_bytes,
@@ -142,6 +153,7 @@ async def current_policy(session: AsyncSession) -> PolicySet:
                 "audit": s.audit_mode,
                 "enabled": s.enabled,
                 "access": rights[s.id],
+                "adapter_mappings": s.adapter_mappings,
             }
             for s in await session.execute(select(Service.__table__))
         ],
@@ -273,7 +285,9 @@ async def _plan(session: AsyncSession, desired: Callable[[PolicySet], PolicySet]
     # Everything costly happens here, before the lock: reading, validating, diffing and
     # compressing a province's configuration is ~1 s of CPU at 1000 services.
     current = await current_policy(session)
-    new = desired(current)
+    # Stamped with the digests of the mapping files as they are now: an edited mapping
+    # is a change of its services, recorded and reloaded like any other.
+    new = with_mapping_digests(desired(current))
     new_doc = policy_document(new)
     changes = diff_documents(policy_document(current), new_doc)
     blob, digest = _encode(new_doc) if changes else (b"", "")
@@ -363,7 +377,7 @@ async def _check(
         )
     if outbound is not None:
         problems += refused_upstreams(new, outbound)
-    problems += await _unregistered_schemas(session, new)
+    problems += await unregistered_schemas(session, new)
     if problems:
         raise PolicyRejected("; ".join(problems))
 
@@ -388,25 +402,68 @@ def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:
     return problems
 
 
-async def _unregistered_schemas(session: AsyncSession, new: PolicySet) -> list[str]:
-    """The request and response schemas services name that the registry does not hold."""
-    problems: list[str] = []
-    for i, svc in enumerate(new.services):
-        for kind in ("request", "response"):
-            ref = getattr(svc.schemas, kind)
-            if ref is None:
-                continue
-            q = select(RegistryVersion.version).where(
-                RegistryVersion.subject == ref.subject, RegistryVersion.deleted.is_(False)
+async def unregistered_schemas(
+    session: AsyncSession | None, policy: PolicySet, bundled: frozenset[str] = frozenset()
+) -> list[str]:
+    """The request and response schemas services name that the registry does not hold,
+    each as `services[i].schemas.<kind>: ...` naming the service, the subject and the
+    version, and the subject meant when it looks misspelt.
+
+    Args:
+        session: the store (None: no registry to ask, only `bundled`).
+        policy: the policy whose services are checked.
+        bundled: subjects `policy apply` registers before it applies (the project's
+            `schemas/`), taken as present at version 1 and latest when the registry
+            does not have them yet (`lgsp policy validate` without a store).
+    Returns:
+        One message per reference that does not resolve; none when all do.
+    """
+    refs = [
+        (i, svc, kind, ref)
+        for i, svc in enumerate(policy.services)
+        for kind in ("request", "response")
+        if (ref := getattr(svc.schemas, kind)) is not None
+    ]
+    if not refs:
+        return []
+    registered: dict[str, set[int]] = defaultdict(set)
+    if session is not None:
+        rows = await session.execute(
+            select(RegistryVersion.subject, RegistryVersion.version).where(
+                RegistryVersion.deleted.is_(False)
             )
-            if ref.version != "latest":
-                q = q.where(RegistryVersion.version == ref.version)
-            if await session.scalar(q.limit(1)) is None:
-                problems.append(
-                    f"services[{i}].schemas.{kind}: {ref.subject} version {ref.version} is not "
-                    "in the registry (lgsp schema load / lgsp schema register)"
-                )
+        )
+        for subject, version in rows.all():
+            registered[subject].add(version)
+    for subject in bundled:
+        registered.setdefault(subject, {1})
+    problems: list[str] = []
+    for i, svc, kind, ref in refs:
+        versions = registered.get(ref.subject)
+        if versions and (ref.version == "latest" or ref.version in versions):
+            continue
+        problems.append(
+            f"services[{i}].schemas.{kind}: service {svc.key} names "
+            f"{_missing_schema(ref.subject, ref.version, versions, registered)}"
+        )
     return problems
+
+
+def _missing_schema(
+    subject: str, version: int | str, versions: set[int] | None, known: dict[str, set[int]]
+) -> str:
+    if versions:
+        listed = ", ".join(str(v) for v in sorted(versions))
+        return (
+            f"version {version} of schema subject {subject!r}, which the registry does not "
+            f"have (it has version {listed})"
+        )
+    close = difflib.get_close_matches(subject, list(known), n=1, cutoff=0.8)
+    hint = f", did you mean {close[0]!r}?" if close else ""
+    return (
+        f"schema subject {subject!r}, which is not in the registry{hint} "
+        "(lgsp schema load registers the files of schemas/, lgsp schema register others)"
+    )
 
 
 def _administrators(policy: PolicySet) -> list[str]:
@@ -524,6 +581,7 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
             "retry_attempts": s.retries.attempts,
             "retry_backoff_ms": s.retries.backoff_ms,
             "retry_max_backoff_ms": s.retries.max_backoff_ms,
+            "upstream_failure_statuses": sorted(set(s.upstream_failure_statuses)),
             "max_request_bytes": s.limits.max_request_bytes,
             "max_response_bytes": s.limits.max_response_bytes,
             "require_officer": "officer" in s.require,
@@ -531,6 +589,7 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
             "require_case": "case" in s.require,
             "audit_mode": s.audit,
             "enabled": s.enabled,
+            "adapter_mappings": s.adapter_mappings,
         }
 
     services = await _put_rows(

@@ -1,17 +1,29 @@
-"""The adapters a gateway knows, found by name, and built once per configuration.
+"""The adapters a gateway knows, found by name, and built once per configuration and
+content of their mapping files.
 
 `passthrough` is built in; every sub-package of the top-level `adapters` package that
 exposes `ADAPTER`, and every entry point of the `lgsp.adapters` group, is found by the
 adapter's `name`, so a third party ships one as its own package without touching
-`gateway/`."""
+`gateway/`.
+
+An adapter's mapping files are the YAML of its folder's `mappings/` and `codes/` (what
+`load_mappings` and `load_code_lists` read). Their digest (`mapping_digest`) is part of
+the key an adapter instance is kept under, so an edited mapping is compiled again at the
+next reload instead of the instance built from the old one being reused; `policy apply`
+records the digest it validated with each service (gateway/config/versions.py), so an
+edit alone is a change to apply, and a reload sees it.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.metadata
+import inspect
 import pkgutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -61,15 +73,75 @@ def adapter_config_errors(name: str, config: Mapping[str, Any]) -> list[str]:
     return []
 
 
+MAPPING_FOLDERS = ("mappings", "codes")
+
+
+def _folder(name: str) -> Path | None:
+    cls = _registry().get(name)
+    if cls is None or cls is Adapter:
+        return None
+    return Path(inspect.getfile(cls)).resolve().parent
+
+
+def mapping_files(name: str) -> list[Path]:
+    """The mapping files of an installed adapter, sorted: the YAML under its folder's
+    `mappings/` and `codes/` (none for passthrough or an unknown name)."""
+    folder = _folder(name)
+    if folder is None:
+        return []
+    return sorted(
+        path
+        for sub in MAPPING_FOLDERS
+        for pattern in ("*.yaml", "*.yml")
+        for path in (folder / sub).rglob(pattern)
+        if path.is_file()
+    )
+
+
+def mapping_digest(name: str) -> str | None:
+    """SHA-256 (hex) of an adapter's mapping files, names and contents; None when it has
+    none (passthrough, an adapter built from code alone).
+
+    Example:
+        >>> mapping_digest("population")  # doctest: +SKIP
+        '3f0c...'
+    """
+    files = mapping_files(name)
+    if not files:
+        return None
+    root = _folder(name)
+    assert root is not None
+    h = hashlib.sha256()
+    for path in files:
+        data = path.read_bytes()
+        # Length-prefixed, so no two different sets of files hash alike.
+        for part in (path.relative_to(root).as_posix().encode(), data):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+    return h.hexdigest()
+
+
 @functools.lru_cache(maxsize=1024)
-def _build(name: str, config_json: bytes) -> Adapter[Any] | None:
+def _build(name: str, config_json: bytes, digest: str | None) -> Adapter[Any] | None:
+    # `digest` is only the key: the instance compiles the files as they are now, which
+    # are the ones digested a moment ago.
     cls = _registry()[name]
     if cls is Adapter:
         return None  # passthrough: nothing to run on the exchange path
     return cls(cls.Config.model_validate(orjson.loads(config_json)))
 
 
-def build_adapter(name: str, config: Mapping[str, Any]) -> Adapter[Any] | None:
+def build_adapter(
+    name: str, config: Mapping[str, Any], digest: str | None = None
+) -> Adapter[Any] | None:
     """The adapter instance for a service (None for passthrough), compiled once per
-    distinct configuration and reused across reloads."""
-    return _build(name, orjson.dumps(dict(config), option=orjson.OPT_SORT_KEYS))
+    distinct configuration and mapping files and reused across reloads.
+
+    Args:
+        name: the adapter's name.
+        config: the service's `adapter_config`.
+        digest: `mapping_digest(name)` as read for this build (computed when not given).
+    """
+    if digest is None:
+        digest = mapping_digest(name)
+    return _build(name, orjson.dumps(dict(config), option=orjson.OPT_SORT_KEYS), digest)

@@ -9,6 +9,10 @@ way back)::
     request(outbound, context)           canonical request   -> the provider's request
     response(answer, outbound, context)  the provider's answer -> canonical answer
 
+and, optionally, `upstream_failed(answer, outbound)`: whether an error answer says the
+provider's system is failing or is its business answer ("no such record"), before the
+upstream's circuit breaker counts it.
+
 Hooks are synchronous and pure CPU: whatever they need (mappings, code lists, XML
 namespaces) is compiled in `__init__`, once per configuration, never per exchange. A
 hook refuses by raising `Problem` (problem+json to the caller, audited like any other
@@ -68,6 +72,7 @@ the reference at the end):
     refusing              Problem, ProblemType and the problem types adapters raise:
                           INVALID_MESSAGE, INVALID_PARAMETER, INVALID_PATH, INVALID_HEADER,
                           MISSING_ACCOUNTABILITY, METHOD_NOT_ALLOWED, NOT_FOUND,
+                          NO_SUCH_RECORD,
                           ACCESS_DENIED, CONFLICT, PAYLOAD_TOO_LARGE, UPSTREAM_BAD_RESPONSE,
                           UPSTREAM_AUTH_FAILED, INTERNAL_ERROR
     mappings              load_mappings, load_code_lists, compile_mapping, CompiledMapping,
@@ -75,7 +80,8 @@ the reference at the end):
     JSON                  json_object
     XML                   parse_xml, xml_to_data, data_to_xml, to_bytes, UnsafeXML, InvalidXML
     SOAP                  soap_envelope, soap_content_type, parse_soap_envelope,
-                          soap_fault_to_problem, SoapFault, SoapMessage, SoapVersion
+                          soap_fault_to_problem, soap_fault_of, soap_caller_fault,
+                          SoapFault, SoapMessage, SoapVersion
     legacy text           Encoding, LegacyEncodingError (LegacyTextConfig does the work)
     headers               REQUEST_ID_HEADER, OFFICER_HEADER, PROCEDURE_HEADER, CASE_HEADER,
                           CLIENT_ID_HEADER, CLIENT_AGENCY_HEADER
@@ -164,6 +170,20 @@ soap_fault_to_problem(fault, *, service) -> Problem
     (invalid-message, 400), anything else the provider's (upstream-bad-response, 502).
     Refine it by the fault's detail; document_exchange/faults.py shows how.
 
+soap_fault_of(body, *, max_bytes=..., large_text=False) -> SoapFault | None
+    The fault an answer carries; None when the body is no SOAP envelope or holds no
+    fault. Never raises: made for `Adapter.upstream_failed`.
+    Example: ``fault = soap_fault_of(answer.body)``
+
+soap_caller_fault(fault) -> bool
+    A Client (1.1) / Sender (1.2) fault: the provider refused the request, it did not
+    fail. Example: ``if fault is not None and soap_caller_fault(fault): return False``
+
+NOT_FOUND, NO_SUCH_RECORD
+    Both 404, for a caller to tell apart: NOT_FOUND is a wrong address (an endpoint the
+    service does not have), NO_SUCH_RECORD that the provider was asked and answered it
+    has no such record (a document, a parcel).
+
 Encoding, LegacyEncodingError
     `Literal["tcvn3", "vni"]`, and the ValueError raised when text has a character the
     legacy encoding cannot carry (LegacyTextConfig.text_out raises it).
@@ -211,7 +231,13 @@ from gateway.conversion.mapping.soap import (
     envelope as soap_envelope,
 )
 from gateway.conversion.mapping.soap import (
+    fault_of as soap_fault_of,
+)
+from gateway.conversion.mapping.soap import (
     fault_to_problem as soap_fault_to_problem,
+)
+from gateway.conversion.mapping.soap import (
+    is_caller_fault as soap_caller_fault,
 )
 from gateway.conversion.mapping.soap import (
     parse_envelope as parse_soap_envelope,
@@ -238,6 +264,7 @@ from gateway.core.problems import (
     INVALID_PATH,
     METHOD_NOT_ALLOWED,
     MISSING_ACCOUNTABILITY,
+    NO_SUCH_RECORD,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     UPSTREAM_AUTH_FAILED,
@@ -262,6 +289,7 @@ __all__ = [
     "METHOD_NOT_ALLOWED",
     "MISSING_ACCOUNTABILITY",
     "NOT_FOUND",
+    "NO_SUCH_RECORD",
     "OFFICER_HEADER",
     "PAYLOAD_TOO_LARGE",
     "PROCEDURE_HEADER",
@@ -296,8 +324,10 @@ __all__ = [
     "map_strings",
     "parse_soap_envelope",
     "parse_xml",
+    "soap_caller_fault",
     "soap_content_type",
     "soap_envelope",
+    "soap_fault_of",
     "soap_fault_to_problem",
     "to_bytes",
     "xml_to_data",
@@ -457,9 +487,14 @@ class Adapter(Generic[C]):
     VERSION: ClassVar[str] = "0.0.0"  # an adapter that does not say
     Config: ClassVar[type[AdapterConfig]] = AdapterConfig
 
+    # Set for each subclass: does it override `upstream_failed`? (The upstream client
+    # asks only those, and only about answers that may be failures.)
+    judges_failures: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_version(cls.VERSION, cls.__qualname__)
+        cls.judges_failures = cls.upstream_failed is not Adapter.upstream_failed
 
     def __init__(self, config: C) -> None:
         """Compile what the hooks need (mappings, code lists, constants of `config`).
@@ -497,6 +532,36 @@ class Adapter(Generic[C]):
             ...                            orjson.dumps(doc))
         """
         return outbound
+
+    def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
+        """Does this answer say the provider's system is failing, or is it the provider's
+        business answer? Asked before the upstream's circuit breaker and the retries see
+        the answer, for answers with a status of 500 or more or one the service's
+        `upstream_failure_statuses` lists (502, 503, 504 by default), never for others.
+
+        All the services of an upstream share its breaker: a SOAP fault "no such
+        document" (HTTP 500) or a national `MaLoi` "not found" counted as a failure
+        would, repeated, stop every other service of the upstream. Read only what tells
+        the two apart (a fault's code, `MaLoi`), cheaply; the response hook still
+        converts the answer afterwards.
+
+        Args:
+            answer: the provider's status, headers and body.
+            outbound: the request `request` returned.
+        Returns:
+            True: the upstream failed (counts against its breaker, may be retried);
+            False: a business answer (counts as the provider answering: never retried,
+            never opens the breaker); None: the service's `upstream_failure_statuses`
+            decide. The base returns None. An exception counts as None (and is a bug).
+
+        Example:
+            >>> def upstream_failed(self, answer, outbound):
+            ...     fault = soap_fault_of(answer.body)
+            ...     if fault is None:
+            ...         return None             # not SOAP: by the status
+            ...     return not soap_caller_fault(fault)
+        """
+        return None
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
@@ -580,8 +645,11 @@ def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
     """An adapter folder's mappings, `mappings/<name>.yaml`, compiled with its code lists
     (`load_code_lists`), so that a rule's `codes: sex` finds `codes/sex.yaml`.
 
-    Call it in `__init__` (or cache it per folder): compiling is the slow part, and a
-    bad mapping should fail when the configuration loads, not on an exchange.
+    Call it in `__init__`, and do not cache it per folder yourself: the gateway builds
+    one instance per configuration and content of the mapping files, so an edited
+    mapping is compiled again at the next reload (a per-process cache would keep the old
+    one until a restart). A bad mapping then fails when the configuration loads, not on
+    an exchange.
 
     Args:
         folder: the adapter's folder.

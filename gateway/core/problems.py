@@ -61,6 +61,9 @@ INVALID_CLIENT = _t("invalid-client", 401, "Client authentication failed", Side.
 ACCESS_DENIED = _t("access-denied", 403, "Access to this service is not granted", Side.CALLER)
 UNKNOWN_SERVICE = _t("unknown-service", 404, "No such service", Side.CALLER)
 NOT_FOUND = _t("not-found", 404, "No such resource", Side.CALLER)
+# Not a wrong address: the provider was asked and answered that the record (a document,
+# a parcel, a dossier) does not exist. A business answer: it never opens a breaker.
+NO_SUCH_RECORD = _t("no-such-record", 404, "The provider has no such record", Side.CALLER)
 METHOD_NOT_ALLOWED = _t("method-not-allowed", 405, "Method not allowed", Side.CALLER)
 PAYLOAD_TOO_LARGE = _t("payload-too-large", 413, "The request body is too large", Side.CALLER)
 UNSUPPORTED_GRANT = _t(

@@ -19,12 +19,14 @@ import time
 from typing import Any
 
 import asyncpg
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from gateway.config.runtime import load_runtime_config
 from gateway.core.logging import log
 from gateway.edge.state import GatewayState
 from gateway.store import changes as admin
+from gateway.store.models import PolicyVersion
 
 CHANNEL = admin.CONFIG_CHANNEL
 # With LISTEN, polling only covers a notification lost with a broken connection.
@@ -38,8 +40,11 @@ async def reload_config(state: GatewayState) -> bool:
         state.keys.refresh()
         async with state.sessions() as session:
             version = await admin.config_version(session)
-        if version == state.config_version:
-            return False
+            if version == state.config_version:
+                return False
+            # Logged beside the configuration version, which every admin change bumps
+            # (a credential too): the policy version `lgsp policy history` lists.
+            policy_version = await session.scalar(select(func.max(PolicyVersion.id)))
         started = time.perf_counter()
         config = await load_runtime_config(state.sessions)
         state.pipeline.swap_config(config)
@@ -47,7 +52,8 @@ async def reload_config(state: GatewayState) -> bool:
         _freeze_tables(state)
     log.info(
         "configuration loaded",
-        version=version,
+        config_version=version,
+        policy_version=policy_version,
         services=len(config.services),
         clients=len(config.clients),
         build_ms=round((time.perf_counter() - started) * 1000, 1),

@@ -171,6 +171,11 @@ class Service(Base):
     retry_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     retry_backoff_ms: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
     retry_max_backoff_ms: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
+    # The answers' statuses that count as the upstream failing (breaker, retries); NULL:
+    # the default, 502, 503 and 504 (migration 0013).
+    upstream_failure_statuses: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    # SHA-256 of the adapter's mapping files validated when the policy was applied.
+    adapter_mappings: Mapped[str | None] = mapped_column(String(64), nullable=True)
     max_request_bytes: Mapped[int] = mapped_column(Integer, default=1024 * 1024)
     max_response_bytes: Mapped[int] = mapped_column(Integer, default=10 * 1024 * 1024)
     require_officer: Mapped[bool] = mapped_column(Boolean, default=False)

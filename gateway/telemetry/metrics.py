@@ -130,7 +130,9 @@ class GatewayMetrics:
         self._retries_seen: dict[str, int] = {}
         self._process = _ProcessMetrics(registry, self.multiprocess)
         self.config_version = instance_gauge(
-            "lgsp_config_version", "The configuration version this instance serves."
+            "lgsp_config_version",
+            "The configuration version this instance serves (bumped by every admin change, "
+            "credentials too; not the policy version of lgsp policy history).",
         )
         self._exchange_tallies: dict[_ExchangeKey, _Tally] = {}
         self._upstream_tallies: dict[tuple[str, int], _Tally] = {}

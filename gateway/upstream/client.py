@@ -7,7 +7,8 @@ With an `OutboundPolicy` (gateway/upstream/allowlist.py), every URL is checked b
 is an `upstream-address-refused` problem.
 
 Around each exchange, per upstream (gateway/upstream/resilience.py): a circuit breaker that
-answers 503 `upstream-unavailable` without calling a provider that keeps failing, a
+answers 503 `upstream-unavailable` without calling a provider that keeps failing (what
+counts as failing: `upstream_failed`, by the service's statuses and its adapter), a
 concurrency limit that answers 503 `upstream-busy` rather than let one slow provider
 hold every connection, and retries of idempotent calls within the service's total
 timeout. State is kept by upstream name, so it survives configuration reloads.
@@ -25,6 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.config.runtime import RetryPolicy, ServiceEntry, UpstreamEntry
+from gateway.core.logging import log
 from gateway.core.messages import UpstreamResponse
 from gateway.core.problems import (
     UPSTREAM_BAD_RESPONSE,
@@ -55,6 +57,9 @@ from gateway.upstream.resilience import (
 )
 from gateway.upstream.tokens import UpstreamTokens
 
+# The adapter's verdict on an answer (Adapter.upstream_failed, bound to the request).
+Judge = Callable[[UpstreamResponse], bool | None]
+
 # RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
 HOP_BY_HOP = frozenset(
     {
@@ -84,9 +89,10 @@ NOT_FORWARDED_REQUEST = HOP_BY_HOP | {
     "x-method-override",
 }
 NOT_FORWARDED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
-# Failures that count against an upstream's breaker (with any 5xx answer) and those worth
-# a retry (with 502/503/504). A refused address, a failed token request or an oversized
-# answer say nothing about whether the provider's system is up.
+# Failures that count against an upstream's breaker (with the answers whose status the
+# service lists as failures, unless its adapter reads one as a business answer) and
+# those worth a retry (with such answers of 502/503/504). A refused address, a failed
+# token request or an oversized answer say nothing about whether the provider's system is up.
 _BREAKER_FAILURES = frozenset({UPSTREAM_CONNECT_FAILED, UPSTREAM_TIMEOUT, UPSTREAM_BAD_RESPONSE})
 _RETRY_PROBLEMS: frozenset[ProblemType] = frozenset({UPSTREAM_CONNECT_FAILED, UPSTREAM_TIMEOUT})
 
@@ -231,7 +237,12 @@ class UpstreamClient:
         query: str,
         headers: CIMultiDict[str],
         body: bytes,
+        judge: Judge | None = None,
     ) -> UpstreamResponse:
+        """The provider's answer to one exchange (any status), after retries; raises
+        Problem when there is none. `judge` (the adapter's `upstream_failed`, bound to
+        the request) may say that an error answer is a business answer, or a failure,
+        before the breaker counts it."""
         assert self._session is not None and self.tokens is not None
         upstream = service.upstream
         guard = self._guards.get(upstream.name)
@@ -252,7 +263,7 @@ class UpstreamClient:
         if query:
             url += "?" + query
         try:
-            return await self._attempts(service, guard, trial, method, url, headers, body)
+            return await self._attempts(service, guard, trial, method, url, headers, body, judge)
         finally:
             bulkhead.release()
 
@@ -265,6 +276,7 @@ class UpstreamClient:
         url: str,
         headers: CIMultiDict[str],
         body: bytes,
+        judge: Judge | None,
     ) -> UpstreamResponse:
         """The first attempt and, for idempotent methods, retries while the service's
         total timeout lasts: each retry gets what is left of it as its own timeout."""
@@ -290,12 +302,13 @@ class UpstreamClient:
                         raise _after(problem, attempt, budget) from None
                     last: UpstreamResponse | Problem = problem
                 else:
-                    if response.status >= 500:
+                    failed = upstream_failed(service, response, judge)
+                    if failed:
                         breaker.failure(trial)
                     elif trial or breaker.failures:
                         breaker.success(trial)
                     trial = False
-                    if not retrying or response.status not in RETRY_STATUSES:
+                    if not (retrying and failed and response.status in RETRY_STATUSES):
                         response.elapsed_ms = (time.perf_counter() - started) * 1000
                         response.attempts = attempt
                         return response
@@ -421,6 +434,30 @@ class UpstreamClient:
                 UPSTREAM_BAD_RESPONSE,
                 f"{name} broke the exchange: {type(e).__name__}.",
             ) from None
+
+
+def upstream_failed(service: ServiceEntry, response: UpstreamResponse, judge: Judge | None) -> bool:
+    """Does the answer count as the upstream failing? By the service's
+    `failure_statuses`, unless the adapter's `judge` says otherwise for an answer of
+    500 or more or one of those statuses (a SOAP fault that means "no such record", a
+    `MaLoi` not found): a business answer of one service must not stop the others that
+    share the upstream."""
+    status = response.status
+    listed = status in service.failure_statuses
+    if judge is not None and (listed or status >= 500):
+        try:
+            verdict = judge(response)
+        except Exception as e:  # a bug in the adapter: the statuses decide
+            log.error(
+                "adapter could not judge an answer",
+                adapter=service.adapter,
+                status=status,
+                error=f"{type(e).__name__}: {e}",
+            )
+            verdict = None
+        if verdict is not None:
+            return verdict
+    return listed
 
 
 def _record_problem(breaker: CircuitBreaker, problem: Problem, trial: bool) -> None:

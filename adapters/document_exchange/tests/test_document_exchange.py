@@ -293,11 +293,12 @@ async def test_pending_of_the_default_organ_is_a_list_even_when_empty(dx: Harnes
 
 async def test_not_found_not_permitted_unknown_organ(dx: Harness) -> None:
     r = await get(dx, "/documents", documentId=doc_id(999))
-    body = problem(r, 404, "not-found")
+    # The platform answered: no such document (not a wrong address, "not-found").
+    body = problem(r, 404, "no-such-record")
     assert body["error_code"] == "DocumentNotFound" and "Không tìm thấy văn bản" in body["detail"]
-    assert (await audited(dx, r)).error_type == "not-found"
+    assert (await audited(dx, r)).error_type == "no-such-record"
     r = await get(dx, "/documents/status", documentId=doc_id(999))
-    problem(r, 404, "not-found")
+    problem(r, 404, "no-such-record")
 
     assert (await send(dx, document(doc_id(4)))).status_code == 201
     r = await get(dx, "/documents", documentId=doc_id(4), organId=HEALTH)

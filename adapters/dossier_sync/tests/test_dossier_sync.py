@@ -241,11 +241,11 @@ async def test_a_dossier_goes_through_every_status_and_reads_back_canonical(
 async def test_the_portals_refusals_become_canonical_problems(portal: Portal) -> None:
     # 201: the first change of a dossier must be "received".
     r = await portal.post(change(7, "eligible"))
-    body = problem(r, 404, "not-found")
+    body = problem(r, 404, "no-such-record")  # the portal answered; not a wrong address
     assert f"{AGENCY}-251122-0007" in body["detail"]
     assert "send status received first" in body["detail"]
     assert body["portal_error"]["error_code"] == 201
-    await portal.audited(r, "not-found")
+    await portal.audited(r, "no-such-record")
     assert portal.store.dossiers == {}
 
     # 302: received -> completed skips a step; the answer names both statuses.
@@ -322,9 +322,9 @@ async def test_messages_refused_before_they_reach_the_portal(portal: Portal) -> 
 
 async def test_reading_a_dossier_back(portal: Portal) -> None:
     r = await portal.get(f"{AGENCY}-251122-0404")
-    body = problem(r, 404, "not-found")
+    body = problem(r, 404, "no-such-record")
     assert f"{AGENCY}-251122-0404" in body["detail"]
-    await portal.audited(r, "not-found")
+    await portal.audited(r, "no-such-record")
 
     # Not a dossier code: the adapter refuses it before the portal is called.
     r = await portal.get("ho-so-cua-toi")

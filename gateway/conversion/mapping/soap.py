@@ -305,6 +305,24 @@ def _resolve(element: etree._Element, envelope_ns: str) -> str:
 # --- problems --------------------------------------------------------------------------
 
 
+def fault_of(
+    data: bytes, *, max_bytes: int = MAX_BYTES, large_text: bool = False
+) -> SoapFault | None:
+    """The fault an answer carries, or None when it is no SOAP envelope or no fault (read
+    as safely as `parse_envelope` reads it). For an adapter's `upstream_failed`, which
+    must not raise."""
+    try:
+        return parse_envelope(data, max_bytes=max_bytes, large_text=large_text).fault
+    except ValueError:  # UnsafeXML, InvalidXML
+        return None
+
+
+def is_caller_fault(fault: SoapFault) -> bool:
+    """A Client (1.1) or Sender (1.2) fault: the provider refused the request, it did not
+    fail."""
+    return fault.code in _CALLER_CODES
+
+
 def fault_to_problem(fault: SoapFault, *, service: str) -> Problem:
     """The provider's fault as a problem for the caller. A Client/Sender fault says the
     request was at fault: invalid-message (400). Anything else (Server/Receiver,

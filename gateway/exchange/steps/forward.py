@@ -6,6 +6,7 @@ concurrency limit per upstream (gateway/upstream/)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from gateway.core.headers import (
@@ -61,9 +62,15 @@ async def forward(x: Exchange, upstream: UpstreamClient, metrics: GatewayMetrics
     in the event; problems (502, 503, 504) for an upstream that failed to answer."""
     service, outbound = x.service, x.outbound
     assert service is not None and outbound is not None
+    adapter = service.adapter_impl
+    judge = (
+        functools.partial(adapter.upstream_failed, outbound=outbound)
+        if adapter is not None and adapter.judges_failures
+        else None
+    )
     answer = await upstream.forward(
         service, outbound.method, outbound.path, outbound.query, outbound.headers,
-        outbound.body,
+        outbound.body, judge,
     )  # fmt: skip
     event = x.event
     event.upstream_status = answer.status

@@ -7,14 +7,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config import versions as policy_state
 from gateway.config.diff import diff
-from gateway.config.policy import PolicySet, load_policy_dir, policy_yaml
+from gateway.config.policy import PolicySet, load_policy_dir, policy_yaml, with_mapping_digests
 from gateway.core.settings import Settings
 from gateway.ops.cli.common import (
     VIETNAM,
@@ -24,6 +27,7 @@ from gateway.ops.cli.common import (
     settings_from,
     with_session,
 )
+from gateway.registry.bundled import read_bundled
 from gateway.store.migrate import upgrade
 from gateway.upstream.allowlist import OutboundPolicy
 
@@ -33,16 +37,55 @@ def _load(directory: str, settings: Settings) -> PolicySet | None:
         policy = load_policy_dir(Path(directory))
         bad = policy_state.refused_upstreams(policy, OutboundPolicy.from_settings(settings))
         if bad:
-            raise ValueError("; ".join(bad))
+            raise ValueError(policy.located("; ".join(bad)))
     except (ValidationError, ValueError, OSError) as e:
         print(f"policy files in {directory} are not valid:\n{e}", file=sys.stderr)
         return None
     return policy
 
 
+def _unregistered(policy: PolicySet, settings: Settings) -> tuple[list[str], str]:
+    """The schema references of `policy` that do not resolve, against the schemas
+    `policy apply` would find: the store's registry (when there is one to read) and the
+    project's schemas/, which apply registers first. Returns them and what was asked."""
+    bundled = frozenset(f.subject for f in read_bundled(settings.schemas_dir))
+    where = f"the schema files in {settings.schemas_dir}/"
+
+    async def registry(session: Any) -> list[str]:
+        return await policy_state.unregistered_schemas(session, policy, bundled)
+
+    if _store_exists(settings.database_url):
+        try:
+            problems: list[str] = asyncio.run(with_session(settings, registry))
+            return problems, f"the registry at {settings.database_url} and {where}"
+        except (OSError, SQLAlchemyError) as e:
+            where += f" only (the registry cannot be read: {type(e).__name__})"
+    else:
+        where += " only (no store yet)"
+    return asyncio.run(policy_state.unregistered_schemas(None, policy, bundled)), where
+
+
+def _store_exists(url: str) -> bool:
+    """False for a SQLite file not made yet: validating must not create it."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return True
+    database = parsed.database
+    return database is not None and database != ":memory:" and Path(database).exists()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    policy = _load(args.directory, settings_from(args))
+    settings = settings_from(args)
+    policy = _load(args.directory, settings)
     if policy is None:
+        return 2
+    problems, asked = _unregistered(policy, settings)
+    if problems:
+        print(
+            f"policy files in {args.directory} are not valid (schemas checked against {asked}):\n"
+            + policy.located("; ".join(problems)),
+            file=sys.stderr,
+        )
         return 2
     print(
         f"ok: {len(policy.agencies)} agencies, {len(policy.clients)} clients, "
@@ -58,7 +101,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return 2
     upgrade(settings.database_url)
     current = asyncio.run(with_session(settings, policy_state.current_policy))
-    changes = diff(current, policy)
+    # As `apply` would stamp it: mapping files edited since the last apply show too.
+    changes = diff(current, with_mapping_digests(policy))
     if not changes:
         print("no changes: the store already holds these files' configuration")
         return 0
@@ -82,6 +126,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             s, policy, actor=cli_actor(), source="apply", comment=args.comment, outbound=outbound
         ),
         verb="applied",
+        located=policy.located,
     )
 
 
@@ -101,10 +146,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     )
 
 
-def _report(settings: Settings, work: Any, *, verb: str) -> int:
+def _report(
+    settings: Settings, work: Any, *, verb: str, located: Callable[[str], str] = str
+) -> int:
     try:
         commit: policy_state.PolicyCommit = asyncio.run(with_session(settings, work))
-    except (policy_state.PolicyRejected, ValidationError) as e:
+    except policy_state.PolicyRejected as e:
+        print(f"not applied:\n{located(str(e))}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
         print(f"not applied: {e}", file=sys.stderr)
         return 2
     if commit.version is None:
@@ -210,7 +260,11 @@ def add_commands(sub: Any) -> None:
     policy = sub.add_parser("policy", help="the configuration as files: validate, diff, apply…")
     psub = policy.add_subparsers(dest="action", required=True)
     for name, func, text in (
-        ("validate", cmd_validate, "check the files: fields, references, upstream addresses"),
+        (
+            "validate",
+            cmd_validate,
+            "check the files: fields, references, upstream addresses, schemas",
+        ),
         ("diff", cmd_diff, "what `apply` would change in the store"),
         ("apply", cmd_apply, "make the store hold the files' configuration (a new version)"),
     ):

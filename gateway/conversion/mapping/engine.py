@@ -714,10 +714,15 @@ def compile_mapping(
     try:
         parsed = MappingSpec.model_validate(spec)
     except ValidationError as e:
-        raise ValueError(
-            "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        ) from None
+        raise ValueError("; ".join(_message(err) for err in e.errors())) from None
     return CompiledMapping(parsed, code_lists or {})
+
+
+def _message(error: Any) -> str:
+    """`rules.3.number: the reason`, without pydantic's prefix, input and URL."""
+    where = ".".join(str(p) for p in error["loc"])
+    what = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {what}" if where else what
 
 
 def map_strings(value: Any, convert: Callable[[str], str]) -> Any:

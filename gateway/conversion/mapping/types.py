@@ -175,6 +175,8 @@ class _DateTimeFormat:
 
     def parse(self, text: str, zone: tzinfo | None) -> datetime | None:
         if self.regex is None:
+            if text[10:11] not in ("T", " "):
+                return None  # a date alone is not a moment
             try:
                 moment = datetime.fromisoformat(text)
             except ValueError:
@@ -311,7 +313,17 @@ _LOCALES = {
     "vi": Separators(decimal=",", group="."),  # 1.250,75
     "en": Separators(decimal=".", group=","),  # 1,250.75
 }
-NumberNotation = Literal["number", "plain", "vi", "en"] | Separators
+
+
+def _number_notation(value: Any) -> Any:
+    """A notation's name as its separators (None: a JSON number), one error if unknown."""
+    if value is None or value == "number":
+        return None
+    if isinstance(value, str):
+        if value not in _LOCALES:
+            raise ValueError(f"{value!r} is not number, {', '.join(_LOCALES)} or separators")
+        return _LOCALES[value]
+    return value
 
 
 class NumberSpec(BaseModel):
@@ -320,21 +332,17 @@ class NumberSpec(BaseModel):
     `places` fixes the decimals written as text (number only)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: NumberNotation = Field("number", alias="from")
-    to: NumberNotation = "number"
+    from_: Separators | None = Field(None, alias="from")
+    to: Separators | None = None
     places: int | None = Field(None, ge=0, le=20)
+
+    _notations = field_validator("from_", "to", mode="before")(_number_notation)
 
     @model_validator(mode="after")
     def _one_text_side(self) -> NumberSpec:
-        if self.from_ == "number" and self.to == "number":
+        if self.from_ is None and self.to is None:
             raise ValueError("give the text notation of 'from' or 'to' (e.g. from: vi)")
         return self
-
-
-def _separators(notation: NumberNotation) -> Separators | None:
-    if isinstance(notation, Separators):
-        return notation
-    return None if notation == "number" else _LOCALES[notation]
 
 
 def _text_number_regex(seps: Separators) -> re.Pattern[str]:
@@ -404,8 +412,8 @@ def number_converter(spec: NumberSpec, integer: bool, reverse: bool) -> Converte
     if integer and spec.places:
         raise ValueError("integer takes no places")
     source, target = (spec.to, spec.from_) if reverse else (spec.from_, spec.to)
-    read = _reader(_separators(source), integer)
-    write = _writer(_separators(target), spec.places, integer)
+    read = _reader(source, integer)
+    write = _writer(target, spec.places, integer)
 
     def convert(value: Any) -> Any:
         number = read(value)
@@ -459,7 +467,17 @@ _BOOLEANS = {
     "text": Spellings(true=["true", "1"], false=["false", "0"]),
     "digit": Spellings(true=["1", "true"], false=["0", "false"]),
 }
-BooleanNotation = Literal["boolean", "text", "digit"] | Spellings
+
+
+def _boolean_notation(value: Any) -> Any:
+    """A notation's name as its spellings (None: a JSON boolean), one error if unknown."""
+    if value is None or value == "boolean":
+        return None
+    if isinstance(value, str):
+        if value not in _BOOLEANS:
+            raise ValueError(f"{value!r} is not boolean, {', '.join(_BOOLEANS)} or spellings")
+        return _BOOLEANS[value]
+    return value
 
 
 class BooleanSpec(BaseModel):
@@ -467,20 +485,16 @@ class BooleanSpec(BaseModel):
     boolean; `text` is true/false, `digit` 1/0, or declared spellings."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: BooleanNotation = Field("boolean", alias="from")
-    to: BooleanNotation = "boolean"
+    from_: Spellings | None = Field(None, alias="from")
+    to: Spellings | None = None
+
+    _notations = field_validator("from_", "to", mode="before")(_boolean_notation)
 
     @model_validator(mode="after")
     def _one_text_side(self) -> BooleanSpec:
-        if self.from_ == "boolean" and self.to == "boolean":
+        if self.from_ is None and self.to is None:
             raise ValueError("give the spellings of 'from' or 'to' (e.g. from: text)")
         return self
-
-
-def _spellings(notation: BooleanNotation) -> Spellings | None:
-    if isinstance(notation, Spellings):
-        return notation
-    return None if notation == "boolean" else _BOOLEANS[notation]
 
 
 def boolean_converter(spec: BooleanSpec, reverse: bool) -> Converter:
@@ -492,7 +506,7 @@ def boolean_converter(spec: BooleanSpec, reverse: bool) -> Converter:
         True
     """
     source, target = (spec.to, spec.from_) if reverse else (spec.from_, spec.to)
-    read_as, write_as = _spellings(source), _spellings(target)
+    read_as, write_as = source, target
     table = (
         {s.casefold(): True for s in read_as.true} | {s.casefold(): False for s in read_as.false}
         if read_as

@@ -420,6 +420,8 @@ def test_the_request_id_is_shortened_to_the_national_length_and_its_echo_checked
          "rules.0.unknown"),
         ({"rules": [{"from": "/a", "to": "/b", "max_length": 40}]}, "for context and echo rules"),
         ({"rules": [{"from": "/a"}]}, "a rule needs 'to'"),
+        ({"rules": [{"setting": "agency", "to": "/b"}]},
+         r"rules.0 \('agency' -> '/b'\): no setting 'agency'"),
         ({"rules": [{"from": "/MaYeuCau", "to": "/b", "echo": "request_id"}]}, "has no 'to'"),
         ({"rules": [{"from": "/a", "to": "/b", "codes": "nope"}]},
          r"rules.0 \('/a' -> '/b'\): no code list 'nope'"),
@@ -460,7 +462,9 @@ PARCEL_REQUEST = yaml.safe_load("""
 xml: {side: to, root: TraCuuThuaDat, namespace: "urn:vn:gov:tnmt:dat-dai:1.0"}
 rules:
   - {context: request_id, to: /MaYeuCau, max_length: 40}
+  # The configured agency code when there is one, else the calling client's agency.
   - {context: client_agency, to: /MaDonVi}
+  - {setting: agency_code, to: /MaDonVi}
   - {from: /provinceCode, to: /MaTinh, required: true}
   - {from: /mapSheet, to: /SoToBanDo, integer: {to: plain}, required: true}
   - {from: /parcelNumber, to: /SoThua, integer: {to: plain}, required: true}
@@ -521,7 +525,7 @@ SECOND = "<ChuSuDung><HoTen>Trần Thị Bình</HoTen><DaiDien>0</DaiDien></ChuS
 
 
 def test_a_parcel_lookup_is_converted_both_ways_by_declarations_alone() -> None:
-    request = compile_mapping(PARCEL_REQUEST)
+    request = compile_mapping(PARCEL_REQUEST, settings={"agency_code": None})
     answer = compile_mapping(PARCEL_ANSWER, {"land-use": LAND_USE})
     ctx = Context(request_id="9f1c" * 16, client_agency="000.00.31.H49")
     canonical_request = {"provinceCode": "01", "mapSheet": 12, "parcelNumber": 345}
@@ -533,6 +537,8 @@ def test_a_parcel_lookup_is_converted_both_ways_by_declarations_alone() -> None:
         "d:MaTinh": "01", "d:SoToBanDo": "12", "d:SoThua": "345",
     }}  # fmt: skip
     assert request.from_xml(sent) == canonical_request
+    configured = compile_mapping(PARCEL_REQUEST, settings={"agency_code": "000.00.00.H49"})
+    assert b"<MaDonVi>000.00.00.H49</MaDonVi><MaTinh>" in configured.to_xml(canonical_request, ctx)
 
     national = ONE_HOLDER.format(request_id=shorten(ctx.request_id, 40), land_use="LUC", more="")
     parcel = answer.from_xml(national.encode(), ctx)

@@ -184,6 +184,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
@@ -576,7 +577,9 @@ def load_code_lists(folder: Path) -> dict[str, dict[str, str]]:
     return code_lists
 
 
-def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
+def load_mappings(
+    folder: Path, settings: Mapping[str, Any] | None = None
+) -> dict[str, CompiledMapping]:
     """An adapter folder's mappings, `mappings/<name>.yaml`, compiled with its code lists
     (`load_code_lists`), so that a rule's `codes: sex` finds `codes/sex.yaml`.
 
@@ -585,6 +588,8 @@ def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
 
     Args:
         folder: the adapter's folder.
+        settings: what `setting:` rules read (e.g. ``config.model_dump()``), per
+            configuration.
     Returns:
         ``{mapping name: CompiledMapping}``, by file name without `.yaml`.
     Raises:
@@ -600,7 +605,7 @@ def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
     for path in sorted((folder / "mappings").glob("*.yaml")):
         try:
             mappings[path.stem] = compile_mapping(
-                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists
+                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings
             )
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None

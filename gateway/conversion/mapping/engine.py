@@ -10,6 +10,7 @@ value on the way:
     - {const: "000.00.00.H49", to: /MaDonVi}                    # a constant
     - {context: officer, to: /MaCanBo}                          # from the exchange
     - {context: request_id, to: /MaYeuCau, max_length: 40}      # shortened when longer
+    - {setting: agency_code, to: /MaDonVi}                      # from the configuration
     - {from: /MaYeuCau, echo: request_id, max_length: 40}       # the answer echoes it
     - {from: /birthDate, to: /NgaySinh,
        date: {from: [yyyy-MM-dd, yyyy], to: [dd/MM/yyyy, yyyy]}}  # date formats, paired
@@ -56,7 +57,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from lxml import etree
@@ -110,6 +111,7 @@ class RuleSpec(BaseModel):
     to: str | list[str] | None = None
     const: Any = None
     context: ContextField | None = None
+    setting: str | None = Field(None, min_length=1)
     echo: ContextField | None = None
     max_length: int | None = Field(None, ge=1)
     date: DateSpec | None = None
@@ -131,10 +133,10 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> RuleSpec:
-        sources = [self.from_ is not None, self.const is not None, self.context is not None]
-        if sum(sources) != 1:
+        sources = [self.from_, self.const, self.context, self.setting]
+        if sum(s is not None for s in sources) != 1:
             raise ValueError(
-                "a rule takes its value from exactly one of 'from', 'const', 'context'"
+                "a rule takes its value from exactly one of 'from', 'const', 'context', 'setting'"
             )
         many_from, many_to = isinstance(self.from_, list), isinstance(self.to, list)
         if self.name == "split" and not (many_to and not many_from):
@@ -301,13 +303,14 @@ class _Env:
     drop_empty: bool
     unknown: UnknownCodes
     zone: str | None
+    settings: Mapping[str, Any]
 
     def within(self, rule: RuleSpec) -> _Env:
         trim = self.trim if rule.trim is None else rule.trim
         drop = self.drop_empty if rule.drop_empty is None else rule.drop_empty
         if (trim, drop) == (self.trim, self.drop_empty):
             return self
-        return _Env(self.code_lists, trim, drop, self.unknown, self.zone)
+        return replace(self, trim=trim, drop_empty=drop)
 
 
 class CompiledMapping:
@@ -321,8 +324,15 @@ class CompiledMapping:
         (b"<?xml version='1.0' encoding='UTF-8'?>\\n<TraCuu><Ma>01</Ma></TraCuu>", {'code': '01'})
     """
 
-    def __init__(self, spec: MappingSpec, code_lists: Mapping[str, Mapping[str, str]]) -> None:
-        env = _Env(code_lists, spec.trim, spec.drop_empty, spec.unknown_codes, spec.zone)
+    def __init__(
+        self,
+        spec: MappingSpec,
+        code_lists: Mapping[str, Mapping[str, str]],
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        env = _Env(
+            code_lists, spec.trim, spec.drop_empty, spec.unknown_codes, spec.zone, settings or {}
+        )
         self._forward = [_compile_named(i, r, env, reverse=False) for i, r in enumerate(spec.rules)]
         self._backward = [
             _compile_named(i, _reversed(r), env, reverse=True)
@@ -405,7 +415,8 @@ def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step
 
 
 def _label(rule: RuleSpec) -> str:
-    return f"{rule.from_ or rule.const or rule.context!r} -> {rule.to or rule.echo!r}"
+    source = rule.from_ or rule.const or rule.context or rule.setting
+    return f"{source!r} -> {rule.to or rule.echo!r}"
 
 
 def _context_reader(field_name: ContextField, max_length: int | None) -> Callable[..., Any]:
@@ -418,9 +429,17 @@ def _context_reader(field_name: ContextField, max_length: int | None) -> Callabl
     return from_context
 
 
-def _reader(rule: RuleSpec, sources: list[tuple[str, ...]]) -> Callable[[Any, Context], Any]:
-    """How a rule reads its value: a constant, a context field, joined name parts, or one
-    path (a single key, the common case, without the path walk)."""
+def _reader(
+    rule: RuleSpec, sources: list[tuple[str, ...]], settings: Mapping[str, Any]
+) -> Callable[[Any, Context], Any]:
+    """How a rule reads its value: a constant, a setting, a context field, joined name
+    parts, or one path (a single key, the common case, without the path walk)."""
+    if rule.setting is not None:
+        if rule.setting not in settings:
+            raise ValueError(f"no setting {rule.setting!r} (given: {sorted(settings)})")
+        value = settings[rule.setting]  # None: not configured, nothing written
+        const = _MISSING if value is None else value
+        return lambda source, ctx: const
     if rule.const is not None:
         const = rule.const
         return lambda source, ctx: const
@@ -471,7 +490,7 @@ def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
     sources = [_split(p) for p in _paths(rule.from_)]
     targets = [_split(p) for p in _paths(rule.to)]
     label = _label(rule)
-    read = _cleaning(_reader(rule, sources), env)
+    read = _cleaning(_reader(rule, sources, env.settings), env)
     if rule.echo is not None:
         return _echo_step(read, _context_reader(rule.echo, rule.max_length), label)
     parts = _Compiled(
@@ -708,14 +727,32 @@ _STEP_BUILDERS: dict[_Kind, Callable[[_Compiled], _Step]] = {
 
 
 def compile_mapping(
-    spec: Mapping[str, Any], code_lists: Mapping[str, Mapping[str, str]] | None = None
+    spec: Mapping[str, Any],
+    code_lists: Mapping[str, Mapping[str, str]] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> CompiledMapping:
-    """Validate and compile a mapping document; errors name the rule and field."""
+    """Validate and compile a mapping document; errors name the rule and field.
+
+    Args:
+        spec: the mapping (a `mappings/*.yaml` file, as data).
+        code_lists: the tables `codes:` rules name.
+        settings: the values `setting:` rules name, of one configuration (e.g. a
+            service's adapter_config); a value None writes nothing.
+
+    Raises:
+        ValueError: a declaration is invalid; the message names the rule (rules.<i>).
+
+    Example:
+        >>> m = compile_mapping({"rules": [{"setting": "agency_code", "to": "/MaDonVi"}]},
+        ...                     settings={"agency_code": "000.00.00.H49"})
+        >>> m.apply({})
+        {'MaDonVi': '000.00.00.H49'}
+    """
     try:
         parsed = MappingSpec.model_validate(spec)
     except ValidationError as e:
         raise ValueError("; ".join(_message(err) for err in e.errors())) from None
-    return CompiledMapping(parsed, code_lists or {})
+    return CompiledMapping(parsed, code_lists or {}, settings)
 
 
 def _message(error: Any) -> str:

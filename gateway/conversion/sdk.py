@@ -109,16 +109,19 @@ Problem(ptype, detail, *, headers=None, **extensions)
     Example: ``raise Problem(NOT_FOUND, "No dossier 000.00.31.H49-251122-0001.")``
     ProblemType(slug, status, title, side) is the type of the constants.
 
-compile_mapping(spec, code_lists=None) -> CompiledMapping
+compile_mapping(spec, code_lists=None, settings=None) -> CompiledMapping
     Validate and compile one mapping document (the YAML of `mappings/*.yaml`, as data);
     raises ValueError naming the rule and field. The rule kinds are documented in
-    gateway/conversion/mapping/engine.py. Example:
+    gateway/conversion/mapping/engine.py and docs/adapters.md ("The mapping
+    reference"); `settings` are what `setting:` rules read. Example:
     ``compile_mapping({"rules": [{"const": code, "to": "/MaDonVi"}]})``
 
 CompiledMapping.apply(source, context=None) -> dict / .reverse(target) -> dict
     Run a mapping forwards (canonical -> national, reading `context` for context
     rules) or backwards (what round-trip tests use). Raise MappingError (a ValueError)
     naming the rule when a required value is missing or a value has no code.
+    With an `xml:` block, .from_xml(document, context=None) -> dict reads its XML side
+    and .to_xml(data, context=None) -> bytes writes it, whichever way the mapping runs.
 
 map_strings(value, convert) -> value
     `convert` applied to every string of a JSON-like value.

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.conversion.catalogue import adapter_config_errors, build_adapter, known_adapters
+from gateway.conversion.mapping.document import SoapFaultAnswer
 from gateway.conversion.mapping.engine import (
     Context,
     MappingError,
@@ -21,6 +22,8 @@ from gateway.conversion.mapping.engine import (
     shorten,
     split_name,
 )
+from gateway.conversion.mapping.soap import SoapFault, fault_envelope, parse_envelope
+from gateway.conversion.mapping.soap import envelope as soap_envelope
 from gateway.conversion.mapping.xml import xml_to_data
 from gateway.conversion.sdk import Adapter, AdapterConfig
 from gateway.core.safexml import parse_xml
@@ -568,3 +571,34 @@ def test_a_parcel_lookup_is_converted_both_ways_by_declarations_alone() -> None:
         answer.from_xml(other.encode(), ctx)
     with pytest.raises(MappingError, match="is <TraCuuThuaDat>, not <KetQuaTraCuuThuaDat>"):
         answer.from_xml(sent)
+
+
+def test_a_parcel_lookup_over_soap_declares_its_envelope() -> None:
+    request = compile_mapping(
+        {**PARCEL_REQUEST, "xml": {**PARCEL_REQUEST["xml"], "envelope": "1.1"}},
+        settings={"agency_code": "000.00.00.H49"},
+    )
+    answer = compile_mapping(
+        {**PARCEL_ANSWER, "xml": {**PARCEL_ANSWER["xml"], "envelope": "1.1"}},
+        {"land-use": LAND_USE},
+    )
+    canonical_request = {"provinceCode": "01", "mapSheet": 12, "parcelNumber": 345}
+    sent = request.to_xml(canonical_request, Context(request_id="r-1"))
+    message = parse_envelope(sent)
+    assert message.version == "1.1" and message.body is not None
+    assert message.body.tag == "{urn:vn:gov:tnmt:dat-dai:1.0}TraCuuThuaDat"
+    assert request.from_xml(sent) == canonical_request
+
+    national = ONE_HOLDER.format(request_id="r-1", land_use="ONT", more="")
+    body = parse_xml(national.encode())
+    parcel = answer.from_xml(soap_envelope(body, version="1.1"), Context(request_id="r-1"))
+    assert parcel["parcel"]["landUse"] == {"code": "ONT", "name": "Đất ở tại nông thôn"}
+    assert answer.from_xml(answer.to_xml(parcel)) == parcel
+
+    # A fault is not a parcel: it is handed over whole, for the adapter to classify.
+    fault = fault_envelope(SoapFault("Client", "Không tìm thấy thửa đất"), "1.1")
+    with pytest.raises(SoapFaultAnswer) as info:
+        answer.from_xml(fault)
+    assert (info.value.fault.code, info.value.fault.reason) == ("Client", "Không tìm thấy thửa đất")
+    with pytest.raises(MappingError, match=r"a SOAP 1\.2 envelope, not 1\.1"):
+        answer.from_xml(soap_envelope(body, version="1.2"))

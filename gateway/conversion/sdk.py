@@ -75,7 +75,8 @@ the reference at the end):
     JSON                  json_object
     XML                   parse_xml, xml_to_data, data_to_xml, to_bytes, UnsafeXML, InvalidXML
     SOAP                  soap_envelope, soap_content_type, parse_soap_envelope,
-                          soap_fault_to_problem, SoapFault, SoapMessage, SoapVersion
+                          soap_fault_to_problem, SoapFault, SoapMessage, SoapVersion,
+                          SoapFaultAnswer (a mapping's from_xml met a fault; `.fault`)
     legacy text           Encoding, LegacyEncodingError (LegacyTextConfig does the work)
     headers               REQUEST_ID_HEADER, OFFICER_HEADER, PROCEDURE_HEADER, CASE_HEADER,
                           CLIENT_ID_HEADER, CLIENT_AGENCY_HEADER
@@ -196,6 +197,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from gateway.conversion.mapping import vnencoding
+from gateway.conversion.mapping.document import SoapFaultAnswer
 from gateway.conversion.mapping.engine import (
     CompiledMapping,
     Context,
@@ -287,6 +289,7 @@ __all__ = [
     "Problem",
     "ProblemType",
     "SoapFault",
+    "SoapFaultAnswer",
     "SoapMessage",
     "SoapVersion",
     "UnsafeXML",

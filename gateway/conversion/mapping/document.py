@@ -11,10 +11,13 @@ one, and the root element:
       namespace: urn:lgsp:thua-dat   # the default namespace: paths need no prefix
       namespaces: {gml: "http://www.opengis.net/gml"}   # other prefixes paths may use
       lists: [ChuSuDung]             # a list even when there is one
+      envelope: "1.1"                # in a SOAP 1.1 (or 1.2) envelope's Body
 
 The element named by the last step of an `each` rule's XML path is a list without
-saying so. Prefixes in the rules' XML paths, the root and the lists are checked when the
-mapping compiles.
+saying so. With `envelope`, the document is the one element of a SOAP Body: reading an
+envelope that carries a fault raises `SoapFaultAnswer` (a MappingError holding the
+`SoapFault`, for `soap_fault_to_problem` or the adapter to classify). Prefixes in the
+rules' XML paths, the root and the lists are checked when the mapping compiles.
 
 Example:
     >>> side = XmlSide(XmlSpec.model_validate({"side": "from", "root": "A"}), set())
@@ -30,11 +33,20 @@ from typing import Any, Literal
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.conversion.mapping.soap import SoapFault, SoapVersion, envelope, parse_envelope
 from gateway.conversion.mapping.values import MappingError
 from gateway.conversion.mapping.xml import data_to_xml, to_bytes, xml_to_data
 from gateway.core.safexml import parse_xml
 
-__all__ = ["XmlSide", "XmlSpec"]
+__all__ = ["SoapFaultAnswer", "XmlSide", "XmlSpec"]
+
+
+class SoapFaultAnswer(MappingError):
+    """The provider answered with a SOAP fault instead of the declared document."""
+
+    def __init__(self, fault: SoapFault) -> None:
+        super().__init__(f"the provider answered with a SOAP fault {fault.code}: {fault.reason}")
+        self.fault = fault
 
 
 class XmlSpec(BaseModel):
@@ -47,6 +59,7 @@ class XmlSpec(BaseModel):
     namespaces: dict[str, str] = {}
     lists: list[str] = []
     declaration: bool = True
+    envelope: SoapVersion | None = None
 
     @model_validator(mode="after")
     def _names(self) -> XmlSpec:
@@ -80,7 +93,7 @@ class XmlSide:
             ValueError: the document is not XML, or not safe to parse (InvalidXML,
                 UnsafeXML), or `MappingError` when its root is not the declared one.
         """
-        element = parse_xml(document) if isinstance(document, bytes) else document
+        element = self._element(document)
         data = xml_to_data(
             element,
             namespaces=self.spec.namespaces,
@@ -99,6 +112,20 @@ class XmlSide:
             raise MappingError(f"<{root}> has text, not child elements")
         return content
 
+    def _element(self, document: bytes | etree._Element) -> etree._Element:
+        """The document's element: parsed (safely), and taken out of its SOAP Body."""
+        version = self.spec.envelope
+        if version is None or not isinstance(document, bytes):
+            return parse_xml(document) if isinstance(document, bytes) else document
+        message = parse_envelope(document)
+        if message.version != version:
+            raise MappingError(f"the answer is a SOAP {message.version} envelope, not {version}")
+        if message.fault is not None:
+            raise SoapFaultAnswer(message.fault)
+        if message.body is None:
+            raise MappingError("the SOAP Body is empty")
+        return message.body
+
     def write(self, data: dict[str, Any]) -> bytes:
         """The data as an XML document (UTF-8, its root declared or `data`'s one key).
 
@@ -114,4 +141,6 @@ class XmlSide:
             )
         except ValueError as e:
             raise MappingError(str(e)) from None
+        if self.spec.envelope is not None:
+            return envelope(element, version=self.spec.envelope)
         return to_bytes(element, declaration=self.spec.declaration)

@@ -4,6 +4,7 @@ name the rule at load time rather than on an exchange."""
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -602,3 +603,28 @@ def test_a_parcel_lookup_over_soap_declares_its_envelope() -> None:
     assert (info.value.fault.code, info.value.fault.reason) == ("Client", "Không tìm thấy thửa đất")
     with pytest.raises(MappingError, match=r"a SOAP 1\.2 envelope, not 1\.1"):
         answer.from_xml(soap_envelope(body, version="1.2"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1950, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ).map(lambda m: m.replace(microsecond=0)),
+    offset_minutes=st.integers(-12 * 60, 14 * 60),
+)
+def test_a_moment_survives_the_national_format_whatever_its_offset(
+    moment: datetime, offset_minutes: int
+) -> None:
+    mapping = _one(
+        {
+            "from": "/at",
+            "to": "/ThoiDiem",
+            "datetime": {"from": "iso", "to": "yyyy/MM/dd HH:mm:ss"},
+        },
+        zone="+07:00",
+    )
+    given_at = moment.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    national = mapping.apply({"at": given_at.isoformat()})["ThoiDiem"]
+    back = datetime.fromisoformat(mapping.reverse({"ThoiDiem": national})["at"])
+    assert back == given_at  # the same instant, now written in Vietnam time
+    assert back.utcoffset() == timedelta(hours=7)

@@ -407,6 +407,29 @@ def test_scalars_and_none_are_written_as_xml_text() -> None:
     assert to_bytes(data_to_xml({"r": "x"}, namespaces={})).startswith(b"<?xml version=")
 
 
+def test_a_default_namespace_names_its_elements_without_a_prefix() -> None:
+    document = (
+        b'<r xmlns="urn:default" xmlns:p="urn:p" lang="vi"><one>1</one>'
+        b'<p:two>2</p:two><plain xmlns="">3</plain></r>'
+    )
+    data = xml_to_data(
+        parse_xml(document), namespaces={"p": "urn:p"}, default_namespace="urn:default"
+    )
+    # Attributes stay in no namespace; an element in none is told apart as "{}name".
+    assert data == {"r": {"@lang": "vi", "one": "1", "p:two": "2", "{}plain": "3"}}
+    written = data_to_xml(
+        {"one": "1", "p:two": "2", "@lang": "vi"},
+        namespaces={"p": "urn:p"},
+        root="r",
+        default_namespace="urn:default",
+    )
+    assert to_bytes(written, declaration=False) == (
+        b'<r xmlns:p="urn:p" xmlns="urn:default" lang="vi"><one>1</one><p:two>2</p:two></r>'
+    )
+    with pytest.raises(ValueError, match=r"/r/\{\}plain: '\{\}plain' \(no namespace\)"):
+        data_to_xml({"{}plain": "3"}, namespaces={}, root="r", default_namespace="urn:default")
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
@@ -473,6 +496,11 @@ def test_data_round_trips_through_xml(data: dict[str, Any]) -> None:
     assert xml_to_data(element, namespaces=NS, lists=LIST_NAMES) == data
     parsed = parse_xml(to_bytes(element))
     assert xml_to_data(parsed, namespaces=NS, lists=LIST_NAMES) == data
+    # The same names with a default namespace: unprefixed ones are in it, both ways.
+    element = data_to_xml(data, namespaces=NS, default_namespace="urn:default")
+    parsed = parse_xml(to_bytes(element))
+    again = xml_to_data(parsed, namespaces=NS, lists=LIST_NAMES, default_namespace="urn:default")
+    assert again == data
 
 
 # --- SOAP -------------------------------------------------------------------------------

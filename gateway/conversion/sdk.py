@@ -81,7 +81,8 @@ the reference at the end):
     XML                   parse_xml, xml_to_data, data_to_xml, to_bytes, UnsafeXML, InvalidXML
     SOAP                  soap_envelope, soap_content_type, parse_soap_envelope,
                           soap_fault_to_problem, soap_fault_of, soap_caller_fault,
-                          SoapFault, SoapMessage, SoapVersion
+                          SoapFault, SoapMessage, SoapVersion,
+                          SoapFaultAnswer (a mapping's from_xml met a fault; `.fault`)
     legacy text           Encoding, LegacyEncodingError (LegacyTextConfig does the work)
     headers               REQUEST_ID_HEADER, OFFICER_HEADER, PROCEDURE_HEADER, CASE_HEADER,
                           CLIENT_ID_HEADER, CLIENT_AGENCY_HEADER
@@ -115,16 +116,19 @@ Problem(ptype, detail, *, headers=None, **extensions)
     Example: ``raise Problem(NOT_FOUND, "No dossier 000.00.31.H49-251122-0001.")``
     ProblemType(slug, status, title, side) is the type of the constants.
 
-compile_mapping(spec, code_lists=None) -> CompiledMapping
+compile_mapping(spec, code_lists=None, settings=None) -> CompiledMapping
     Validate and compile one mapping document (the YAML of `mappings/*.yaml`, as data);
     raises ValueError naming the rule and field. The rule kinds are documented in
-    gateway/conversion/mapping/engine.py. Example:
+    gateway/conversion/mapping/engine.py and docs/adapters.md ("The mapping
+    reference"); `settings` are what `setting:` rules read. Example:
     ``compile_mapping({"rules": [{"const": code, "to": "/MaDonVi"}]})``
 
 CompiledMapping.apply(source, context=None) -> dict / .reverse(target) -> dict
     Run a mapping forwards (canonical -> national, reading `context` for context
     rules) or backwards (what round-trip tests use). Raise MappingError (a ValueError)
     naming the rule when a required value is missing or a value has no code.
+    With an `xml:` block, .from_xml(document, context=None) -> dict reads its XML side
+    and .to_xml(data, context=None) -> bytes writes it, whichever way the mapping runs.
 
 map_strings(value, convert) -> value
     `convert` applied to every string of a JSON-like value.
@@ -204,6 +208,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
@@ -212,6 +217,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from gateway.conversion.mapping import vnencoding
+from gateway.conversion.mapping.document import SoapFaultAnswer
 from gateway.conversion.mapping.engine import (
     CompiledMapping,
     Context,
@@ -311,6 +317,7 @@ __all__ = [
     "Problem",
     "ProblemType",
     "SoapFault",
+    "SoapFaultAnswer",
     "SoapMessage",
     "SoapVersion",
     "UnsafeXML",
@@ -641,7 +648,9 @@ def load_code_lists(folder: Path) -> dict[str, dict[str, str]]:
     return code_lists
 
 
-def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
+def load_mappings(
+    folder: Path, settings: Mapping[str, Any] | None = None
+) -> dict[str, CompiledMapping]:
     """An adapter folder's mappings, `mappings/<name>.yaml`, compiled with its code lists
     (`load_code_lists`), so that a rule's `codes: sex` finds `codes/sex.yaml`.
 
@@ -653,6 +662,8 @@ def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
 
     Args:
         folder: the adapter's folder.
+        settings: what `setting:` rules read (e.g. ``config.model_dump()``), per
+            configuration.
     Returns:
         ``{mapping name: CompiledMapping}``, by file name without `.yaml`.
     Raises:
@@ -668,7 +679,7 @@ def load_mappings(folder: Path) -> dict[str, CompiledMapping]:
     for path in sorted((folder / "mappings").glob("*.yaml")):
         try:
             mappings[path.stem] = compile_mapping(
-                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists
+                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings
             )
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None

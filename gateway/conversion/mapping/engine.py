@@ -2,90 +2,141 @@
 
 A mapping is a list of rules, each moving one value from the source document to the
 target document (both plain JSON-like data; XML is converted to and from such data by
-gateway/conversion/mapping/xml.py). Paths are JSON-Pointer-like (`/CongDan/Ho`); missing parents are
-created. A rule may transform the value on the way:
+gateway/conversion/mapping/xml.py, as the mapping's `xml:` block declares). Paths are
+JSON-Pointer-like (`/CongDan/Ho`); missing parents are created. A rule may transform the
+value on the way:
 
     - {from: /personalId, to: /SoDinhDanh}                       # rename / move / nest
     - {const: "000.00.00.H49", to: /MaDonVi}                    # a constant
     - {context: officer, to: /MaCanBo}                          # from the exchange
+    - {context: request_id, to: /MaYeuCau, max_length: 40}      # shortened when longer
+    - {setting: agency_code, to: /MaDonVi}                      # from the configuration
+    - {from: /MaYeuCau, echo: request_id, max_length: 40}       # the answer echoes it
     - {from: /birthDate, to: /NgaySinh,
        date: {from: [yyyy-MM-dd, yyyy], to: [dd/MM/yyyy, yyyy]}}  # date formats, paired
+    - {from: /ThoiDiem, to: /at,
+       datetime: {from: "yyyy/MM/dd HH:mm:ss", to: iso}}        # moments, with zones
+    - {from: /DienTich, to: /area, number: {from: vi}}          # "1.250,75" <-> 1250.75
+    - {from: /VonDieuLe, to: /capital, integer: {from: plain}}  # "5000000" <-> 5000000
+    - {from: /DaKhoa, to: /locked,
+       boolean: {from: {true: [Có, "1"], false: [Không, "0"]}}}  # declared spellings
     - {from: /sex, to: /GioiTinh, codes: sex}                   # code list, left -> right
     - {from: /GioiTinh, to: /sex, codes_inverse: sex}           # code list, right -> left
+    - {from: /MaMDSD, to: /landUse/name, codes: land-use,
+       unknown: omit}                                           # unknown: fail|omit|pass
     - {from: /fullName, to: [/Ho, /ChuDem, /Ten], name: split}  # Vietnamese names
     - {from: [/Ho, /ChuDem, /Ten], to: /fullName, name: join}
     - {from: /note, to: /GhiChu, from_legacy: tcvn3}            # TCVN3/VNI -> Unicode NFC
     - {from: /note, to: /GhiChu, to_legacy: vni}                # Unicode -> VNI
+    - {from: /GhiChu, to: /note, trim: true, drop_empty: true}  # "  " is absent
     - {from: /ChiNhanh, to: /branches, each: [rules...]}        # lists of objects
 
-A source value that is absent (or null) is skipped, unless the rule says `required: true`
-(then the mapping fails, naming the path) or gives a `default`. Rules are compiled once,
-when configuration loads: a bad date format or an unknown code list fails then, naming
-the rule, never on an exchange. Every rule can also run backwards (`reverse()`), which is
-how the round-trip tests check that nothing the schemas require is lost.
+Beside `rules`, a mapping may declare for all its rules `trim`, `drop_empty`,
+`unknown_codes` (fail, omit, pass), `zone` (e.g. "+07:00": where a date and time
+without an offset is), and `xml` (gateway/conversion/mapping/document.py: the side that
+is an XML document, its root, default namespace, other prefixes and lists).
+
+A source value that is absent (or null, or empty under `drop_empty`) is skipped, unless
+the rule says `required: true` (then the mapping fails, naming the path) or gives a
+`default`. A rule converts its value one way at most (one of date, datetime, number,
+integer, boolean, codes, codes_inverse). Rules are compiled once, when configuration
+loads: a bad format, separator, zone, prefix or unknown code list fails then, naming the
+rule, never on an exchange. Every rule can also run backwards (`reverse()`), which is how
+the round-trip tests check that nothing the schemas require is lost; constants, context
+values and echo checks have no way back.
+
+Example:
+    >>> m = compile_mapping({"rules": [{"from": "/DienTich", "to": "/area",
+    ...                                 "number": {"from": "vi"}}]})
+    >>> m.apply({"DienTich": "1.250,75"}), m.reverse({"area": 1250.75})
+    ({'area': 1250.75}, {'DienTich': '1.250,75'})
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
 import unicodedata
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.conversion.mapping import vnencoding
+from gateway.conversion.mapping.codes import UnknownCodes, code_table, codes_converter
+from gateway.conversion.mapping.document import XmlSide, XmlSpec
+from gateway.conversion.mapping.types import (
+    BooleanSpec,
+    DateSpec,
+    DateTimeSpec,
+    NumberSpec,
+    boolean_converter,
+    date_converter,
+    datetime_converter,
+    number_converter,
+    parse_zone,
+)
+from gateway.conversion.mapping.values import MISSING, MappingError, clean
+
+__all__ = [
+    "CompiledMapping",
+    "Context",
+    "ContextField",
+    "MappingError",
+    "MappingSpec",
+    "RuleSpec",
+    "compile_mapping",
+    "get",
+    "join_name",
+    "map_strings",
+    "put",
+    "shorten",
+    "split_name",
+]
 
 ContextField = Literal[
     "request_id", "client", "client_agency", "officer", "procedure", "case", "now"
 ]
-_MISSING: Any = object()
-
-
-class MappingError(ValueError):
-    """A message cannot be mapped (a required value missing, a code not in its list)."""
+_MISSING: Any = MISSING
+_CONVERSIONS = ("date", "datetime", "number", "integer", "boolean", "codes", "codes_inverse")
 
 
 # -- rule specifications ------------------------------------------------------------------------
 
 
-class DateSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: list[str] = Field(alias="from", min_length=1)
-    to: list[str] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _paired(self) -> DateSpec:
-        if len(self.from_) != len(self.to):
-            raise ValueError("date 'from' and 'to' list paired formats: give as many of each")
-        for fmt in [*self.from_, *self.to]:
-            _format_regex(fmt)
-        return self
-
-
 class RuleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     from_: str | list[str] | None = Field(None, alias="from")
-    to: str | list[str]
+    to: str | list[str] | None = None
     const: Any = None
     context: ContextField | None = None
+    setting: str | None = Field(None, min_length=1)
+    echo: ContextField | None = None
+    max_length: int | None = Field(None, ge=1)
     date: DateSpec | None = None
+    datetime: DateTimeSpec | None = None
+    number: NumberSpec | None = None
+    integer: NumberSpec | None = None
+    boolean: BooleanSpec | None = None
     codes: str | None = None
     codes_inverse: str | None = None
+    unknown: UnknownCodes | None = None
     name: Literal["split", "join"] | None = None
     from_legacy: vnencoding.Encoding | None = None
     to_legacy: vnencoding.Encoding | None = None
+    trim: bool | None = None
+    drop_empty: bool | None = None
     each: list[RuleSpec] | None = None
     required: bool = False
     default: Any = None
 
     @model_validator(mode="after")
     def _one_source(self) -> RuleSpec:
-        sources = [self.from_ is not None, self.const is not None, self.context is not None]
-        if sum(sources) != 1:
+        sources = [self.from_, self.const, self.context, self.setting]
+        if sum(s is not None for s in sources) != 1:
             raise ValueError(
-                "a rule takes its value from exactly one of 'from', 'const', 'context'"
+                "a rule takes its value from exactly one of 'from', 'const', 'context', 'setting'"
             )
         many_from, many_to = isinstance(self.from_, list), isinstance(self.to, list)
         if self.name == "split" and not (many_to and not many_from):
@@ -97,18 +148,66 @@ class RuleSpec(BaseModel):
         for path in [*_paths(self.from_), *_paths(self.to)]:
             if not path.startswith("/"):
                 raise ValueError(f"path {path!r} must start with '/'")
+        self._check_kinds()
         return self
+
+    def _check_kinds(self) -> None:
+        conversions = [k for k in _CONVERSIONS if getattr(self, k) is not None]
+        if len(conversions) > 1:
+            raise ValueError(f"a rule converts its value one way; this one has {conversions}")
+        if self.unknown is not None and self.codes is None and self.codes_inverse is None:
+            raise ValueError("unknown: says what an unknown code does; give codes: too")
+        if self.echo is not None and (self.from_ is None or self.to is not None):
+            raise ValueError("an echo check reads 'from' and compares; it has no 'to'")
+        if self.echo is None and self.to is None:
+            raise ValueError("a rule needs 'to' (only an echo check has none)")
+        if self.max_length is not None and self.context is None and self.echo is None:
+            raise ValueError("max_length is for context and echo rules")
 
 
 class MappingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: list[RuleSpec]
+    trim: bool = False
+    drop_empty: bool = False
+    unknown_codes: UnknownCodes = "fail"
+    zone: str | None = None
+    xml: XmlSpec | None = None
+
+    @model_validator(mode="after")
+    def _declarations(self) -> MappingSpec:
+        if self.zone is not None:
+            parse_zone(self.zone)
+        if self.xml is not None:
+            for i, rule in enumerate(self.rules):
+                for path in _xml_paths(rule, self.xml.side):
+                    for name in _split(path):
+                        self.xml.check_name(name, f"rules.{i}: {path}")
+        return self
 
 
 def _paths(value: str | list[str] | None) -> list[str]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _xml_paths(rule: RuleSpec, side: Literal["from", "to"]) -> Iterator[str]:
+    """The rule's paths (and its children's) on the XML side of the mapping."""
+    yield from _paths(rule.from_ if side == "from" else rule.to)
+    for child in rule.each or []:
+        yield from _xml_paths(child, side)
+
+
+def _each_lists(rules: list[RuleSpec], side: Literal["from", "to"]) -> set[str]:
+    """The XML elements `each` rules read or write: lists, even of one."""
+    names: set[str] = set()
+    for rule in rules:
+        if rule.each is not None:
+            paths = _paths(rule.from_ if side == "from" else rule.to)
+            names.update(_split(p)[-1] for p in paths if _split(p))
+            names.update(_each_lists(rule.each, side))
+    return names
 
 
 # -- paths --------------------------------------------------------------------------------------
@@ -119,6 +218,7 @@ def _split(path: str) -> tuple[str, ...]:
 
 
 def get(doc: Any, parts: tuple[str, ...]) -> Any:
+    """The value at `parts` in `doc`, or the engine's missing marker."""
     for part in parts:
         if not isinstance(doc, dict) or part not in doc:
             return _MISSING
@@ -127,6 +227,7 @@ def get(doc: Any, parts: tuple[str, ...]) -> Any:
 
 
 def put(doc: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
+    """Write `value` at `parts` in `doc`, creating the missing parents."""
     for part in parts[:-1]:
         nxt = doc.get(part)
         if not isinstance(nxt, dict):
@@ -136,55 +237,6 @@ def put(doc: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
 
 
 # -- value transforms -----------------------------------------------------------------------------
-
-_TOKENS = {"yyyy": r"(?P<y>\d{4})", "MM": r"(?P<m>\d{2})", "dd": r"(?P<d>\d{2})",
-           "HH": r"(?P<H>\d{2})", "mm": r"(?P<M>\d{2})", "ss": r"(?P<S>\d{2})"}  # fmt: skip
-_TOKEN_RE = re.compile("|".join(sorted(_TOKENS, key=len, reverse=True)))
-_KEYS = {"yyyy": "y", "MM": "m", "dd": "d", "HH": "H", "mm": "M", "ss": "S"}
-
-
-def _format_regex(fmt: str) -> re.Pattern[str]:
-    if not _TOKEN_RE.search(fmt):
-        raise ValueError(f"date format {fmt!r} has none of yyyy MM dd HH mm ss")
-    out, pos = [], 0
-    for m in _TOKEN_RE.finditer(fmt):
-        out.append(re.escape(fmt[pos : m.start()]))
-        out.append(_TOKENS[m.group()])
-        pos = m.end()
-    out.append(re.escape(fmt[pos:]))
-    return re.compile("".join(out) + r"\Z")
-
-
-def _fill_format(fmt: str, parts: dict[str, str | None]) -> str:
-    def token(t: re.Match[str]) -> str:
-        return parts.get(_KEYS[t.group()]) or "00"
-
-    return _TOKEN_RE.sub(token, fmt)
-
-
-def _date_converter(spec: DateSpec, reverse: bool) -> Callable[[Any], Any]:
-    sources, targets = (spec.to, spec.from_) if reverse else (spec.from_, spec.to)
-    pairs = [(_format_regex(s), t) for s, t in zip(sources, targets, strict=True)]
-
-    def convert(value: Any) -> Any:
-        text = str(value)
-        for regex, target in pairs:
-            m = regex.match(text)
-            if m:
-                return _fill_format(target, m.groupdict())
-        raise MappingError(f"{text!r} is not a date in any of the formats {list(sources)}")
-
-    return convert
-
-
-def _codes_converter(table: Mapping[str, str], name: str) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        key = str(value)
-        if key not in table:
-            raise MappingError(f"{key!r} is not in code list {name!r} (known: {sorted(table)})")
-        return table[key]
-
-    return convert
 
 
 def split_name(full: str) -> list[str]:
@@ -198,7 +250,21 @@ def split_name(full: str) -> list[str]:
 
 
 def join_name(parts: list[Any]) -> str:
+    """The parts of a name that are there, joined with spaces."""
     return " ".join(str(p) for p in parts if p)
+
+
+def shorten(value: str, max_length: int) -> str:
+    """`value` itself, or its SHA-1 in hex (cut to `max_length`) when it is longer: how
+    a gateway request id fits the national 40 characters, the same every time.
+
+    Example:
+        >>> len(shorten("x" * 64, 40)), shorten("abc", 40)
+        (40, 'abc')
+    """
+    if len(value) <= max_length:
+        return value
+    return hashlib.sha1(value.encode(), usedforsecurity=False).hexdigest()[:max_length]
 
 
 def _nfc(value: Any) -> Any:
@@ -227,17 +293,53 @@ class Context:
 _Step = Callable[[Any, dict[str, Any], Context], None]
 
 
-class CompiledMapping:
-    """A compiled mapping; `apply` runs it forwards, `reverse` backwards."""
+@dataclass(frozen=True, slots=True)
+class _Env:
+    """What a rule inherits: the code lists, and the mapping's (or its `each` parent's)
+    declarations."""
 
-    def __init__(self, spec: MappingSpec, code_lists: Mapping[str, Mapping[str, str]]) -> None:
-        self._forward = [_compile(r, code_lists, reverse=False) for r in spec.rules]
+    code_lists: Mapping[str, Mapping[str, str]]
+    trim: bool
+    drop_empty: bool
+    unknown: UnknownCodes
+    zone: str | None
+    settings: Mapping[str, Any]
+
+    def within(self, rule: RuleSpec) -> _Env:
+        trim = self.trim if rule.trim is None else rule.trim
+        drop = self.drop_empty if rule.drop_empty is None else rule.drop_empty
+        if (trim, drop) == (self.trim, self.drop_empty):
+            return self
+        return replace(self, trim=trim, drop_empty=drop)
+
+
+class CompiledMapping:
+    """A compiled mapping; `apply` runs it forwards, `reverse` backwards, and with an
+    `xml:` block `from_xml` / `to_xml` read and write its XML side.
+
+    Example:
+        >>> m = compile_mapping({"xml": {"side": "to", "root": "TraCuu"},
+        ...                      "rules": [{"from": "/code", "to": "/Ma"}]})
+        >>> m.to_xml({"code": "01"}), m.from_xml(b"<TraCuu><Ma>01</Ma></TraCuu>")
+        (b"<?xml version='1.0' encoding='UTF-8'?>\\n<TraCuu><Ma>01</Ma></TraCuu>", {'code': '01'})
+    """
+
+    def __init__(
+        self,
+        spec: MappingSpec,
+        code_lists: Mapping[str, Mapping[str, str]],
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        env = _Env(
+            code_lists, spec.trim, spec.drop_empty, spec.unknown_codes, spec.zone, settings or {}
+        )
+        self._forward = [_compile_named(i, r, env, reverse=False) for i, r in enumerate(spec.rules)]
         self._backward = [
-            step
-            for r in spec.rules
-            if r.from_ is not None  # constants and context have no way back
-            for step in [_compile(_reversed(r), code_lists, reverse=True)]
+            _compile_named(i, _reversed(r), env, reverse=True)
+            for i, r in enumerate(spec.rules)
+            if _reversible(r)  # constants, context and echo checks have no way back
         ]
+        self.xml = XmlSide(spec.xml, _each_lists(spec.rules, spec.xml.side)) if spec.xml else None
 
     def apply(self, source: Any, context: Context | None = None) -> dict[str, Any]:
         target: dict[str, Any] = {}
@@ -252,8 +354,42 @@ class CompiledMapping:
             step(target, source, Context())
         return source
 
+    def from_xml(
+        self, document: bytes | etree._Element, context: Context | None = None
+    ) -> dict[str, Any]:
+        """The data for an XML document of the mapping's XML side: read as its `xml:`
+        block says (parsed safely), then mapped forwards (side: from) or backwards.
+
+        Raises:
+            ValueError: not usable XML; MappingError: the wrong root, or a rule failed.
+        """
+        side = self._xml_side()
+        data = side.read(document)
+        return self.apply(data, context) if side.spec.side == "from" else self.reverse(data)
+
+    def to_xml(self, data: Any, context: Context | None = None) -> bytes:
+        """The XML document (UTF-8 bytes) for data of the other side: mapped forwards
+        (side: to) or backwards, then written as the `xml:` block says.
+
+        Raises:
+            MappingError: a rule failed, or a value has no XML form.
+        """
+        side = self._xml_side()
+        out = self.apply(data, context) if side.spec.side == "to" else self.reverse(data)
+        return side.write(out)
+
+    def _xml_side(self) -> XmlSide:
+        if self.xml is None:
+            raise MappingError("this mapping declares no xml: side")
+        return self.xml
+
+
+def _reversible(rule: RuleSpec) -> bool:
+    return rule.from_ is not None and rule.echo is None
+
 
 def _reversed(rule: RuleSpec) -> RuleSpec:
+    # Typed conversions keep their spec and are compiled with reverse=True.
     return rule.model_copy(
         update={
             "from_": rule.to,
@@ -263,27 +399,52 @@ def _reversed(rule: RuleSpec) -> RuleSpec:
             "codes_inverse": rule.codes,
             "from_legacy": rule.to_legacy,
             "to_legacy": rule.from_legacy,
-            "each": [_reversed(r) for r in rule.each if r.from_ is not None] if rule.each else None,
+            "each": [_reversed(r) for r in rule.each if _reversible(r)] if rule.each else None,
             "required": False,
             "default": None,
         }
     )
 
 
-def _reader(rule: RuleSpec, sources: list[tuple[str, ...]]) -> Callable[[Any, Context], Any]:
-    """How a rule reads its value: a constant, a context field, joined name parts, or one
-    path (a single key, the common case, without the path walk)."""
+def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
+    """A rule compiled, or the ValueError naming it (rules.<i>) and what is wrong."""
+    try:
+        return _compile(rule, env, reverse=reverse)
+    except ValueError as e:
+        raise ValueError(f"rules.{i} ({_label(rule)}): {e}") from None
+
+
+def _label(rule: RuleSpec) -> str:
+    source = rule.from_ or rule.const or rule.context or rule.setting
+    return f"{source!r} -> {rule.to or rule.echo!r}"
+
+
+def _context_reader(field_name: ContextField, max_length: int | None) -> Callable[..., Any]:
+    def from_context(source: Any, ctx: Context) -> Any:
+        value = getattr(ctx, field_name)
+        if value in (None, ""):
+            return _MISSING
+        return shorten(value, max_length) if max_length is not None else value
+
+    return from_context
+
+
+def _reader(
+    rule: RuleSpec, sources: list[tuple[str, ...]], settings: Mapping[str, Any]
+) -> Callable[[Any, Context], Any]:
+    """How a rule reads its value: a constant, a setting, a context field, joined name
+    parts, or one path (a single key, the common case, without the path walk)."""
+    if rule.setting is not None:
+        if rule.setting not in settings:
+            raise ValueError(f"no setting {rule.setting!r} (given: {sorted(settings)})")
+        value = settings[rule.setting]  # None: not configured, nothing written
+        const = _MISSING if value is None else value
+        return lambda source, ctx: const
     if rule.const is not None:
         const = rule.const
         return lambda source, ctx: const
     if rule.context is not None:
-        field_name = rule.context
-
-        def from_context(source: Any, ctx: Context) -> Any:
-            value = getattr(ctx, field_name)
-            return _MISSING if value in (None, "") else value
-
-        return from_context
+        return _context_reader(rule.context, rule.max_length)
     if rule.name == "join":
 
         def joined(source: Any, ctx: Context) -> Any:
@@ -309,19 +470,34 @@ def _reader(rule: RuleSpec, sources: list[tuple[str, ...]]) -> Callable[[Any, Co
     return at_path
 
 
-def _compile(
-    rule: RuleSpec, code_lists: Mapping[str, Mapping[str, str]], *, reverse: bool
-) -> _Step:
+def _cleaning(read: Callable[[Any, Context], Any], env: _Env) -> Callable[[Any, Context], Any]:
+    """`read`, its value trimmed and its empty parts dropped when the rule says so."""
+    if not (env.trim or env.drop_empty):
+        return read
+    trim, drop = env.trim, env.drop_empty
+
+    def cleaned(source: Any, ctx: Context) -> Any:
+        value = read(source, ctx)
+        return value if value is _MISSING else clean(value, trim=trim, drop_empty=drop)
+
+    return cleaned
+
+
+def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
     """One rule as a step: everything about it is decided here, once, so that the step itself
     only reads, transforms and writes (the request path)."""
+    env = env.within(rule)
     sources = [_split(p) for p in _paths(rule.from_)]
     targets = [_split(p) for p in _paths(rule.to)]
-    label = f"{rule.from_ or rule.const or rule.context!r} -> {rule.to!r}"
+    label = _label(rule)
+    read = _cleaning(_reader(rule, sources, env.settings), env)
+    if rule.echo is not None:
+        return _echo_step(read, _context_reader(rule.echo, rule.max_length), label)
     parts = _Compiled(
-        read=_reader(rule, sources),
+        read=read,
         # Built before the children, so that a bad code list is reported first, as before.
-        transform=_transform(rule, code_lists, reverse=reverse),
-        children=[_compile(r, code_lists, reverse=reverse) for r in rule.each or []],
+        transform=_transform(rule, env, reverse=reverse),
+        children=[_compile(r, env, reverse=reverse) for r in rule.each or []],
         missing=_on_missing(rule, sources, label),
         targets=targets,
         label=label,
@@ -345,11 +521,10 @@ class _Compiled:
     label: str
 
 
-def _transform(
-    rule: RuleSpec, code_lists: Mapping[str, Mapping[str, str]], *, reverse: bool
-) -> Callable[[Any], Any]:
-    """NFC, then the rule's transforms in their fixed order, as one function."""
-    transforms = _transforms(rule, code_lists, reverse=reverse)
+def _transform(rule: RuleSpec, env: _Env, *, reverse: bool) -> Callable[[Any], Any]:
+    """NFC, then the rule's transforms in their fixed order, as one function. A transform
+    may give `_MISSING` (an unknown code left out): the step then writes nothing."""
+    transforms = _transforms(rule, env, reverse=reverse)
     if not transforms:
         return _nfc
 
@@ -362,37 +537,37 @@ def _transform(
     return transform
 
 
-def _transforms(
-    rule: RuleSpec, code_lists: Mapping[str, Mapping[str, str]], *, reverse: bool
-) -> list[Callable[[Any], Any]]:
-    """Legacy text decoded, date reformatted, codes translated, legacy text encoded."""
+def _transforms(rule: RuleSpec, env: _Env, *, reverse: bool) -> list[Callable[[Any], Any]]:
+    """Legacy text decoded, the value converted, legacy text encoded."""
     transforms: list[Callable[[Any], Any]] = []
     if rule.from_legacy:
         transforms.append(_legacy_decoder(rule.from_legacy))
-    if rule.date is not None:
-        # A reversed rule keeps the original DateSpec and runs it the other way.
-        transforms.append(_date_converter(rule.date, reverse))
-    for name, inverse in ((rule.codes, False), (rule.codes_inverse, True)):
-        if name is not None:
-            table = _code_table(code_lists, name, inverse=inverse)
-            transforms.append(_codes_converter(table, name))
+    conversion = _conversion(rule, env, reverse=reverse)
+    if conversion is not None:
+        transforms.append(conversion)
     if rule.to_legacy:
         transforms.append(_legacy_encoder(rule.to_legacy))
     return transforms
 
 
-def _code_table(
-    code_lists: Mapping[str, Mapping[str, str]], name: str, *, inverse: bool
-) -> dict[str, str]:
-    if name not in code_lists:
-        raise ValueError(f"no code list {name!r} (known: {sorted(code_lists)})")
-    table = dict(code_lists[name])
-    if not inverse:
-        return table
-    inverted = {v: k for k, v in table.items()}
-    if len(inverted) != len(table):
-        raise ValueError(f"code list {name!r} maps two codes to one: it has no inverse")
-    return inverted
+def _conversion(rule: RuleSpec, env: _Env, *, reverse: bool) -> Callable[[Any], Any] | None:
+    """The rule's one conversion (a reversed rule keeps the original spec of a typed
+    conversion and runs it the other way)."""
+    if rule.date is not None:
+        return date_converter(rule.date, reverse)
+    if rule.datetime is not None:
+        return datetime_converter(rule.datetime, env.zone, reverse)
+    if rule.number is not None:
+        return number_converter(rule.number, False, reverse)
+    if rule.integer is not None:
+        return number_converter(rule.integer, True, reverse)
+    if rule.boolean is not None:
+        return boolean_converter(rule.boolean, reverse)
+    for name, inverse in ((rule.codes, False), (rule.codes_inverse, True)):
+        if name is not None:
+            table = code_table(env.code_lists, name, inverse=inverse)
+            return codes_converter(table, name, rule.unknown or env.unknown)
+    return None
 
 
 def _legacy_decoder(encoding: vnencoding.Encoding) -> Callable[[Any], Any]:
@@ -441,9 +616,11 @@ def _key_step(parts: _Compiled) -> _Step:
             if value is _MISSING:
                 return
         try:
-            target[key] = transform(value)
+            value = transform(value)
         except MappingError as e:
             raise MappingError(f"{label}: {e}") from None
+        if value is not _MISSING:
+            target[key] = value
 
     return step
 
@@ -460,9 +637,11 @@ def _path_step(parts: _Compiled) -> _Step:
             if value is _MISSING:
                 return
         try:
-            put(target, path, transform(value))
+            value = transform(value)
         except MappingError as e:
             raise MappingError(f"{label}: {e}") from None
+        if value is not _MISSING:
+            put(target, path, value)
 
     return step
 
@@ -479,11 +658,14 @@ def _split_step(parts: _Compiled) -> _Step:
             if value is _MISSING:
                 return
         try:
-            for path, part in zip(paths, split_name(transform(value)), strict=False):
-                if part:
-                    put(target, path, part)
+            value = transform(value)
         except MappingError as e:
             raise MappingError(f"{label}: {e}") from None
+        if value is _MISSING:
+            return
+        for path, part in zip(paths, split_name(value), strict=False):
+            if part:
+                put(target, path, part)
 
     return step
 
@@ -515,6 +697,24 @@ def _each_step(parts: _Compiled) -> _Step:
     return step
 
 
+def _echo_step(
+    read: Callable[[Any, Context], Any], expected: Callable[[Any, Context], Any], label: str
+) -> _Step:
+    """An answer's echo of the request (its request id): the mapping fails when the answer
+    names another one, so that an answer for another request is never passed on."""
+
+    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
+        value = read(source, ctx)
+        sent = expected(source, ctx)
+        if value is _MISSING or sent is _MISSING or value == sent:
+            return
+        raise MappingError(
+            f"{label}: the answer is for {value!r}, not {sent!r}: it does not answer this request"
+        )
+
+    return step
+
+
 _STEP_BUILDERS: dict[_Kind, Callable[[_Compiled], _Step]] = {
     "each": _each_step,
     "split": _split_step,
@@ -527,16 +727,39 @@ _STEP_BUILDERS: dict[_Kind, Callable[[_Compiled], _Step]] = {
 
 
 def compile_mapping(
-    spec: Mapping[str, Any], code_lists: Mapping[str, Mapping[str, str]] | None = None
+    spec: Mapping[str, Any],
+    code_lists: Mapping[str, Mapping[str, str]] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> CompiledMapping:
-    """Validate and compile a mapping document; errors name the rule and field."""
+    """Validate and compile a mapping document; errors name the rule and field.
+
+    Args:
+        spec: the mapping (a `mappings/*.yaml` file, as data).
+        code_lists: the tables `codes:` rules name.
+        settings: the values `setting:` rules name, of one configuration (e.g. a
+            service's adapter_config); a value None writes nothing.
+
+    Raises:
+        ValueError: a declaration is invalid; the message names the rule (rules.<i>).
+
+    Example:
+        >>> m = compile_mapping({"rules": [{"setting": "agency_code", "to": "/MaDonVi"}]},
+        ...                     settings={"agency_code": "000.00.00.H49"})
+        >>> m.apply({})
+        {'MaDonVi': '000.00.00.H49'}
+    """
     try:
         parsed = MappingSpec.model_validate(spec)
     except ValidationError as e:
-        raise ValueError(
-            "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        ) from None
-    return CompiledMapping(parsed, code_lists or {})
+        raise ValueError("; ".join(_message(err) for err in e.errors())) from None
+    return CompiledMapping(parsed, code_lists or {}, settings)
+
+
+def _message(error: Any) -> str:
+    """`rules.3.number: the reason`, without pydantic's prefix, input and URL."""
+    where = ".".join(str(p) for p in error["loc"])
+    what = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {what}" if where else what
 
 
 def map_strings(value: Any, convert: Callable[[str], str]) -> Any:

@@ -4,6 +4,8 @@ National services speak XML (edXML, SOAP); provincial systems speak JSON.
 `xml_to_data` / `data_to_xml` convert between element trees and plain data with a
 stable shape a JSON Schema can describe: names written with the caller's prefixes,
 attributes as "@name", text as the value (or "#text"), repeated elements as lists.
+With a `default_namespace`, its elements are named without a prefix (`Ten`, not
+`dd:Ten`), so that mapping paths need none; an element in no namespace is then "{}Ten".
 Documents are parsed by `gateway.core.safexml.parse_xml` (re-exported here), which
 refuses DTDs and limits size, depth and element count.
 """
@@ -36,11 +38,33 @@ def _reverse(namespaces: Mapping[str, str]) -> dict[str, str]:
     return reverse
 
 
+class _Names:
+    """How qualified names are written as data: elements (with the default namespace
+    unprefixed) and attributes (an unprefixed attribute is in no namespace)."""
+
+    __slots__ = ("attributes", "default", "elements")
+
+    def __init__(self, namespaces: Mapping[str, str], default: str | None) -> None:
+        self.attributes = _reverse(namespaces)
+        self.elements = {**self.attributes, default: ""} if default else self.attributes
+        self.default = default
+
+    def element(self, qname: str) -> str:
+        if not qname.startswith("{"):
+            return "{}" + qname if self.default else qname
+        return _name(qname, self.elements)
+
+    def attribute(self, qname: str) -> str:
+        return _name(qname, self.attributes)
+
+
 def _name(qname: str, reverse: Mapping[str, str]) -> str:
     if not qname.startswith("{"):
         return qname
     uri, local = qname[1:].split("}", 1)
     prefix = reverse.get(uri)
+    if prefix == "":
+        return local
     return f"{prefix}:{local}" if prefix is not None else qname
 
 
@@ -49,6 +73,7 @@ def xml_to_data(
     *,
     namespaces: Mapping[str, str],
     lists: Set[str] = frozenset(),
+    default_namespace: str | None = None,
 ) -> dict[str, Any]:
     """`{name: value}` for the element. Names use the given prefixes ("edXML:From"), or
     Clark notation ("{uri}local") for a namespace without one; attributes are "@name".
@@ -57,10 +82,16 @@ def xml_to_data(
     children and "#text". Repeated children become lists, and so do children named in
     `lists` even when there is only one: a schema needs a stable shape. Comments are
     dropped; text between child elements is joined into "#text" (mixed content does
-    not keep its order).
+    not keep its order). Elements in `default_namespace` are named without a prefix,
+    and elements in no namespace "{}local" then.
+
+    Example:
+        >>> xml_to_data(parse_xml(b'<a xmlns="urn:x"><b>1</b></a>'), namespaces={},
+        ...             default_namespace="urn:x")
+        {'a': {'b': '1'}}
     """
-    reverse = _reverse(namespaces)
-    return {_name(_tag(element), reverse): _value(element, reverse, lists)}
+    names = _Names(namespaces, default_namespace)
+    return {names.element(_tag(element)): _value(element, names, lists)}
 
 
 def _tag(element: etree._Element) -> str:
@@ -70,7 +101,7 @@ def _tag(element: etree._Element) -> str:
     return tag
 
 
-def _value(element: etree._Element, reverse: Mapping[str, str], lists: Set[str]) -> Any:
+def _value(element: etree._Element, names: _Names, lists: Set[str]) -> Any:
     children = [c for c in element if isinstance(c.tag, str)]
     text = (element.text or "") + "".join(c.tail or "" for c in element)
     attributes = dict(element.attrib)
@@ -79,10 +110,10 @@ def _value(element: etree._Element, reverse: Mapping[str, str], lists: Set[str])
         return None
     if not children and not attributes:
         return text
-    value: dict[str, Any] = {"@" + _name(k, reverse): v for k, v in attributes.items()}
+    value: dict[str, Any] = {"@" + names.attribute(k): v for k, v in attributes.items()}
     grouped: dict[str, list[Any]] = {}
     for child in children:
-        grouped.setdefault(_name(_tag(child), reverse), []).append(_value(child, reverse, lists))
+        grouped.setdefault(names.element(_tag(child)), []).append(_value(child, names, lists))
     for name, items in grouped.items():
         value[name] = items if len(items) > 1 or name in lists else items[0]
     if (children and text.strip()) or (not children and text):
@@ -98,6 +129,7 @@ def data_to_xml(
     *,
     namespaces: Mapping[str, str],
     root: str | None = None,
+    default_namespace: str | None = None,
 ) -> etree._Element:
     """The inverse of `xml_to_data`. With `root`, `data` is the content of an element
     named `root`; without it, `data` is `{root name: content}`. The root declares every
@@ -105,6 +137,8 @@ def data_to_xml(
     text; int/float/bool their text ("true"/"false", "INF", "NaN"); None an empty
     element with xsi:nil="true"; a list repeats the element; a dict holds "@attributes",
     "#text" and children. Raises ValueError naming the path of anything unusable.
+    With `default_namespace`, unprefixed element names are in it (declared as the
+    root's default namespace); attribute names are not.
     """
     if root is None:
         if len(data) != 1:
@@ -121,8 +155,11 @@ def data_to_xml(
     _reverse(namespaces)  # validates the prefixes
     if _has_none(content) and XSI not in namespaces.values() and "xsi" not in namespaces:
         nsmap["xsi"] = XSI
-    element = _element(None, root, namespaces, f"/{root}", nsmap)
-    _fill(element, content, namespaces, f"/{root}")
+    if default_namespace:
+        nsmap[None] = default_namespace
+    names = _Clark(namespaces, default_namespace)
+    element = _element(None, root, names, f"/{root}", nsmap)
+    _fill(element, content, names, f"/{root}")
     return element
 
 
@@ -134,6 +171,27 @@ def _has_none(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_none(v) for v in value)
     return False
+
+
+class _Clark:
+    """Names of data written as Clark names: prefixes resolved, unprefixed elements in
+    the default namespace."""
+
+    __slots__ = ("default", "namespaces")
+
+    def __init__(self, namespaces: Mapping[str, str], default: str | None) -> None:
+        self.namespaces, self.default = namespaces, default
+
+    def element(self, name: str, path: str) -> str:
+        if self.default and name.startswith("{}"):
+            # lxml would write it unqualified inside xmlns="...", i.e. in the default one.
+            raise ValueError(f"{path}: {name!r} (no namespace) cannot be written here")
+        if self.default and not name.startswith("{") and ":" not in name:
+            return f"{{{self.default}}}{name}"
+        return _clark(name, self.namespaces, path)
+
+    def attribute(self, name: str, path: str) -> str:
+        return _clark(name, self.namespaces, path)
 
 
 def _clark(name: str, namespaces: Mapping[str, str], path: str) -> str:
@@ -157,11 +215,11 @@ def _clark(name: str, namespaces: Mapping[str, str], path: str) -> str:
 def _element(
     parent: etree._Element | None,
     name: str,
-    namespaces: Mapping[str, str],
+    names: _Clark,
     path: str,
     nsmap: dict[str | None, str] | None = None,
 ) -> etree._Element:
-    tag = _clark(name, namespaces, path)
+    tag = names.element(name, path)
     try:
         if parent is None:
             return etree.Element(tag, nsmap=nsmap)
@@ -195,7 +253,7 @@ def _set_text(element: etree._Element, value: Any, path: str) -> None:
         raise ValueError(f"{path}: the text is not allowed in XML ({e})") from None
 
 
-def _fill(element: etree._Element, value: Any, namespaces: Mapping[str, str], path: str) -> None:
+def _fill(element: etree._Element, value: Any, names: _Clark, path: str) -> None:
     if value is None:
         element.set(_XSI_NIL, "true")
         return
@@ -209,20 +267,20 @@ def _fill(element: etree._Element, value: Any, namespaces: Mapping[str, str], pa
         if key == "#text":
             _set_text(element, item, here)
         elif key.startswith("@"):
-            _set_attribute(element, key[1:], item, namespaces, here)
+            _set_attribute(element, key[1:], item, names, here)
         elif isinstance(item, list):
-            _fill_repeated(element, key, item, namespaces, here)
+            _fill_repeated(element, key, item, names, here)
         else:
-            _fill(_element(element, key, namespaces, here), item, namespaces, here)
+            _fill(_element(element, key, names, here), item, names, here)
 
 
 def _set_attribute(
-    element: etree._Element, name: str, value: Any, namespaces: Mapping[str, str], path: str
+    element: etree._Element, name: str, value: Any, names: _Clark, path: str
 ) -> None:
     """An ``@name`` key: an attribute, left out when the value is None."""
     if value is None:
         return
-    clark = _clark(name, namespaces, path)
+    clark = names.attribute(name, path)
     try:
         element.set(clark, _text(value, path))
     except ValueError as e:
@@ -232,13 +290,13 @@ def _set_attribute(
 
 
 def _fill_repeated(
-    parent: etree._Element, key: str, items: list[Any], namespaces: Mapping[str, str], path: str
+    parent: etree._Element, key: str, items: list[Any], names: _Clark, path: str
 ) -> None:
     """A list: one `key` element per entry, in order."""
     for i, entry in enumerate(items):
         if isinstance(entry, list):
             raise ValueError(f"{path}/{i}: a list inside a list has no XML form")
-        _fill(_element(parent, key, namespaces, path), entry, namespaces, f"{path}/{i}")
+        _fill(_element(parent, key, names, path), entry, names, f"{path}/{i}")
 
 
 def to_bytes(element: etree._Element, *, declaration: bool = True) -> bytes:

@@ -302,6 +302,7 @@ async def inclusion_bundles(
     request_id: str | None = None,
     size: int | None = None,
     with_record: bool = True,
+    client: str | None = None,
 ) -> list[dict[str, Any]]:
     """An inclusion proof for the event (or each event of the request: an intent and its
     outcome are two leaves), against the head of `size` leaves or the latest head.
@@ -314,6 +315,8 @@ async def inclusion_bundles(
         stmt = stmt.where(AuditRecord.event_id == event_id)
     if request_id is not None:
         stmt = stmt.where(AuditRecord.request_id == request_id)
+    if client is not None:  # a caller's receipt: its own exchanges only
+        stmt = stmt.where(AuditRecord.client_code == client)
     rows = list((await s.scalars(stmt.order_by(AuditRecord.id))).all())
     if not rows:
         raise ProofUnavailable("no chained audit record matches")

@@ -32,8 +32,8 @@ def settings(settings: Settings) -> Settings:
 
 
 async def until_ok(h: Harness, path: str, auth: dict[str, str], **params: Any) -> httpx.Response:
-    """GET until it answers 200 (the next tree head covers the exchange), for 15 s."""
-    deadline = time.monotonic() + 15
+    """GET until it answers 200 (the next tree head covers the exchange), for 60 s."""
+    deadline = time.monotonic() + 60
     while True:
         r = await h.http.get(f"{API}{path}", params=params, headers=auth)
         if r.status_code == 200 or time.monotonic() > deadline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -23,7 +24,7 @@ from gateway.audit.proofs import ProofFailed, verify_bundle
 from gateway.core.settings import Settings
 from gateway.store.models import AuditCosignature, AuditRecord, AuditTreeHead, AuditTreeNode
 from simulator.witness import WITNESS
-from tests.conftest import ECHO, Harness
+from tests.conftest import ECHO, Harness, lgsp
 from tests.test_audit_api import auditors
 
 API = "/audit/v1"
@@ -42,8 +43,8 @@ def settings(settings: Settings, simulator: TestServer) -> Settings:
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """Poll `check` until it returns something true, for 20 s."""
-    deadline = time.monotonic() + 20
+    """Poll `check` until it returns something true, for 60 s (a loaded machine)."""
+    deadline = time.monotonic() + 60
     while True:
         got = await check()
         if got:
@@ -53,7 +54,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
 
 
 async def test_the_national_platform_witnesses_the_log_and_refuses_a_rewrite(
-    gateway: Harness, simulator: TestServer
+    gateway: Harness, simulator: TestServer, env: dict[str, str], tmp_path: Path
 ) -> None:
     h = gateway
     auditor, pii = await auditors(h)
@@ -79,7 +80,12 @@ async def test_the_national_platform_witnesses_the_log_and_refuses_a_rewrite(
         note = r.json()["checkpoint"]
         return note if cosignatures(note, [witness_key]) else None
 
-    await eventually(cosigned, "a head of 6 leaves cosigned by the national platform")
+    held = await eventually(cosigned, "a head of 6 leaves cosigned by the national platform")
+    # The inspector keeps that checkpoint and a copy of the log.
+    env = {**env, "LGSP_DATABASE_URL": h.state.settings.database_url}
+    (tmp_path / "held.txt").write_text(held)
+    copy = lgsp(env, "audit", "copy", str(tmp_path / "kept.jsonl"), "--instance", "test-gw")
+    assert copy.returncode == 0, copy.stderr
     r = await h.http.get(
         f"{API}/tree/inclusion", params={"request_id": "nd-0", "unmask": "true"}, headers=pii
     )
@@ -126,6 +132,29 @@ async def test_the_national_platform_witnesses_the_log_and_refuses_a_rewrite(
     verify_bundle(forged, [log_key])  # signed with the instance's own key, it holds alone
     with pytest.raises(ProofFailed, match="0 valid cosignature"):
         verify_bundle(forged, [log_key], [witness_key], min_cosignatures=1)
+    # On the host, the inspector checks the store against what they kept: rewritten, and
+    # where. (The gateway chained an event or two more since: the copy covers the head.)
+    check = lgsp(
+        env,
+        "audit",
+        "verify-tree",
+        "--checkpoint",
+        str(tmp_path / "held.txt"),
+        "--log-key",
+        log_key.vkey(),
+        "--witness-key",
+        witness_key.vkey(),
+        "--min-cosignatures",
+        "1",
+        "--records",
+        str(tmp_path / "kept.jsonl"),
+        "--instance",
+        "test-gw",
+    )
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert check.stdout.startswith("NOT THE LOG SIGNED: the store's tree at 6 has another root")
+    assert "the first divergent leaf is 1 (seq 2, event " in check.stdout
+    assert "status: 200 -> 404" in check.stdout
     metrics = (await h.http.get("/metrics")).text
     assert 'lgsp_audit_witness_behind_leaves{instance="test-gw",witness="ndxp.gov.vn/witness"}' in (
         metrics

@@ -53,6 +53,7 @@ __all__ = [
 
 NODE_LEVEL = 8  # subtrees of 2**8 = 256 leaves and more are stored
 _BATCH = 5000
+MAX_PROOFS = 20  # events per inclusion request
 
 
 class ProofUnavailable(LookupError):
@@ -317,7 +318,8 @@ async def inclusion_bundles(
         stmt = stmt.where(AuditRecord.request_id == request_id)
     if client is not None:  # a caller's receipt: its own exchanges only
         stmt = stmt.where(AuditRecord.client_code == client)
-    rows = list((await s.scalars(stmt.order_by(AuditRecord.id))).all())
+    # A request id is the caller's choice and may repeat: the first few events only.
+    rows = list((await s.scalars(stmt.order_by(AuditRecord.id).limit(MAX_PROOFS))).all())
     if not rows:
         raise ProofUnavailable("no chained audit record matches")
     out = []

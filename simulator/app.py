@@ -46,7 +46,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
-from simulator import business, dossier, edxml
+from simulator import business, dossier, edxml, witness
 
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
@@ -406,8 +406,11 @@ async def _echo(request: web.Request) -> web.Response:
     )
 
 
-def create_app(clients: dict[str, str], *, token_ttl: int = 300) -> web.Application:
-    """Build the simulator; ``clients`` maps each allowed client_id to its secret."""
+def create_app(
+    clients: dict[str, str], *, token_ttl: int = 300, witness_logs: list[str] | None = None
+) -> web.Application:
+    """Build the simulator; ``clients`` maps each allowed client_id to its secret,
+    ``witness_logs`` lists the provincial audit logs (verifier keys) it witnesses."""
     app = web.Application()
     app[_STATE] = _State(clients=dict(clients), token_ttl=token_ttl, citizens=_load_citizens())
     app[TOKENS_ISSUED] = 0
@@ -420,6 +423,9 @@ def create_app(clients: dict[str, str], *, token_ttl: int = 300) -> web.Applicat
     business.setup(app, _has_valid_token)
     edxml.setup(app, _has_valid_token)
     dossier.setup(app, _has_valid_token)
+    # The platform as the witness of each province's audit log (no token: the protocol
+    # authenticates the checkpoint's signature, not the caller).
+    witness.setup(app, witness_logs)
     app.router.add_get("/healthz", _healthz)
     for method in ("GET", "POST"):
         app.router.add_route(method, r"/_sim/delay/{ms:\d+}", _delay)
@@ -456,6 +462,13 @@ def _parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.
         help="allowed client (repeatable); default from $LGSP_SIM_CLIENTS='id:secret,...'",
     )
     parser.add_argument("--token-ttl", type=int, default=300, help="token lifetime, seconds")
+    parser.add_argument(
+        "--witness-log",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="a provincial audit log to witness: its verifier key (lgsp audit keys' log_key)",
+    )
     args = parser.parse_args(argv)
     if args.port is None:
         try:
@@ -476,10 +489,11 @@ def _parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.
 def main(argv: list[str] | None = None) -> None:
     """Run the simulator until interrupted (``lgsp-simulator --help``)."""
     args = _parse_args(argv, os.environ)
-    app = create_app(dict(args.client), token_ttl=args.token_ttl)
+    app = create_app(dict(args.client), token_ttl=args.token_ttl, witness_logs=args.witness_log)
     host = f"[{args.host}]" if ":" in args.host else args.host
 
     def announce(*_: object) -> None:
         print(f"national simulator listening on http://{host}:{args.port}", flush=True)
+        print(f"witness key: {app[witness.WITNESS].vkey()}", flush=True)
 
     web.run_app(app, host=args.host, port=args.port, print=announce)

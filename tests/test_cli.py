@@ -43,7 +43,7 @@ def test_demo_steps_work_as_printed(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     oks = [line for line in out.stdout.splitlines() if line.startswith("[ok]")]
-    assert len(oks) == 14, out.stdout
+    assert len(oks) == 16, out.stdout
     # Embedded defaults: the SQLite file and the signing key live under var/.
     assert (tmp_path / "var" / "lgsp.db").exists()
     [key] = (tmp_path / "var" / "keys").glob("*.pem")

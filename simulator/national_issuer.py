@@ -11,7 +11,8 @@ Endpoints (no token needed; ``/_sim/`` ones are for tests and the demo):
 
 * ``GET /.well-known/jwks.json``: the platform's public keys, with
   ``Cache-Control: max-age=N`` (``app[NATIONAL_ISSUER].jwks_max_age``; ``None`` sends no
-  cache header). ``app[NATIONAL_ISSUER].jwks_fetches`` counts the fetches.
+  cache header). ``app[NATIONAL_ISSUER].jwks_fetches`` counts the fetches;
+  ``jwks_status`` set to another status than 200 makes the endpoint fail.
 * ``POST /_sim/national/rotate`` (``?retire=1`` drops the older keys): a new signing key;
   answers ``{"kid": ...}``.
 * ``POST /_sim/call-in`` with ``{"gateway": "http://...", "path": "/r1/...",
@@ -58,6 +59,7 @@ class NationalIssuer:
     keys: list[tuple[str, rsa.RSAPrivateKey]] = field(default_factory=lambda: [_new_key()])
     jwks_max_age: int | None = 300
     jwks_fetches: int = 0
+    jwks_status: int = 200  # another status plays a platform whose JWKS is failing
 
     @property
     def kid(self) -> str:
@@ -119,6 +121,8 @@ NATIONAL_ISSUER: web.AppKey[NationalIssuer] = web.AppKey("national_issuer", Nati
 async def _jwks(request: web.Request) -> web.Response:
     issuer = request.app[NATIONAL_ISSUER]
     issuer.jwks_fetches += 1
+    if issuer.jwks_status != 200:
+        return web.json_response({"error": "unavailable"}, status=issuer.jwks_status)
     headers = {}
     if issuer.jwks_max_age is not None:
         headers["Cache-Control"] = f"public, max-age={issuer.jwks_max_age}"

@@ -272,6 +272,37 @@ async def test_jwks_cache_headers_are_honoured_within_bounds(
     assert national.jwks_fetches == 2  # due: fetched again, in the background
 
 
+async def test_a_failing_jwks_keeps_the_keys_it_had(gateway: Harness) -> None:
+    h = gateway
+    clock = await trust_national_platform(h)
+    national = _national(h)
+    national.jwks_status = 503
+    clock.now += 301  # due
+    await h.state.issuers.refresh_due(h.state.pipeline.config.issuers)
+    assert national.jwks_fetches == 2
+    assert (await get(h, national.mint(AUDIENCE))).status_code == 200  # the keys it had
+    assert h.state.issuers.fresh_for(ISSUER) == 30  # tried again after the interval
+
+
+async def test_the_jwks_url_obeys_the_outbound_rules_when_fetched(gateway: Harness) -> None:
+    h = gateway
+    # Applied without the outbound check (an old policy, a changed allow-list): the
+    # gateway, allowed loopback only, still never calls a private address for keys.
+    clock = await trust_national_platform(h)
+
+    def private_jwks(doc: dict[str, Any]) -> None:
+        doc["issuers"][0]["jwks_url"] = "http://10.255.255.1/.well-known/jwks.json"
+
+    async with h.state.sessions() as s, s.begin():
+        await policy_state.edit_policy(s, private_jwks, actor="t", source="t")
+    await reload_config(h.state)
+    clock.now += 31
+    await h.state.issuers.refresh_due(h.state.pipeline.config.issuers)
+    r = await get(h, _national(h).mint(AUDIENCE))
+    assert_problem(r, 401, "invalid-token", "could not fetch the keys")
+    assert "10.255" not in r.text  # why is in the log, not told to the caller
+
+
 def test_expires_is_read_when_there_is_no_cache_control() -> None:
     now = 1_700_000_000.0
     assert cache_seconds(None, "Tue, 14 Nov 2023 22:23:20 GMT", now=now) == 600

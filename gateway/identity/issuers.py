@@ -280,6 +280,8 @@ class TrustedIssuers:
         while True:
             self._wake.clear()
             current = entries()
+            for gone in [iss for iss in self._sets if iss not in current]:
+                del self._sets[gone]  # no longer trusted: its keys go with it
             try:
                 await self.refresh_due(current)
             except Exception as e:  # keep the loop alive; the next round tries again
@@ -400,6 +402,14 @@ class TrustedIssuers:
             raise Problem(INVALID_TOKEN, f"The token of {who} has no key id (kid).")
         key = await self._key_for(entry, kid)
         if key is None:
+            keyset = self._sets.get(entry.issuer)
+            if keyset is not None and not keyset.fetched:
+                # Why is for the administrator (the log): it may name the allow-list.
+                raise Problem(
+                    INVALID_TOKEN,
+                    f"The gateway could not fetch the keys of {who} to verify the token; "
+                    "its administrator finds why in the gateway's log.",
+                )
             raise Problem(
                 INVALID_TOKEN,
                 f"The token was signed with key {kid!r}, which {who} does not publish "

@@ -282,6 +282,8 @@ async def test_a_failing_jwks_keeps_the_keys_it_had(gateway: Harness) -> None:
     assert national.jwks_fetches == 2
     assert (await get(h, national.mint(AUDIENCE))).status_code == 200  # the keys it had
     assert h.state.issuers.fresh_for(ISSUER) == 30  # tried again after the interval
+    health = (await h.http.get("/healthz")).json()["issuers"][ISSUER]
+    assert health == {"keys": 1, "refresh_in_s": 30.0, "failing": True}
 
 
 async def test_the_jwks_url_obeys_the_outbound_rules_when_fetched(gateway: Harness) -> None:

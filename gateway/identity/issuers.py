@@ -229,6 +229,18 @@ class TrustedIssuers:
             return None
         return keyset.fresh_until - self.clock()
 
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per issuer: keys held, seconds until due, whether the last fetch failed (for
+        /healthz; why it failed is in the log, which may name the allow-list)."""
+        return {
+            iss: {
+                "keys": len(s.keys),
+                "refresh_in_s": round(s.fresh_until - self.clock(), 1) if s.fetched else None,
+                "failing": s.error is not None,
+            }
+            for iss, s in self._sets.items()
+        }
+
     def _keyset(self, entry: IssuerEntry) -> _KeySet:
         keyset = self._sets.get(entry.issuer)
         if keyset is None or keyset.jwks_url != entry.jwks_url:

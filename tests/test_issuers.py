@@ -135,7 +135,7 @@ async def test_the_national_portal_reads_a_dossier_status_and_is_audited(gateway
     assert r.json()["status"] == 200 and r.json()["body"]["maLoi"] == "0"
 
 
-async def test_the_clients_rights_apply_to_the_issuers_tokens(gateway: Harness) -> None:
+async def test_the_clients_rights_and_limits_apply_to_the_issuers_tokens(gateway: Harness) -> None:
     h = gateway
     await trust_national_platform(h)
     token = _national(h).mint(AUDIENCE)
@@ -146,6 +146,17 @@ async def test_the_clients_rights_apply_to_the_issuers_tokens(gateway: Harness) 
     assert_problem(r, 403, "access-denied")
     [record] = (await h.audit())[-1:]
     assert record.status == 403 and record.issuer == ISSUER and record.client_code == PORTAL
+
+    # The client's limits too: one call a minute, then a 429.
+    def limit(doc: dict[str, Any]) -> None:
+        doc["rate_limits"].append({"client": PORTAL, "rate": {"requests": 1, "per": "minute"}})
+
+    async with h.state.sessions() as s, s.begin():
+        await policy_state.edit_policy(s, limit, actor="t", source="t")
+    await reload_config(h.state)
+    assert (await get(h, token)).status_code == 200
+    r = await get(h, token)
+    assert_problem(r, 429, "rate-limited")
     # The gateway's own tokens still work beside them, audited without an issuer.
     own = await h.token("motcua")
     r = await get(h, own, f"{ECHO}/anything")

@@ -21,8 +21,11 @@ The citizens in ``data/citizens.json`` are fictional; administrative unit codes 
 illustrative and follow the 2025 reform (province and commune, no district level).
 
 Test helpers under ``/_sim/`` need no token: ``/_sim/delay/{ms}``,
-``/_sim/status/{code}`` and ``/_sim/echo/...``. Tests read ``app[TOKENS_ISSUED]``
-(tokens issued so far) and ``app[LOOKUPS]`` (what each lookup request carried).
+``/_sim/status/{code}`` and ``/_sim/echo/...``. The platform also issues tokens of its
+own to call provinces' services (simulator/national_issuer.py: its JWKS and
+``/_sim/call-in``), and plays provincial providers (simulator/provincial.py). Tests read
+``app[TOKENS_ISSUED]`` (tokens issued so far) and ``app[LOOKUPS]`` (what each lookup
+request carried).
 """
 
 import argparse
@@ -46,7 +49,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
-from simulator import business, dossier, edxml, witness
+from simulator import business, dossier, edxml, national_issuer, provincial, witness
 
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
@@ -426,6 +429,10 @@ def create_app(
     # The platform as the witness of each province's audit log (no token: the protocol
     # authenticates the checkpoint's signature, not the caller).
     witness.setup(app, witness_logs)
+    # The platform calling in: its own signing key and JWKS, and the provincial systems
+    # (one-stop-shop, civil-status registry) a province's gateway forwards to.
+    national_issuer.setup(app)
+    provincial.setup(app)
     app.router.add_get("/healthz", _healthz)
     for method in ("GET", "POST"):
         app.router.add_route(method, r"/_sim/delay/{ms:\d+}", _delay)

@@ -238,6 +238,27 @@ class RateLimitSpec(_Strict):
         return (self.client or "", self.service or "")
 
 
+# Asymmetric JWS algorithms an external issuer may sign with: never "none" nor an HMAC
+# (HS*), whose key would be a secret shared between the platforms.
+IssuerAlgorithm = Literal["RS256", "PS256", "ES256", "ES384", "EdDSA", "Ed25519"]
+_HTTP_URL = r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$"
+
+
+class IssuerSpec(_Strict):
+    """An external token issuer the gateway trusts (the national platform's, say): tokens
+    it signs are verified with the keys its JWKS URL publishes, and the caller is the
+    policy client `client` (that client's rights, limits and audit apply)."""
+
+    issuer: Annotated[str, StringConstraints(pattern=_HTTP_URL, max_length=255)]
+    jwks_url: Annotated[str, StringConstraints(pattern=_HTTP_URL, max_length=2048)]
+    audience: str = Field(min_length=1, max_length=255)
+    algorithms: list[IssuerAlgorithm] = Field(["RS256", "ES256", "EdDSA"], min_length=1)
+    client: Code
+    # The longest lifetime (exp - iat) a token of this issuer may claim.
+    max_token_lifetime_seconds: StrictInt = Field(3600, ge=60, le=86_400)
+    enabled: bool = True
+
+
 class PolicySet(_Strict):
     agencies: list[AgencySpec] = []
     groups: list[GroupSpec] = []
@@ -245,6 +266,7 @@ class PolicySet(_Strict):
     upstreams: list[UpstreamSpec] = []
     services: list[ServiceSpec] = []
     rate_limits: list[RateLimitSpec] = []
+    issuers: list[IssuerSpec] = []
     # Where each entity was written, when read from files (load_policy_dir).
     _places: Places | None = PrivateAttr(default=None)
 
@@ -265,6 +287,8 @@ class PolicySet(_Strict):
         errors += _client_references(self.clients, agencies, groups)
         errors += _service_references(self.services, agencies, upstreams, clients, groups)
         errors += _rate_limit_references(self.rate_limits, clients, services)
+        _unique("issuer", [i.issuer for i in self.issuers], errors)
+        errors += _issuer_references(self.issuers, self.clients)
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -327,12 +351,30 @@ def _rate_limit_references(
     return errors
 
 
+def _issuer_references(issuers: list[IssuerSpec], clients: list[ClientSpec]) -> list[str]:
+    by_code = {c.code: c for c in clients}
+    errors: list[str] = []
+    for i, spec in enumerate(issuers):
+        client = by_code.get(spec.client)
+        if client is None:
+            errors.append(f"issuers[{i}].client: no client {spec.client!r}")
+        elif client.roles:
+            # Another platform's tokens exchange data; they never administer this gateway.
+            errors.append(
+                f"issuers[{i}].client: {spec.client!r} holds roles {sorted(client.roles)}; "
+                "an external issuer speaks as a client without roles"
+            )
+    return errors
+
+
 def document_key(section: str, item: dict[str, Any]) -> str:
     """The key of one entity of a policy document section (as in `policy_document`)."""
     if section == "services":
         return f"{item['provider']}/{item['code']}/{item['version']}"
     if section == "rate_limits":
         return f"{item.get('client') or ''}|{item.get('service') or ''}"
+    if section == "issuers":
+        return str(item["issuer"])
     return str(item["name" if section == "upstreams" else "code"])
 
 
@@ -351,7 +393,7 @@ def policy_document(policy: PolicySet, *, exclude_defaults: bool = False) -> dic
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     # Lists that are sets in meaning: sorted, so their order in a file is no change.
-    for name in ("groups", "roles", "require", "upstream_failure_statuses"):
+    for name in ("groups", "roles", "require", "upstream_failure_statuses", "algorithms"):
         if name in item:
             item[name] = sorted(set(item[name]))
     if "access" in item:

@@ -23,6 +23,7 @@ from gateway.conversion.sdk import Adapter
 from gateway.core.logging import log
 from gateway.identity.access import Rule, is_allowed
 from gateway.identity.directory import ClientEntry, CredentialEntry
+from gateway.identity.issuers import IssuerEntry
 from gateway.limits.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
 from gateway.store.models import (
@@ -36,6 +37,7 @@ from gateway.store.models import (
     RegistrySchema,
     RegistryVersion,
     Service,
+    TrustedIssuer,
     Upstream,
 )
 
@@ -143,6 +145,8 @@ class RuntimeConfig:
     pair_limits: dict[tuple[str, tuple[str, str, str]], tuple[Limit, ...]] = field(
         default_factory=dict
     )
+    # External token issuers the gateway trusts, by their `iss`.
+    issuers: dict[str, IssuerEntry] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> RuntimeConfig:
@@ -327,6 +331,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             )
         ).all()
         limit_rows = (await s.execute(select(RateLimitRule.__table__))).all()
+        issuer_rows = (await s.execute(select(TrustedIssuer.__table__))).all()
         schema_subjects = {
             ref["subject"]
             for svc in services_rows
@@ -439,4 +444,16 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         },
         client_limits={k: tuple(v) for k, v in client_limits.items()},
         pair_limits={k: tuple(v) for k, v in pair_limits.items()},
+        issuers={
+            i.issuer: IssuerEntry(
+                issuer=i.issuer,
+                jwks_url=i.jwks_url,
+                audience=i.audience,
+                algorithms=tuple(i.algorithms or ()),
+                client_code=i.client_code,
+                max_lifetime=i.max_token_lifetime_seconds,
+                enabled=i.enabled,
+            )
+            for i in issuer_rows
+        },
     )

@@ -25,6 +25,7 @@ from gateway.edge.reload import reload_config, watch_config
 from gateway.edge.state import STATE, GatewayState
 from gateway.edge.toolkit import problem_middleware
 from gateway.exchange.pipeline import ExchangePipeline
+from gateway.identity.issuers import TrustedIssuers
 from gateway.identity.keys import KeyStore
 from gateway.identity.tokens import TokenService
 from gateway.limits.failures import failure_throttle_from_settings
@@ -34,6 +35,7 @@ from gateway.store.db import create_engine, session_factory
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstream.allowlist import OutboundPolicy
 from gateway.upstream.client import UpstreamClient
+from gateway.upstream.jwks import JwksFetcher
 
 # -- error rendering for everything but /r1 (which renders its own, to audit them) ----------
 
@@ -61,7 +63,10 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         algorithms=settings.token_algorithms,
         leeway_seconds=settings.clock_skew_seconds,
     )
-    upstream = UpstreamClient(outbound=OutboundPolicy.from_settings(settings))
+    outbound = OutboundPolicy.from_settings(settings)
+    upstream = UpstreamClient(outbound=outbound)
+    jwks_fetcher = JwksFetcher(outbound)
+    issuers = TrustedIssuers(jwks_fetcher, leeway_seconds=settings.clock_skew_seconds)
     sink = audit or audit_log_from_settings(settings, sessions)
     limiter = limiter_from_settings(settings)
     gateway_metrics = GatewayMetrics(settings.instance_id)
@@ -75,6 +80,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         instance=settings.instance_id,
         problem_type_base=settings.problem_type_base,
         body_timeout=settings.request_body_timeout_seconds,
+        issuers=issuers,
     )
     state = GatewayState(
         settings,
@@ -88,6 +94,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         limiter,
         gateway_metrics,
         failure_throttle_from_settings(settings),
+        issuers,
     )
     app[STATE] = state
     app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)
@@ -98,12 +105,15 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             for line in await load_bundled(sessions, settings.schemas_dir):
                 log.info("schemas", change=line)
         await upstream.start()
+        await jwks_fetcher.start()
         await limiter.start()
         await sink.start()
         await reload_config(state)
         tasks = [
             asyncio.create_task(watch_config(state), name="config-watcher"),
             asyncio.create_task(_refresh_gauges_loop(state), name="metrics-gauges"),
+            # Trusted issuers' keys, fetched before their tokens arrive and kept fresh.
+            asyncio.create_task(issuers.run(lambda: pipeline.config.issuers), name="issuer-keys"),
         ]
         if settings.audit_retention_days and not settings.audit_kafka_bootstrap:
             # With Kafka, `lgsp audit-indexer` applies retention to the store it fills.
@@ -125,6 +135,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await limiter.close()
         await state.auth_failures.close()
         await upstream.close()
+        await jwks_fetcher.close()
         await engine.dispose()
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:

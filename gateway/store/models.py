@@ -220,6 +220,23 @@ class RateLimitRule(Base):
     quota_per_day: Mapped[int | None] = mapped_column(Integer)
 
 
+class TrustedIssuer(Base):
+    """An external token issuer the gateway trusts (policy `issuers`): the national
+    platform, say. Its tokens make the caller the client `client_code` (by code, like
+    rate limits; the policy checks it exists)."""
+
+    __tablename__ = "trusted_issuers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255), unique=True)
+    jwks_url: Mapped[str] = mapped_column(String(2048))
+    audience: Mapped[str] = mapped_column(String(255))
+    algorithms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    client_code: Mapped[str] = mapped_column(String(64))
+    max_token_lifetime_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    enabled: Mapped[bool] = mapped_column(default=True)
+
+
 class PolicyVersion(Base):
     """Every version of the declarative configuration: the whole document as applied
     (zlib-compressed canonical JSON), who applied it, why, and what it changed. Files,
@@ -290,6 +307,9 @@ class AuditRecord(Base):
     # Two-phase exchanges (migration 0008): "intent" or "outcome", and the outcome's intent.
     phase: Mapped[str | None] = mapped_column(String(8))
     intent_id: Mapped[str | None] = mapped_column(String(36))
+    # The external issuer of the caller's token (migration 0015); null for the gateway's
+    # own tokens and API keys.
+    issuer: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditCheckpoint(Base):

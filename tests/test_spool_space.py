@@ -8,7 +8,6 @@ with the reason otherwise, failed under CI)."""
 from __future__ import annotations
 
 import errno
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -168,7 +167,6 @@ async def test_records_never_take_the_reserve(tmp_path: Path) -> None:
         directory = disk / "spool"
         spool = await open_spool(directory, segment_bytes=64 << 20, max_bytes=1 << 30)
         reserve = Reserve(directory, 256 * 1024)
-        shutil.rmtree(directory / "quarantine", ignore_errors=True)
         reserve.release()
         fill_disk(disk)  # no room for the reserve: appends are refused, not let in
         with pytest.raises(SpoolDiskFull):

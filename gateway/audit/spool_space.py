@@ -29,6 +29,8 @@ __all__ = [
 
 RESERVE_FILE = "reserve"
 _OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+# posix_fallocate is not offered (some libcs, some file systems): zeros are written instead.
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
 
 
 class SpoolDiskFull(OSError):
@@ -92,19 +94,21 @@ class Reserve:
         disk is not an error (it is tried again later); anything else is raised."""
         if self.held:
             return True
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.posix_fallocate(fd, 0, self.size)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
+            if is_out_of_space(exc):
+                return False
+            raise
+        try:
+            _allocate(fd, self.size)
+        except OSError as exc:
+            os.close(fd)
             if not is_out_of_space(exc):
                 raise
-            os.close(fd)
-            fd = -1
             self.path.unlink(missing_ok=True)  # a part-allocated reserve would hold blocks
             return False
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        os.close(fd)
         return True
 
     def release(self) -> bool:
@@ -116,6 +120,16 @@ class Reserve:
         except FileNotFoundError:
             return False
         return True
+
+
+def _allocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in _NO_FALLOCATE:
+            raise
+        for pos in range(0, size, 65536):
+            os.pwrite(fd, bytes(min(65536, size - pos)), pos)
 
 
 def write_replacing(path: Path, data: bytes, *, fsync: bool, reserve: Reserve | None) -> None:

@@ -25,6 +25,9 @@ __all__ = [
     "SpoolDiskFull",
     "free_bytes",
     "is_out_of_space",
+    "overwrite_in_place",
+    "sync_path",
+    "write_replacing",
 ]
 
 RESERVE_FILE = "reserve"
@@ -164,6 +167,24 @@ def _write_then_rename(path: Path, data: bytes, fsync: bool) -> None:
         raise
     if fsync:
         sync_path(path.parent)
+
+
+def overwrite_in_place(path: Path, data: bytes) -> None:
+    """Write ``data`` over the start of the existing file ``path``: the last resort for the
+    ``acked`` file on a disk with no room left and no reserve, since it takes no new
+    block. ``data`` must be at least as long as what it replaces (an ack position only
+    grows, and so does its decimal); a torn write is as likely as a torn sector.
+
+    Example: ``overwrite_in_place(spool_dir / "acked", b"43\n")``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        view = memoryview(data)
+        pos = 0
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view, pos = view[n:], pos + n
+    finally:
+        os.close(fd)
 
 
 def sync_path(path: Path) -> None:

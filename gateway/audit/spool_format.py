@@ -61,6 +61,7 @@ __all__ = [
     "READ_CHUNK",
     "SEGMENT_NAME",
     "Chunk",
+    "NoRoomForCopy",
     "Segment",
     "SegmentScan",
     "SpoolCorruption",
@@ -80,6 +81,7 @@ __all__ = [
     "resync",
     "segment_last",
     "settle",
+    "unlink_all",
     "write_all",
     "write_without",
 ]
@@ -354,3 +356,18 @@ def write_without(
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class NoRoomForCopy(OSError):
+    """The chain head's copy found no room (the reserve spent too)."""
+
+    def __init__(self, segment: Segment, frame: bytes) -> None:
+        super().__init__(errno.ENOSPC, "no room for the chain head's copy")
+        self.segment = segment
+        self.frame = frame
+
+
+def unlink_all(paths: list[Path]) -> None:
+    """Delete ``paths`` (those already gone are no error)."""
+    for path in paths:
+        path.unlink(missing_ok=True)

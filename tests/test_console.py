@@ -515,6 +515,8 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
         "/console/services",
         f"/console/services/{SLOW}",
         "/console/events",
+        "/console/versions",
+        "/console/versions/compare?a=1&b=2",
         "/console/accounts",
         "/console/password",
     ):
@@ -532,3 +534,39 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
     await page.goto(f"{gateway.url}/console/agencies")
     found += await _serious(page)
     assert found == []
+
+
+async def test_an_administrator_compares_versions_and_rolls_one_back(
+    gateway: Harness, browser: Any
+) -> None:
+    from gateway.admin import collections as entities
+    from gateway.admin.actor import Actor
+    from gateway.admin.edits import Editor
+
+    editor = Editor(gateway.state.sessions, Actor.client("quantri", frozenset({"administrator"})))
+    before = (
+        await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": "Tên cũ"})
+    ).version
+    after = (
+        await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": "Tên sai"})
+    ).version
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/versions']")
+    await page.click("#compare button")  # the two newest, filled in
+    assert await page.text_content("#changes .detail") == "name: 'Tên cũ' → 'Tên sai'"
+    await page.goto(f"{gateway.url}/console/versions")
+    await page.click(f"tr[data-version='{before}'] button")
+    assert await page.text_content("#changes .detail") == "name: 'Tên sai' → 'Tên cũ'"
+    await page.fill("#comment", "sửa nhầm tên, trả lại như cũ")
+    await page.click("main form.card button")
+    await page.wait_for_url("**/console/versions?restored=*")
+    newest = page.locator("#versions tbody tr").first
+    assert await newest.locator(".actor").text_content() == "person:nva"
+    assert await newest.locator(".comment").text_content() == (
+        f"rollback to version {before}: sửa nhầm tên, trả lại như cũ"
+    )
+    item, version = await entities.read_one(gateway.state.sessions, entities.AGENCIES, (AGENCY,))
+    assert item["name"] == "Tên cũ" and version == (after or 0) + 1

@@ -193,6 +193,35 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Biểu mẫu không đầy đủ; hãy mở lại trang dịch vụ.",
         "The form is incomplete; open the service's page again.",
     ),
+    "nav.versions": ("Phiên bản", "Versions"),
+    "versions.title": ("Các phiên bản cấu hình", "Policy versions"),
+    "versions.version": ("Phiên bản", "Version"),
+    "versions.source": ("Nguồn", "From"),
+    "versions.restore": ("Khôi phục", "Restore"),
+    "versions.compare": ("So sánh", "Compare"),
+    "versions.compare_help": (
+        "Xem những gì đã thay đổi giữa hai phiên bản bất kỳ.",
+        "See what changed between any two versions.",
+    ),
+    "versions.from": ("Từ phiên bản", "From version"),
+    "versions.to": ("Đến phiên bản", "To version"),
+    "versions.compare_title": (
+        "Thay đổi từ phiên bản {a} đến {b}",
+        "Changes from version {a} to {b}",
+    ),
+    "versions.pick_two": ("Hãy chọn hai số phiên bản.", "Pick two version numbers."),
+    "versions.rollback_title": ("Khôi phục phiên bản {n}", "Restore version {n}"),
+    "versions.rollback_help": (
+        "Cấu hình đang ở phiên bản {current}. Khôi phục phiên bản {n} sẽ tạo một phiên bản "
+        "mới với những thay đổi sau:",
+        "The policy is at version {current}. Restoring version {n} makes a new version "
+        "with these changes:",
+    ),
+    "versions.confirm": ("Xác nhận khôi phục", "Confirm the restore"),
+    "versions.restored": (
+        "Đã khôi phục: phiên bản cấu hình {version}.",
+        "Restored: policy version {version}.",
+    ),
     "form.required": ("Trường này là bắt buộc.", "This field is required."),
     "form.errors": ("Thay đổi chưa được lưu:", "The change was not saved:"),
     "events.title": ("Nhật ký thay đổi", "Change log"),

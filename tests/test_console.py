@@ -517,13 +517,16 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
         "/console/events",
         "/console/versions",
         "/console/versions/compare?a=1&b=2",
+        "/console/access",
         "/console/accounts",
         "/console/password",
     ):
         await page.goto(gateway.url + path)
         found += await _serious(page)
-        if path in ("/console/services", f"/console/services/{SLOW}"):
-            await _shot(page, "service" if SLOW in path else "services")
+        if path in ("/console/services", f"/console/services/{SLOW}", "/console/access"):
+            await _shot(
+                page, path.rsplit("/", 1)[1] if path != f"/console/services/{SLOW}" else "service"
+            )
     await page.goto(f"{gateway.url}/console/services/{SLOW}")
     await page.fill("#timeouts-total_ms", "3000")
     await page.click("main form button[type=submit]")
@@ -570,3 +573,55 @@ async def test_an_administrator_compares_versions_and_rolls_one_back(
     )
     item, version = await entities.read_one(gateway.state.sessions, entities.AGENCIES, (AGENCY,))
     assert item["name"] == "Tên cũ" and version == (after or 0) + 1
+
+
+ECHO_KEY = "000.00.00.H49/echo/v1"
+
+
+async def test_an_administrator_grants_a_right_in_the_matrix_and_a_403_becomes_200(
+    gateway: Harness, browser: Any
+) -> None:
+    headers = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
+    call = f"/r1/{ECHO_KEY}/hello"
+    assert (await gateway.http.get(call, headers=headers)).status_code == 403
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/access']")
+    # Narrower rights are written in their cell: hotich may GET /public/** of the echo.
+    hotich = page.locator(f"tr[data-client='hotich'] td[data-service='{ECHO_KEY}']")
+    assert "GET /public/**" in (await hotich.text_content() or "")
+    await page.check(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
+    await page.click("main form button[type=submit]")
+    assert await page.text_content("#changes li strong") == f"replaced access rights of {ECHO_KEY}"
+    assert "+ * /** (client outsider)" in (await page.text_content("#changes") or "")
+    assert (await gateway.http.get(call, headers=headers)).status_code == 403  # not yet
+    await page.fill("#comment", "Sở Tư pháp cần gọi dịch vụ thử nghiệm")
+    await page.click("main form.card button")
+    await page.wait_for_url("**/console/access?saved=*")
+    box = page.locator(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
+    assert await box.is_checked()
+    assert (await gateway.http.get(call, headers=headers)).status_code == 200
+    events = [e for e in await _events(gateway) if e.actor == "person:nva"]
+    assert [e.action for e in events if not e.action.startswith("account.")] == ["policy.access"]
+
+
+async def test_an_operator_reads_the_matrix_but_cannot_change_access_rights(
+    gateway: Harness, browser: Any
+) -> None:
+    who = await _person(gateway, "vanhanh", ["operator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.goto(f"{gateway.url}/console/access")
+    box = page.locator(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
+    assert await box.is_disabled()
+    csrf = await page.get_attribute("input[name=csrf]", "value")
+    r = await page.request.post(
+        f"{gateway.url}/console/access/confirm",
+        form={"csrf": csrf or "", "grant": f"outsider|{ECHO_KEY}", "version": "0", "comment": "x"},
+    )
+    assert r.status == 403
+    headers = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
+    assert (await gateway.http.get(f"/r1/{ECHO_KEY}/hello", headers=headers)).status_code == 403

@@ -15,7 +15,15 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.edge.console import pages, password, people, services, signin, versions
+from gateway.edge.console import (
+    access,
+    pages,
+    password,
+    people,
+    services,
+    signin,
+    versions,
+)
 from gateway.edge.console.views import PREFIX, SECURITY_HEADERS
 
 __all__ = ["add_routes"]
@@ -41,4 +49,5 @@ def add_routes(app: web.Application) -> None:
     people.add_routes(app)
     services.add_routes(app)
     versions.add_routes(app)
+    access.add_routes(app)
     app.router.add_get(f"{PREFIX}/static/console.css", stylesheet)

@@ -222,6 +222,25 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Đã khôi phục: phiên bản cấu hình {version}.",
         "Restored: policy version {version}.",
     ),
+    "nav.access": ("Quyền truy cập", "Access rights"),
+    "access.title": ("Quyền truy cập: hệ thống × dịch vụ", "Access rights: systems × services"),
+    "access.help": (
+        "Ô được đánh dấu: hệ thống được gọi toàn bộ dịch vụ. Quyền hẹp hơn (một phương thức, "
+        "một đường dẫn, hoặc qua nhóm) được ghi trong ô.",
+        "A ticked cell: the system may call the whole service. Narrower rights (a method, "
+        "a path, or through a group) are written in the cell.",
+    ),
+    "access.system": ("Hệ thống", "System"),
+    "access.whole": (
+        "{client} được gọi toàn bộ {service}",
+        "{client} may call the whole of {service}",
+    ),
+    "access.read_only": (
+        "Bạn chỉ được xem; thay đổi quyền truy cập cần vai trò quản trị viên.",
+        "You may read only; changing access rights needs the administrator role.",
+    ),
+    "access.preview_title": ("Xác nhận thay đổi quyền truy cập", "Confirm the access rights"),
+    "access.back": ("Quay lại ma trận", "Back to the matrix"),
     "form.required": ("Trường này là bắt buộc.", "This field is required."),
     "form.errors": ("Thay đổi chưa được lưu:", "The change was not saved:"),
     "events.title": ("Nhật ký thay đổi", "Change log"),

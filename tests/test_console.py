@@ -518,6 +518,8 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
         "/console/versions",
         "/console/versions/compare?a=1&b=2",
         "/console/access",
+        "/console/clients",
+        "/console/clients/motcua",
         "/console/accounts",
         "/console/password",
     ):
@@ -625,3 +627,44 @@ async def test_an_operator_reads_the_matrix_but_cannot_change_access_rights(
     assert r.status == 403
     headers = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
     assert (await gateway.http.get(f"/r1/{ECHO_KEY}/hello", headers=headers)).status_code == 403
+
+
+async def test_an_administrator_rotates_a_credential_and_sees_the_new_secret_once(
+    gateway: Harness, browser: Any
+) -> None:
+    old = await gateway.secret("hotich")
+
+    async def token_status(secret: str) -> int:
+        r = await gateway.http.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, auth=("hotich", secret)
+        )
+        return r.status_code
+
+    assert await token_status(old) == 200
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/clients']")
+    await page.click("tr[data-client='hotich'] a")
+    await page.select_option("#rotate-grace", "0")
+    await page.fill("#rotate-comment", "khoá cũ bị lộ")
+    await page.click("#rotate button")
+    new = await page.text_content("#issued-secret")
+    assert new and new != old
+    assert await token_status(old) == 401  # revoked at once (no grace)
+    assert await token_status(new) == 200
+    await page.goto(f"{gateway.url}/console/clients/hotich")
+    assert new not in await page.content()  # shown once
+    rotated = [e for e in await _events(gateway) if e.action.startswith("credential.")]
+    assert {(e.actor, e.action) for e in rotated} >= {
+        ("person:nva", "credential.revoke"),
+        ("person:nva", "credential.issue"),
+    }
+    assert {e.comment for e in rotated if e.actor == "person:nva"} == {"khoá cũ bị lộ"}
+    # Revoking the new one: it fails on the next request.
+    newest = page.locator("#credentials tbody tr").last
+    await newest.locator("input[name=comment]").fill("thử thu hồi")
+    await newest.locator("button").click()
+    await page.wait_for_url("**/console/clients/hotich?done=revoke")
+    assert await token_status(new) == 401

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.edge.console import (
     access,
+    credentials,
     pages,
     password,
     people,
@@ -50,4 +51,5 @@ def add_routes(app: web.Application) -> None:
     services.add_routes(app)
     versions.add_routes(app)
     access.add_routes(app)
+    credentials.add_routes(app)
     app.router.add_get(f"{PREFIX}/static/console.css", stylesheet)

@@ -487,6 +487,10 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
     gateway: Harness, browser: Any
 ) -> None:
     who = await _person(gateway, "nva", ["administrator"])
+    ok = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
+    for endpoint in ("x", "y", "z"):  # a dashboard with exchanges on it
+        await gateway.http.get(f"/r1/000.00.00.H49/echo/v1/{endpoint}", headers=ok)
+    await gateway.http.get("/r1/000.00.00.H49/slow/v1/600", headers=ok)
     # axe is injected by Playwright's evaluate, which the console's CSP would not allow a
     # page to do (no script at all): the checks run with the policy bypassed.
     context = await browser.new_context(bypass_csp=True, viewport={"width": 1366, "height": 768})
@@ -508,6 +512,7 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
     await page.fill("#code", who.code())
     await page.click("main button[type=submit]")
     await page.wait_for_url("**/console/")
+    await _shot(page, "dashboard")
     for path in (
         "/console/",
         "/console/agencies",
@@ -668,3 +673,35 @@ async def test_an_administrator_rotates_a_credential_and_sees_the_new_secret_onc
     await newest.locator("button").click()
     await page.wait_for_url("**/console/clients/hotich?done=revoke")
     assert await token_status(new) == 401
+
+
+async def test_the_dashboard_shows_the_last_hour_of_exchanges_and_the_upstreams(
+    gateway: Harness, browser: Any
+) -> None:
+    ok = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
+    no = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
+    for _ in range(3):
+        assert (await gateway.http.get(f"/r1/{ECHO_KEY}/x", headers=ok)).status_code == 200
+    assert (await gateway.http.get(f"/r1/{ECHO_KEY}/x", headers=no)).status_code == 403
+    assert (await gateway.http.get(f"/r1/{SLOW}/600", headers=ok)).status_code == 504
+    who = await _person(gateway, "xem", ["observer"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    assert await page.text_content("#total-hour") == "5"
+    assert [await page.text_content(f"#hour-{o}") for o in ("success", "refused", "failed")] == [
+        "3",
+        "1",
+        "1",
+    ]
+    assert await page.text_content("#error-rate") == "20.0 %"
+    assert await page.locator("#chart rect").count() >= 3  # the frame and stacked bars
+    echo = page.locator("#by-service tr", has_text=ECHO_KEY)
+    assert (await echo.locator("td").nth(1).text_content()) == "4"
+    assert "sim-open" in (await page.text_content("#upstreams") or "")
+    # It refreshes by itself once the person asks, and stops when they say.
+    assert await page.locator("meta[http-equiv=refresh]").count() == 0
+    await page.click("#auto")
+    assert await page.get_attribute("meta[http-equiv=refresh]", "content") == "30"
+    await page.click("#auto")
+    assert await page.locator("meta[http-equiv=refresh]").count() == 0

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.edge.console import (
     access,
     credentials,
+    dashboard,
     pages,
     password,
     people,
@@ -46,6 +47,7 @@ def add_routes(app: web.Application) -> None:
     """
     signin.add_routes(app)
     pages.add_routes(app)
+    dashboard.add_routes(app)
     password.add_routes(app)
     people.add_routes(app)
     services.add_routes(app)

@@ -264,8 +264,12 @@ async def test_what_an_outsider_puts_in_an_agency_name_is_shown_not_run(
     from gateway.admin.edits import Editor
 
     hostile = "<img src=x onerror=alert(1)><script>alert(2)</script>"
-    editor = Editor(gateway.state.sessions, Actor.client("quantri", frozenset({"administrator"})))
+    # An agency name, a service name, a comment: all things an outsider can get shown.
+    editor = Editor(
+        gateway.state.sessions, Actor.client("quantri", frozenset({"administrator"}), hostile)
+    )
     await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": hostile})
+    await entities.patch(editor, entities.SERVICES, tuple(SLOW.split("/")), {"name": hostile})
     who = await _person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
     dialogs: list[str] = []
@@ -275,6 +279,15 @@ async def test_what_an_outsider_puts_in_an_agency_name_is_shown_not_run(
     await page.goto(f"{gateway.url}/console/agencies")
     assert hostile in (await page.text_content(f"tr[data-code='{AGENCY}']") or "")
     assert await page.locator("main img, main script").count() == 0
+    await page.goto(f"{gateway.url}/console/services")
+    assert hostile in (await page.text_content(f"tr[data-service='{SLOW}']") or "")
+    await page.goto(f"{gateway.url}/console/events")
+    assert await page.locator("#events .comment", has_text=hostile).count() >= 2
+    await page.goto(f"{gateway.url}/console/versions")
+    assert await page.locator("#versions .comment", has_text=hostile).count() >= 2
+    for path in ("/console/services", "/console/events", "/console/versions"):
+        await page.goto(gateway.url + path)
+        assert await page.locator("main img, main script").count() == 0
     assert dialogs == []
 
 
@@ -705,3 +718,17 @@ async def test_the_dashboard_shows_the_last_hour_of_exchanges_and_the_upstreams(
     assert await page.get_attribute("meta[http-equiv=refresh]", "content") == "30"
     await page.click("#auto")
     assert await page.locator("meta[http-equiv=refresh]").count() == 0
+
+
+async def test_a_plain_http_demo_drops_secure_and_the_host_prefix_only_when_told(
+    gateway: Harness, browser: Any
+) -> None:
+    gateway.state.settings.console_secure_cookies = False  # what `lgsp demo` sets
+    who = await _person(gateway, "nva", ["administrator"])
+    context = await browser.new_context()
+    page = await context.new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    (cookie,) = [c for c in await context.cookies() if "console" in c["name"]]
+    assert cookie["name"] == "lgsp_console" and not cookie["secure"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"

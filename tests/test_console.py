@@ -728,3 +728,16 @@ async def test_a_plain_http_demo_drops_secure_and_the_host_prefix_only_when_told
     (cookie,) = [c for c in await context.cookies() if "console" in c["name"]]
     assert cookie["name"] == "lgsp_console" and not cookie["secure"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+
+async def test_the_language_switch_goes_back_into_the_console_only(gateway: Harness) -> None:
+    for asked, where in (
+        ("/console/agencies", "/console/agencies"),
+        ("https://evil.example/console/", "/console/"),
+        ("//evil.example/console/", "/console/"),
+        ("/\\\\evil.example", "/console/"),
+    ):
+        r = await gateway.http.get("/console/lang/en", params={"next": asked})
+        assert r.status_code == 303 and r.headers["location"] == where
+        assert r.headers["x-frame-options"] == "DENY"
+    assert "lgsp_lang=en" in r.headers["set-cookie"]

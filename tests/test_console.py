@@ -741,3 +741,19 @@ async def test_the_language_switch_goes_back_into_the_console_only(gateway: Harn
         assert r.status_code == 303 and r.headers["location"] == where
         assert r.headers["x-frame-options"] == "DENY"
     assert "lgsp_lang=en" in r.headers["set-cookie"]
+
+
+async def test_a_change_without_a_comment_is_not_saved(gateway: Harness, browser: Any) -> None:
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.goto(f"{gateway.url}/console/agencies/{AGENCY}")
+    csrf = await page.get_attribute("input[name=csrf]", "value")
+    r = await page.request.post(  # past the browser's own check of the required field
+        f"{gateway.url}/console/agencies/{AGENCY}",
+        form={"csrf": csrf or "", "name": "Không lý do", "comment": "  "},
+    )
+    assert r.status == 422 and "Trường này là bắt buộc" in await r.text()
+    await page.goto(f"{gateway.url}/console/agencies")
+    assert "Không lý do" not in (await page.text_content("main") or "")

@@ -36,6 +36,7 @@ from gateway.store.models import (
     RateLimitRule,
     RegistryVersion,
     Service,
+    Topic,
     Upstream,
 )
 
@@ -148,6 +149,7 @@ async def current_policy(session: AsyncSession) -> PolicySet:
         "rate_limits": [
             _rate_limit_doc(r) for r in await session.execute(select(RateLimitRule.__table__))
         ],
+        "topics": [dict(d) for d in await session.scalars(select(Topic.document))],
     }
     return PolicySet.model_validate(doc)
 
@@ -390,22 +392,26 @@ def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:
 
 async def _unregistered_schemas(session: AsyncSession, new: PolicySet) -> list[str]:
     """The request and response schemas services name that the registry does not hold."""
+    refs = [
+        (f"services[{i}].schemas.{kind}", getattr(svc.schemas, kind))
+        for i, svc in enumerate(new.services)
+        for kind in ("request", "response")
+    ]
+    refs += [(f"topics[{i}].event_schema", t.event_schema) for i, t in enumerate(new.topics)]
     problems: list[str] = []
-    for i, svc in enumerate(new.services):
-        for kind in ("request", "response"):
-            ref = getattr(svc.schemas, kind)
-            if ref is None:
-                continue
-            q = select(RegistryVersion.version).where(
-                RegistryVersion.subject == ref.subject, RegistryVersion.deleted.is_(False)
+    for where, ref in refs:
+        if ref is None:
+            continue
+        q = select(RegistryVersion.version).where(
+            RegistryVersion.subject == ref.subject, RegistryVersion.deleted.is_(False)
+        )
+        if ref.version != "latest":
+            q = q.where(RegistryVersion.version == ref.version)
+        if await session.scalar(q.limit(1)) is None:
+            problems.append(
+                f"{where}: {ref.subject} version {ref.version} is not "
+                "in the registry (lgsp schema load / lgsp schema register)"
             )
-            if ref.version != "latest":
-                q = q.where(RegistryVersion.version == ref.version)
-            if await session.scalar(q.limit(1)) is None:
-                problems.append(
-                    f"services[{i}].schemas.{kind}: {ref.subject} version {ref.version} is not "
-                    "in the registry (lgsp schema load / lgsp schema register)"
-                )
     return problems
 
 
@@ -570,6 +576,14 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
         )
     if limits:
         await session.execute(insert(RateLimitRule), limits)
+    topic_specs = {t.code: t for t in new.topics}
+    await _put_rows(
+        session,
+        Topic,
+        upserts["topic"],
+        lambda c: {"code": c.key, "document": topic_specs[c.key].model_dump(mode="json")},
+        lambda: _ids(session, Topic, "code"),
+    )
     for ch in changes:
         if ch.op == "delete":
             await _delete(session, ch, agencies, groups, clients, upstreams, services)
@@ -607,7 +621,9 @@ async def _delete(
     # Core deletes, so the database's ON DELETE CASCADE removes dependants (a client's
     # credentials and memberships, a service's rights) in the same statement.
     before = ch.before or {}
-    if ch.kind == "rate_limit":
+    if ch.kind == "topic":
+        await session.execute(delete(Topic).where(Topic.code == ch.key))
+    elif ch.kind == "rate_limit":
         await _delete_rate_limit(session, before.get("client"), before.get("service"))
     elif ch.kind == "access":
         await session.execute(delete(AccessRight).where(AccessRight.service_id == services[ch.key]))

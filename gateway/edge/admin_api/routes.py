@@ -82,5 +82,6 @@ ROUTES: tuple[Route, ...] = (
     *collections.crud_routes(collections.UPSTREAMS),
     *collections.crud_routes(collections.SERVICES),
     *collections.crud_routes(collections.RATE_LIMITS),
+    *collections.crud_routes(collections.TOPICS),
     *events.ROUTES,
 )

@@ -292,6 +292,14 @@ async def test_callbacks_inside_the_gateway_or_on_forbidden_networks_are_refused
         problem = r.json()
         assert problem["type"].endswith("callback-refused") and why in problem["detail"], url
         assert problem["request_id"] and problem["errors"][0]["field"] == "callback_url"
+    body = {"topic": TOPIC, "client": "motcua", "callback_url": "http://localhost:8080/x"}
+    r = await h.http.post("/admin/v1/subscriptions", json=body, headers=admin)
+    assert r.status_code == 422 and "this gateway itself" in r.text  # its listener
+    body = {"topic": TOPIC, "client": "motcua", "callback_url": "http://127.0.0.1:9/x"}
+    r = await h.http.post(
+        "/admin/v1/subscriptions", json=body | {"filters": {"equals": {"a": [1]}}}, headers=admin
+    )
+    assert r.status_code == 422 and "filters.equals" in r.text, r.text
     r = await h.http.get("/admin/v1/subscriptions", headers=admin)
     assert r.json()["items"] == []
 

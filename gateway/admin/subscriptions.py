@@ -92,10 +92,13 @@ def own_origins(public_url: str, host: str, port: int, request_host: str | None)
     callback may name: a subscription must not make the gateway call itself.
 
     Example:
-        >>> sorted(own_origins("https://lgsp.example.vn", "0.0.0.0", 8080, None))
-        ['0.0.0.0:8080', 'lgsp.example.vn:443']
+        >>> sorted(own_origins("https://lgsp.example.vn", "10.0.0.2", 8080, None))
+        ['10.0.0.2:8080', 'lgsp.example.vn:443']
     """
     found = {f"{host.lower()}:{port}"}
+    if host in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
+        # Listening on every address, or on loopback: each loopback name reaches it.
+        found |= {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "::1")}
     if public_url:
         u = URL(public_url)
         found.add(f"{(u.host or '').lower()}:{u.port}")

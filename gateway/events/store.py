@@ -191,7 +191,7 @@ class SqlEventStore:
                     d.state == "pending",
                     (d.lease_until.is_(None)) | (d.lease_until < now),
                 )
-                .values(lease_owner=lease, lease_until=now + timedelta(seconds=lease_seconds))
+                .values(lease_owner=lease, lease_until=utcnow() + timedelta(seconds=lease_seconds))
             )
         return await self._claimed(lease)
 

@@ -368,6 +368,16 @@ async def test_a_delivery_is_dead_after_the_retry_window_and_replayable(
     [letter] = (await h.http.get(letters, headers=operator)).json()["items"]
     assert letter["event_id"] == event_id and letter["last_status"] == 500
     assert letter["attempts"] >= 2  # retried within the window first
+    async with h.state.sessions() as s:
+        attempts = list(
+            await s.scalars(select(AuditRecord).where(AuditRecord.auth_method == "webhook"))
+        )
+    # Every attempt audited: the subscriber, its answer, the latency.
+    assert len(attempts) >= letter["attempts"]
+    assert {(a.client_code, a.status, a.error_type) for a in attempts} == {
+        ("motcua", 500, "subscriber-refused")
+    }
+    assert all(a.upstream_ms is not None for a in attempts)
     assert (await h.http.get(f"/admin/v1/subscriptions/{sub['id']}", headers=admin)).json()[
         "dead"
     ] == 1
@@ -407,3 +417,36 @@ async def test_a_subscriber_that_takes_no_callbacks_pulls_after_a_cursor(gateway
     assert r.json()["items"] == [] and r.json()["next"] == rest["next"]
     r = await h.http.get(f"/events/v1/{TOPIC}?after=-1", headers=hotich)
     assert r.status_code == 400 and r.json()["type"].endswith("invalid-parameter")
+
+
+async def test_a_subscriber_whose_right_is_withdrawn_is_sent_nothing_more(
+    gateway: Harness, receivers: Callable[[], Awaitable[Receiver]]
+) -> None:
+    h = gateway
+    await with_topic(h)
+    admin, publisher = await auth(h, "quantri"), await auth(h, "dancu")
+    rcv = await receivers()
+    rcv.status = 503
+    sub = await subscribe(h, admin, "motcua", rcv.url)
+    queued = await publish(h, publisher, "k", 1)
+    await eventually(lambda: len(rcv.requests) >= 1, "a first, failed attempt")
+
+    def withdraw(doc: dict[str, Any]) -> None:
+        doc["topics"][0]["access"] = [{"client": "legacy"}]
+
+    async with h.state.sessions() as s, s.begin():
+        await policy_state.edit_policy(s, withdraw, actor="test", source="test")
+    await reload_config(h.state)
+    rcv.status = 204
+    letters = f"/admin/v1/subscriptions/{sub['id']}/dead-letters"
+
+    async def dead() -> bool:
+        return bool((await h.http.get(letters, headers=admin)).json()["items"])
+
+    await eventually(dead, "the queued delivery given up")
+    [letter] = (await h.http.get(letters, headers=admin)).json()["items"]
+    assert letter["event_id"] == queued and "no longer holds a right" in letter["last_error"]
+    await publish(h, publisher, "k", 2)
+    view = (await h.http.get(f"/admin/v1/subscriptions/{sub['id']}", headers=admin)).json()
+    assert view["pending"] == 0  # nothing queued for it
+    assert rcv.accepted_ids() == []

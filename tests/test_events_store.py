@@ -23,6 +23,11 @@ from gateway.events.store import SqlEventStore
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import EventSubscription
 
+
+def everyone(client: str) -> bool:
+    return True
+
+
 NOW = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
 
 
@@ -61,7 +66,7 @@ async def test_replicas_claiming_together_never_share_a_delivery_and_keep_keys_i
     store = SqlEventStore(sessions)
     await subscription(sessions)
     for n in range(12):
-        await store.publish("t", "dancu", event(f"k{n % 3}", n))
+        await store.publish("t", "dancu", event(f"k{n % 3}", n), everyone)
     claims = await asyncio.gather(
         *(store.claim(f"gw{i}", lease_seconds=60, limit=50, free={}, default=50) for i in range(4))
     )
@@ -88,7 +93,7 @@ async def test_a_crashed_workers_delivery_is_claimed_again_and_its_late_settle_i
 ) -> None:
     store = SqlEventStore(sessions)
     await subscription(sessions)
-    published = await store.publish("t", "dancu", event("k", 1))
+    published = await store.publish("t", "dancu", event("k", 1), everyone)
     [first] = await store.claim("gw-a", lease_seconds=2, limit=10, free={}, default=10)
     assert await store.claim("gw-b", lease_seconds=60, limit=10, free={}, default=10) == []
     # gw-a "died" mid-delivery: once its lease runs out, gw-b claims the delivery.
@@ -112,12 +117,14 @@ async def test_filters_choose_the_events_a_subscription_receives(
 ) -> None:
     store = SqlEventStore(sessions)
     await subscription(sessions, event_types=["moved"], equals={"province": "49"})
-    assert (await store.publish("t", "dancu", event("a", 1))).deliveries == 1
-    assert (await store.publish("t", "dancu", event("a", 2, kind="died"))).deliveries == 0
+    assert (await store.publish("t", "dancu", event("a", 1), everyone)).deliveries == 1
+    assert (await store.publish("t", "dancu", event("a", 2, kind="died"), everyone)).deliveries == 0
     other = Publication(type="moved", data={"province": "01"})
-    assert (await store.publish("t", "dancu", other)).deliveries == 0
+    assert (await store.publish("t", "dancu", other, everyone)).deliveries == 0
+    # A subscriber without a right (now) is queued nothing.
+    assert (await store.publish("t", "dancu", event("a", 3), lambda c: False)).deliveries == 0
     # A pull sees every event of the topic, whatever the subscriptions filter.
-    assert len(await store.read_after("t", 0, 10)) == 3
+    assert len(await store.read_after("t", 0, 10)) == 4
 
 
 def test_filters_compare_types_as_well_as_values() -> None:

@@ -12,6 +12,7 @@ accepted or refused, is audited in the exchange event's form (gateway/events/aud
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -138,6 +139,17 @@ def _publication(raw: bytes, topic: TopicEntry) -> Publication:
     return p
 
 
+def _receivers(call: Call[Any], topic: TopicEntry) -> Callable[[str], bool]:
+    """Who may be sent the topic's events now: an enabled client holding a right."""
+    clients = call.state.pipeline.config.clients
+
+    def may_receive(code: str) -> bool:
+        client = clients.get(code)
+        return client is not None and client.enabled and topic.may_subscribe(client)
+
+    return may_receive
+
+
 async def publish(call: Call[Any]) -> web.StreamResponse:
     call.request[_STARTED_KEY] = (datetime.now(UTC), time.perf_counter())
     caller = call.caller
@@ -156,7 +168,9 @@ async def publish(call: Call[Any]) -> web.StreamResponse:
     raw = await _body(call.request, topic.max_event_bytes)
     p = _publication(raw, topic)
     try:
-        published = await call.state.events.publish(topic.code, caller.code, p)
+        published = await call.state.events.publish(
+            topic.code, caller.code, p, _receivers(call, topic)
+        )
     except Exception as e:
         log.error("event not stored", topic=topic.code, error=str(e))
         raise Problem(EVENTS_UNAVAILABLE, "The event store cannot be written; retry later.") from e

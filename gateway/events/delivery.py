@@ -151,9 +151,27 @@ class DeliveryWorker:
         self._inflight.pop(task, None)
         self._wake.set()  # a slot is free, and the next event of that key may be due
 
+    def _permitted(self, claim: Claimed) -> bool:
+        # Deny by default at every attempt too: a subscriber disabled, or whose right on
+        # the topic was withdrawn, after the event was queued is not sent it.
+        config = self.config()
+        client, topic = config.clients.get(claim.subscriber), config.topics.get(claim.topic)
+        return (
+            client is not None
+            and client.enabled
+            and topic is not None
+            and topic.may_subscribe(client)
+        )
+
     async def _deliver(self, claim: Claimed) -> None:
         started = utcnow()
         t0 = time.perf_counter()
+        if not self._permitted(claim):
+            detail = "the subscriber no longer holds a right to the topic, or is disabled"
+            await self._audit(claim, started, 0.0, _Outcome(0, "subscriber-not-permitted", detail))
+            with contextlib.suppress(Exception):
+                await self.store.settle(claim, state="dead", status=None, error=detail)
+            return
         outcome = await self._send(claim, started)
         latency_ms = (time.perf_counter() - t0) * 1000
         await self._audit(claim, started, latency_ms, outcome)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -60,8 +61,12 @@ class Claimed:
 class EventStore(Protocol):
     """What the events API and the delivery worker need of the store."""
 
-    async def publish(self, topic: str, publisher: str, p: Publication) -> Published:
-        """Write the event and its deliveries durably; return once committed."""
+    async def publish(
+        self, topic: str, publisher: str, p: Publication, may_receive: Callable[[str], bool]
+    ) -> Published:
+        """Write the event, and a delivery for each subscription whose filters match and
+        whose subscriber `may_receive` (holds a right now), durably; return once
+        committed."""
         ...
 
     async def read_after(self, topic: str, cursor: int, limit: int) -> list[PulledEvent]:
@@ -94,7 +99,9 @@ class SqlEventStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    async def publish(self, topic: str, publisher: str, p: Publication) -> Published:
+    async def publish(
+        self, topic: str, publisher: str, p: Publication, may_receive: Callable[[str], bool]
+    ) -> Published:
         event_id = str(uuid.uuid4())
         now = utcnow()
         body = envelope(event_id, topic, p, now)
@@ -116,9 +123,9 @@ class SqlEventStore:
             s.add(record)
             await s.flush()
             subs = await s.execute(
-                select(EventSubscription.id, EventSubscription.filters).where(
-                    EventSubscription.topic == topic, EventSubscription.enabled.is_(True)
-                )
+                select(
+                    EventSubscription.id, EventSubscription.client_code, EventSubscription.filters
+                ).where(EventSubscription.topic == topic, EventSubscription.enabled.is_(True))
             )
             rows = [
                 EventDelivery(
@@ -130,8 +137,8 @@ class SqlEventStore:
                     state="pending",
                     attempts=0,
                 )
-                for sub_id, filters in subs.all()
-                if matches(filters or {}, p.type, p.data)
+                for sub_id, client, filters in subs.all()
+                if matches(filters or {}, p.type, p.data) and may_receive(client)
             ]
             s.add_all(rows)
         return Published(event_id, record.id, len(rows))

@@ -182,7 +182,7 @@ def delivery_rules(settings: Settings) -> DeliveryRules:
         concurrency=settings.events_delivery_concurrency,
         per_subscriber=settings.events_subscriber_concurrency,
         poll_seconds=settings.events_poll_seconds,
-        lease_seconds=settings.events_delivery_timeout_seconds * 2 + 30,
+        lease_seconds=settings.events_delivery_timeout_seconds * 2 + 5,
         timeout_seconds=settings.events_delivery_timeout_seconds,
         retry=RetryRules(
             window=timedelta(seconds=settings.events_retry_window_seconds),

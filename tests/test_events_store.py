@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.events.model import Publication, matches
 from gateway.events.retry import RetryRules, retry_after_seconds
 from gateway.events.secrets import KEY_FILE, SecretBox
-from gateway.events.store import SqlEventStore
+from gateway.events.store import Settlement, SqlEventStore
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import EventSubscription
 
@@ -75,8 +75,7 @@ async def test_replicas_claiming_together_never_share_a_delivery_and_keep_keys_i
     assert len(got) == 3 and len({c.id for c in got}) == 3
     assert sorted(orjson_n(c.body) for c in got) == [0, 1, 2]
     # Settled, the next of each key becomes claimable.
-    for c in got:
-        await store.settle(c, state="delivered", status=204, error=None)
+    await store.settle([Settlement(c, "delivered", 204, None) for c in got])
     nxt = await store.claim("gw0", lease_seconds=60, limit=50, free={}, default=50)
     assert sorted(orjson_n(c.body) for c in nxt) == [3, 4, 5]
 
@@ -106,8 +105,8 @@ async def test_a_crashed_workers_delivery_is_claimed_again_and_its_late_settle_i
         await asyncio.sleep(0.1)
     assert again is not None, "the delivery was not claimed again"
     assert again.id == first.id and again.event_id == first.event_id == published.event_id
-    await store.settle(first, state="dead", status=None, error="late")  # gw-a comes back
-    await store.settle(again, state="delivered", status=200, error=None)
+    await store.settle([Settlement(first, "dead", None, "late")])  # gw-a comes back
+    await store.settle([Settlement(again, "delivered", 200, None)])
     assert await store.claim("gw-c", lease_seconds=60, limit=10, free={}, default=10) == []
 
 

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     events_delivery_timeout_seconds: float = Field(10.0, gt=0, le=300)
     # Deliveries in flight per worker, and of those at most this many per subscription.
     events_delivery_concurrency: int = Field(64, ge=1, le=10_000)
-    events_subscriber_concurrency: int = Field(4, ge=1, le=1000)
+    events_subscriber_concurrency: int = Field(16, ge=1, le=1000)
     # How often the worker looks for due deliveries when nothing woke it.
     events_poll_seconds: float = Field(0.2, gt=0, le=60)
 

@@ -34,7 +34,7 @@ from gateway.events.audit import delivery_event
 from gateway.events.retry import RetryRules, retry_after_seconds
 from gateway.events.secrets import SecretBox
 from gateway.events.signing import signed_headers
-from gateway.events.store import Claimed, EventStore
+from gateway.events.store import Claimed, EventStore, Settlement
 from gateway.store.models import utcnow
 from gateway.upstream.allowlist import GuardedResolver, OutboundPolicy, address_refused
 
@@ -46,7 +46,7 @@ _ANSWER_BYTES = 64 * 1024  # what is read of a subscriber's answer (then dropped
 @dataclass(frozen=True, slots=True)
 class DeliveryRules:
     concurrency: int = 64  # deliveries in flight in one worker
-    per_subscriber: int = 4  # of which one subscription may hold
+    per_subscriber: int = 16  # of which one subscription may hold
     poll_seconds: float = 0.2  # how often the store is asked when nothing woke the worker
     lease_seconds: float = 60.0  # a claim held longer than this may be taken again
     timeout_seconds: float = 10.0  # one attempt, connection to answer
@@ -86,6 +86,8 @@ class DeliveryWorker:
         self._inflight: dict[asyncio.Task[None], int] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._settling: list[tuple[Settlement, asyncio.Future[None]]] = []
+        self._settler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -170,7 +172,7 @@ class DeliveryWorker:
             detail = "the subscriber no longer holds a right to the topic, or is disabled"
             await self._audit(claim, started, 0.0, _Outcome(0, "subscriber-not-permitted", detail))
             with contextlib.suppress(Exception):
-                await self.store.settle(claim, state="dead", status=None, error=detail)
+                await self._settle(Settlement(claim, "dead", None, detail))
             return
         outcome = await self._send(claim, started)
         latency_ms = (time.perf_counter() - t0) * 1000
@@ -178,7 +180,7 @@ class DeliveryWorker:
         now = utcnow()
         try:
             if 200 <= outcome.status < 300:
-                await self.store.settle(claim, state="delivered", status=outcome.status, error=None)
+                await self._settle(Settlement(claim, "delivered", outcome.status, None))
                 return
             await self._retry_or_dead(claim, outcome, now)
         except Exception as e:  # not settled: the lease runs out and it is sent again
@@ -190,11 +192,32 @@ class DeliveryWorker:
         error = outcome.error or f"the subscriber answered {outcome.status}"
         if due is None:
             log.warning("event delivery dead", delivery=claim.id, subscriber=claim.subscriber)
-            await self.store.settle(claim, state="dead", status=outcome.status, error=error)
+            await self._settle(Settlement(claim, "dead", outcome.status, error))
         else:
-            await self.store.settle(
-                claim, state="pending", status=outcome.status, error=error, next_attempt_at=due
-            )
+            await self._settle(Settlement(claim, "pending", outcome.status, error, due))
+
+    async def _settle(self, settlement: Settlement) -> None:
+        """Settle, in a batch with whatever else settles meanwhile (a group commit);
+        return once it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settling.append((settlement, done))
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_batches(), name="event-settle")
+        await done
+
+    async def _settle_batches(self) -> None:
+        while self._settling:
+            batch, self._settling = self._settling, []
+            try:
+                await self.store.settle([x for x, _ in batch])
+            except Exception as e:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def _send(self, claim: Claimed, at: datetime) -> _Outcome:
         assert self._http is not None

@@ -16,16 +16,16 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import and_, exists, select, text, update
+from sqlalchemy import Table, bindparam, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from gateway.events.model import Publication, envelope, matches
 from gateway.store.models import EventDelivery, EventRecord, EventSubscription, utcnow
 
-__all__ = ["Claimed", "EventStore", "Published", "PulledEvent", "SqlEventStore"]
+__all__ = ["Claimed", "EventStore", "Published", "PulledEvent", "Settlement", "SqlEventStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,17 @@ class Claimed:
     since: datetime  # start of the retry window
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """An attempt's outcome: "delivered", "pending" (again at `next_attempt_at`) or "dead"."""
+
+    claim: Claimed
+    state: str
+    status: int | None
+    error: str | None
+    next_attempt_at: datetime | None = None
+
+
 class EventStore(Protocol):
     """What the events API and the delivery worker need of the store."""
 
@@ -80,16 +91,9 @@ class EventStore(Protocol):
         subscription, never two of one key."""
         ...
 
-    async def settle(
-        self,
-        claim: Claimed,
-        *,
-        state: str,
-        status: int | None,
-        error: str | None,
-        next_attempt_at: datetime | None = None,
-    ) -> None:
-        """Record an attempt's outcome: "delivered", "pending" (again later) or "dead"."""
+    async def settle(self, settlements: list[Settlement]) -> None:
+        """Record attempts' outcomes, in one transaction; one whose lease was taken over
+        meanwhile (another worker has it now) is ignored."""
         ...
 
 
@@ -240,30 +244,39 @@ class SqlEventStore:
                 for r in rows.all()
             ]
 
-    async def settle(
-        self,
-        claim: Claimed,
-        *,
-        state: str,
-        status: int | None,
-        error: str | None,
-        next_attempt_at: datetime | None = None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "state": state,
-            "attempts": EventDelivery.attempts + 1,
-            "last_status": status,
-            "last_error": error[:2000] if error else None,
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if state == "pending":
-            values["next_attempt_at"] = next_attempt_at or utcnow()
-        else:
-            values["settled_at"] = utcnow()
-        async with self.sessions() as s, s.begin():
-            await s.execute(
-                update(EventDelivery)
-                .where(and_(EventDelivery.id == claim.id, EventDelivery.lease_owner == claim.lease))
-                .values(values)
+    async def settle(self, settlements: list[Settlement]) -> None:
+        now = utcnow()
+        rows = [
+            {
+                "b_id": x.claim.id,
+                "b_lease": x.claim.lease,
+                "b_state": x.state,
+                "b_status": x.status,
+                "b_error": x.error[:2000] if x.error else None,
+                "b_next": (x.next_attempt_at or now) if x.state == "pending" else None,
+                "b_settled": None if x.state == "pending" else now,
+            }
+            for x in settlements
+        ]
+        t = cast(Table, EventDelivery.__table__)
+        # One statement for many rows, in one transaction (the worker's group commit):
+        # SQLite has one writer, shared with the audit log, and a commit per delivery
+        # kept the others waiting.
+        stmt = (
+            update(t)
+            .where(t.c.id == bindparam("b_id"), t.c.lease_owner == bindparam("b_lease"))
+            .values(
+                state=bindparam("b_state"),
+                attempts=t.c.attempts + 1,
+                last_status=bindparam("b_status"),
+                last_error=bindparam("b_error"),
+                lease_owner=None,
+                lease_until=None,
+                next_attempt_at=func.coalesce(
+                    bindparam("b_next", type_=t.c.next_attempt_at.type), t.c.next_attempt_at
+                ),
+                settled_at=bindparam("b_settled", type_=t.c.settled_at.type),
             )
+        )
+        async with self.sessions() as s, s.begin():
+            await s.execute(stmt, rows)

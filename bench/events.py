@@ -13,6 +13,8 @@
    throughput with and without it.
 
     .venv/bin/python -m bench.events [--events 5000]
+    LGSP_BENCH_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/lgsp_bench \\
+        .venv/bin/python -m bench.events     # an empty database of yours instead
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 from aiohttp import web
+from sqlalchemy import text
 
 from gateway.audit.log import audit_log_from_settings
 from gateway.config.runtime import RuntimeConfig, TopicEntry
@@ -45,6 +48,7 @@ from gateway.store.migrate import upgrade_async
 from gateway.store.models import EventSubscription
 from gateway.upstream.allowlist import OutboundPolicy
 
+DATABASE_URL = os.environ.get("LGSP_BENCH_DATABASE_URL", "")
 PER_SUB = int(os.environ.get("LGSP_BENCH_PER_SUBSCRIBER", "16"))
 
 
@@ -112,8 +116,14 @@ def config() -> RuntimeConfig:
 
 
 async def setup(tmp: Path, stuck: bool):  # type: ignore[no-untyped-def]
-    url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    url = DATABASE_URL or f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     await upgrade_async(url)
+    if DATABASE_URL:  # an empty database of the caller's: emptied before each part
+        eng = create_engine(url)
+        async with eng.begin() as c:
+            for table in ("event_deliveries", "event_subscriptions", "event_records"):
+                await c.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+        await eng.dispose()
     settings = Settings(
         database_url=url,
         keys_dir=tmp / "keys",
@@ -216,7 +226,8 @@ async def main() -> None:
     alone = await throughput(n, stuck=False)
     beside = await throughput(n, stuck=True)
     p50, p99 = await latency(min(n, 2000), alone / 2)
-    print(f"events: {n}, one worker, SQLite store, signing and auditing every attempt")
+    where = "PostgreSQL" if DATABASE_URL.startswith("postgresql") else "SQLite"
+    print(f"events: {n}, one worker, {where} store, signing and auditing every attempt")
     print("| measure | value |")
     print("|---|---|")
     print(f"| baseline: unsigned POSTs, bare aiohttp, 64 at once | {base:,.0f} /s |")

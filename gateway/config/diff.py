@@ -15,7 +15,17 @@ from typing import Any, Literal
 from gateway.config.policy import PolicySet, policy_document
 
 # Order in which changes are written: what others refer to comes first (and goes last).
-KINDS = ("agency", "group", "client", "upstream", "service", "access", "rate_limit", "issuer")
+KINDS = (
+    "agency",
+    "group",
+    "client",
+    "upstream",
+    "service",
+    "access",
+    "rate_limit",
+    "issuer",
+    "topic",
+)
 _LABELS = {
     "agency": "agency",
     "group": "group",
@@ -25,6 +35,7 @@ _LABELS = {
     "access": "access rights of",
     "rate_limit": "rate limit",
     "issuer": "trusted issuer",
+    "topic": "topic",
 }
 
 Op = Literal["create", "update", "delete"]
@@ -118,6 +129,8 @@ def entities(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         )
         if rights:
             out["access"][key] = {"rights": [list(r) for r in rights]}
+    for t in doc.get("topics", []):
+        out["topic"][t["code"]] = {k: v for k, v in t.items() if k != "code"}
     for r in doc["rate_limits"]:
         out["rate_limit"][rate_limit_key(r.get("client"), r.get("service"))] = r
     for i in doc.get("issuers", []):

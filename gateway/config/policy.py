@@ -208,6 +208,35 @@ class ServiceSpec(_Strict):
         return self
 
 
+class TopicAccessSpec(_Strict):
+    """Who may subscribe to a topic (or pull its events): one client or one group."""
+
+    client: Code | None = None
+    group: Code | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TopicAccessSpec:
+        if (self.client is None) == (self.group is None):
+            raise ValueError("a topic's access right names exactly one of 'client' or 'group'")
+        return self
+
+
+class TopicSpec(_Strict):
+    """A topic of events (docs/administrator.md "Topics and subscriptions"): who publishes
+    to it, the schema of its events' `data`, and who may subscribe (deny by default)."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=255)
+    provider: AgencyCode  # the agency whose systems the events come from
+    publishers: list[Code] = Field(min_length=1)  # clients that may post events
+    # The registry subject the events' `data` is checked against on publish.
+    event_schema: SchemaRef | None = None
+    # Largest event body a publisher may post.
+    max_event_bytes: StrictInt = Field(256 * 1024, ge=64, le=16 * 1024 * 1024)
+    enabled: bool = True
+    access: list[TopicAccessSpec] = []
+
+
 class RateSpec(_Strict):
     requests: StrictInt = Field(ge=1, le=1_000_000)
     per: Literal["second", "minute", "hour"] = "second"
@@ -266,6 +295,7 @@ class PolicySet(_Strict):
     upstreams: list[UpstreamSpec] = []
     services: list[ServiceSpec] = []
     rate_limits: list[RateLimitSpec] = []
+    topics: list[TopicSpec] = []
     issuers: list[IssuerSpec] = []
     # Where each entity was written, when read from files (load_policy_dir).
     _places: Places | None = PrivateAttr(default=None)
@@ -284,11 +314,13 @@ class PolicySet(_Strict):
         upstreams = _unique("upstream", [u.name for u in self.upstreams], errors)
         services = _unique("service", [s.key for s in self.services], errors)
         _unique("rate limit", [r.key for r in self.rate_limits], errors)
+        _unique("topic", [t.code for t in self.topics], errors)
         errors += _client_references(self.clients, agencies, groups)
         errors += _service_references(self.services, agencies, upstreams, clients, groups)
         errors += _rate_limit_references(self.rate_limits, clients, services)
         _unique("issuer", [i.issuer for i in self.issuers], errors)
         errors += _issuer_references(self.issuers, self.clients)
+        errors += _topic_references(self.topics, agencies, clients, groups)
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -367,6 +399,24 @@ def _issuer_references(issuers: list[IssuerSpec], clients: list[ClientSpec]) -> 
     return errors
 
 
+def _topic_references(
+    topics: list[TopicSpec], agencies: set[Any], clients: set[Any], groups: set[Any]
+) -> list[str]:
+    errors: list[str] = []
+    for i, t in enumerate(topics):
+        if t.provider not in agencies:
+            errors.append(f"topics[{i}].provider: no agency {t.provider!r}")
+        errors += [
+            f"topics[{i}].publishers: no client {c!r}" for c in t.publishers if c not in clients
+        ]
+        for j, a in enumerate(t.access):
+            if a.client is not None and a.client not in clients:
+                errors.append(f"topics[{i}].access[{j}].client: no client {a.client!r}")
+            if a.group is not None and a.group not in groups:
+                errors.append(f"topics[{i}].access[{j}].group: no group {a.group!r}")
+    return errors
+
+
 def document_key(section: str, item: dict[str, Any]) -> str:
     """The key of one entity of a policy document section (as in `policy_document`)."""
     if section == "services":
@@ -393,7 +443,14 @@ def policy_document(policy: PolicySet, *, exclude_defaults: bool = False) -> dic
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     # Lists that are sets in meaning: sorted, so their order in a file is no change.
-    for name in ("groups", "roles", "require", "upstream_failure_statuses", "algorithms"):
+    for name in (
+        "groups",
+        "roles",
+        "require",
+        "upstream_failure_statuses",
+        "algorithms",
+        "publishers",
+    ):
         if name in item:
             item[name] = sorted(set(item[name]))
     if "access" in item:

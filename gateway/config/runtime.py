@@ -37,6 +37,7 @@ from gateway.store.models import (
     RegistrySchema,
     RegistryVersion,
     Service,
+    Topic,
     TrustedIssuer,
     Upstream,
 )
@@ -131,6 +132,33 @@ class ServiceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class TopicEntry:
+    """A topic of events as the events API reads it (gateway/events/)."""
+
+    code: str
+    name: str
+    provider: str
+    publishers: frozenset[str]
+    max_event_bytes: int
+    enabled: bool
+    # Who may subscribe or pull: client codes and group codes (deny by default).
+    subscriber_clients: frozenset[str] = frozenset()
+    subscriber_groups: frozenset[str] = frozenset()
+    validator: Validator | None = None
+    schema_error: str | None = None  # the schema it names is missing: publishing refused
+
+    def may_publish(self, client: ClientEntry) -> bool:
+        """Is `client` one of the topic's publishers?"""
+        return client.code in self.publishers
+
+    def may_subscribe(self, client: ClientEntry) -> bool:
+        """Does `client`, or one of its groups, hold the right to this topic's events?"""
+        return client.code in self.subscriber_clients or not client.groups.isdisjoint(
+            self.subscriber_groups
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     services: dict[tuple[str, str, str], ServiceEntry]
     clients: dict[str, ClientEntry]
@@ -147,6 +175,7 @@ class RuntimeConfig:
     )
     # External token issuers the gateway trusts, by their `iss`.
     issuers: dict[str, IssuerEntry] = field(default_factory=dict)
+    topics: dict[str, TopicEntry] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> RuntimeConfig:
@@ -332,12 +361,13 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         ).all()
         limit_rows = (await s.execute(select(RateLimitRule.__table__))).all()
         issuer_rows = (await s.execute(select(TrustedIssuer.__table__))).all()
+        topic_docs = list(await s.scalars(select(Topic.document)))
         schema_subjects = {
             ref["subject"]
             for svc in services_rows
             for ref in (svc.schemas or {}).values()
             if isinstance(ref, dict)
-        }
+        } | {d["event_schema"]["subject"] for d in topic_docs if d.get("event_schema")}
         schema_versions = await _registry_versions(s, schema_subjects)
 
     client_groups: dict[int, set[str]] = defaultdict(set)
@@ -456,4 +486,24 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             )
             for i in issuer_rows
         },
+        topics={d["code"]: _topic(d, schema_versions) for d in topic_docs},
+    )
+
+
+def _topic(
+    doc: dict[str, Any], versions: dict[str, list[tuple[int, RegistrySchema]]]
+) -> TopicEntry:
+    validator, error = _resolve(doc.get("event_schema"), versions)
+    access = doc.get("access") or []
+    return TopicEntry(
+        code=doc["code"],
+        name=doc["name"],
+        provider=doc["provider"],
+        publishers=frozenset(doc.get("publishers") or ()),
+        max_event_bytes=int(doc.get("max_event_bytes") or 256 * 1024),
+        enabled=bool(doc.get("enabled", True)),
+        subscriber_clients=frozenset(a["client"] for a in access if a.get("client")),
+        subscriber_groups=frozenset(a["group"] for a in access if a.get("group")),
+        validator=validator,
+        schema_error=error,
     )

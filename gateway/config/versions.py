@@ -42,6 +42,7 @@ from gateway.store.models import (
     RateLimitRule,
     RegistryVersion,
     Service,
+    Topic,
     TrustedIssuer,
     Upstream,
 )
@@ -162,6 +163,7 @@ async def current_policy(session: AsyncSession) -> PolicySet:
             _rate_limit_doc(r) for r in await session.execute(select(RateLimitRule.__table__))
         ],
         "issuers": [_issuer_doc(i) for i in await session.execute(select(TrustedIssuer.__table__))],
+        "topics": [dict(d) for d in await session.scalars(select(Topic.document))],
     }
     return PolicySet.model_validate(doc)
 
@@ -457,7 +459,7 @@ async def unregistered_schemas(
         for kind in ("request", "response")
         if (ref := getattr(svc.schemas, kind)) is not None
     ]
-    if not refs:
+    if not refs and not any(t.event_schema for t in policy.topics):
         return []
     registered: dict[str, set[int]] = defaultdict(set)
     if session is not None:
@@ -477,6 +479,17 @@ async def unregistered_schemas(
             continue
         problems.append(
             f"services[{i}].schemas.{kind}: service {svc.key} names "
+            f"{_missing_schema(ref.subject, ref.version, versions, registered)}"
+        )
+    for i, topic in enumerate(policy.topics):
+        ref = topic.event_schema
+        if ref is None:
+            continue
+        versions = registered.get(ref.subject)
+        if versions and (ref.version == "latest" or ref.version in versions):
+            continue
+        problems.append(
+            f"topics[{i}].event_schema: topic {topic.code} names "
             f"{_missing_schema(ref.subject, ref.version, versions, registered)}"
         )
     return problems
@@ -669,6 +682,14 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
         _issuer_values,
         lambda: _ids(session, TrustedIssuer, "issuer"),
     )
+    topic_specs = {t.code: t for t in new.topics}
+    await _put_rows(
+        session,
+        Topic,
+        upserts["topic"],
+        lambda c: {"code": c.key, "document": topic_specs[c.key].model_dump(mode="json")},
+        lambda: _ids(session, Topic, "code"),
+    )
     for ch in changes:
         if ch.op == "delete":
             await _delete(session, ch, agencies, groups, clients, upstreams, services)
@@ -708,6 +729,8 @@ async def _delete(
     before = ch.before or {}
     if ch.kind == "issuer":
         await session.execute(delete(TrustedIssuer).where(TrustedIssuer.issuer == ch.key))
+    elif ch.kind == "topic":
+        await session.execute(delete(Topic).where(Topic.code == ch.key))
     elif ch.kind == "rate_limit":
         await _delete_rate_limit(session, before.get("client"), before.get("service"))
     elif ch.kind == "access":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -16,7 +17,7 @@ from gateway.config.runtime import RuntimeConfig
 from gateway.core.logging import log
 from gateway.core.networks import NetworkAllowList
 from gateway.core.settings import Settings
-from gateway.edge import admin_api, audit_api, console, registry_api
+from gateway.edge import admin_api, audit_api, console, events_api, registry_api
 from gateway.edge import discovery_api as discovery
 from gateway.edge.health import METRICS_ALLOWED, _refresh_gauges_loop, healthz, metrics, readyz
 from gateway.edge.oauth import jwks, oauth_metadata, token_endpoint
@@ -24,6 +25,10 @@ from gateway.edge.protocol import HANDLER_ARGS
 from gateway.edge.reload import reload_config, watch_config
 from gateway.edge.state import STATE, GatewayState
 from gateway.edge.toolkit import problem_middleware
+from gateway.events.delivery import DeliveryRules, DeliveryWorker
+from gateway.events.retry import RetryRules
+from gateway.events.secrets import SecretBox
+from gateway.events.store import SqlEventStore
 from gateway.exchange.pipeline import ExchangePipeline
 from gateway.identity.issuers import TrustedIssuers
 from gateway.identity.keys import KeyStore
@@ -82,6 +87,8 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         body_timeout=settings.request_body_timeout_seconds,
         issuers=issuers,
     )
+    events = SqlEventStore(sessions)
+    secrets = SecretBox(settings.keys_dir)
     state = GatewayState(
         settings,
         engine,
@@ -95,7 +102,19 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         gateway_metrics,
         failure_throttle_from_settings(settings),
         issuers,
+        events,
+        secrets,
     )
+    if settings.events_delivery_enabled:
+        state.delivery = DeliveryWorker(
+            events,
+            secrets,
+            OutboundPolicy.from_settings(settings),
+            sink,
+            lambda: state.pipeline.config,
+            instance=settings.instance_id,
+            rules=delivery_rules(settings),
+        )
     app[STATE] = state
     app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)
 
@@ -109,6 +128,8 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await limiter.start()
         await sink.start()
         await reload_config(state)
+        if state.delivery is not None:
+            await state.delivery.start()
         tasks = [
             asyncio.create_task(watch_config(state), name="config-watcher"),
             asyncio.create_task(_refresh_gauges_loop(state), name="metrics-gauges"),
@@ -130,6 +151,8 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if state.delivery is not None:
+            await state.delivery.close()
         gateway_metrics.flush()  # what was counted since the last second
         await sink.close()
         await limiter.close()
@@ -161,4 +184,21 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     discovery.add_routes(app)
     audit_api.add_routes(app)
     console.add_routes(app)
+    events_api.add_routes(app)
     return app
+
+
+def delivery_rules(settings: Settings) -> DeliveryRules:
+    """The delivery worker's rules, from the `events_*` settings."""
+    return DeliveryRules(
+        concurrency=settings.events_delivery_concurrency,
+        per_subscriber=settings.events_subscriber_concurrency,
+        poll_seconds=settings.events_poll_seconds,
+        lease_seconds=settings.events_delivery_timeout_seconds * 2 + 5,
+        timeout_seconds=settings.events_delivery_timeout_seconds,
+        retry=RetryRules(
+            window=timedelta(seconds=settings.events_retry_window_seconds),
+            initial_seconds=settings.events_backoff_initial_seconds,
+            max_seconds=settings.events_backoff_max_seconds,
+        ),
+    )

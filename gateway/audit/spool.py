@@ -16,7 +16,8 @@ On disk, in ``directory``:
 * ``acked``: the offset of the last acknowledged record, in decimal (missing means 0, so
   everything is sent again).
 * ``indexed`` (with ``keep_until_indexed``): the offset up to which the records are known
-  to be in the audit store itself, not only on the broker (missing means ``acked``).
+  to be in the audit store itself, not only on the broker (written at open; missing, as
+  in a spool from before it, means ``acked``).
   Segments are kept until both positions have passed them, so that what a broker loses
   after acknowledging it can be sent again (``rewind``). When keeping them would take the
   spool past ``max_bytes``, the oldest acknowledged segments go anyway, and
@@ -281,6 +282,12 @@ class Spool:
         self._next = max(prev, highest_name - 1) + 1
         self._acked = min(acked, prev)
         self._indexed = min(indexed, self._acked)
+        # Written at once: a missing file means "as acked" (a spool from before it existed),
+        # which must not be what a new spool that has released nothing yet reads back.
+        if self._keep:
+            self._persist_ack(self._indexed, [], _INDEXED_FILE)
+        else:
+            (directory / _INDEXED_FILE).unlink(missing_ok=True)
         while len(self._segments) > 1 and self._segments[0].last <= self._floor():
             self._segments.pop(0).path.unlink(missing_ok=True)  # trim an interrupted ack
         if self._segments:

@@ -265,6 +265,13 @@ class Spool:
         self._next = max(prev, highest_name - 1) + 1
         self._acked = self._acked_durable = min(acked, prev)
         self._indexed = min(read_ack(directory / INDEXED_FILE, missing=acked), self._acked)
+        # Written at once: a missing file means "as acked" (a spool from before it existed),
+        # which must not be what a new spool that has released nothing yet reads back.
+        if self._keep:
+            with contextlib.suppress(OSError):  # a full disk: the reclaim below makes room
+                self._persist_ack(self._indexed, [], False, INDEXED_FILE)
+        else:
+            (directory / INDEXED_FILE).unlink(missing_ok=True)
         while len(self._segments) > 1 and self._segments[0].last <= self._floor():
             self._segments.pop(0).path.unlink(missing_ok=True)  # trim an interrupted ack
         if self._segments:

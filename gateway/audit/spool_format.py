@@ -13,7 +13,8 @@ On disk, in the spool's ``directory``:
 * ``acked``: the offset of the last acknowledged record, in decimal (missing means 0, so
   everything is sent again).
 * ``indexed`` (with ``keep_until_indexed``): the offset up to which the records are known
-  to be in the audit store itself, not only on the broker (missing means ``acked``).
+  to be in the audit store itself, not only on the broker (written at open; missing, as
+  in a spool from before it, means ``acked``).
   Segments are kept until both positions have passed them, so that what a broker loses
   after acknowledging it can be sent again (``rewind``). When keeping them would take the
   spool past ``max_bytes``, the oldest acknowledged segments go anyway, and

@@ -89,7 +89,7 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
     def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
         """A lookup outcome (MaLoi 0, 201, 202) is the registry answering, whatever its
         HTTP status; anything else: by the status."""
-        return False if answers.is_business_answer(answer.body) else None
+        return False if answers.is_business_answer(answer.body, self.answer) else None
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context

@@ -14,13 +14,10 @@ from gateway.conversion.sdk import (
     Context,
     MappingError,
     Problem,
-    parse_xml,
-    xml_to_data,
 )
 
 from .lookup import SERVICE
 
-ANSWER_ROOT: Final = "KetQuaTraCuu"
 # MaLoi -> (HTTP statuses it comes with, canonical outcome or None for an error).
 _OUTCOMES: Final[dict[str, tuple[frozenset[int], str | None]]] = {
     "0": (frozenset({200}), "found"),
@@ -31,19 +28,16 @@ _OUTCOMES: Final[dict[str, tuple[frozenset[int], str | None]]] = {
 _STATUS: Final = {"found": 200, "not_found": 404, "not_permitted": 403}
 
 
-def is_business_answer(body: bytes) -> bool:
+def is_business_answer(body: bytes, answer: CompiledMapping) -> bool:
     """Does the body carry a `KetQuaTraCuu` with the MaLoi of a lookup outcome (found,
-    not found, not permitted)? For the adapter's `upstream_failed`, which has no
-    exchange context to check the echo with: so read by hand; never raises."""
+    not found, not permitted)? Read by answer.yaml (without an exchange context, so
+    the echo is not checked: the response hook does); for the adapter's
+    `upstream_failed`, never raises."""
     try:
-        data = xml_to_data(parse_xml(body), namespaces={})
-    except ValueError:
+        code = answer.from_xml(body).get("MaLoi")
+    except ValueError:  # not XML, another root
         return False
-    result = data.get(ANSWER_ROOT)
-    code = result.get("MaLoi") if isinstance(result, dict) else None
-    if not isinstance(code, str):
-        return False
-    outcome = _OUTCOMES.get(code.strip())
+    outcome = _OUTCOMES.get(code) if isinstance(code, str) else None
     return outcome is not None and outcome[1] is not None
 
 

@@ -107,7 +107,10 @@ class Receiver:
 
 
 @pytest.fixture
-async def receivers() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
+async def receivers(gateway: Harness) -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
+    """Subscribers' receivers; torn down after the gateway's delivery worker has stopped,
+    so that none closes under deliveries still being sent to it (a server closing waits
+    for the connections a worker keeps busy)."""
     made: list[Receiver] = []
 
     async def make() -> Receiver:
@@ -120,6 +123,8 @@ async def receivers() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
         return r
 
     yield make
+    if gateway.state.delivery is not None:
+        await gateway.state.delivery.close()
     for r in made:
         if r.hold is not None:
             r.hold.set()

@@ -1,6 +1,8 @@
 """Simulator of the national side of a provincial data-sharing gateway (LGSP).
 
-It plays two national systems as a province sees them:
+It plays the national systems as a province sees them (the population database here;
+the business registry, document exchange, dossier sync and land registry in
+business.py, edxml.py, dossier.py and land.py, each added by its ``setup``):
 
 * the national data-sharing platform (NDXP), which issues OAuth2 access tokens to
   registered provincial systems (client credentials grant, RFC 6749 §4.4), and
@@ -46,7 +48,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
-from simulator import business, dossier, edxml
+from simulator import business, dossier, edxml, land
 
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
@@ -420,6 +422,7 @@ def create_app(clients: dict[str, str], *, token_ttl: int = 300) -> web.Applicat
     business.setup(app, _has_valid_token)
     edxml.setup(app, _has_valid_token)
     dossier.setup(app, _has_valid_token)
+    land.setup(app, _has_valid_token)  # the land registry's parcel lookup (SOAP 1.1)
     app.router.add_get("/healthz", _healthz)
     for method in ("GET", "POST"):
         app.router.add_route(method, r"/_sim/delay/{ms:\d+}", _delay)

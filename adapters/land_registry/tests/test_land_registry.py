@@ -1,0 +1,233 @@
+"""The land registry's parcel lookup, a declared adapter (adapter.yaml, mappings/, codes/,
+no Python): canonical JSON through the running gateway to the simulated registry (SOAP
+1.1) and back, every outcome of the registry, its faults as problems and as what the
+shared circuit breaker hears, and the audit record."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from gateway.config import versions as policy_state
+from gateway.conversion.declared import declared_adapter
+from gateway.conversion.mapping.engine import shorten
+from gateway.conversion.mapping.soap import parse_envelope
+from gateway.conversion.mapping.xml import xml_to_data
+from simulator.land import ACTION, LAND_NS, LAND_REGISTRY
+from tests.conftest import POPULATION, Harness, add_to_policy
+
+HERE = Path(__file__).resolve().parent.parent
+REPO = HERE.parent.parent
+SERVICE = "/r1/000.00.00.G10/csdlqg-datdai/v1"
+LOOKUP = f"{SERVICE}/thua-dat/tra-cuu"
+ACCOUNTABILITY = {"X-Officer-Id": "CB-0042", "X-Procedure-Code": "1.004227"}
+PROBLEM = "urn:lgsp:problem:"
+THRESHOLD = 5  # the default failure_threshold of the ndxp upstream
+
+
+def shipped() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO / "policies" / "land-registry.yaml").read_text("utf-8")))
+
+
+async def add_services(h: Harness, *services: dict[str, Any]) -> None:
+    agencies = shipped()["agencies"]
+
+    def change(doc: dict[str, Any]) -> None:
+        known = {a["code"] for a in doc["agencies"]}
+        doc["agencies"].extend(a for a in agencies if a["code"] not in known)
+
+    async with h.state.sessions() as s, s.begin():
+        await policy_state.edit_policy(s, change, actor="test", source="test")
+    await add_to_policy(h, list(services))
+
+
+def service_doc(**changes: Any) -> dict[str, Any]:
+    """The service as policies/land-registry.yaml declares it, with changes."""
+    [service] = shipped()["services"]
+    service = {**service, **changes}
+    return {k: v for k, v in service.items() if v is not None}
+
+
+@pytest.fixture
+async def gw(gateway: Harness) -> Harness:
+    await add_services(gateway, service_doc())
+    return gateway
+
+
+async def caller(h: Harness, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await h.token('motcua')}", **ACCOUNTABILITY, **extra}
+
+
+async def look_up(h: Harness, headers: dict[str, str], **parcel: Any) -> httpx.Response:
+    return await h.http.post(LOOKUP, json=parcel, headers=headers)
+
+
+def problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    body: dict[str, Any] = r.json()
+    assert body["type"] == PROBLEM + slug, body
+    assert body["request_id"] == r.headers["X-Request-Id"]
+    return body
+
+
+def sent_to_registry(h: Harness) -> tuple[dict[str, str], dict[str, Any]]:
+    """The headers and the <TraCuuThuaDat> of the last lookup the registry received."""
+    recorded = h.simulator[LAND_REGISTRY].lookups[-1]
+    message = parse_envelope(recorded["body"].encode())
+    assert message.version == "1.1" and message.body is not None
+    body = xml_to_data(message.body, namespaces={"d": LAND_NS})["d:TraCuuThuaDat"]
+    return {k.lower(): v for k, v in recorded["headers"].items()}, body
+
+
+# -- found parcels ------------------------------------------------------------------------------
+
+
+async def test_a_parcel_with_several_holders(gw: Harness) -> None:
+    long_id = "motcua-ho-so-2025-000123:tra-cuu-thua-dat:lan-1"
+    assert len(long_id) > 40
+    r = await look_up(
+        gw, await caller(gw, **{"X-Request-Id": long_id}), provinceCode="01", mapSheet=12,
+        parcelNumber=345,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    # The empty <GhiChu/> is no note.
+    assert r.json() == {"parcel": {
+        "provinceCode": "01", "mapSheet": 12, "number": 345, "area": 1250.75,
+        "landUse": {"code": "ONT", "name": "Đất ở tại nông thôn"},
+        "certificateIssuedOn": "2019-03-15", "updatedAt": "2025-01-02T10:30:00+07:00",
+        "holders": [
+            {"fullName": "Nguyễn Văn An", "personalId": "001099012345", "representative": True},
+            {"fullName": "Trần Thị Bình", "personalId": "001199004321", "representative": False},
+        ],
+    }}  # fmt: skip
+    headers, sent = sent_to_registry(gw)
+    assert headers["soapaction"] == f'"{ACTION}"'
+    assert headers["content-type"].startswith("text/xml")
+    # The national conventions: the request id in 40 characters (echoed back and checked),
+    # the configured agency code, the canonical numbers as the registry's text.
+    assert sent == {
+        "d:MaYeuCau": shorten(long_id, 40), "d:MaDonVi": "000.00.00.H49",
+        "d:MaTinh": "01", "d:SoToBanDo": "12", "d:SoThua": "345",
+    }  # fmt: skip
+    assert r.headers["X-Request-Id"] == long_id
+
+
+async def test_a_parcel_with_one_holder(gw: Harness) -> None:
+    r = await look_up(gw, await caller(gw), provinceCode="01", mapSheet=7, parcelNumber=28)
+    assert r.status_code == 200, r.text
+    parcel = r.json()["parcel"]
+    assert parcel["area"] == 125.5  # "125,5"
+    assert parcel["landUse"] == {"code": "LUC", "name": "Đất chuyên trồng lúa nước"}
+    assert parcel["note"] == "Đất lúa nước, không chuyển mục đích"  # trimmed
+    assert parcel["holders"] == [
+        {"fullName": "Lê Văn Cường", "personalId": "001087005678", "representative": True}
+    ]  # a list of one, the name trimmed
+
+
+async def test_an_unknown_land_use_code_is_kept_without_a_name(gw: Harness) -> None:
+    r = await look_up(gw, await caller(gw), provinceCode="79", mapSheet=3, parcelNumber=101)
+    assert r.status_code == 200, r.text
+    parcel = r.json()["parcel"]
+    assert parcel["landUse"] == {"code": "TMD"}
+    assert parcel["area"] == 86
+    assert parcel["holders"] == [{"fullName": "Phạm Thị Dung", "representative": True}]
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+async def test_no_such_parcel_is_no_such_record_and_a_burst_leaves_the_breaker_closed(
+    gw: Harness,
+) -> None:
+    headers = await caller(gw)
+    for n in range(3 * THRESHOLD):
+        r = await look_up(gw, headers, provinceCode="01", mapSheet=12, parcelNumber=900 + n)
+        body = problem(r, 404, "no-such-record")
+        assert "land registry's parcel lookup" in body["detail"]
+        assert body["soap_fault"]["code"] == "Client"
+        assert f"Không tìm thấy thửa đất số {900 + n}" in body["soap_fault"]["reason"]
+    assert gw.state.upstream.breaker_states()["ndxp"] == "closed"
+    [record] = await gw.audit(r.headers["X-Request-Id"])
+    assert (record.upstream_status, record.error_type) == (500, "no-such-record")
+    # The other national services on the same upstream still answer, and so does this one.
+    r = await gw.http.post(
+        f"{POPULATION}/cong-dan/tra-cuu", json={"SoDinhDanh": "001099012345"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    r = await look_up(gw, headers, provinceCode="01", mapSheet=12, parcelNumber=345)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_malformed_request_is_400(gw: Harness) -> None:
+    headers = await caller(gw)
+    before = len(gw.simulator[LAND_REGISTRY].lookups)
+    r = await look_up(gw, headers, provinceCode="1", mapSheet="12", parcelNumber=345)
+    problem(r, 400, "invalid-message")  # the canonical schema, before the registry
+    assert len(gw.simulator[LAND_REGISTRY].lookups) == before
+
+
+async def test_without_a_schema_the_mapping_and_the_registry_refuse_with_400(
+    gateway: Harness,
+) -> None:
+    await add_services(gateway, service_doc(schemas=None))
+    headers = await caller(gateway)
+    r = await look_up(gateway, headers, provinceCode="01", mapSheet=12)
+    body = problem(r, 400, "invalid-message")
+    assert "/parcelNumber is required" in body["detail"]
+    r = await look_up(gateway, headers, provinceCode="1", mapSheet=12, parcelNumber=345)
+    body = problem(r, 400, "invalid-message")  # the registry's Client fault, MaLoi 400
+    assert body["soap_fault"]["reason"] == "MaTinh phải gồm 2 chữ số"
+    assert gateway.state.upstream.breaker_states()["ndxp"] == "closed"
+
+
+async def test_the_registry_failing_is_502_and_counts_against_the_breaker(gw: Harness) -> None:
+    headers = await caller(gw)
+    for _ in range(THRESHOLD):
+        r = await look_up(gw, headers, provinceCode="01", mapSheet=9999, parcelNumber=1)
+        body = problem(r, 502, "upstream-bad-response")
+        assert body["soap_fault"]["code"] == "Server"
+    assert gw.state.upstream.breaker_states()["ndxp"] == "open"
+
+
+async def test_the_exchange_is_audited_with_the_declared_adapter(gw: Harness) -> None:
+    r = await look_up(gw, await caller(gw), provinceCode="01", mapSheet=7, parcelNumber=28)
+    assert r.status_code == 200, r.text
+    [record] = await gw.audit(r.headers["X-Request-Id"])
+    assert (record.provider_code, record.service_code) == ("000.00.00.G10", "csdlqg-datdai")
+    assert (record.adapter, record.adapter_version) == ("land_registry", "1.0.0")
+    assert (record.status, record.upstream_status) == (200, 200)
+    assert (record.officer_id, record.procedure_code) == ("CB-0042", "1.004227")
+    assert record.request_sha256 is not None and record.response_sha256 is not None
+    assert record.error_type is None
+
+
+# -- the folder ---------------------------------------------------------------------------------
+
+
+def test_the_adapter_is_declarations_only() -> None:
+    python = [p for p in HERE.rglob("*.py") if "tests" not in p.relative_to(HERE).parts]
+    assert python == []
+    assert declared_adapter(HERE).name == "land_registry"
+
+
+def test_a_bad_declaration_fails_at_load_naming_the_file_and_field(tmp_path: Path) -> None:
+    folder = tmp_path / "land_registry"
+    shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
+    declaration = folder / "adapter.yaml"
+    text = declaration.read_text("utf-8")
+    declaration.write_text(text.replace("problem: no-such-record", "problem: gone"), "utf-8")
+    with pytest.raises(ValueError, match=r"adapter\.yaml: faults\.0\.problem: "):
+        declared_adapter(folder)
+    declaration.write_text(text, "utf-8")
+    request = folder / "mappings" / "parcel-request.yaml"
+    request.write_text(request.read_text("utf-8").replace('envelope: "1.1"', 'envelope: "1.2"'))
+    cls = declared_adapter(folder)
+    with pytest.raises(ValueError, match=r"parcel-request\.yaml: xml\.envelope is '1\.2'"):
+        cls(cls.Config())

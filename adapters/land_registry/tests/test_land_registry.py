@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema_rs
+import orjson
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config import versions as policy_state
-from gateway.conversion.declared import declared_adapter
+from gateway.conversion import catalogue
+from gateway.conversion.declared import DeclaredAdapter, DeclaredConfig, declared_adapter
 from gateway.conversion.mapping.engine import shorten
 from gateway.conversion.mapping.soap import parse_envelope
 from gateway.conversion.mapping.xml import xml_to_data
@@ -28,6 +33,9 @@ LOOKUP = f"{SERVICE}/thua-dat/tra-cuu"
 ACCOUNTABILITY = {"X-Officer-Id": "CB-0042", "X-Procedure-Code": "1.004227"}
 PROBLEM = "urn:lgsp:problem:"
 THRESHOLD = 5  # the default failure_threshold of the ndxp upstream
+RESPONSE_SCHEMA = jsonschema_rs.validator_for(
+    orjson.loads((REPO / "schemas" / "land" / "parcel-lookup.response.json").read_bytes())
+)
 
 
 def shipped() -> dict[str, Any]:
@@ -231,3 +239,73 @@ def test_a_bad_declaration_fails_at_load_naming_the_file_and_field(tmp_path: Pat
     cls = declared_adapter(folder)
     with pytest.raises(ValueError, match=r"parcel-request\.yaml: xml\.envelope is '1\.2'"):
         cls(cls.Config())
+
+
+def test_an_edited_declaration_is_a_new_digest_and_a_new_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """adapter.yaml is digested with mappings/ and codes/: an edit is a change `policy
+    apply` records, and the reload builds the adapter from it."""
+    folder = tmp_path / "land_registry"
+    shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
+    cls = declared_adapter(folder)
+    monkeypatch.setattr(catalogue, "_registry", lambda: {"land_registry": cls})
+    assert folder / "adapter.yaml" in catalogue.mapping_files("land_registry")
+    before = catalogue.mapping_digest("land_registry")
+    old = catalogue.build_adapter("land_registry", {})
+    declaration = folder / "adapter.yaml"
+    declaration.write_text(
+        declaration.read_text("utf-8").replace("title: the land", "title: the national land")
+    )
+    assert catalogue.mapping_digest("land_registry") != before
+    new = catalogue.build_adapter("land_registry", {})
+    assert isinstance(new, DeclaredAdapter) and isinstance(old, DeclaredAdapter)
+    assert (old.declaration.title, new.declaration.title) == (
+        "the land registry's parcel lookup",
+        "the national land registry's parcel lookup",
+    )
+
+
+_TEXT = st.text(st.characters(codec="utf-8", categories=["L", "N", "Zs"]), min_size=1).map(
+    str.strip
+)
+_HOLDER = st.fixed_dictionaries(
+    {"fullName": _TEXT.filter(bool)},
+    optional={
+        "personalId": st.from_regex(r"[0-9]{12}", fullmatch=True),
+        "representative": st.booleans(),
+    },
+)
+_PARCEL = st.fixed_dictionaries(
+    {
+        "provinceCode": st.from_regex(r"[0-9]{2}", fullmatch=True),
+        "mapSheet": st.integers(1, 999_999),
+        "number": st.integers(1, 999_999),
+        "area": st.decimals(0, 10**7, places=2).map(float),
+        "landUse": st.sampled_from(
+            [{"code": "ONT", "name": "Đất ở tại nông thôn"}, {"code": "TMD"}]
+        ),
+        "holders": st.lists(_HOLDER, min_size=1, max_size=4),
+    },
+    optional={
+        "certificateIssuedOn": st.dates().map(lambda d: d.isoformat()),
+        "note": _TEXT.filter(bool),
+    },
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(parcel=_PARCEL)
+def test_a_parcel_survives_the_national_form_and_back(parcel: dict[str, Any]) -> None:
+    """canonical -> the registry's SOAP answer -> canonical keeps everything the response
+    schema has (the mapping run backwards writes what the registry would)."""
+    adapter = declared_adapter(HERE)(DeclaredConfig())
+    [operation] = adapter.operations
+    national = operation.response.to_xml({"parcel": parcel})
+    assert parse_envelope(national).body is not None
+    back = operation.response.from_xml(national)
+    assert back == {"parcel": parcel}
+    RESPONSE_SCHEMA.validate(back)
+    request = {"provinceCode": parcel["provinceCode"], "mapSheet": parcel["mapSheet"]}
+    request["parcelNumber"] = parcel["number"]
+    assert operation.request.from_xml(operation.request.to_xml(request)) == request

@@ -26,7 +26,8 @@ A fault's `outcome` is what the upstream's circuit breaker hears (`Adapter.upstr
 `problem` is what the caller gets. A fault no rule matches is read the SDK's general way:
 a Client/Sender fault is the caller's (an answer, invalid-message 400), any other the
 provider failing (upstream-bad-response 502). `detail` matches elements of the fault's
-detail by local name and text. The `VERSION` file of the folder is the adapter's version.
+detail by local name and text; `code: Client` also matches SOAP 1.2's Sender, `Server`
+its Receiver. The `VERSION` file of the folder is the adapter's version.
 
 The national conventions are the mappings' own rules: `{context: request_id, max_length:
 40}` and its `echo` check, `{setting: agency_code}` (the configuration's `agency_code`;
@@ -306,8 +307,13 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
         return Problem(ptype, general.detail, **general.extensions)
 
 
+# A declaration's codes hold for both versions: Client is SOAP 1.2's Sender, Server its Receiver.
+_SAME_CODE = {"Sender": "Client", "Receiver": "Server"}
+
+
 def _matches(rule: FaultSpec, fault: SoapFault) -> bool:
-    if rule.code is not None and rule.code != fault.code:
+    code = _SAME_CODE.get(fault.code, fault.code)
+    if rule.code is not None and _SAME_CODE.get(rule.code, rule.code) != code:
         return False
     if rule.subcode is not None and rule.subcode != fault.subcode:
         return False

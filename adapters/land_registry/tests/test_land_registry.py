@@ -28,6 +28,7 @@ from gateway.conversion.mapping.engine import shorten
 from gateway.conversion.mapping.soap import fault_envelope, parse_envelope
 from gateway.conversion.mapping.xml import xml_to_data
 from gateway.conversion.sdk import Context, OutboundRequest, Problem, SoapFault, UpstreamResponse
+from gateway.edge.reload import reload_config
 from simulator.land import ACTION, LAND_NS, LAND_REGISTRY
 from tests.conftest import POPULATION, Harness, add_to_policy
 
@@ -359,3 +360,44 @@ def test_the_same_declarations_speak_soap_12_and_refuse_other_addresses(tmp_path
     with pytest.raises(Problem) as refused:
         adapter.response(answer(missing), sent, Context(request_id="r-1"))
     assert (refused.value.status, refused.value.ptype.slug) == (404, "no-such-record")
+
+
+@pytest.fixture
+def editable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the folder, installed as `land_registry` in its place, to edit."""
+    folder = tmp_path / "land_registry"
+    shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
+    installed = {**catalogue._registry(), "land_registry": declared_adapter(folder)}
+    monkeypatch.setattr(catalogue, "_registry", lambda: installed)
+    return folder
+
+
+async def apply_current(h: Harness) -> list[str]:
+    """`policy apply` of the configuration as it stands (the files unchanged)."""
+    async with h.state.sessions() as s, s.begin():
+        policy = await policy_state.current_policy(s)
+        return await policy_state.apply_policy(s, policy, actor="test")
+
+
+async def test_an_edited_declared_mapping_is_live_after_apply(
+    gateway: Harness, editable: Path
+) -> None:
+    await add_services(gateway, service_doc(schemas=None))
+    headers = await caller(gateway)
+    r = await look_up(gateway, headers, provinceCode="01", mapSheet=7, parcelNumber=28)
+    assert r.json()["parcel"]["area"] == 125.5
+    parcel = editable / "mappings" / "parcel.yaml"
+    parcel.write_text(parcel.read_text("utf-8").replace("/parcel/area,", "/parcel/areaM2,"))
+    assert await apply_current(gateway) == ["updated service 000.00.00.G10/csdlqg-datdai/v1"]
+    assert await reload_config(gateway.state)
+    r = await look_up(gateway, headers, provinceCode="01", mapSheet=7, parcelNumber=28)
+    assert r.status_code == 200, r.text
+    assert r.json()["parcel"]["areaM2"] == 125.5 and "area" not in r.json()["parcel"]
+
+    # A broken declaration is refused by apply, naming the file; the running one stays.
+    declaration = editable / "adapter.yaml"
+    declaration.write_text(declaration.read_text("utf-8").replace("outcome: failure", "outcome: x"))
+    with pytest.raises(ValueError, match=r"land_registry/adapter\.yaml: faults\.2\.outcome"):
+        await apply_current(gateway)
+    r = await look_up(gateway, headers, provinceCode="01", mapSheet=7, parcelNumber=28)
+    assert r.json()["parcel"]["areaM2"] == 125.5

@@ -46,7 +46,16 @@ from lxml import etree
 
 from simulator.business import XmlRejected, element_children, parse_untrusted_xml, to_xml_bytes
 
-__all__ = ["ACTION", "LAND_NS", "LAND_REGISTRY", "LOOKUP_PATH", "LandRegistry", "setup"]
+__all__ = [
+    "ACTION",
+    "LAND_NS",
+    "LAND_REGISTRY",
+    "LOOKUP_PATH",
+    "SOAP_NS",
+    "LandRegistry",
+    "load_parcels",
+    "setup",
+]
 
 LOOKUP_PATH = "/dat-dai/v1/ThuaDatService"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -23,8 +23,11 @@ The citizens in ``data/citizens.json`` are fictional; administrative unit codes 
 illustrative and follow the 2025 reform (province and commune, no district level).
 
 Test helpers under ``/_sim/`` need no token: ``/_sim/delay/{ms}``,
-``/_sim/status/{code}`` and ``/_sim/echo/...``. Tests read ``app[TOKENS_ISSUED]``
-(tokens issued so far) and ``app[LOOKUPS]`` (what each lookup request carried).
+``/_sim/status/{code}`` and ``/_sim/echo/...``. The platform also issues tokens of its
+own to call provinces' services (simulator/national_issuer.py: its JWKS and
+``/_sim/call-in``), and plays provincial providers (simulator/provincial.py). Tests read
+``app[TOKENS_ISSUED]`` (tokens issued so far) and ``app[LOOKUPS]`` (what each lookup
+request carried).
 """
 
 import argparse
@@ -48,7 +51,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
-from simulator import business, dossier, edxml, land
+from simulator import business, dossier, edxml, land, national_issuer, provincial, witness
 
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
@@ -408,8 +411,11 @@ async def _echo(request: web.Request) -> web.Response:
     )
 
 
-def create_app(clients: dict[str, str], *, token_ttl: int = 300) -> web.Application:
-    """Build the simulator; ``clients`` maps each allowed client_id to its secret."""
+def create_app(
+    clients: dict[str, str], *, token_ttl: int = 300, witness_logs: list[str] | None = None
+) -> web.Application:
+    """Build the simulator; ``clients`` maps each allowed client_id to its secret,
+    ``witness_logs`` lists the provincial audit logs (verifier keys) it witnesses."""
     app = web.Application()
     app[_STATE] = _State(clients=dict(clients), token_ttl=token_ttl, citizens=_load_citizens())
     app[TOKENS_ISSUED] = 0
@@ -423,6 +429,13 @@ def create_app(clients: dict[str, str], *, token_ttl: int = 300) -> web.Applicat
     edxml.setup(app, _has_valid_token)
     dossier.setup(app, _has_valid_token)
     land.setup(app, _has_valid_token)  # the land registry's parcel lookup (SOAP 1.1)
+    # The platform as the witness of each province's audit log (no token: the protocol
+    # authenticates the checkpoint's signature, not the caller).
+    witness.setup(app, witness_logs)
+    # The platform calling in: its own signing key and JWKS, and the provincial systems
+    # (one-stop-shop, civil-status registry) a province's gateway forwards to.
+    national_issuer.setup(app)
+    provincial.setup(app)
     app.router.add_get("/healthz", _healthz)
     for method in ("GET", "POST"):
         app.router.add_route(method, r"/_sim/delay/{ms:\d+}", _delay)
@@ -459,6 +472,13 @@ def _parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.
         help="allowed client (repeatable); default from $LGSP_SIM_CLIENTS='id:secret,...'",
     )
     parser.add_argument("--token-ttl", type=int, default=300, help="token lifetime, seconds")
+    parser.add_argument(
+        "--witness-log",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="a provincial audit log to witness: its verifier key (lgsp audit keys' log_key)",
+    )
     args = parser.parse_args(argv)
     if args.port is None:
         try:
@@ -479,10 +499,11 @@ def _parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.
 def main(argv: list[str] | None = None) -> None:
     """Run the simulator until interrupted (``lgsp-simulator --help``)."""
     args = _parse_args(argv, os.environ)
-    app = create_app(dict(args.client), token_ttl=args.token_ttl)
+    app = create_app(dict(args.client), token_ttl=args.token_ttl, witness_logs=args.witness_log)
     host = f"[{args.host}]" if ":" in args.host else args.host
 
     def announce(*_: object) -> None:
         print(f"national simulator listening on http://{host}:{args.port}", flush=True)
+        print(f"witness key: {app[witness.WITNESS].vkey()}", flush=True)
 
     web.run_app(app, host=args.host, port=args.port, print=announce)

@@ -58,7 +58,7 @@ def test_breached_and_short_passwords_are_refused_and_no_composition_rule_applie
 
 def test_passwords_are_stored_as_argon2id_and_checked_after_normalisation() -> None:
     stored = passwords.hash_password("Cà phê sữa đá buổi sáng")
-    assert stored.startswith("$argon2id$")
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")  # OWASP's setting
     assert "Cà phê" not in stored
     # The same words typed as decomposed Unicode (a Mac keyboard) still match (NFKC).
     typed = unicodedata.normalize("NFD", "Cà phê sữa đá buổi sáng")
@@ -213,3 +213,20 @@ async def test_a_generated_password_is_for_one_sign_in_and_a_new_one_follows_the
     async with db() as s, s.begin():
         assert await accounts.check_password(s, "nva", GOOD, policy=POLICY, address="a")
     assert [e.action for e in await _events(db)] == ["account.create", "account.password"]
+
+
+async def test_a_hash_made_with_other_settings_is_redone_at_the_next_sign_in(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    from argon2 import PasswordHasher
+
+    await _create(db)
+    async with db() as s, s.begin():
+        account = await accounts.find_account(s, "nva")
+        assert account is not None
+        account.password_hash = PasswordHasher(time_cost=1, memory_cost=8192).hash(GOOD)
+    async with db() as s, s.begin():
+        assert await accounts.check_password(s, "nva", GOOD, policy=POLICY, address="a")
+    async with db() as s:
+        account = await accounts.find_account(s, "nva")
+        assert account is not None and "m=19456,t=2,p=1" in account.password_hash

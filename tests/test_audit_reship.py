@@ -99,3 +99,33 @@ async def test_a_replaced_broker_loses_no_event(rig: Rig, indexer_paused: bool) 
     if indexer_paused:
         assert int(lost) >= 100  # type: ignore[call-overload]
         assert int(reshipped) >= 1  # type: ignore[call-overload]
+
+
+async def test_a_broker_replaced_while_the_gateway_was_stopped_loses_no_event(rig: Rig) -> None:
+    """The restarted gateway has no memory of the old broker's offsets, so nothing goes
+    backwards; it sees instead that the store holds its newer events but not the older
+    ones, and sends those again."""
+    await rig.burst(300, concurrency=4)
+    await _stop(rig.indexer)
+    await rig.burst(200, concurrency=4)  # acknowledged by the broker, never indexed
+
+    async def all_acknowledged() -> bool:
+        a = _audit(rig)
+        return a["spool_records"] == 0 and int(a["spool_unindexed_records"]) >= 200  # type: ignore[call-overload]
+
+    await _until(all_acknowledged, 30, "the broker to acknowledge everything")
+    rig.gateway.terminate()
+    rig.broker.stop()
+    rig.broker.start()  # while the gateway is down: it lost everything
+    rig.gateway.start()  # the same spool: what the store lacks is still there
+    async with _indexer(rig, "test-indexer-after"):
+        await rig.burst(200, concurrency=4)
+        await _assert_exactly_once_and_intact(rig)
+        assert len(rig.answered) == 700
+
+        async def released() -> bool:
+            a = _audit(rig)
+            return a["spool_unindexed_records"] == 0 and a["spool_records"] == 0
+
+        await _until(released, 30, "the spool to release what the store holds")
+    assert int(_audit(rig)["reshipped"]) >= 1  # type: ignore[call-overload]

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select
 
 from gateway.audit import merkle
 from gateway.audit.chain import AuditSigner, Chain, event_hash
+from gateway.audit.divergence import verify_against_checkpoint
 from gateway.audit.event import FIELD_NAMES as _FIELDS
 from gateway.audit.note import (
     COSIGNATURE,
@@ -34,6 +35,7 @@ from gateway.audit.tlog import (
     consistency_bundle,
     inclusion_bundles,
     log_origin,
+    record_fields,
 )
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditRecord, AuditTreeHead, AuditTreeNode
@@ -208,6 +210,11 @@ async def test_a_rewritten_history_fails_against_an_earlier_checkpoint(store) ->
     chain = Chain(INSTANCE)
     await ingest(audit, chain, 300)
     held = (await tree.advance()).note  # what the auditor (or a witness) kept
+    async with sessions() as s:
+        rows = (await s.scalars(select(AuditRecord).order_by(AuditRecord.seq))).all()
+        kept = [record_fields(r) for r in rows]  # and the copy of the log they kept
+        held_cp = open_checkpoint(held, [log_key])
+        assert (await verify_against_checkpoint(s, INSTANCE, held_cp)).matches
 
     async with sessions() as s, s.begin():
         rows = list((await s.scalars(select(AuditRecord).order_by(AuditRecord.seq))).all())
@@ -241,6 +248,14 @@ async def test_a_rewritten_history_fails_against_an_earlier_checkpoint(store) ->
         verify_bundle(bundle, [log_key])
     async with sessions() as s:
         assert await s.scalar(select(func.count()).select_from(AuditTreeHead)) == 1
+        # On the host, against the checkpoint held: rewritten; with the copy kept, where.
+        alone = await verify_against_checkpoint(s, INSTANCE, held_cp)
+        found = await verify_against_checkpoint(s, INSTANCE, held_cp, kept)
+    assert not alone.matches and "another root: the log was rewritten" in alone.detail
+    assert alone.first_divergent_leaf is None
+    assert (found.first_divergent_leaf, found.event_id) == (9, kept[9]["event_id"])
+    assert found.fields == {"status": (200, 404)}
+    assert "the first divergent leaf is 9 (seq 10" in found.detail
 
 
 async def _leaves(sessions) -> list[bytes]:  # type: ignore[no-untyped-def]

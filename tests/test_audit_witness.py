@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,7 +16,7 @@ from sqlalchemy import delete, select
 from gateway.audit import merkle
 from gateway.audit.chain import Chain, event_hash
 from gateway.audit.event import FIELD_NAMES
-from gateway.audit.note import COSIGNATURE, Checkpoint, NoteSigner, cosignatures
+from gateway.audit.note import COSIGNATURE, Checkpoint, NoteSigner, NoteVerifier, cosignatures
 from gateway.audit.proofs import ProofFailed, verify_bundle
 from gateway.audit.tlog import inclusion_bundles, signed_note
 from gateway.audit.witness import Witness, add_checkpoint_body
@@ -23,6 +24,8 @@ from gateway.audit.witnessing import WitnessConfig, Witnessing, parse_witness
 from gateway.edge.health import _witness_warning
 from gateway.ops.witness import witness_app
 from gateway.store.models import AuditCosignature, AuditRecord, AuditTreeHead, AuditTreeNode
+from simulator.app import create_app as create_simulator
+from simulator.witness import WITNESS as NATIONAL
 from tests.test_audit_chain import INSTANCE
 from tests.test_audit_tlog import ORIGIN, ingest, store  # noqa: F401 (a fixture)
 
@@ -33,47 +36,64 @@ def tree(n: int, salt: bytes = b"") -> list[bytes]:
     return [merkle.leaf_hash(salt + i.to_bytes(4, "big")) for i in range(n)]
 
 
-def test_the_witness_answers_as_the_protocol_says(tmp_path: Path) -> None:
-    import asyncio
-
+@pytest.fixture(params=["lgsp witness", "national simulator"])
+async def witness_server(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A witness over HTTP, trusting ORIGIN's key: `lgsp witness`'s, or the national
+    simulator's (written apart from the gateway): the same requests, the same answers."""
     log = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
-    w_signer = NoteSigner(WITNESS, Ed25519PrivateKey.generate(), COSIGNATURE)
-    witness = Witness(w_signer, [log.verifier()], tmp_path / "state.json")
+    if request.param == "lgsp witness":
+        signer = NoteSigner(WITNESS, Ed25519PrivateKey.generate(), COSIGNATURE)
+        app = witness_app(Witness(signer, [log.verifier()], tmp_path / "state.json"))
+        prefix, vkey = "/", signer.verifier().vkey()
+    else:
+        app = create_simulator({"x": "y"}, witness_logs=[log.verifier().vkey()])
+        prefix, vkey = "/witness", app[NATIONAL].vkey()
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield log, str(server.make_url(prefix)).rstrip("/"), NoteVerifier.parse(vkey)
+    await server.close()
+
+
+async def test_the_witness_answers_as_the_protocol_says(witness_server: Any) -> None:
+    log, url, witness_key = witness_server
 
     def note(leaves: list[bytes], signer: NoteSigner = log) -> str:
         return signer.sign_note(Checkpoint(ORIGIN, len(leaves), merkle.root_of(leaves)).text())
 
-    def ask(old: int, proof: list[bytes], n: str) -> Any:
-        return asyncio.run(witness.add_checkpoint(add_checkpoint_body(old, proof, n)))
+    async with aiohttp.ClientSession() as http:
 
-    leaves = tree(20)
-    first = ask(0, [], note(leaves[:8]))
-    assert first.status == 200
-    [co] = cosignatures(note(leaves[:8]) + first.body, [w_signer.verifier()])
-    assert co.witness == WITNESS
-    # Grown, with the proof from what it cosigned: cosigned again.
-    assert ask(8, merkle.consistency_proof(8, leaves[:20]), note(leaves)).status == 200
-    # A stale old size: 409 with the size it holds, as text/x.tlog.size.
-    stale = ask(8, merkle.consistency_proof(8, leaves), note(leaves))
-    assert (stale.status, stale.body, stale.media_type) == (409, "20\n", "text/x.tlog.size")
-    # A fork: the same size with another root, or a bigger tree not extending its own.
-    forked = tree(25, b"fork")
-    assert ask(20, [], note(forked[:20])).status == 409
-    assert ask(20, merkle.consistency_proof(20, forked), note(forked)).status == 422
-    # An unknown log, a stranger's signature, an old size past the new, a garbled body.
-    stranger = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
-    other = NoteSigner("elsewhere/audit/x", Ed25519PrivateKey.generate())
-    assert (
-        ask(0, [], other.sign_note(Checkpoint("elsewhere/audit/x", 1, leaves[0]).text())).status
-        == 404
-    )
-    assert ask(20, [], note(leaves[:20], stranger)).status == 403
-    assert ask(30, [], note(leaves)).status == 400
-    assert asyncio.run(witness.add_checkpoint("old x\n\nnothing")).status == 400
-    # Nothing it refused moved it: it still holds 20 and cosigns the honest log's growth.
-    more = tree(30)
-    assert more[:20] == leaves
-    assert ask(20, merkle.consistency_proof(20, more), note(more)).status == 200
+        async def ask(old: int, proof: list[bytes], n: str) -> tuple[int, str, str]:
+            body = add_checkpoint_body(old, proof, n).encode()
+            async with http.post(f"{url}/add-checkpoint", data=body) as r:
+                return r.status, await r.text(), r.content_type
+
+        leaves = tree(20)
+        status, line, _ = await ask(0, [], note(leaves[:8]))
+        assert status == 200
+        [co] = cosignatures(note(leaves[:8]) + line, [witness_key])
+        assert co.witness == witness_key.name
+        # Grown, with the proof from what it cosigned: cosigned again.
+        assert (await ask(8, merkle.consistency_proof(8, leaves), note(leaves)))[0] == 200
+        # A stale old size: 409 with the size it holds, as text/x.tlog.size.
+        stale = await ask(8, merkle.consistency_proof(8, leaves), note(leaves))
+        assert stale == (409, "20\n", "text/x.tlog.size")
+        # A fork: the same size with another root, or a bigger tree not extending its own.
+        forked = tree(25, b"fork")
+        assert (await ask(20, [], note(forked[:20])))[0] == 409
+        assert (await ask(20, merkle.consistency_proof(20, forked), note(forked)))[0] == 422
+        # An unknown log, a stranger's signature, an old size past the new, a garbled body.
+        stranger = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
+        other = NoteSigner("elsewhere/audit/x", Ed25519PrivateKey.generate())
+        unknown = other.sign_note(Checkpoint("elsewhere/audit/x", 1, leaves[0]).text())
+        assert (await ask(0, [], unknown))[0] == 404
+        assert (await ask(20, [], note(leaves, stranger)))[0] == 403
+        assert (await ask(30, [], note(leaves)))[0] == 400
+        async with http.post(f"{url}/add-checkpoint", data=b"old x\n\nnothing") as r:
+            assert r.status == 400
+        # Nothing it refused moved it: it still holds 20 and cosigns the honest growth.
+        more = tree(30)
+        assert more[:20] == leaves
+        assert (await ask(20, merkle.consistency_proof(20, more), note(more)))[0] == 200
 
 
 async def test_witnesses_cosign_the_heads_and_refuse_a_rewritten_history(
@@ -145,7 +165,6 @@ async def test_witnesses_cosign_the_heads_and_refuse_a_rewritten_history(
 
 
 def test_lgsp_witness_makes_its_key_once_and_prints_it(env: dict[str, str], tmp_path: Path) -> None:
-    from gateway.audit.note import NoteVerifier
     from tests.conftest import lgsp
 
     key = tmp_path / "witness.pem"

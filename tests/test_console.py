@@ -264,8 +264,12 @@ async def test_what_an_outsider_puts_in_an_agency_name_is_shown_not_run(
     from gateway.admin.edits import Editor
 
     hostile = "<img src=x onerror=alert(1)><script>alert(2)</script>"
-    editor = Editor(gateway.state.sessions, Actor.client("quantri", frozenset({"administrator"})))
+    # An agency name, a service name, a comment: all things an outsider can get shown.
+    editor = Editor(
+        gateway.state.sessions, Actor.client("quantri", frozenset({"administrator"}), hostile)
+    )
     await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": hostile})
+    await entities.patch(editor, entities.SERVICES, tuple(SLOW.split("/")), {"name": hostile})
     who = await _person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
     dialogs: list[str] = []
@@ -275,6 +279,15 @@ async def test_what_an_outsider_puts_in_an_agency_name_is_shown_not_run(
     await page.goto(f"{gateway.url}/console/agencies")
     assert hostile in (await page.text_content(f"tr[data-code='{AGENCY}']") or "")
     assert await page.locator("main img, main script").count() == 0
+    await page.goto(f"{gateway.url}/console/services")
+    assert hostile in (await page.text_content(f"tr[data-service='{SLOW}']") or "")
+    await page.goto(f"{gateway.url}/console/events")
+    assert await page.locator("#events .comment", has_text=hostile).count() >= 2
+    await page.goto(f"{gateway.url}/console/versions")
+    assert await page.locator("#versions .comment", has_text=hostile).count() >= 2
+    for path in ("/console/services", "/console/events", "/console/versions"):
+        await page.goto(gateway.url + path)
+        assert await page.locator("main img, main script").count() == 0
     assert dialogs == []
 
 
@@ -487,6 +500,10 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
     gateway: Harness, browser: Any
 ) -> None:
     who = await _person(gateway, "nva", ["administrator"])
+    ok = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
+    for endpoint in ("x", "y", "z"):  # a dashboard with exchanges on it
+        await gateway.http.get(f"/r1/000.00.00.H49/echo/v1/{endpoint}", headers=ok)
+    await gateway.http.get("/r1/000.00.00.H49/slow/v1/600", headers=ok)
     # axe is injected by Playwright's evaluate, which the console's CSP would not allow a
     # page to do (no script at all): the checks run with the policy bypassed.
     context = await browser.new_context(bypass_csp=True, viewport={"width": 1366, "height": 768})
@@ -494,7 +511,6 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
     found: list[str] = []
     await page.goto(f"{gateway.url}/console/sign-in")
     found += await _serious(page)
-    await _shot(page, "sign-in")
     await page.fill("#name", who.name)
     await page.fill("#password", "wrong password here")
     await page.click("main button[type=submit]")  # the page with an error shown
@@ -504,10 +520,10 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
     await page.click("main button[type=submit]")
     await page.wait_for_url("**/console/sign-in/code")
     found += await _serious(page)
-    await _shot(page, "code")
     await page.fill("#code", who.code())
     await page.click("main button[type=submit]")
     await page.wait_for_url("**/console/")
+    await _shot(page, "dashboard")
     for path in (
         "/console/",
         "/console/agencies",
@@ -515,13 +531,18 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
         "/console/services",
         f"/console/services/{SLOW}",
         "/console/events",
+        "/console/versions",
+        "/console/versions/compare?a=1&b=2",
+        "/console/access",
+        "/console/clients",
+        "/console/clients/motcua",
         "/console/accounts",
         "/console/password",
     ):
         await page.goto(gateway.url + path)
         found += await _serious(page)
-        if path in ("/console/services", f"/console/services/{SLOW}"):
-            await _shot(page, "service" if SLOW in path else "services")
+        if path == "/console/access":
+            await _shot(page, "access")
     await page.goto(f"{gateway.url}/console/services/{SLOW}")
     await page.fill("#timeouts-total_ms", "3000")
     await page.click("main form button[type=submit]")
@@ -532,3 +553,207 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
     await page.goto(f"{gateway.url}/console/agencies")
     found += await _serious(page)
     assert found == []
+
+
+async def test_an_administrator_compares_versions_and_rolls_one_back(
+    gateway: Harness, browser: Any
+) -> None:
+    from gateway.admin import collections as entities
+    from gateway.admin.actor import Actor
+    from gateway.admin.edits import Editor
+
+    editor = Editor(gateway.state.sessions, Actor.client("quantri", frozenset({"administrator"})))
+    before = (
+        await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": "Tên cũ"})
+    ).version
+    after = (
+        await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": "Tên sai"})
+    ).version
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/versions']")
+    await page.click("#compare button")  # the two newest, filled in
+    assert await page.text_content("#changes .detail") == "name: 'Tên cũ' → 'Tên sai'"
+    await page.goto(f"{gateway.url}/console/versions")
+    await page.click(f"tr[data-version='{before}'] button")
+    assert await page.text_content("#changes .detail") == "name: 'Tên sai' → 'Tên cũ'"
+    await page.fill("#comment", "sửa nhầm tên, trả lại như cũ")
+    await page.click("main form.card button")
+    await page.wait_for_url("**/console/versions?restored=*")
+    newest = page.locator("#versions tbody tr").first
+    assert await newest.locator(".actor").text_content() == "person:nva"
+    assert await newest.locator(".comment").text_content() == (
+        f"rollback to version {before}: sửa nhầm tên, trả lại như cũ"
+    )
+    item, version = await entities.read_one(gateway.state.sessions, entities.AGENCIES, (AGENCY,))
+    assert item["name"] == "Tên cũ" and version == (after or 0) + 1
+
+
+ECHO_KEY = "000.00.00.H49/echo/v1"
+
+
+async def test_an_administrator_grants_a_right_in_the_matrix_and_a_403_becomes_200(
+    gateway: Harness, browser: Any
+) -> None:
+    headers = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
+    call = f"/r1/{ECHO_KEY}/hello"
+    assert (await gateway.http.get(call, headers=headers)).status_code == 403
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/access']")
+    # Narrower rights are written in their cell: hotich may GET /public/** of the echo.
+    hotich = page.locator(f"tr[data-client='hotich'] td[data-service='{ECHO_KEY}']")
+    assert "GET /public/**" in (await hotich.text_content() or "")
+    await page.check(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
+    await page.click("main form button[type=submit]")
+    assert await page.text_content("#changes li strong") == f"replaced access rights of {ECHO_KEY}"
+    assert "+ * /** (client outsider)" in (await page.text_content("#changes") or "")
+    assert (await gateway.http.get(call, headers=headers)).status_code == 403  # not yet
+    await page.fill("#comment", "Sở Tư pháp cần gọi dịch vụ thử nghiệm")
+    await page.click("main form.card button")
+    await page.wait_for_url("**/console/access?saved=*")
+    box = page.locator(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
+    assert await box.is_checked()
+    assert (await gateway.http.get(call, headers=headers)).status_code == 200
+    events = [e for e in await _events(gateway) if e.actor == "person:nva"]
+    assert [e.action for e in events if not e.action.startswith("account.")] == ["policy.access"]
+
+
+async def test_an_operator_reads_the_matrix_but_cannot_change_access_rights(
+    gateway: Harness, browser: Any
+) -> None:
+    who = await _person(gateway, "vanhanh", ["operator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.goto(f"{gateway.url}/console/access")
+    box = page.locator(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
+    assert await box.is_disabled()
+    csrf = await page.get_attribute("input[name=csrf]", "value")
+    r = await page.request.post(
+        f"{gateway.url}/console/access/confirm",
+        form={"csrf": csrf or "", "grant": f"outsider|{ECHO_KEY}", "version": "0", "comment": "x"},
+    )
+    assert r.status == 403
+    headers = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
+    assert (await gateway.http.get(f"/r1/{ECHO_KEY}/hello", headers=headers)).status_code == 403
+
+
+async def test_an_administrator_rotates_a_credential_and_sees_the_new_secret_once(
+    gateway: Harness, browser: Any
+) -> None:
+    old = await gateway.secret("hotich")
+
+    async def token_status(secret: str) -> int:
+        r = await gateway.http.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, auth=("hotich", secret)
+        )
+        return r.status_code
+
+    assert await token_status(old) == 200
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.click("nav a[href='/console/clients']")
+    await page.click("tr[data-client='hotich'] a")
+    await page.select_option("#rotate-grace", "0")
+    await page.fill("#rotate-comment", "khoá cũ bị lộ")
+    await page.click("#rotate button")
+    new = await page.text_content("#issued-secret")
+    assert new and new != old
+    assert await token_status(old) == 401  # revoked at once (no grace)
+    assert await token_status(new) == 200
+    await page.goto(f"{gateway.url}/console/clients/hotich")
+    assert new not in await page.content()  # shown once
+    rotated = [e for e in await _events(gateway) if e.action.startswith("credential.")]
+    assert {(e.actor, e.action) for e in rotated} >= {
+        ("person:nva", "credential.revoke"),
+        ("person:nva", "credential.issue"),
+    }
+    assert {e.comment for e in rotated if e.actor == "person:nva"} == {"khoá cũ bị lộ"}
+    # Revoking the new one: it fails on the next request.
+    newest = page.locator("#credentials tbody tr").last
+    await newest.locator("input[name=comment]").fill("thử thu hồi")
+    await newest.locator("button").click()
+    await page.wait_for_url("**/console/clients/hotich?done=revoke")
+    assert await token_status(new) == 401
+
+
+async def test_the_dashboard_shows_the_last_hour_of_exchanges_and_the_upstreams(
+    gateway: Harness, browser: Any
+) -> None:
+    ok = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
+    no = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
+    for _ in range(3):
+        assert (await gateway.http.get(f"/r1/{ECHO_KEY}/x", headers=ok)).status_code == 200
+    assert (await gateway.http.get(f"/r1/{ECHO_KEY}/x", headers=no)).status_code == 403
+    assert (await gateway.http.get(f"/r1/{SLOW}/600", headers=ok)).status_code == 504
+    who = await _person(gateway, "xem", ["observer"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    assert await page.text_content("#total-hour") == "5"
+    assert [await page.text_content(f"#hour-{o}") for o in ("success", "refused", "failed")] == [
+        "3",
+        "1",
+        "1",
+    ]
+    assert await page.text_content("#error-rate") == "20.0 %"
+    assert await page.locator("#chart rect").count() >= 3  # the frame and stacked bars
+    echo = page.locator("#by-service tr", has_text=ECHO_KEY)
+    assert (await echo.locator("td").nth(1).text_content()) == "4"
+    assert "sim-open" in (await page.text_content("#upstreams") or "")
+    # It refreshes by itself once the person asks, and stops when they say.
+    assert await page.locator("meta[http-equiv=refresh]").count() == 0
+    await page.click("#auto")
+    assert await page.get_attribute("meta[http-equiv=refresh]", "content") == "30"
+    await page.click("#auto")
+    assert await page.locator("meta[http-equiv=refresh]").count() == 0
+
+
+async def test_a_plain_http_demo_drops_secure_and_the_host_prefix_only_when_told(
+    gateway: Harness, browser: Any
+) -> None:
+    gateway.state.settings.console_secure_cookies = False  # what `lgsp demo` sets
+    who = await _person(gateway, "nva", ["administrator"])
+    context = await browser.new_context()
+    page = await context.new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    (cookie,) = [c for c in await context.cookies() if "console" in c["name"]]
+    assert cookie["name"] == "lgsp_console" and not cookie["secure"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+
+async def test_the_language_switch_goes_back_into_the_console_only(gateway: Harness) -> None:
+    for asked, where in (
+        ("/console/agencies", "/console/agencies"),
+        ("https://evil.example/console/", "/console/"),
+        ("//evil.example/console/", "/console/"),
+        ("/\\\\evil.example", "/console/"),
+    ):
+        r = await gateway.http.get("/console/lang/en", params={"next": asked})
+        assert r.status_code == 303 and r.headers["location"] == where
+        assert r.headers["x-frame-options"] == "DENY"
+    assert "lgsp_lang=en" in r.headers["set-cookie"]
+
+
+async def test_a_change_without_a_comment_is_not_saved(gateway: Harness, browser: Any) -> None:
+    who = await _person(gateway, "nva", ["administrator"])
+    page = await (await browser.new_context()).new_page()
+    await _sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    await page.goto(f"{gateway.url}/console/agencies/{AGENCY}")
+    csrf = await page.get_attribute("input[name=csrf]", "value")
+    r = await page.request.post(  # past the browser's own check of the required field
+        f"{gateway.url}/console/agencies/{AGENCY}",
+        form={"csrf": csrf or "", "name": "Không lý do", "comment": "  "},
+    )
+    assert r.status == 422 and "Trường này là bắt buộc" in await r.text()
+    await page.goto(f"{gateway.url}/console/agencies")
+    assert "Không lý do" not in (await page.text_content("main") or "")

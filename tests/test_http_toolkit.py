@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 
 from gateway.config.policy import CircuitBreakerSpec, RateSpec, SchemaRef, UpstreamSpec
 from gateway.core.problems import Problem
-from gateway.edge import admin_api, audit_api, discovery_api, registry_api
+from gateway.edge import admin_api, audit_api, discovery_api, events_api, registry_api
 from gateway.edge.toolkit import (
     DocInfo,
     Flag,
@@ -114,7 +114,7 @@ def test_query_parameters_carry_the_bounds_the_model_enforces() -> None:
     assert by_name["client"]["schema"] == {"type": "string", "pattern": "^[a-z]+$"}
 
 
-# -- the four APIs' route tables --------------------------------------------------------------
+# -- the five APIs' route tables --------------------------------------------------------------
 
 
 TABLES: dict[str, tuple[Route, ...]] = {
@@ -122,6 +122,7 @@ TABLES: dict[str, tuple[Route, ...]] = {
     "audit": audit_api.ROUTES,
     "registry": registry_api.ROUTES,
     "discovery": discovery_api.ROUTES,
+    "events": events_api.ROUTES,
 }
 ERRORS = {
     code: (name, name)

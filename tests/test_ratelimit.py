@@ -419,6 +419,7 @@ class Proxy:
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.accepted = 0  # connections the limiter opened through it
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -433,6 +434,7 @@ class Proxy:
         await self.server.wait_closed()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self.writers |= {writer, up_writer}
 
@@ -463,6 +465,7 @@ async def test_when_redis_returns_the_limiter_recovers_after_the_back_off(
         key_prefix=redis_prefix,
         timeout_ms=500,
         backoff_seconds=BACKOFF - 0.05,
+        settle_seconds=0,  # "restored" at the first answer (the flicker rule is tested apart)
     )
     limit = client_rate(rate=0.001, burst=10)
     bucket = f"{redis_prefix}r:client:motcua"
@@ -497,6 +500,103 @@ async def test_when_redis_returns_the_limiter_recovers_after_the_back_off(
     assert len(alarms(entries, "error")) == 1  # one alarm for the whole outage
     [restored] = alarms(entries, "warning")
     assert restored["event"].startswith("rate limits restored")
+
+
+async def test_one_outage_is_one_alarm_even_when_the_return_flickers(
+    redis_prefix: str, clock: FakeClock
+) -> None:
+    """Redis cut, back, then gone again for an instant as the first requests after the
+    return meet connections from before: one alarm and one "restored" for the outage."""
+    proxy = Proxy()
+    await proxy.start()
+    limiter = RedisLimiter(
+        f"redis://127.0.0.1:{proxy.port}/0",
+        clock=clock,
+        key_prefix=redis_prefix,
+        timeout_ms=500,
+        backoff_seconds=0.05,
+        settle_seconds=0.5,
+    )
+    limit = client_rate(rate=1000, burst=1000)
+
+    async def checks(n: int) -> None:
+        assert all(
+            v.allowed for v in await asyncio.gather(*(limiter.check([limit]) for _ in range(n)))
+        )
+
+    async def until(predicate: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await checks(8)
+            await asyncio.sleep(0.02)
+
+    with capture_logs() as entries:
+        await limiter.start()
+        await checks(8)  # several pooled connections, idle between checks
+        await proxy.stop()
+        await until(lambda: limiter.status()["degraded"] is True, "the outage to be seen")
+        await proxy.start()
+        await until(lambda: limiter.status()["degraded"] is False, "Redis to answer again")
+        await proxy.stop()  # a flicker: gone again for an instant
+        await until(lambda: limiter.status()["degraded"] is True, "the flicker to be seen")
+        await proxy.start()
+        await until(lambda: limiter.status()["degraded"] is False, "Redis to answer again")
+        restored = [e for e in alarms(entries, "warning") if e["event"].startswith("rate")]
+        assert not restored  # not yet: Redis has answered for less than settle_seconds
+        await asyncio.sleep(0.5)
+        await checks(1)
+    await limiter.close()
+    await proxy.stop()
+
+    assert [e["event"][:21] for e in alarms(entries, "error")] == ["RATE LIMITS DEGRADED:"]
+    [restored_entry] = alarms(entries, "warning")
+    assert restored_entry["event"].startswith("rate limits restored")
+
+
+async def test_after_an_outage_traffic_returns_to_a_warm_pool(
+    redis_prefix: str, redis_client: Redis, clock: FakeClock
+) -> None:
+    """The probe that ends an outage opens the pool afresh, so the returning traffic does
+    not reconnect under load (each check a connect and a HELLO, queued behind the rest)."""
+    proxy = Proxy()
+    await proxy.start()
+    limiter = RedisLimiter(
+        f"redis://127.0.0.1:{proxy.port}/0",
+        clock=clock,
+        key_prefix=redis_prefix,
+        timeout_ms=500,
+        backoff_seconds=0.05,
+        settle_seconds=0,
+    )
+    limit = client_rate(rate=0.001, burst=1000)
+    bucket = f"{redis_prefix}r:client:motcua"
+
+    async def until_degraded(degraded: bool) -> None:
+        deadline = time.monotonic() + 10
+        while limiter.status()["degraded"] is not degraded:
+            assert time.monotonic() < deadline, f"timed out waiting for degraded={degraded}"
+            await limiter.check([limit])  # one at a time: the probe, when one is due
+            await asyncio.sleep(0.02)
+
+    with capture_logs():
+        await limiter.start()
+        await asyncio.gather(*(limiter.check([limit]) for _ in range(16)))
+        await proxy.stop()
+        await until_degraded(True)
+        await proxy.start()
+        await until_degraded(False)
+        opened = proxy.accepted
+        tokens = float(await redis_client.hget(bucket, "t") or -1)
+        for _ in range(3):
+            verdicts = await asyncio.gather(*(limiter.check([limit]) for _ in range(16)))
+            assert all(v.allowed for v in verdicts)
+        assert limiter.status()["degraded"] is False
+    await limiter.close()
+    await proxy.stop()
+
+    assert proxy.accepted == opened  # no connection opened under the returning traffic
+    assert float(await redis_client.hget(bucket, "t") or -1) == pytest.approx(tokens - 48)
 
 
 # -- the limit itself, and settings -----------------------------------------------------------

@@ -243,11 +243,13 @@ async def test_a_full_spool_disk_recovers_by_itself(
         pid = rig.gateway.proc.pid if rig.gateway.proc else None
         log_mark = rig.gateway.log.stat().st_size
         rig.broker.start()
+        back = time.monotonic()
 
         async def ready_again() -> bool:
             return rig.ready().status_code == 200
 
         await _until(ready_again, 90, "/readyz to say ready again")
+        ready_after = time.monotonic() - back
         health = rig.health()
         assert health["spool_disk_full"] is False, health
         assert health["spool_records"] == 0, health
@@ -283,6 +285,11 @@ async def test_a_full_spool_disk_recovers_by_itself(
         refused_ids = {a.request_id for a in rig.answers if a.problem == "audit-unavailable"}
         assert not [r for r in refused_ids if stored["outcome"][r]]
         assert all(stored["intent"][r] <= 1 for r in refused_ids)
+        print(
+            f"answered 200: {len(ok)} (all audited once), refused 503: {len(refused_ids)} "
+            f"({sum(1 for r in refused_ids if stored['intent'][r])} with an intent only); "
+            f"/readyz 200 {ready_after:.1f} s after the broker was back"
+        )
 
 
 @pytest.mark.dialects("postgresql")

@@ -54,6 +54,19 @@ async def test_acked_records_stay_until_released(tmp_path: Path) -> None:
     await spool.close()
 
 
+async def test_a_restart_before_anything_was_released_keeps_everything(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    frame = HEADER_SIZE + len(event(1))
+    spool = await open_spool(directory, segment_bytes=10 * frame, keep_until_indexed=True)
+    await add(spool, range(1, 31))
+    await spool.ack(30)
+    await spool.close()
+    spool = await open_spool(directory, segment_bytes=10 * frame, keep_until_indexed=True)
+    assert (spool.acked, spool.indexed) == (30, 0)
+    assert [o for o, _ in read_all(spool, 0)] == list(range(1, 31))
+    await spool.close()
+
+
 async def test_rewind_sends_again_from_the_store_position(tmp_path: Path) -> None:
     frame = HEADER_SIZE + len(event(1))
     spool = await open_spool(tmp_path / "s", segment_bytes=10 * frame, keep_until_indexed=True)

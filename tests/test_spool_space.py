@@ -8,7 +8,6 @@ with the reason otherwise, failed under CI)."""
 from __future__ import annotations
 
 import errno
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -168,7 +167,6 @@ async def test_records_never_take_the_reserve(tmp_path: Path) -> None:
         directory = disk / "spool"
         spool = await open_spool(directory, segment_bytes=64 << 20, max_bytes=1 << 30)
         reserve = Reserve(directory, 256 * 1024)
-        shutil.rmtree(directory / "quarantine", ignore_errors=True)
         reserve.release()
         fill_disk(disk)  # no room for the reserve: appends are refused, not let in
         with pytest.raises(SpoolDiskFull):
@@ -184,3 +182,53 @@ def test_out_of_space_errors() -> None:
     assert is_out_of_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
     assert not is_out_of_space(OSError(errno.EIO, "I/O error"))
     assert not is_out_of_space(ValueError("no"))
+
+
+async def test_a_disk_filled_to_the_last_byte_reserve_and_all_still_frees_itself(
+    tmp_path: Path,
+) -> None:
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        directory = disk / "spool"
+        spool = await open_spool(directory, segment_bytes=64 << 20, max_bytes=1 << 30)
+        with pytest.raises(SpoolDiskFull):
+            while True:
+                await fill(spool, 1, size=2000)
+        end = spool.end
+        # Something else takes even the reserve's space (the spool lets nothing of its
+        # own into it, but it shares the disk).
+        Reserve(directory, 256 * 1024).release()
+        fill_disk(disk)
+        assert free_bytes(disk) == 0
+
+        await spool.ack(end)  # the broker took everything: the ack is written in place
+        assert (directory / "acked").read_text().strip() == str(end)
+        assert offsets_on_disk(directory) == [[end]]  # the old segment first, then the copy
+        assert free_bytes(disk) > 400_000
+        await spool.close()
+
+        spool = Spool(directory, segment_bytes=64 << 20, fsync=False)
+        recovery = await spool.open()
+        assert recovery.last_payload == payload(end, 2000)
+        assert recovery.corruptions == []
+        await spool.close()
+
+
+async def test_maintain_frees_a_full_disk_with_no_ack_and_no_append_to_do_it(
+    tmp_path: Path,
+) -> None:
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        directory = disk / "spool"
+        spool = await open_spool(directory, segment_bytes=64 << 20, compact_bytes=64 << 20)
+        for _ in range(150):  # the broker takes everything as it comes
+            await fill(spool, 1, size=2000)
+            await spool.ack(spool.end)
+        Reserve(directory, 256 * 1024).release()
+        fill_disk(disk)  # another process fills the disk; nobody sends anything now
+
+        assert await spool.maintain() is True  # what the shipper does when idle
+        assert offsets_on_disk(directory) == [[150]]
+        assert await spool.maintain() is False  # nothing more to free
+        (disk / "filler").unlink()
+        await spool.maintain()
+        assert Reserve(directory, 256 * 1024).held
+        await spool.close()

@@ -242,7 +242,8 @@ def test_environment_values_fill_policy_files(
         (tmp_path / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setenv("LGSP_NDXP_URL", "https://ndxp.example.vn")
     policy = load_policy_dir(tmp_path)
-    assert policy.upstreams[0].base_url == "https://ndxp.example.vn"
+    [ndxp] = [u for u in policy.upstreams if u.name == "ndxp"]
+    assert ndxp.base_url == "https://ndxp.example.vn"
     (tmp_path / "extra.yaml").write_text("upstreams:\n  - name: x\n    base_url: ${NOPE}\n")
     with pytest.raises(ValueError, match="environment variable NOPE is not set"):
         load_policy_dir(tmp_path)

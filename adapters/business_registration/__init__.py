@@ -32,12 +32,15 @@ provincial canonical form instead (schemas/business/enterprise-lookup.*.json)::
     502 problem+json upstream-bad-response    (anything else the national side says),
         upstream-authentication-failed        (the national side refused our token)
 
-The field moves are in ``mappings/request.yaml`` and ``mappings/response.yaml`` with the
-code lists in ``codes/`` (legal forms, statuses); the code only wraps XML (``lookup.py``),
-picks the outcome from ``MaLoi`` and the HTTP status, and turns the charter capital into a
-number (``answers.py``). ``adapter.py`` is the configuration and the hooks.
-``MaYeuCau`` is the gateway's request id (its SHA-1 when longer than the 40 characters
-the national side takes); an answer that echoes another ``MaYeuCau`` is refused.
+The conversion is declared: ``mappings/request.yaml`` writes the XML request (MaYeuCau
+shortened to 40 characters, MaDonVi from the configuration), ``mappings/answer.yaml``
+reads the XML answer (lists, trimmed, empty elements absent, the echoed MaYeuCau
+checked), ``mappings/response.yaml`` converts the enterprise (dates, the charter capital
+as an integer, code lists in ``codes/``). The code only picks the outcome from ``MaLoi``
+and the HTTP status and unwraps the requested branch (``answers.py``); ``adapter.py`` is
+the configuration and the hooks. ``MaYeuCau`` is the gateway's request id (its SHA-1 when
+longer than the 40 characters the national side takes); an answer that echoes another
+``MaYeuCau`` is refused.
 
 Configuration (``adapter_config``):
 

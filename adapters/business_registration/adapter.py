@@ -48,13 +48,14 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
     """Canonical JSON enterprise lookup <-> the national XML lookup."""
 
     name: ClassVar[str] = "business_registration"
-    VERSION: ClassVar[str] = "1.0.0"
+    VERSION: ClassVar[str] = "1.0.1"
     Config: ClassVar[type[AdapterConfig]] = BusinessRegistrationConfig
 
     def __init__(self, config: BusinessRegistrationConfig) -> None:
         super().__init__(config)
-        mappings = load_mappings(Path(__file__).resolve().parent)
-        self.to_national = mappings["request"]
+        mappings = load_mappings(Path(__file__).resolve().parent, config.model_dump())
+        self.to_national = mappings["request"]  # MaDonVi: agency_code, else the caller's
+        self.answer = mappings["answer"]
         self.to_canonical = mappings["response"]
 
     # -- canonical -> national ---------------------------------------------------------
@@ -81,16 +82,14 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
 
     def national_request(self, message: dict[str, Any], context: Context) -> bytes:
         """The XML request for a canonical request (its strings made Unicode NFC)."""
-        return lookup.national_request(
-            message, context, self.config, self.config.agency_code, self.to_national
-        )
+        return lookup.national_request(message, context, self.config, self.to_national)
 
     # -- national -> canonical ---------------------------------------------------------
 
     def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
         """A lookup outcome (MaLoi 0, 201, 202) is the registry answering, whatever its
         HTTP status; anything else: by the status."""
-        return False if answers.is_business_answer(answer.body) else None
+        return False if answers.is_business_answer(answer.body, self.answer) else None
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
@@ -101,8 +100,8 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
                 f"{SERVICE} refused the gateway's access token (HTTP 401), even after a "
                 "new token was fetched; the gateway operators must check the credentials.",
             )
-        sent = lookup.sent_fields(outbound.body)
-        status, document = self.canonical_answer(answer.status, answer.body, sent)
+        sent = lookup.sent_request(outbound.body, self.to_national)
+        status, document = self.canonical_answer(answer.status, answer.body, context, sent)
         try:
             document = self.config.text_out(document)
         except LegacyEncodingError as e:
@@ -120,11 +119,14 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
         )
 
     def canonical_answer(
-        self, status: int, body: bytes, sent: dict[str, str]
+        self, status: int, body: bytes, context: Context, sent: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, canonical document) for the national answer; raises `Problem`
-        for a refusal or an answer that cannot be understood."""
-        return answers.canonical_answer(status, body, sent, self.to_canonical)
+        """(HTTP status, canonical document) for the national answer to the canonical
+        request `sent`; raises `Problem` for a refusal or an answer that cannot be
+        understood."""
+        return answers.canonical_answer(
+            status, body, context, sent, (self.answer, self.to_canonical)
+        )
 
 
 ADAPTER = BusinessRegistration

@@ -1,6 +1,7 @@
-"""The national answer (`KetQuaTraCuu`) -> the canonical outcome and enterprise: MaLoi
-and the HTTP status read together, the record converted by mappings/response.yaml, the
-charter capital made a number."""
+"""The national answer (`KetQuaTraCuu`) -> the canonical outcome and enterprise: the
+answer read by mappings/answer.yaml (XML, lists, trimmed, echo checked), MaLoi and the
+HTTP status read together, the record converted by mappings/response.yaml, the requested
+branch unwrapped."""
 
 from __future__ import annotations
 
@@ -10,15 +11,13 @@ from gateway.conversion.sdk import (
     INVALID_MESSAGE,
     UPSTREAM_BAD_RESPONSE,
     CompiledMapping,
+    Context,
     MappingError,
     Problem,
-    parse_xml,
-    xml_to_data,
 )
 
 from .lookup import SERVICE
 
-ANSWER_ROOT: Final = "KetQuaTraCuu"
 # MaLoi -> (HTTP statuses it comes with, canonical outcome or None for an error).
 _OUTCOMES: Final[dict[str, tuple[frozenset[int], str | None]]] = {
     "0": (frozenset({200}), "found"),
@@ -29,27 +28,31 @@ _OUTCOMES: Final[dict[str, tuple[frozenset[int], str | None]]] = {
 _STATUS: Final = {"found": 200, "not_found": 404, "not_permitted": 403}
 
 
-def is_business_answer(body: bytes) -> bool:
+def is_business_answer(body: bytes, answer: CompiledMapping) -> bool:
     """Does the body carry a `KetQuaTraCuu` with the MaLoi of a lookup outcome (found,
-    not found, not permitted)? For the adapter's `upstream_failed`; never raises."""
+    not found, not permitted)? Read by answer.yaml (without an exchange context, so
+    the echo is not checked: the response hook does); for the adapter's
+    `upstream_failed`, never raises."""
     try:
-        data = xml_to_data(parse_xml(body), namespaces={})
-    except ValueError:
+        code = answer.from_xml(body).get("MaLoi")
+    except ValueError:  # not XML, another root
         return False
-    result = data.get(ANSWER_ROOT)
-    code = result.get("MaLoi") if isinstance(result, dict) else None
-    if not isinstance(code, str):
-        return False
-    outcome = _OUTCOMES.get(code.strip())
+    outcome = _OUTCOMES.get(code) if isinstance(code, str) else None
     return outcome is not None and outcome[1] is not None
 
 
 def canonical_answer(
-    status: int, body: bytes, sent: dict[str, str], to_canonical: CompiledMapping
+    status: int,
+    body: bytes,
+    context: Context,
+    sent: dict[str, Any],
+    mappings: tuple[CompiledMapping, CompiledMapping],
 ) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, canonical document) for the national answer; raises `Problem`
-    for a refusal or an answer that cannot be understood."""
-    result = _read_answer(status, body)
+    """(HTTP status, canonical document) for the national answer (`sent`: the canonical
+    request; `mappings`: answer.yaml and response.yaml); raises `Problem` for a refusal
+    or an answer that cannot be understood."""
+    answer, to_canonical = mappings
+    result = _read_answer(status, body, context, answer)
     code = result.get("MaLoi")
     description = result.get("MoTaLoi")
     said = f"MaLoi {code!r}" + (f": {description}" if isinstance(description, str) else "")
@@ -67,42 +70,26 @@ def canonical_answer(
             INVALID_MESSAGE,
             f"{SERVICE} refused the lookup as malformed ({said}).",
         )
-    echoed = result.get("MaYeuCau")
-    if echoed is not None and echoed != sent.get("MaYeuCau"):
-        raise Problem(
-            UPSTREAM_BAD_RESPONSE,
-            f"{SERVICE} answered request {echoed!r}, not {sent.get('MaYeuCau')!r}: "
-            "the answer is not for this request.",
-        )
     document: dict[str, Any] = {"outcome": outcome}
     if outcome == "found":
         document.update(found(result, to_canonical))
-    elif "MaSoDoanhNghiep" in sent:
-        document["enterpriseCode"] = sent["MaSoDoanhNghiep"]
+    elif "enterpriseCode" in sent:
+        document["enterpriseCode"] = sent["enterpriseCode"]
     if isinstance(description, str):
         document["message"] = description
     return _STATUS[outcome], document
 
 
 def found(result: dict[str, Any], to_canonical: CompiledMapping) -> dict[str, Any]:
-    """The canonical `enterprise` (and `requestedBranch`) of a cleaned-up
-    `KetQuaTraCuu` content."""
+    """The canonical `enterprise` (and `requestedBranch`) of a `KetQuaTraCuu` content."""
     try:
         mapped = to_canonical.apply(result)
     except MappingError as e:
         raise Problem(
             UPSTREAM_BAD_RESPONSE, f"{SERVICE}'s answer cannot be converted: {e}"
         ) from None
-    enterprise = mapped["enterprise"]
-    capital = enterprise.get("charterCapital")
-    if capital is not None:
-        if not (isinstance(capital, str) and capital.isascii() and capital.isdigit()):
-            raise Problem(
-                UPSTREAM_BAD_RESPONSE,
-                f"{SERVICE} gave the charter capital (VonDieuLe) as {capital!r}, not as "
-                "a whole number of VND.",
-            )
-        enterprise["charterCapital"] = int(capital)
+    # The branch asked for is one element; `each` (how its rules are shared with
+    # DanhSachChiNhanh) makes it a list, so it is unwrapped and counted here.
     branch = mapped.get("requestedBranch")
     if branch is not None:
         if len(branch) != 1:
@@ -114,42 +101,22 @@ def found(result: dict[str, Any], to_canonical: CompiledMapping) -> dict[str, An
     return mapped
 
 
-def _read_answer(status: int, body: bytes) -> dict[str, Any]:
-    """The content of `<KetQuaTraCuu>`, strings trimmed and empty elements dropped, every
-    `ChiNhanh` a list."""
+def _read_answer(
+    status: int, body: bytes, context: Context, answer: CompiledMapping
+) -> dict[str, Any]:
+    """The content of `<KetQuaTraCuu>` as answer.yaml reads it (echo checked)."""
     try:
-        data = xml_to_data(parse_xml(body), namespaces={}, lists={"ChiNhanh"})
-    except ValueError as e:
+        return answer.from_xml(body, context)
+    except MappingError as e:  # another root, or another request's answer
+        raise Problem(
+            UPSTREAM_BAD_RESPONSE,
+            f"{SERVICE} answered HTTP {status} with a document that is not for this "
+            f"request's lookup: {e}",
+            upstream_status=status,
+        ) from None
+    except ValueError as e:  # InvalidXML, UnsafeXML
         raise Problem(
             UPSTREAM_BAD_RESPONSE,
             f"{SERVICE} answered HTTP {status} with a body that is not usable XML: {e}",
             upstream_status=status,
         ) from None
-    result = data.get(ANSWER_ROOT)
-    if not isinstance(result, dict):
-        root = next(iter(data))
-        raise Problem(
-            UPSTREAM_BAD_RESPONSE,
-            f"{SERVICE} answered HTTP {status} with <{root}>, not <{ANSWER_ROOT}> "
-            "with child elements.",
-            upstream_status=status,
-        )
-    cleaned = _clean(result)
-    assert isinstance(cleaned, dict)
-    return cleaned
-
-
-def _clean(value: Any) -> Any:
-    """Trim strings and leave out empty ones (an empty element is an absent value)."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            item = _clean(item)
-            if item != "" and item != {}:
-                out[key] = item
-        return out
-    return value

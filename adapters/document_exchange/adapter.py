@@ -53,7 +53,7 @@ class DocumentExchangeConfig(LegacyTextConfig):
 
 class DocumentExchangeAdapter(Adapter[DocumentExchangeConfig]):
     name: ClassVar[str] = "document_exchange"
-    VERSION: ClassVar[str] = "1.0.0"
+    VERSION: ClassVar[str] = "1.0.1"
     Config: ClassVar[type[DocumentExchangeConfig]] = DocumentExchangeConfig
 
     def __init__(self, config: DocumentExchangeConfig) -> None:

@@ -3,8 +3,10 @@
 Pure conversions, compiled once (`Edxml(folder)`), used by the adapter's hooks and by
 the round-trip tests. The field-by-field correspondence is in `mappings/*.yaml`; this
 module adds what a mapping cannot say: the envelope's structure (TraceHeaderList,
-attachment numbering and checks), Vietnam time, status names, and reading the two
-spellings of an envelope a national platform may hand back.
+attachment numbering and checks), Vietnam time, a status name to its code with the
+list of names in the refusal, and reading the two spellings of an envelope a national
+platform may hand back. The answers' XML (default namespace, lists, status names) is
+declared in their mappings.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from gateway.conversion.sdk import (
 EDXML_NS: Final = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 SERVICE_NS: Final = "http://www.mic.gov.vn/TBT/QCVN_102_2016/service"
 NAMESPACES: Final[Mapping[str, str]] = {"svc": SERVICE_NS, "edXML": EDXML_NS}
-# Elements read as lists even when there is one: a schema needs a stable shape.
-LISTS: Final = frozenset(
-    {"edXML:To", "edXML:Attachment", "edXML:Status", "svc:Document", "svc:Recipient"}
-)
+# Elements of an edXML envelope read as lists even when there is one (a schema needs a
+# stable shape). The answers' mappings declare theirs; an envelope is read by hand
+# (read_document: two spellings, its parts in different places), so its lists are here.
+LISTS: Final = frozenset({"edXML:To", "edXML:Attachment"})
 VIETNAM: Final = timezone(timedelta(hours=7))
 MAX_ATTACHMENT_BYTES: Final = 10 * 1024 * 1024  # decoded, all files of one document
 EDXML_TIMESTAMP: Final = "%Y/%m/%d %H:%M:%S"
@@ -129,18 +131,6 @@ class Edxml:
         name = self.status_names.get(code)
         return {"code": code, "name": name} if name else {"code": code}
 
-    def name_statuses(self, value: Any) -> Any:
-        """Add the name to every `status: {code}` in a converted answer."""
-        if isinstance(value, list):
-            return [self.name_statuses(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        out = {k: self.name_statuses(v) for k, v in value.items()}
-        status = out.get("status")
-        if isinstance(status, dict) and isinstance(status.get("code"), str):
-            out["status"] = self.status_object(status["code"])
-        return out
-
     # -- documents -----------------------------------------------------------------------
 
     def send_document(self, document: Mapping[str, Any], now: datetime) -> etree._Element:
@@ -216,31 +206,27 @@ class Edxml:
     # -- answers -------------------------------------------------------------------------
 
     def read_answer(self, operation: str, result: etree._Element) -> dict[str, Any]:
-        """The canonical answer for an operation's response element."""
+        """The canonical answer for an operation's response element (its mapping reads
+        the XML as declared: default namespace, lists, [] when empty, status names)."""
         if operation == "GetDocument":
             return self.read_document(result)
-        data = _data(result)
-        if operation == "SendDocument":
-            answer = self.send_answer.apply(data)
-        elif operation == "GetPendingDocuments":
-            answer = self.pending.apply(data)
-            answer.setdefault("documents", [])
-            for summary in answer["documents"]:
-                if isinstance(summary.get("code"), str):
-                    summary["code"] = split_code(summary["code"])
-        elif operation == "UpdateStatus":
-            answer = self.status_answer.apply(data)
-        else:  # GetStatus
-            answer = self.status_list.apply(data)
-            answer.setdefault("recipients", [])
-            for recipient in answer["recipients"]:
-                if "fetched" in recipient:
-                    recipient["fetched"] = str(recipient["fetched"]).strip() == "true"
-                history = recipient.get("history")
-                entries = history if isinstance(history, list) else []
-                recipient["history"] = [self.read_status(e) for e in entries if isinstance(e, dict)]
-        named: dict[str, Any] = self.name_statuses(answer)
-        return named
+        mapping = {
+            "SendDocument": self.send_answer,
+            "GetPendingDocuments": self.pending,
+            "UpdateStatus": self.status_answer,
+            "GetStatus": self.status_list,
+        }[operation]
+        answer = mapping.from_xml(result)
+        # A listed code is "number/notation" in one text; the canonical form splits it.
+        for summary in answer.get("documents", []):
+            if isinstance(summary.get("code"), str):
+                summary["code"] = split_code(summary["code"])
+        # A recipient's history entries are edXML:Status, read by the status mapping.
+        for recipient in answer.get("recipients", []):
+            history = recipient["history"]
+            entries = history if isinstance(history, list) else []
+            recipient["history"] = [self.read_status(e) for e in entries if isinstance(e, dict)]
+        return answer
 
     @staticmethod
     def _map(mapping: CompiledMapping, source: Mapping[str, Any]) -> dict[str, Any]:

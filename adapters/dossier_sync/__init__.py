@@ -17,13 +17,15 @@ names, schemas/dossiers/); the portal speaks its own (simulated in simulator/dos
       <- 200 {"dossierId", "status", "synced": true, "agencyCode", "procedure",
               "receivedAt", "updatedAt", "applicant", "dueDate"?, "history": [...]}
 
-Field correspondences are the mapping files (mappings/status_change.yaml,
-mappings/portal_record.yaml) and the status code list (codes/status.yaml: received 1,
-more_documents_needed 2, eligible 3, completed 4). Code does only what a mapping cannot
-say: datetimes with any UTC offset are converted to Vietnam time (UTC+7) before the
-mapping formats them as the portal's yyyyMMddHHmmss (the mapping engine's date rule
-handles formats, not time zones), the HoSo document is written as XML into `data`, and
-the portal's answers, always HTTP 200 with an error_code, become canonical answers:
+Field correspondences are the mapping files (mappings/status_change.yaml for the sync
+message with maDonVi and module from the configuration, mappings/hoso.yaml for the HoSo
+XML document in its `data`, mappings/portal_record.yaml) and the status code list
+(codes/status.yaml: received 1, more_documents_needed 2, eligible 3, completed 4). Code
+does only what a mapping cannot say: datetimes with any UTC offset are converted to
+Vietnam time (UTC+7) before the mapping formats them as the portal's yyyyMMddHHmmss
+(refusing, with a pointer, a datetime without an offset, which the engine's iso would
+read in the zone), and the portal's answers, always HTTP 200 with an error_code, become
+canonical answers:
 
     0   200 the canonical answer
     106 400 invalid-message naming /agencyCode (wrong, unregistered or not the first agency)

@@ -68,12 +68,12 @@ class DossierSyncAdapter(Adapter[DossierSyncConfig]):
     portal's error_code answers become canonical answers or problems."""
 
     name: ClassVar[str] = "dossier_sync"
-    VERSION: ClassVar[str] = "1.0.0"
+    VERSION: ClassVar[str] = "1.0.1"
     Config: ClassVar[type[AdapterConfig]] = DossierSyncConfig
 
     def __init__(self, config: DossierSyncConfig) -> None:
         super().__init__(config)
-        self.portal = Portal(FOLDER)
+        self.portal = Portal(FOLDER, config.model_dump())
 
     # -- conversions (pure: also what the round-trip tests run) ---------------------------
 
@@ -82,9 +82,7 @@ class DossierSyncAdapter(Adapter[DossierSyncConfig]):
     ) -> dict[str, Any]:
         """A canonical status change (text already Unicode) -> the portal's sync message,
         its `data` the HoSo XML document as a string."""
-        return self.portal.to_portal(
-            change, context, agency_code=self.config.agency_code, module=self.config.module
-        )
+        return self.portal.to_portal(change, context)
 
     def from_portal(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """A portal sync message -> the canonical status change it carries (datetimes

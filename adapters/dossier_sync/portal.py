@@ -19,12 +19,8 @@ from gateway.conversion.sdk import (
     Context,
     MappingError,
     Problem,
-    data_to_xml,
     load_code_lists,
     load_mappings,
-    parse_xml,
-    to_bytes,
-    xml_to_data,
 )
 
 VIETNAM: Final = timezone(timedelta(hours=7))
@@ -45,13 +41,14 @@ GATEWAY_FIELDS: Final = {"module": "adapter_config.module"}
 class Portal:
     """The compiled mappings, status names and field names of the adapter's folder."""
 
-    def __init__(self, folder: Path) -> None:
-        mappings = load_mappings(folder)
+    def __init__(self, folder: Path, settings: Mapping[str, Any]) -> None:
+        mappings = load_mappings(folder, settings)  # agency_code and module
         self.to_portal_mapping = mappings["status_change"]
+        self.hoso = mappings["hoso"]  # the XML document in the message's data
         self.from_record = mappings["portal_record"]
         codes = load_code_lists(folder)["status"]
         self.status_names = {v: k for k, v in codes.items()}  # "1" -> "received"
-        self.fields = _portal_fields(folder / "mappings" / "status_change.yaml")
+        self.fields = _portal_fields(folder / "mappings")
         self.fields.update(dict.fromkeys(GATEWAY_FIELDS, ""))
         names = sorted(self.fields, key=len, reverse=True)  # longest first at a position
         self.field_re = re.compile(
@@ -62,9 +59,6 @@ class Portal:
         self,
         change: Mapping[str, Any],
         context: Context | None,
-        *,
-        agency_code: str | None,
-        module: str,
     ) -> dict[str, Any]:
         """A canonical status change (text already Unicode) -> the portal's sync message,
         its `data` the HoSo XML document as a string."""
@@ -72,37 +66,33 @@ class Portal:
         for name in _DATETIME_FIELDS:
             if doc.get(name) is not None:
                 doc[name] = vietnam_time(doc[name], f"/{name}")
-        if doc.get("agencyCode") is None:
-            if agency_code is None:
-                raise invalid(
-                    "/agencyCode",
-                    "is required: this service has no default agency (adapter_config.agency_code)",
-                )
-            doc["agencyCode"] = agency_code
         try:
             mapped = self.to_portal_mapping.apply(doc, context)
+            hoso = self.hoso.to_xml(doc, context)
         except MappingError as e:
-            raise Problem(
-                INVALID_MESSAGE, f"The status change cannot be converted for the portal: {e}"
-            ) from None
-        hoso = mapped.pop("data")["HoSo"]
-        try:
-            xml = to_bytes(data_to_xml(hoso, namespaces={}, root="HoSo"), declaration=False)
-        except ValueError as e:  # text XML cannot carry (control characters)
-            field = str(e).split(":", 1)[0]
-            pointer = self.fields.get(field.strip("/"), "")
-            raise Problem(
-                INVALID_MESSAGE,
-                f"{pointer or field}: the text cannot be carried in the portal's XML ({e})",
-                errors=[{"pointer": pointer, "detail": str(e)}],
-            ) from None
-        return {
-            "maDonVi": mapped["maDonVi"],
-            "module": module,
-            "maHoSo": mapped["maHoSo"],
-            "ngayTiepNhan": mapped["ngayTiepNhan"],
-            "data": xml.decode("utf-8"),
-        }
+            raise self._refused(str(e)) from None
+        if "maDonVi" not in mapped:  # neither the change's agencyCode nor the setting
+            raise invalid(
+                "/agencyCode",
+                "is required: this service has no default agency (adapter_config.agency_code)",
+            )
+        return {**mapped, "data": hoso.decode("utf-8")}  # maDonVi, module, maHoSo, ngayTiepNhan
+
+    def _refused(self, error: str) -> Problem:
+        """The problem for a change the mappings refuse: a rule (its message names the
+        canonical field), or text the HoSo XML cannot carry ("/HoSo/<field>: ...", named
+        here by its canonical pointer)."""
+        field = error.split(":", 1)[0]
+        if not field.startswith("/HoSo/"):
+            return Problem(
+                INVALID_MESSAGE, f"The status change cannot be converted for the portal: {error}"
+            )
+        pointer = self.fields.get(field.strip("/"), "")
+        return Problem(
+            INVALID_MESSAGE,
+            f"{pointer or field}: the text cannot be carried in the portal's XML ({error})",
+            errors=[{"pointer": pointer, "detail": error}],
+        )
 
     def from_portal(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """A portal sync message -> the canonical status change it carries (datetimes
@@ -110,10 +100,8 @@ class Portal:
         data = message.get("data")
         if not isinstance(data, str):
             raise ValueError("the sync message has no data string")
-        tree = xml_to_data(parse_xml(data.encode("utf-8")), namespaces={})
-        if "HoSo" not in tree:
-            raise ValueError(f"data holds {next(iter(tree))}, not HoSo")
-        return self.to_portal_mapping.reverse({**message, "data": tree})
+        hoso = self.hoso.from_xml(data.encode("utf-8"))  # ValueError: not a HoSo document
+        return {**self.to_portal_mapping.reverse(message), **hoso}
 
     def record_view(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The portal's record of a dossier (GET answer's hoSo) -> the canonical view."""
@@ -170,20 +158,22 @@ def json_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return out
 
 
-def _portal_fields(spec_path: Path) -> dict[str, str]:
-    """Portal field -> canonical pointer, read from the status-change mapping: the field
-    as the portal names it in its messages ("HoSo/ChuHoSo/SoDinhDanh", "maHoSo") and,
-    when no two fields share it, its last segment alone ("SoDinhDanh")."""
-    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+def _portal_fields(folder: Path) -> dict[str, str]:
+    """Portal field -> canonical pointer, read from the sync message's mappings
+    (status_change.yaml, and hoso.yaml for the HoSo document): the field as the portal
+    names it in its messages ("HoSo/ChuHoSo/SoDinhDanh", "maHoSo") and, when no two
+    fields share it, its last segment alone ("SoDinhDanh")."""
     fields: dict[str, str] = {}
     last: dict[str, set[str]] = {}
-    for rule in spec["rules"]:
-        source, target = rule.get("from"), rule.get("to")
-        if not isinstance(source, str) or not isinstance(target, str):
-            continue
-        name = target.strip("/").removeprefix("data/")
-        fields[name] = source
-        last.setdefault(name.rsplit("/", 1)[-1], set()).add(source)
+    for file, prefix in (("status_change.yaml", ""), ("hoso.yaml", "HoSo/")):
+        spec = yaml.safe_load((folder / file).read_text(encoding="utf-8"))
+        for rule in spec["rules"]:
+            source, target = rule.get("from"), rule.get("to")
+            if not isinstance(source, str) or not isinstance(target, str):
+                continue
+            name = prefix + target.strip("/")
+            fields[name] = source
+            last.setdefault(name.rsplit("/", 1)[-1], set()).add(source)
     for name, sources in last.items():
         if len(sources) == 1:
             fields.setdefault(name, next(iter(sources)))

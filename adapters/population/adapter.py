@@ -26,7 +26,7 @@ from gateway.conversion.sdk import (
 )
 
 from .answers import canonical_answer, is_business_answer
-from .lookup import check_accountability, endpoint_for, national_lookup, sender_mapping
+from .lookup import check_accountability, endpoint_for, national_lookup
 
 __all__ = ["ADAPTER", "FOLDER", "PopulationAdapter", "PopulationConfig"]
 
@@ -44,20 +44,20 @@ class PopulationConfig(LegacyTextConfig):
 
 class PopulationAdapter(Adapter[PopulationConfig]):
     name: ClassVar[str] = "population"
-    VERSION: ClassVar[str] = "1.0.0"
+    VERSION: ClassVar[str] = "1.0.1"
     Config: ClassVar[type[PopulationConfig]] = PopulationConfig
 
     def __init__(self, config: PopulationConfig) -> None:
         super().__init__(config)
         # Compiled per instance: the gateway builds one per configuration and content of
         # the mapping files, so an edited mapping is live at the next reload.
-        mappings = load_mappings(FOLDER)
-        self.accountability = mappings["accountability"]
+        mappings = load_mappings(FOLDER, settings=config.model_dump())
+        self.accountability = mappings["accountability"]  # with MaDonVi, MaTichHop
+        self.echo = mappings["answer"]
         self.by_number = mappings["lookup-by-number"]
         self.by_name = mappings["lookup-by-name"]
         self.citizen = mappings["citizen"]
         self.full_name = mappings["full-name"]
-        self.sender = sender_mapping(config.agency_code, config.integration_code)
 
     # -- canonical request -> national request ------------------------------------------------
 
@@ -91,7 +91,6 @@ class PopulationAdapter(Adapter[PopulationConfig]):
             context,
             text_in=self.config.text_in,
             accountability=self.accountability,
-            sender=self.sender,
             by_number=self.by_number,
             by_name=self.by_name,
         )
@@ -122,7 +121,12 @@ class PopulationAdapter(Adapter[PopulationConfig]):
         """The canonical status and document for a national answer (the response hook's
         conversion, without the HTTP parts); raises Problem for what is not an answer."""
         return canonical_answer(
-            status, body, request_id, citizen=self.citizen, full_name=self.full_name
+            status,
+            body,
+            request_id,
+            echo=self.echo,
+            citizen=self.citizen,
+            full_name=self.full_name,
         )
 
 

@@ -1,6 +1,7 @@
 """National answer -> canonical answer: MaLoi read as the provider's business answers
 (found, not found, not permitted) or as problems, and the citizen records converted by
-citizen.yaml and full-name.yaml."""
+citizen.yaml and full-name.yaml (which drop the record's empty values), the echo of the
+request id checked by answer.yaml."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.conversion.sdk import (
     UPSTREAM_AUTH_FAILED,
     UPSTREAM_BAD_RESPONSE,
     CompiledMapping,
+    Context,
     MappingError,
     Problem,
 )
@@ -42,6 +44,7 @@ def canonical_answer(
     body: bytes,
     request_id: str,
     *,
+    echo: CompiledMapping,
     citizen: CompiledMapping,
     full_name: CompiledMapping,
 ) -> tuple[int, dict[str, Any]]:
@@ -61,14 +64,12 @@ def canonical_answer(
     message = national.get("MoTaLoi")
     message = message if isinstance(message, str) and message else None
     upstream = {"status": status, "MaLoi": code, "MoTaLoi": message}
-    echoed = national.get("MaYeuCau")
-    if echoed not in (None, "", request_id):
+    try:
+        echo.apply(national, Context(request_id=request_id))
+    except MappingError as e:
         raise Problem(
-            UPSTREAM_BAD_RESPONSE,
-            f"The national answer is for MaYeuCau {echoed!r}, not for this request "
-            f"({request_id!r}): it is withheld.",
-            upstream=upstream,
-        )
+            UPSTREAM_BAD_RESPONSE, f"The national answer is withheld: {e}.", upstream=upstream
+        ) from None
     if code == FOUND and 200 <= status < 300:
         citizens = _citizens(national, upstream, citizen, full_name)
         return 200, {"outcome": "found", "citizens": citizens}
@@ -111,9 +112,8 @@ def _citizens(
     citizens = []
     for i, record in enumerate(records):
         try:
-            present = _present(record)
-            person = citizen.apply(present)
-            name = full_name.apply(present)
+            person = citizen.apply(record)
+            name = full_name.apply(record)
             citizens.append({"personalId": person.pop("personalId"), **name, **person})
         except MappingError as e:
             raise Problem(
@@ -130,14 +130,3 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _present(value: Any) -> Any:
-    """The national record without its empty strings and nulls (unknown, for the
-    canonical form: omitted)."""
-    if isinstance(value, dict):
-        kept = {k: _present(v) for k, v in value.items() if v is not None and v != ""}
-        return {k: v for k, v in kept.items() if v != {}}
-    if isinstance(value, list):
-        return [_present(v) for v in value]
-    return value

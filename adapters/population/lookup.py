@@ -21,7 +21,6 @@ from gateway.conversion.sdk import (
     Context,
     MappingError,
     Problem,
-    compile_mapping,
     json_object,
 )
 
@@ -37,17 +36,11 @@ _STRING_FIELDS = {  # the canonical request's fields, checked again whatever the
 }
 
 
-def sender_mapping(agency_code: str, integration_code: str | None) -> CompiledMapping:
-    """MaDonVi and MaTichHop, constants of the service's configuration."""
-    sender: list[dict[str, Any]] = [{"const": agency_code, "to": "/MaDonVi"}]
-    if integration_code is not None:
-        sender.append({"const": integration_code, "to": "/MaTichHop"})
-    return compile_mapping({"rules": sender})
-
-
 def check_accountability(context: Context) -> None:
     """The national side records who looks a citizen up and why: refuse a lookup without
-    them, or with a request id longer than MaYeuCau holds."""
+    them, or with a request id longer than MaYeuCau holds (refused, not shortened as the
+    mapping's max_length would: the national side logs MaYeuCau, and the province's
+    callers find their lookup there by the id they sent)."""
     asked = ((OFFICER_HEADER, context.officer), (PROCEDURE_HEADER, context.procedure))
     missing = [header for header, value in asked if not value]
     if missing:
@@ -76,18 +69,17 @@ def national_lookup(
     *,
     text_in: Callable[[Any], Any],
     accountability: CompiledMapping,
-    sender: CompiledMapping,
     by_number: CompiledMapping,
     by_name: CompiledMapping,
 ) -> dict[str, Any]:
     """The national lookup body for a canonical request body (`text_in`: the
-    configuration's legacy text decoding)."""
+    configuration's legacy text decoding; `accountability` adds who asks, and MaDonVi
+    and MaTichHop from the configuration)."""
     doc = canonical_request(body, text_in)
     mapping = by_number if "personalId" in doc or "oldIdNumber" in doc else by_name
     try:
         return {
             **accountability.apply({}, context),
-            **sender.apply({}),
             **mapping.apply(doc, context),
         }
     except MappingError as e:

@@ -25,6 +25,7 @@ from gateway.config.policy import (
     GroupSpec,
     RateLimitSpec,
     ServiceSpec,
+    TopicSpec,
     UpstreamSpec,
 )
 from gateway.config.versions import PolicyCommit
@@ -36,6 +37,7 @@ __all__ = [
     "GROUPS",
     "RATE_LIMITS",
     "SERVICES",
+    "TOPICS",
     "UPSTREAMS",
     "Collection",
     "Key",
@@ -94,6 +96,7 @@ GROUPS = Collection("groups", "group", GroupSpec, ("code",))
 CLIENTS = Collection("clients", "client", ClientSpec, ("code",))
 UPSTREAMS = Collection("upstreams", "upstream", UpstreamSpec, ("name",))
 SERVICES = Collection("services", "service", ServiceSpec, ("provider", "code", "version"))
+TOPICS = Collection("topics", "topic", TopicSpec, ("code",))
 RATE_LIMITS = Collection(
     "rate_limits", "rate limit", RateLimitSpec, ("client", "service"), optional_keys=True
 )

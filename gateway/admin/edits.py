@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.admin.actor import ADMINISTRATOR, OPERATOR_KINDS, Actor
 from gateway.admin.refusals import message_errors, refused, validation_errors
 from gateway.config import versions
-from gateway.config.diff import Change, diff
+from gateway.config.diff import Change, diff, diff_documents
 from gateway.config.policy import PolicySet, policy_document, with_mapping_digests
 from gateway.core.problems import ACCESS_DENIED, NOT_FOUND, PRECONDITION_FAILED, Problem
 from gateway.store import changes as admin
@@ -28,6 +28,7 @@ from gateway.store.models import PolicyVersion
 __all__ = [
     "Editor",
     "begin_change",
+    "compare",
     "current",
     "document_at",
     "edit",
@@ -241,22 +242,29 @@ async def restore(editor: Editor, version: int) -> versions.PolicyCommit:
     Example:
         >>> await restore(editor, 41)
     """
-    async with editor.sessions() as s, s.begin():
-        await begin_change(s, editor.if_match)
-        if await s.get(PolicyVersion, version) is None:
-            newest = await s.scalar(select(func.max(PolicyVersion.id))) or 0
-            raise Problem(NOT_FOUND, f"No policy version {version}; the newest is {newest}.")
-        try:
-            commit = await versions.rollback(
-                s,
-                version,
-                actor=editor.actor.name,
-                comment=editor.actor.comment,
-                outbound=editor.outbound,
-            )
-        except versions.PolicyRejected as e:
-            raise refused(f"Version {version} cannot be restored", message_errors(str(e))) from None
-        operator_may(editor.actor, commit.changes)
+    try:
+        async with editor.sessions() as s, s.begin():
+            await begin_change(s, editor.if_match)
+            if await s.get(PolicyVersion, version) is None:
+                newest = await s.scalar(select(func.max(PolicyVersion.id))) or 0
+                raise Problem(NOT_FOUND, f"No policy version {version}; the newest is {newest}.")
+            try:
+                commit = await versions.rollback(
+                    s,
+                    version,
+                    actor=editor.actor.name,
+                    comment=editor.actor.comment,
+                    outbound=editor.outbound,
+                )
+            except versions.PolicyRejected as e:
+                raise refused(
+                    f"Version {version} cannot be restored", message_errors(str(e))
+                ) from None
+            operator_may(editor.actor, commit.changes)
+            if editor.dry_run:
+                raise _DryRun(commit)
+    except _DryRun as done:
+        return done.commit
     return commit
 
 
@@ -285,6 +293,17 @@ async def document_at(sessions: async_sessionmaker[AsyncSession], version: int) 
         except versions.PolicyRejected as e:
             raise Problem(NOT_FOUND, str(e)) from None
     return policy_document(policy)
+
+
+async def compare(sessions: async_sessionmaker[AsyncSession], old: int, new: int) -> list[Change]:
+    """What changed from policy version `old` to version `new` (either may be the
+    older); 404 for a version that never was.
+
+    Example:
+        >>> [c.summary for c in await compare(sessions, 41, 42)]
+        ['updated service 000.00.00.G01/csdlqg-dancu/v1']
+    """
+    return diff_documents(await document_at(sessions, old), await document_at(sessions, new))
 
 
 async def history(sessions: async_sessionmaker[AsyncSession], limit: int) -> list[PolicyVersion]:

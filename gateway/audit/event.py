@@ -61,6 +61,9 @@ class AuditEvent:
     # request is forwarded, and the outcome naming it (gateway/exchange/steps/intent.py).
     phase: str | None = None  # "intent" | "outcome" | None: one event for the exchange
     intent_id: str | None = None
+    # The external issuer whose token authenticated the caller (gateway/identity/issuers.py);
+    # None for the gateway's own tokens and API keys.
+    issuer: str | None = None
     # The instance's hash chain, filled in by the audit log's writer (gateway/audit/chain.py).
     seq: int = 0
     prev_hash: str = ""
@@ -111,7 +114,7 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditEve
 # value (gateway/audit/chain.py), and its wire form leaves them out when they do not, so
 # an event from before them (the field absent, or null in its store row) hashes as it
 # always did, while a value set, changed or removed later breaks the hash.
-HASHED_WHEN_SET: tuple[str, ...] = ("adapter", "adapter_version", "phase", "intent_id")
+HASHED_WHEN_SET: tuple[str, ...] = ("adapter", "adapter_version", "phase", "intent_id", "issuer")
 _FIELD_SET = frozenset(FIELD_NAMES)
 _all_fields = operator.attrgetter(*FIELD_NAMES)  # one C call for every field
 
@@ -139,6 +142,7 @@ FIELD_WIDTHS: dict[str, int] = {
     "adapter_version": 32,  # gateway.conversion.sdk.MAX_VERSION_LENGTH
     "phase": 8,
     "intent_id": 36,
+    "issuer": 255,
 }
 _WIDTH_NAMES = tuple(FIELD_WIDTHS)
 _WIDTHS = tuple(FIELD_WIDTHS.values())

@@ -143,6 +143,7 @@ class KafkaShipper:
                 )
                 if not batch:
                     self._waiting_since = None
+                    await self.spool.maintain()  # a full disk frees itself, traffic or not
                     await self.spool.wait(self.spool.acked, timeout=1.0)
                     continue
                 if self._waiting_since is None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import errno
 import mmap
 import os
@@ -49,6 +50,7 @@ from gateway.audit.spool_format import (
     READ_CHUNK,
     SEGMENT_NAME,
     Chunk,
+    NoRoomForCopy,
     Segment,
     SegmentScan,
     SpoolCorruption,
@@ -68,6 +70,7 @@ from gateway.audit.spool_format import (
     resync,
     segment_last,
     settle,
+    unlink_all,
     write_without,
 )
 from gateway.audit.spool_space import (
@@ -75,6 +78,7 @@ from gateway.audit.spool_space import (
     SpoolDiskFull,
     free_bytes,
     is_out_of_space,
+    persist_position,
     sync_path,
     write_replacing,
 )
@@ -261,6 +265,13 @@ class Spool:
         self._next = max(prev, highest_name - 1) + 1
         self._acked = self._acked_durable = min(acked, prev)
         self._indexed = min(read_ack(directory / INDEXED_FILE, missing=acked), self._acked)
+        # Written at once: a missing file means "as acked" (a spool from before it existed),
+        # which must not be what a new spool that has released nothing yet reads back.
+        if self._keep:
+            with contextlib.suppress(OSError):  # a full disk: the reclaim below makes room
+                self._persist_ack(self._indexed, [], False, INDEXED_FILE)
+        else:
+            (directory / INDEXED_FILE).unlink(missing_ok=True)
         while len(self._segments) > 1 and self._segments[0].last <= self._floor():
             self._segments.pop(0).path.unlink(missing_ok=True)  # trim an interrupted ack
         if self._segments:
@@ -268,12 +279,24 @@ class Spool:
             self._write_fd = os.open(self._segments[-1].path, flags)
         if self._fsync:
             fsync_dir(directory)
-        # A full disk at start is not fatal: reclaiming the newest segment may free it.
-        if self._compactable(full=not self._reserve.hold()):
-            copy = self._copy_head()
-            self._release_newest()
-            self._adopt(copy, self._drop_newest(copy))
+        self._reclaim_at_open()
         return SpoolRecovery(records, unacked, last_payload, corruptions)
+
+    def _reclaim_at_open(self) -> None:
+        """A full disk at start is not fatal: reclaiming the newest segment may free it."""
+        ack_file = self._dir / ACK_FILE
+        if not ack_file.exists():
+            # Its block exists from now on, for an ack written in place on a full disk.
+            with contextlib.suppress(OSError):
+                write_replacing(ack_file, b"0\n", fsync=False, reserve=None)
+        if not self._compactable(full=not self._reserve.hold()):
+            return
+        try:
+            copy, frame = self._copy_head(), None
+        except NoRoomForCopy as tight:
+            copy, frame = tight.segment, tight.frame
+        self._release_newest()
+        self._adopt(copy, self._drop_newest(copy, frame))
 
     def _recover_segment(
         self, path: Path, name: int, prev: int, newest: bool, acked: int
@@ -621,7 +644,31 @@ class Spool:
         full = self._space_need is not None or not self._reserve.held
         if self._compactable(full=full):
             async with self._lock:
-                await self._reclaim_newest(full=full)
+                # The ack stands either way; a failed reclaim is tried again by
+                # maintain() or the next append.
+                with contextlib.suppress(OSError):
+                    await self._reclaim_newest(full=full)
+
+    async def maintain(self) -> bool:
+        """Free what can be freed while the disk is full (or the reserve is missing), with
+        no append or ack to do it: the acked newest segment, segments whose deletion
+        failed, the reserve taken back. The shipper calls it when idle. Returns whether
+        the newest segment was reclaimed."""
+        self._check_open()
+        if self._space_need is None and not self._doomed and self._reserve.held:
+            return False
+        async with self._ack_lock, self._lock:
+            doomed, self._doomed = self._doomed, []
+            try:
+                await in_thread(unlink_all, doomed)
+            except OSError:
+                self._doomed.extend(doomed)
+            try:
+                if not self._reserve.held:
+                    await in_thread(self._reserve.hold)
+                return await self._reclaim_newest(full=True)
+            except OSError:
+                return False
 
     def _trim(self) -> list[Path]:
         """Take the segments below the floor out of the spool; return their files, and
@@ -707,10 +754,8 @@ class Spool:
         # Written before the segments go: a crash in between only leaves them for the
         # next open to trim. No fsync: a lost position only means records are sent again
         # (or kept longer).
-        reserve = self._reserve if use_reserve else None
-        write_replacing(self._dir / name, b"%d\n" % offset, fsync=False, reserve=reserve)
-        for path in doomed:
-            path.unlink(missing_ok=True)
+        persist_position(self._dir / name, offset, self._reserve if use_reserve else None)
+        unlink_all(doomed)
         if use_reserve:
             self._reserve.hold()  # in the space the deletions freed, if they did
 
@@ -732,17 +777,25 @@ class Spool:
         the append lock); return whether it was."""
         if not self._compactable(full=full):
             return False
+        old = self._segments[-1]
         copying = asyncio.ensure_future(asyncio.to_thread(self._copy_head))
         cancelled = await settle(copying)
-        copy = copying.result()  # failed: nothing changed (a stray copy is replaced later)
-        # Its blocks are freed only once nothing holds it open.
-        old = self._segments[-1]
-        self._release_newest()
-        dropping = asyncio.ensure_future(asyncio.to_thread(self._drop_newest, copy))
+        error = copying.exception()
+        # No room even for the copy, reserve and all (something else filled the disk):
+        # the old segment, all acked, goes first and the copy is written in the space
+        # that frees. Only a crash in between loses the head (then read from the store).
+        if error is not None and not isinstance(error, NoRoomForCopy):
+            if cancelled:
+                raise asyncio.CancelledError
+            raise error  # nothing changed (a stray copy is replaced later)
+        copy = error.segment if isinstance(error, NoRoomForCopy) else copying.result()
+        frame = error.frame if isinstance(error, NoRoomForCopy) else None
+        self._release_newest()  # its blocks are freed only once nothing holds it open
+        dropping = asyncio.ensure_future(asyncio.to_thread(self._drop_newest, copy, frame))
         cancelled |= await settle(dropping)
-        if dropping.exception() is not None:  # the copy cannot be opened: go on in the old
-            self._write_fd = os.open(old.path, os.O_WRONLY | os.O_CLOEXEC)
-        else:
+        if dropping.exception() is not None and old.path.exists():
+            self._write_fd = os.open(old.path, os.O_WRONLY | os.O_CLOEXEC)  # go on in it
+        elif dropping.exception() is None:
             self._adopt(copy, dropping.result())
         if cancelled:
             raise asyncio.CancelledError
@@ -763,11 +816,16 @@ class Spool:
             # The copy supersedes the segment only under an ack that survives a crash.
             sync_path(self._dir / ACK_FILE)
         path = self._dir / f"{old.last:020d}.seg"
-        write_replacing(path, frame, fsync=self._fsync, reserve=self._reserve)
         segment = Segment(old.last, path, old.last, old.last, len(frame), 1, 0)
         segment.index_offsets.append(old.last)
         segment.index_positions.append(0)
         segment.next_index_at = INDEX_STRIDE
+        try:
+            write_replacing(path, frame, fsync=self._fsync, reserve=self._reserve)
+        except OSError as exc:
+            if is_out_of_space(exc):
+                raise NoRoomForCopy(segment, frame) from exc
+            raise
         return segment
 
     def _release_newest(self) -> None:
@@ -777,11 +835,17 @@ class Spool:
             self._write_fd = None
         self._cursor = None
 
-    def _drop_newest(self, copy: Segment) -> int:
-        """Delete the segment the copy supersedes, take the reserve back in the space that
-        freed; returns the copy's write fd."""
-        fd = os.open(copy.path, os.O_WRONLY | os.O_CLOEXEC)
+    def _drop_newest(self, copy: Segment, frame: bytes | None) -> int:
+        """Delete the segment the copy supersedes (then write the copy, if ``frame`` is
+        given: there was no room for it before), take the reserve back in the space
+        that freed; returns the copy's write fd."""
         old = self._segments[-1].path
+        if frame is not None:
+            old.unlink()
+            if self._fsync:
+                fsync_dir(self._dir)
+            write_replacing(copy.path, frame, fsync=self._fsync, reserve=None)
+        fd = os.open(copy.path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             old.unlink(missing_ok=True)
         except OSError:

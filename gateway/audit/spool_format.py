@@ -13,7 +13,8 @@ On disk, in the spool's ``directory``:
 * ``acked``: the offset of the last acknowledged record, in decimal (missing means 0, so
   everything is sent again).
 * ``indexed`` (with ``keep_until_indexed``): the offset up to which the records are known
-  to be in the audit store itself, not only on the broker (missing means ``acked``).
+  to be in the audit store itself, not only on the broker (written at open; missing, as
+  in a spool from before it, means ``acked``).
   Segments are kept until both positions have passed them, so that what a broker loses
   after acknowledging it can be sent again (``rewind``). When keeping them would take the
   spool past ``max_bytes``, the oldest acknowledged segments go anyway, and
@@ -61,6 +62,7 @@ __all__ = [
     "READ_CHUNK",
     "SEGMENT_NAME",
     "Chunk",
+    "NoRoomForCopy",
     "Segment",
     "SegmentScan",
     "SpoolCorruption",
@@ -80,6 +82,7 @@ __all__ = [
     "resync",
     "segment_last",
     "settle",
+    "unlink_all",
     "write_all",
     "write_without",
 ]
@@ -354,3 +357,18 @@ def write_without(
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class NoRoomForCopy(OSError):
+    """The chain head's copy found no room (the reserve spent too)."""
+
+    def __init__(self, segment: Segment, frame: bytes) -> None:
+        super().__init__(errno.ENOSPC, "no room for the chain head's copy")
+        self.segment = segment
+        self.frame = frame
+
+
+def unlink_all(paths: list[Path]) -> None:
+    """Delete ``paths`` (those already gone are no error)."""
+    for path in paths:
+        path.unlink(missing_ok=True)

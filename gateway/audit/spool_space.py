@@ -25,10 +25,16 @@ __all__ = [
     "SpoolDiskFull",
     "free_bytes",
     "is_out_of_space",
+    "overwrite_in_place",
+    "persist_position",
+    "sync_path",
+    "write_replacing",
 ]
 
 RESERVE_FILE = "reserve"
 _OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+# posix_fallocate is not offered (some libcs, some file systems): zeros are written instead.
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
 
 
 class SpoolDiskFull(OSError):
@@ -92,19 +98,21 @@ class Reserve:
         disk is not an error (it is tried again later); anything else is raised."""
         if self.held:
             return True
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.posix_fallocate(fd, 0, self.size)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
+            if is_out_of_space(exc):
+                return False
+            raise
+        try:
+            _allocate(fd, self.size)
+        except OSError as exc:
+            os.close(fd)
             if not is_out_of_space(exc):
                 raise
-            os.close(fd)
-            fd = -1
             self.path.unlink(missing_ok=True)  # a part-allocated reserve would hold blocks
             return False
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        os.close(fd)
         return True
 
     def release(self) -> bool:
@@ -116,6 +124,16 @@ class Reserve:
         except FileNotFoundError:
             return False
         return True
+
+
+def _allocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in _NO_FALLOCATE:
+            raise
+        for pos in range(0, size, 65536):
+            os.pwrite(fd, bytes(min(65536, size - pos)), pos)
 
 
 def write_replacing(path: Path, data: bytes, *, fsync: bool, reserve: Reserve | None) -> None:
@@ -152,6 +170,27 @@ def _write_then_rename(path: Path, data: bytes, fsync: bool) -> None:
         sync_path(path.parent)
 
 
+def overwrite_in_place(path: Path, data: bytes) -> None:
+    """Write ``data`` over the start of the existing file ``path``: the last resort for the
+    ``acked`` file on a disk with no room left and no reserve, since it takes no new
+    block. A shorter ``data`` (a position taken back) is padded with spaces, since the
+    positions are read stripped; a torn write is as likely as a torn sector.
+
+    Example: ``overwrite_in_place(spool_dir / "acked", b"43\n")``."""
+    size = path.stat().st_size
+    if len(data) < size:
+        data = data.rstrip(b"\n").ljust(size - 1) + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        view = memoryview(data)
+        pos = 0
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view, pos = view[n:], pos + n
+    finally:
+        os.close(fd)
+
+
 def sync_path(path: Path) -> None:
     """fsync a file or a directory by its path."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -159,3 +198,18 @@ def sync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def persist_position(path: Path, offset: int, reserve: Reserve | None) -> None:
+    """Write a spool position file (``acked``, ``indexed``): replaced whole; on a full
+    disk with ``reserve`` given, with its room, and with no room and no reserve at all
+    (something else took it), overwritten in place, which needs no new block.
+
+    Example: ``persist_position(spool_dir / "acked", 42, reserve=None)``."""
+    data = b"%d\n" % offset
+    try:
+        write_replacing(path, data, fsync=False, reserve=reserve)
+    except OSError as exc:
+        if not (reserve is not None and is_out_of_space(exc) and path.exists()):
+            raise
+        overwrite_in_place(path, data)

@@ -53,6 +53,7 @@ __all__ = [
 
 NODE_LEVEL = 8  # subtrees of 2**8 = 256 leaves and more are stored
 _BATCH = 5000
+MAX_PROOFS = 20  # events per inclusion request
 
 
 class ProofUnavailable(LookupError):
@@ -302,6 +303,7 @@ async def inclusion_bundles(
     request_id: str | None = None,
     size: int | None = None,
     with_record: bool = True,
+    client: str | None = None,
 ) -> list[dict[str, Any]]:
     """An inclusion proof for the event (or each event of the request: an intent and its
     outcome are two leaves), against the head of `size` leaves or the latest head.
@@ -314,7 +316,10 @@ async def inclusion_bundles(
         stmt = stmt.where(AuditRecord.event_id == event_id)
     if request_id is not None:
         stmt = stmt.where(AuditRecord.request_id == request_id)
-    rows = list((await s.scalars(stmt.order_by(AuditRecord.id))).all())
+    if client is not None:  # a caller's receipt: its own exchanges only
+        stmt = stmt.where(AuditRecord.client_code == client)
+    # A request id is the caller's choice and may repeat: the first few events only.
+    rows = list((await s.scalars(stmt.order_by(AuditRecord.id).limit(MAX_PROOFS))).all())
     if not rows:
         raise ProofUnavailable("no chained audit record matches")
     out = []

@@ -15,7 +15,17 @@ from typing import Any, Literal
 from gateway.config.policy import PolicySet, policy_document
 
 # Order in which changes are written: what others refer to comes first (and goes last).
-KINDS = ("agency", "group", "client", "upstream", "service", "access", "rate_limit")
+KINDS = (
+    "agency",
+    "group",
+    "client",
+    "upstream",
+    "service",
+    "access",
+    "rate_limit",
+    "issuer",
+    "topic",
+)
 _LABELS = {
     "agency": "agency",
     "group": "group",
@@ -24,6 +34,8 @@ _LABELS = {
     "service": "service",
     "access": "access rights of",
     "rate_limit": "rate limit",
+    "issuer": "trusted issuer",
+    "topic": "topic",
 }
 
 Op = Literal["create", "update", "delete"]
@@ -117,8 +129,12 @@ def entities(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         )
         if rights:
             out["access"][key] = {"rights": [list(r) for r in rights]}
+    for t in doc.get("topics", []):
+        out["topic"][t["code"]] = {k: v for k, v in t.items() if k != "code"}
     for r in doc["rate_limits"]:
         out["rate_limit"][rate_limit_key(r.get("client"), r.get("service"))] = r
+    for i in doc.get("issuers", []):
+        out["issuer"][i["issuer"]] = {k: v for k, v in i.items() if k != "issuer"}
     return out
 
 

@@ -27,6 +27,8 @@ KINDS: dict[str, str] = {
     "upstreams": "upstream",
     "services": "service",
     "rate_limits": "rate limit",
+    "issuers": "trusted issuer",
+    "topics": "topic",
 }
 _INDEXED = re.compile(r"^(" + "|".join(KINDS) + r")\[(\d+)\](?:\.(.*?))?: (.*)$", re.S)
 _VALUE_ERROR = "Value error, "
@@ -47,6 +49,8 @@ def entity_key(section: str, item: Any) -> str | None:
     if section == "rate_limits":
         who = [str(item[k]) for k in ("client", "service") if item.get(k)]
         return " on ".join(who) or None
+    if section == "issuers":
+        return None if item.get("issuer") is None else str(item["issuer"])
     value = item.get("name" if section == "upstreams" else "code")
     return None if value is None else str(value)
 

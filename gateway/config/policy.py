@@ -208,6 +208,35 @@ class ServiceSpec(_Strict):
         return self
 
 
+class TopicAccessSpec(_Strict):
+    """Who may subscribe to a topic (or pull its events): one client or one group."""
+
+    client: Code | None = None
+    group: Code | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TopicAccessSpec:
+        if (self.client is None) == (self.group is None):
+            raise ValueError("a topic's access right names exactly one of 'client' or 'group'")
+        return self
+
+
+class TopicSpec(_Strict):
+    """A topic of events (docs/administrator.md "Topics and subscriptions"): who publishes
+    to it, the schema of its events' `data`, and who may subscribe (deny by default)."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=255)
+    provider: AgencyCode  # the agency whose systems the events come from
+    publishers: list[Code] = Field(min_length=1)  # clients that may post events
+    # The registry subject the events' `data` is checked against on publish.
+    event_schema: SchemaRef | None = None
+    # Largest event body a publisher may post.
+    max_event_bytes: StrictInt = Field(256 * 1024, ge=64, le=16 * 1024 * 1024)
+    enabled: bool = True
+    access: list[TopicAccessSpec] = []
+
+
 class RateSpec(_Strict):
     requests: StrictInt = Field(ge=1, le=1_000_000)
     per: Literal["second", "minute", "hour"] = "second"
@@ -238,6 +267,27 @@ class RateLimitSpec(_Strict):
         return (self.client or "", self.service or "")
 
 
+# Asymmetric JWS algorithms an external issuer may sign with: never "none" nor an HMAC
+# (HS*), whose key would be a secret shared between the platforms.
+IssuerAlgorithm = Literal["RS256", "PS256", "ES256", "ES384", "EdDSA", "Ed25519"]
+_HTTP_URL = r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$"
+
+
+class IssuerSpec(_Strict):
+    """An external token issuer the gateway trusts (the national platform's, say): tokens
+    it signs are verified with the keys its JWKS URL publishes, and the caller is the
+    policy client `client` (that client's rights, limits and audit apply)."""
+
+    issuer: Annotated[str, StringConstraints(pattern=_HTTP_URL, max_length=255)]
+    jwks_url: Annotated[str, StringConstraints(pattern=_HTTP_URL, max_length=2048)]
+    audience: str = Field(min_length=1, max_length=255)
+    algorithms: list[IssuerAlgorithm] = Field(["RS256", "ES256", "EdDSA"], min_length=1)
+    client: Code
+    # The longest lifetime (exp - iat) a token of this issuer may claim.
+    max_token_lifetime_seconds: StrictInt = Field(3600, ge=60, le=86_400)
+    enabled: bool = True
+
+
 class PolicySet(_Strict):
     agencies: list[AgencySpec] = []
     groups: list[GroupSpec] = []
@@ -245,6 +295,8 @@ class PolicySet(_Strict):
     upstreams: list[UpstreamSpec] = []
     services: list[ServiceSpec] = []
     rate_limits: list[RateLimitSpec] = []
+    topics: list[TopicSpec] = []
+    issuers: list[IssuerSpec] = []
     # Where each entity was written, when read from files (load_policy_dir).
     _places: Places | None = PrivateAttr(default=None)
 
@@ -262,9 +314,13 @@ class PolicySet(_Strict):
         upstreams = _unique("upstream", [u.name for u in self.upstreams], errors)
         services = _unique("service", [s.key for s in self.services], errors)
         _unique("rate limit", [r.key for r in self.rate_limits], errors)
+        _unique("topic", [t.code for t in self.topics], errors)
         errors += _client_references(self.clients, agencies, groups)
         errors += _service_references(self.services, agencies, upstreams, clients, groups)
         errors += _rate_limit_references(self.rate_limits, clients, services)
+        _unique("issuer", [i.issuer for i in self.issuers], errors)
+        errors += _issuer_references(self.issuers, self.clients)
+        errors += _topic_references(self.topics, agencies, clients, groups)
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -327,12 +383,48 @@ def _rate_limit_references(
     return errors
 
 
+def _issuer_references(issuers: list[IssuerSpec], clients: list[ClientSpec]) -> list[str]:
+    by_code = {c.code: c for c in clients}
+    errors: list[str] = []
+    for i, spec in enumerate(issuers):
+        client = by_code.get(spec.client)
+        if client is None:
+            errors.append(f"issuers[{i}].client: no client {spec.client!r}")
+        elif client.roles:
+            # Another platform's tokens exchange data; they never administer this gateway.
+            errors.append(
+                f"issuers[{i}].client: {spec.client!r} holds roles {sorted(client.roles)}; "
+                "an external issuer speaks as a client without roles"
+            )
+    return errors
+
+
+def _topic_references(
+    topics: list[TopicSpec], agencies: set[Any], clients: set[Any], groups: set[Any]
+) -> list[str]:
+    errors: list[str] = []
+    for i, t in enumerate(topics):
+        if t.provider not in agencies:
+            errors.append(f"topics[{i}].provider: no agency {t.provider!r}")
+        errors += [
+            f"topics[{i}].publishers: no client {c!r}" for c in t.publishers if c not in clients
+        ]
+        for j, a in enumerate(t.access):
+            if a.client is not None and a.client not in clients:
+                errors.append(f"topics[{i}].access[{j}].client: no client {a.client!r}")
+            if a.group is not None and a.group not in groups:
+                errors.append(f"topics[{i}].access[{j}].group: no group {a.group!r}")
+    return errors
+
+
 def document_key(section: str, item: dict[str, Any]) -> str:
     """The key of one entity of a policy document section (as in `policy_document`)."""
     if section == "services":
         return f"{item['provider']}/{item['code']}/{item['version']}"
     if section == "rate_limits":
         return f"{item.get('client') or ''}|{item.get('service') or ''}"
+    if section == "issuers":
+        return str(item["issuer"])
     return str(item["name" if section == "upstreams" else "code"])
 
 
@@ -351,7 +443,14 @@ def policy_document(policy: PolicySet, *, exclude_defaults: bool = False) -> dic
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     # Lists that are sets in meaning: sorted, so their order in a file is no change.
-    for name in ("groups", "roles", "require", "upstream_failure_statuses"):
+    for name in (
+        "groups",
+        "roles",
+        "require",
+        "upstream_failure_statuses",
+        "algorithms",
+        "publishers",
+    ):
         if name in item:
             item[name] = sorted(set(item[name]))
     if "access" in item:

@@ -23,6 +23,7 @@ from gateway.conversion.sdk import Adapter
 from gateway.core.logging import log
 from gateway.identity.access import Rule, is_allowed
 from gateway.identity.directory import ClientEntry, CredentialEntry
+from gateway.identity.issuers import IssuerEntry
 from gateway.limits.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
 from gateway.store.models import (
@@ -36,6 +37,8 @@ from gateway.store.models import (
     RegistrySchema,
     RegistryVersion,
     Service,
+    Topic,
+    TrustedIssuer,
     Upstream,
 )
 
@@ -129,6 +132,33 @@ class ServiceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class TopicEntry:
+    """A topic of events as the events API reads it (gateway/events/)."""
+
+    code: str
+    name: str
+    provider: str
+    publishers: frozenset[str]
+    max_event_bytes: int
+    enabled: bool
+    # Who may subscribe or pull: client codes and group codes (deny by default).
+    subscriber_clients: frozenset[str] = frozenset()
+    subscriber_groups: frozenset[str] = frozenset()
+    validator: Validator | None = None
+    schema_error: str | None = None  # the schema it names is missing: publishing refused
+
+    def may_publish(self, client: ClientEntry) -> bool:
+        """Is `client` one of the topic's publishers?"""
+        return client.code in self.publishers
+
+    def may_subscribe(self, client: ClientEntry) -> bool:
+        """Does `client`, or one of its groups, hold the right to this topic's events?"""
+        return client.code in self.subscriber_clients or not client.groups.isdisjoint(
+            self.subscriber_groups
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     services: dict[tuple[str, str, str], ServiceEntry]
     clients: dict[str, ClientEntry]
@@ -143,6 +173,9 @@ class RuntimeConfig:
     pair_limits: dict[tuple[str, tuple[str, str, str]], tuple[Limit, ...]] = field(
         default_factory=dict
     )
+    # External token issuers the gateway trusts, by their `iss`.
+    issuers: dict[str, IssuerEntry] = field(default_factory=dict)
+    topics: dict[str, TopicEntry] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> RuntimeConfig:
@@ -327,12 +360,14 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             )
         ).all()
         limit_rows = (await s.execute(select(RateLimitRule.__table__))).all()
+        issuer_rows = (await s.execute(select(TrustedIssuer.__table__))).all()
+        topic_docs = list(await s.scalars(select(Topic.document)))
         schema_subjects = {
             ref["subject"]
             for svc in services_rows
             for ref in (svc.schemas or {}).values()
             if isinstance(ref, dict)
-        }
+        } | {d["event_schema"]["subject"] for d in topic_docs if d.get("event_schema")}
         schema_versions = await _registry_versions(s, schema_subjects)
 
     client_groups: dict[int, set[str]] = defaultdict(set)
@@ -439,4 +474,36 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         },
         client_limits={k: tuple(v) for k, v in client_limits.items()},
         pair_limits={k: tuple(v) for k, v in pair_limits.items()},
+        issuers={
+            i.issuer: IssuerEntry(
+                issuer=i.issuer,
+                jwks_url=i.jwks_url,
+                audience=i.audience,
+                algorithms=tuple(i.algorithms or ()),
+                client_code=i.client_code,
+                max_lifetime=i.max_token_lifetime_seconds,
+                enabled=i.enabled,
+            )
+            for i in issuer_rows
+        },
+        topics={d["code"]: _topic(d, schema_versions) for d in topic_docs},
+    )
+
+
+def _topic(
+    doc: dict[str, Any], versions: dict[str, list[tuple[int, RegistrySchema]]]
+) -> TopicEntry:
+    validator, error = _resolve(doc.get("event_schema"), versions)
+    access = doc.get("access") or []
+    return TopicEntry(
+        code=doc["code"],
+        name=doc["name"],
+        provider=doc["provider"],
+        publishers=frozenset(doc.get("publishers") or ()),
+        max_event_bytes=int(doc.get("max_event_bytes") or 256 * 1024),
+        enabled=bool(doc.get("enabled", True)),
+        subscriber_clients=frozenset(a["client"] for a in access if a.get("client")),
+        subscriber_groups=frozenset(a["group"] for a in access if a.get("group")),
+        validator=validator,
+        schema_error=error,
     )

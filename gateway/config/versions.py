@@ -42,6 +42,8 @@ from gateway.store.models import (
     RateLimitRule,
     RegistryVersion,
     Service,
+    Topic,
+    TrustedIssuer,
     Upstream,
 )
 
@@ -160,6 +162,8 @@ async def current_policy(session: AsyncSession) -> PolicySet:
         "rate_limits": [
             _rate_limit_doc(r) for r in await session.execute(select(RateLimitRule.__table__))
         ],
+        "issuers": [_issuer_doc(i) for i in await session.execute(select(TrustedIssuer.__table__))],
+        "topics": [dict(d) for d in await session.scalars(select(Topic.document))],
     }
     return PolicySet.model_validate(doc)
 
@@ -191,6 +195,31 @@ def _upstream_values(c: Change) -> dict[str, Any]:
         "breaker_half_open_requests": breaker["half_open_requests"],
         "max_concurrency": after["max_concurrency"],
         "queue_timeout_ms": after["queue_timeout_ms"],
+    }
+
+
+def _issuer_doc(i: Any) -> dict[str, Any]:
+    return {
+        "issuer": i.issuer,
+        "jwks_url": i.jwks_url,
+        "audience": i.audience,
+        "algorithms": list(i.algorithms or []),
+        "client": i.client_code,
+        "max_token_lifetime_seconds": i.max_token_lifetime_seconds,
+        "enabled": i.enabled,
+    }
+
+
+def _issuer_values(c: Change) -> dict[str, Any]:
+    after = c.after or {}
+    return {
+        "issuer": c.key,
+        "jwks_url": after["jwks_url"],
+        "audience": after["audience"],
+        "algorithms": sorted(after["algorithms"]),
+        "client_code": after["client"],
+        "max_token_lifetime_seconds": after["max_token_lifetime_seconds"],
+        "enabled": after["enabled"],
     }
 
 
@@ -399,6 +428,12 @@ def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:
             refusal = outbound.secret_refusal(u.auth.client_secret_env)
             if refusal is not None:
                 problems.append(f"upstreams[{i}].auth.client_secret_env: {refusal}")
+    # An issuer's keys are fetched by the gateway: the same rules as any upstream call.
+    for i, issuer in enumerate(new.issuers):
+        try:
+            outbound.check_url(issuer.jwks_url)
+        except ValueError as e:
+            problems.append(f"issuers[{i}].jwks_url: {e}")
     return problems
 
 
@@ -424,7 +459,7 @@ async def unregistered_schemas(
         for kind in ("request", "response")
         if (ref := getattr(svc.schemas, kind)) is not None
     ]
-    if not refs:
+    if not refs and not any(t.event_schema for t in policy.topics):
         return []
     registered: dict[str, set[int]] = defaultdict(set)
     if session is not None:
@@ -444,6 +479,17 @@ async def unregistered_schemas(
             continue
         problems.append(
             f"services[{i}].schemas.{kind}: service {svc.key} names "
+            f"{_missing_schema(ref.subject, ref.version, versions, registered)}"
+        )
+    for i, topic in enumerate(policy.topics):
+        ref = topic.event_schema
+        if ref is None:
+            continue
+        versions = registered.get(ref.subject)
+        if versions and (ref.version == "latest" or ref.version in versions):
+            continue
+        problems.append(
+            f"topics[{i}].event_schema: topic {topic.code} names "
             f"{_missing_schema(ref.subject, ref.version, versions, registered)}"
         )
     return problems
@@ -629,6 +675,21 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
         )
     if limits:
         await session.execute(insert(RateLimitRule), limits)
+    await _put_rows(
+        session,
+        TrustedIssuer,
+        upserts["issuer"],
+        _issuer_values,
+        lambda: _ids(session, TrustedIssuer, "issuer"),
+    )
+    topic_specs = {t.code: t for t in new.topics}
+    await _put_rows(
+        session,
+        Topic,
+        upserts["topic"],
+        lambda c: {"code": c.key, "document": topic_specs[c.key].model_dump(mode="json")},
+        lambda: _ids(session, Topic, "code"),
+    )
     for ch in changes:
         if ch.op == "delete":
             await _delete(session, ch, agencies, groups, clients, upstreams, services)
@@ -666,7 +727,11 @@ async def _delete(
     # Core deletes, so the database's ON DELETE CASCADE removes dependants (a client's
     # credentials and memberships, a service's rights) in the same statement.
     before = ch.before or {}
-    if ch.kind == "rate_limit":
+    if ch.kind == "issuer":
+        await session.execute(delete(TrustedIssuer).where(TrustedIssuer.issuer == ch.key))
+    elif ch.kind == "topic":
+        await session.execute(delete(Topic).where(Topic.code == ch.key))
+    elif ch.kind == "rate_limit":
         await _delete_rate_limit(session, before.get("client"), before.get("service"))
     elif ch.kind == "access":
         await session.execute(delete(AccessRight).where(AccessRight.service_id == services[ch.key]))

@@ -182,6 +182,19 @@ AUTHENTICATION_THROTTLED = _t(
     "Too many failed authentications: wait before trying again",
     Side.CALLER,
 )
+UNKNOWN_TOPIC = _t("unknown-topic", 404, "No such topic of events", Side.CALLER)
+INVALID_EVENT = _t(
+    "invalid-event", 400, "The event does not conform to the topic's schema", Side.CALLER
+)
+TOPIC_UNAVAILABLE = _t(
+    "topic-unavailable", 503, "The topic does not take or serve events now", Side.GATEWAY
+)
+EVENTS_UNAVAILABLE = _t(
+    "events-unavailable", 503, "The event could not be stored; nothing was accepted", Side.GATEWAY
+)
+CALLBACK_REFUSED = _t(
+    "callback-refused", 422, "The callback URL may not be called by the gateway", Side.CALLER
+)
 
 CATALOGUE: tuple[ProblemType, ...] = tuple(
     v for v in globals().values() if isinstance(v, ProblemType)

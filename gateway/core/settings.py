@@ -109,6 +109,22 @@ class Settings(BaseSettings):
     # name starts with LGSP_UPSTREAM_SECRET_ (gateway/upstream/allowlist.py).
     upstream_secret_envs: list[str] = ["LGSP_NDXP_CLIENT_SECRET"]
 
+    # -- events and webhooks (docs/administrator.md "Topics and subscriptions") --
+    # Each gateway process runs a delivery worker; replicas share the work through leases.
+    events_delivery_enabled: bool = True
+    # How long a failed delivery is retried (exponential backoff, full jitter, Retry-After
+    # honoured) before it is dead; from publish, or from an operator's replay.
+    events_retry_window_seconds: float = Field(86_400.0, gt=0, le=30 * 86_400)
+    events_backoff_initial_seconds: float = Field(1.0, gt=0, le=3600)
+    events_backoff_max_seconds: float = Field(3600.0, gt=0, le=86_400)
+    # One attempt, connection to answer.
+    events_delivery_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # Deliveries in flight per worker, and of those at most this many per subscription.
+    events_delivery_concurrency: int = Field(64, ge=1, le=10_000)
+    events_subscriber_concurrency: int = Field(16, ge=1, le=1000)
+    # How often the worker looks for due deliveries when nothing woke it.
+    events_poll_seconds: float = Field(0.2, gt=0, le=60)
+
     # -- serving (docs/operator.md "Workers", "Draining on SIGTERM") --
     # Worker processes on the one port (SO_REUSEPORT). 0: one per core when rate limits
     # are shared through Redis, else 1, since without Redis each worker counts on its own.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -16,7 +17,7 @@ from gateway.config.runtime import RuntimeConfig
 from gateway.core.logging import log
 from gateway.core.networks import NetworkAllowList
 from gateway.core.settings import Settings
-from gateway.edge import admin_api, audit_api, console, registry_api
+from gateway.edge import admin_api, audit_api, console, events_api, registry_api
 from gateway.edge import discovery_api as discovery
 from gateway.edge.health import METRICS_ALLOWED, _refresh_gauges_loop, healthz, metrics, readyz
 from gateway.edge.oauth import jwks, oauth_metadata, token_endpoint
@@ -24,7 +25,12 @@ from gateway.edge.protocol import HANDLER_ARGS
 from gateway.edge.reload import reload_config, watch_config
 from gateway.edge.state import STATE, GatewayState
 from gateway.edge.toolkit import problem_middleware
+from gateway.events.delivery import DeliveryRules, DeliveryWorker
+from gateway.events.retry import RetryRules
+from gateway.events.secrets import SecretBox
+from gateway.events.store import SqlEventStore
 from gateway.exchange.pipeline import ExchangePipeline
+from gateway.identity.issuers import TrustedIssuers
 from gateway.identity.keys import KeyStore
 from gateway.identity.tokens import TokenService
 from gateway.limits.failures import failure_throttle_from_settings
@@ -34,6 +40,7 @@ from gateway.store.db import create_engine, session_factory
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstream.allowlist import OutboundPolicy
 from gateway.upstream.client import UpstreamClient
+from gateway.upstream.jwks import JwksFetcher
 
 # -- error rendering for everything but /r1 (which renders its own, to audit them) ----------
 
@@ -61,7 +68,10 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         algorithms=settings.token_algorithms,
         leeway_seconds=settings.clock_skew_seconds,
     )
-    upstream = UpstreamClient(outbound=OutboundPolicy.from_settings(settings))
+    outbound = OutboundPolicy.from_settings(settings)
+    upstream = UpstreamClient(outbound=outbound)
+    jwks_fetcher = JwksFetcher(outbound)
+    issuers = TrustedIssuers(jwks_fetcher, leeway_seconds=settings.clock_skew_seconds)
     sink = audit or audit_log_from_settings(settings, sessions)
     limiter = limiter_from_settings(settings)
     gateway_metrics = GatewayMetrics(settings.instance_id)
@@ -75,7 +85,10 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         instance=settings.instance_id,
         problem_type_base=settings.problem_type_base,
         body_timeout=settings.request_body_timeout_seconds,
+        issuers=issuers,
     )
+    events = SqlEventStore(sessions)
+    secrets = SecretBox(settings.keys_dir)
     state = GatewayState(
         settings,
         engine,
@@ -88,7 +101,20 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         limiter,
         gateway_metrics,
         failure_throttle_from_settings(settings),
+        issuers,
+        events,
+        secrets,
     )
+    if settings.events_delivery_enabled:
+        state.delivery = DeliveryWorker(
+            events,
+            secrets,
+            OutboundPolicy.from_settings(settings),
+            sink,
+            lambda: state.pipeline.config,
+            instance=settings.instance_id,
+            rules=delivery_rules(settings),
+        )
     app[STATE] = state
     app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)
 
@@ -98,12 +124,17 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             for line in await load_bundled(sessions, settings.schemas_dir):
                 log.info("schemas", change=line)
         await upstream.start()
+        await jwks_fetcher.start()
         await limiter.start()
         await sink.start()
         await reload_config(state)
+        if state.delivery is not None:
+            await state.delivery.start()
         tasks = [
             asyncio.create_task(watch_config(state), name="config-watcher"),
             asyncio.create_task(_refresh_gauges_loop(state), name="metrics-gauges"),
+            # Trusted issuers' keys, fetched before their tokens arrive and kept fresh.
+            asyncio.create_task(issuers.run(lambda: pipeline.config.issuers), name="issuer-keys"),
         ]
         if settings.audit_retention_days and not settings.audit_kafka_bootstrap:
             # With Kafka, `lgsp audit-indexer` applies retention to the store it fills.
@@ -120,11 +151,14 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if state.delivery is not None:
+            await state.delivery.close()
         gateway_metrics.flush()  # what was counted since the last second
         await sink.close()
         await limiter.close()
         await state.auth_failures.close()
         await upstream.close()
+        await jwks_fetcher.close()
         await engine.dispose()
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -150,4 +184,21 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     discovery.add_routes(app)
     audit_api.add_routes(app)
     console.add_routes(app)
+    events_api.add_routes(app)
     return app
+
+
+def delivery_rules(settings: Settings) -> DeliveryRules:
+    """The delivery worker's rules, from the `events_*` settings."""
+    return DeliveryRules(
+        concurrency=settings.events_delivery_concurrency,
+        per_subscriber=settings.events_subscriber_concurrency,
+        poll_seconds=settings.events_poll_seconds,
+        lease_seconds=settings.events_delivery_timeout_seconds * 2 + 5,
+        timeout_seconds=settings.events_delivery_timeout_seconds,
+        retry=RetryRules(
+            window=timedelta(seconds=settings.events_retry_window_seconds),
+            initial_seconds=settings.events_backoff_initial_seconds,
+            max_seconds=settings.events_backoff_max_seconds,
+        ),
+    )

@@ -1,7 +1,8 @@
 """The auditor API, under `/audit/v1`: search, read, export and summarise the audit log,
 see its integrity findings, retention purges and admin changes, and verify its chain.
 
-Every endpoint needs the "auditor" role. Personal identifiers (citizen ids, query-string
+Every endpoint needs the "auditor" role, but `/receipts/{request_id}`, which any caller
+may ask of its own exchanges. Personal identifiers (citizen ids, query-string
 values) are masked unless the caller asks `unmask=true` and holds the "audit:unmask"
 right. Every read is itself recorded (`AuditRead`: who, what query, how many records,
 masked or not) in its own transaction, before anything is disclosed: a read that
@@ -39,6 +40,7 @@ from gateway.edge.audit_queries import (
     ExportQuery,
     FindingsQuery,
     PurgesQuery,
+    ReceiptQuery,
     RecordQuery,
     SearchQuery,
     StatsQuery,
@@ -396,6 +398,25 @@ async def tree_consistency(call: Call[TreeConsistencyQuery]) -> web.StreamRespon
     return json_response(bundle)
 
 
+async def receipt(call: Call[ReceiptQuery]) -> web.StreamResponse:
+    """A caller's receipt for its own exchange: the inclusion proof of each of its events
+    (its record included: the caller sent what it holds) against the latest checkpoint,
+    so a department can later show an inspector what it asked and when. Any
+    authenticated client, for exchanges it made; another's request id is not found."""
+    request_id, client = call.path["request_id"], call.caller.code
+    asked = {"request_id": request_id}
+    async with _session(call) as s:
+        try:
+            proofs = await tlog.inclusion_bundles(
+                s, request_id=request_id, client=client, size=call.query.size
+            )
+        except tlog.ProofUnavailable as e:
+            await _record_read(call, "receipt", asked, records=0)
+            raise _unavailable(e) from None
+    await _record_read(call, "receipt", asked, records=len(proofs), unmasked=True)
+    return json_response({"proofs": proofs})
+
+
 def _route(
     path: str, handler: Handler, summary: str, query_model: type[QueryModel], reply: str
 ) -> Route:
@@ -475,6 +496,14 @@ ROUTES: tuple[Route, ...] = (
         "A consistency proof between two checkpoints: the log was only appended to",
         TreeConsistencyQuery,
         "The proof and both checkpoints, checkable offline by `lgsp audit verify-proof`.",
+    ),
+    AUDIT.route(
+        "GET",
+        "/receipts/{request_id}",
+        receipt,
+        "A caller's receipt for its own exchange: inclusion proofs against a checkpoint",
+        reply=Reply(200, "One proof per event of the exchange, with its record."),
+        query=ReceiptQuery,
     ),
 )
 

@@ -22,6 +22,7 @@ __all__ = [
     "ExportQuery",
     "FindingsQuery",
     "PurgesQuery",
+    "ReceiptQuery",
     "RecordQuery",
     "SearchQuery",
     "StatsQuery",
@@ -161,3 +162,9 @@ class TreeConsistencyQuery(QueryModel):
     instance: OptionalText = Field(None, description=_INSTANCE)
     old: WholeNumber = Field(ge=1, description="The size of the checkpoint the auditor holds.")
     new: WholeNumber | None = Field(None, ge=1, description="The newer size (default: latest).")
+
+
+class ReceiptQuery(QueryModel):
+    size: WholeNumber | None = Field(
+        None, ge=1, description="Against the checkpoint of this size (default: the latest)."
+    )

@@ -33,6 +33,8 @@ async def healthz(request: web.Request) -> web.Response:
             "audit": state.audit.status(),
             "rate_limits": state.limiter.status(),
             "config_version": state.config_version,
+            # Trusted issuers' key sets (the national platform calling in).
+            "issuers": state.issuers.status(),
         }
     )
 

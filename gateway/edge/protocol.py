@@ -96,35 +96,46 @@ class GatewayRunner(web.AppRunner):
         server._lgsp_refuse = _refusal_hook(self.app)  # type: ignore[attr-defined]
         return server
 
-    async def drain(self, timeout: float) -> float:  # noqa: ASYNC109 - a budget, also for cleanup
-        """Stop listening, then let the connections end by themselves within ``timeout``
-        seconds: closing each one between requests, never under a request. Returns the
-        seconds left of ``timeout``, for `cleanup` to finish the exchanges still running.
+    async def drain(self, delay: float, timeout: float) -> float:  # noqa: ASYNC109 - budgets
+        """Drain: for ``delay`` seconds go on serving (the caller has made every answer
+        say `Connection: close`) while closing idle connections; then stop listening and
+        let the connections end within ``timeout`` seconds, each closed between requests,
+        never under one. Returns the seconds left of ``timeout``, which `cleanup` then
+        gives the exchanges still running.
 
         Example::
 
-            await runner.drain(settings.drain_timeout_seconds)
+            state.draining = True
+            await runner.drain(settings.drain_delay_seconds, settings.drain_timeout_seconds)
             await runner.cleanup()
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        await self._close_idle_until(loop.time() + delay, until_empty=False)
+        taken = 0
         for site in list(self.sites):
-            await self._stop_site(site)
-        server = self.server
-        while server is not None and server.connections:
-            now = loop.time()
-            if now >= deadline:
-                break
-            for handler in list(server.connections):
-                if isinstance(handler, _GatewayHandler):
-                    handler.close_if_idle(now, DRAIN_IDLE_SECONDS)
-            await asyncio.sleep(_DRAIN_POLL_SECONDS)
+            taken += await self._stop_site(site)
+        if taken:
+            log.info("connections taken from the closed listener's queue", connections=taken)
+        deadline = loop.time() + timeout
+        await self._close_idle_until(deadline, until_empty=True)
         left = max(0.0, deadline - loop.time())
         # What `cleanup` gives the exchanges still running (aiohttp reads 0 as "no limit").
         self._shutdown_timeout = max(left, 0.001)
         return left
 
-    async def _stop_site(self, site: web.BaseSite) -> None:
+    async def _close_idle_until(self, deadline: float, *, until_empty: bool) -> None:
+        loop = asyncio.get_running_loop()
+        server = self.server
+        while server is not None and (server.connections or not until_empty):
+            now = loop.time()
+            if now >= deadline:
+                return
+            for handler in server.connections:
+                if isinstance(handler, _GatewayHandler):
+                    handler.close_if_idle(now, DRAIN_IDLE_SECONDS)
+            await asyncio.sleep(min(_DRAIN_POLL_SECONDS, deadline - now))
+
+    async def _stop_site(self, site: web.BaseSite) -> int:
         """Close a listener without resetting what the kernel accepted for it: closing a
         listening socket resets the connections in its accept queue (whose callers may
         have sent their request already), so the socket is held open by a duplicate while
@@ -138,6 +149,7 @@ class GatewayRunner(web.AppRunner):
         await site.stop()
         await asyncio.sleep(0)  # the loop lets go of the listener
         server = self.server
+        taken = 0
         for sock in held:
             with sock:
                 sock.setblocking(False)
@@ -149,7 +161,14 @@ class GatewayRunner(web.AppRunner):
                     except OSError as e:
                         log.warning("listener queue not taken", error=str(e))
                         break
-                    await loop.connect_accepted_socket(server, conn)
+                    try:
+                        await loop.connect_accepted_socket(server, conn)
+                    except OSError as e:  # the caller gave up meanwhile
+                        conn.close()
+                        log.info("queued connection gone before it was served", error=str(e))
+                        continue
+                    taken += 1
+        return taken
 
 
 class _GatewayServer(web.Server):

@@ -49,6 +49,7 @@ async def reload_config(state: GatewayState) -> bool:
         config = await load_runtime_config(state.sessions)
         state.pipeline.swap_config(config)
         state.config_version = version
+        state.issuers.wake()  # a trusted issuer added or changed: fetch its keys now
         _freeze_tables(state)
     log.info(
         "configuration loaded",

@@ -10,7 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.sink import AuditSink
 from gateway.core.settings import Settings
+from gateway.events.delivery import DeliveryWorker
+from gateway.events.secrets import SecretBox
+from gateway.events.store import EventStore
 from gateway.exchange.pipeline import ExchangePipeline
+from gateway.identity.issuers import TrustedIssuers
 from gateway.identity.keys import KeyStore
 from gateway.identity.tokens import TokenService
 from gateway.limits.failures import FailureThrottle
@@ -33,6 +37,12 @@ class GatewayState:
     metrics: GatewayMetrics
     # Failed client authentications at the token endpoint (gateway/edge/oauth.py).
     auth_failures: FailureThrottle
+    # External issuers' key sets (gateway/identity/issuers.py).
+    issuers: TrustedIssuers
+    # Events: where they are kept, the subscriptions' secrets, and this process's worker.
+    events: EventStore
+    secrets: SecretBox
+    delivery: DeliveryWorker | None = None
     config_version: int = -1
     # Set on SIGTERM: /readyz answers 503 and answers close their connections.
     draining: bool = False

@@ -6,7 +6,8 @@ gateway/exchange/steps/.
     step                   what it does                                  refuses with
     1  identify            request id, trace context, the audit event    400
     2  route               check the raw path, find the service          400, 404, 405
-    3  authenticate        bearer token or API key                       401
+    3  authenticate        bearer token (ours or a trusted issuer's) or  401
+                           API key
     4  authorise           deny unless a right grants method + path;     403, 503
                            the service enabled and loaded
     5  limit               rate limits and daily quotas (client,         429, 503
@@ -53,6 +54,7 @@ from gateway.exchange.steps.limit import limit
 from gateway.exchange.steps.record import problem_response, record
 from gateway.exchange.steps.respond import respond, validate_answer
 from gateway.exchange.steps.route import route
+from gateway.identity.issuers import TrustedIssuers
 from gateway.identity.tokens import TokenService
 from gateway.limits.ratelimit import RateLimiter
 from gateway.telemetry.metrics import GatewayMetrics
@@ -76,11 +78,13 @@ class ExchangePipeline:
         instance: str,
         problem_type_base: str,
         body_timeout: float = 30.0,
+        issuers: TrustedIssuers | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.limiter = limiter
         self.tokens = tokens
+        self.issuers = issuers
         self.upstream = upstream
         self.audit = audit
         self.instance = instance
@@ -96,7 +100,7 @@ class ExchangePipeline:
         try:
             check_headers(x)
             route(x)
-            authenticate(x, self.tokens)
+            await authenticate(x, self.tokens, self.issuers)
             authorise(x)
             await limit(x, self.limiter, self.metrics)
             account(x)

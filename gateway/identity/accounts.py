@@ -193,7 +193,7 @@ async def create_account(
         name=name,
         display_name=display_name,
         roles=validate_roles(roles),
-        password_hash=passwords.hash_password(chosen),
+        password_hash=await passwords.ahash_password(chosen),
         totp_secret=secret,
         totp_last_step=0,
         enabled=True,
@@ -233,7 +233,7 @@ async def reset_account(
     before = _public(account)
     chosen = _checked_password(password, name, min_length)
     secret = totp.new_secret()
-    account.password_hash = passwords.hash_password(chosen)
+    account.password_hash = await passwords.ahash_password(chosen)
     account.totp_secret, account.totp_last_step = secret, 0
     account.failures, account.locked_until, account.enabled = 0, None, True
     account.password_changed_at = utcnow()
@@ -317,14 +317,14 @@ async def change_password(
     Example:
         >>> await change_password(s, account, "q3Jm…", "sông Hồng mùa nước nổi")
     """
-    if not passwords.verify_password(account.password_hash, current):
+    if not await passwords.averify_password(account.password_hash, current):
         raise AccountError("password.current_wrong", "the current password is not right")
     problems = passwords.password_problems(new, account=account.name, min_length=min_length)
-    if passwords.verify_password(account.password_hash, new):
+    if new == current:
         problems.append("password.unchanged")
     if problems:
         raise PasswordRejected(problems)
-    account.password_hash = passwords.hash_password(new)
+    account.password_hash = await passwords.ahash_password(new)
     account.password_changed_at, account.must_change_password = utcnow(), False
     ended = delete(ConsoleSession).where(ConsoleSession.account_id == account.id)
     if keep_session is not None:
@@ -383,14 +383,14 @@ async def check_password(
     """
     account = await find_account(session, name)
     if account is None or not account.enabled:
-        passwords.dummy_verify(password)
+        await passwords.averify_password(None, password)
         return None
     _refuse_if_locked(account)
-    if not passwords.verify_password(account.password_hash, password):
+    if not await passwords.averify_password(account.password_hash, password):
         await _failed(session, account, "password", policy, address)
         return None
     if passwords.needs_rehash(account.password_hash):
-        account.password_hash = passwords.hash_password(password)
+        account.password_hash = await passwords.ahash_password(password)
     return account
 
 

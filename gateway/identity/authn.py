@@ -30,7 +30,9 @@ API_KEY_HEADER = "X-Api-Key"
 @dataclass(frozen=True, slots=True)
 class Caller:
     client: ClientEntry
-    method: str  # "bearer" | "api_key"
+    method: str  # "bearer" | "api_key" | "issuer" (gateway/identity/issuers.py)
+    # The external issuer whose token made the caller this client; None for our own.
+    issuer: str | None = None
 
 
 def authenticate(headers: CIMultiDictProxy[str], config: Directory, tokens: TokenService) -> Caller:

@@ -15,6 +15,14 @@ Why it is built this way:
   counters (limits become per replica and quotas restart from zero, with one alarm per
   outage) or refuses (`LimiterUnavailable`). A dead Redis costs a request at most
   `timeout_ms`, and is then left alone for a short back-off.
+- An outage is one alarm and one "restored", however it flickers: a failure within
+  `settle_seconds` of Redis answering again continues the outage it seemed to end.
+- The probe that ends an outage drops the pool's connections from before it (dead: each
+  would fail one request after the return, and start the alarm and back-off again), opens
+  the whole pool afresh and loads the script, all within its timeout: traffic comes back
+  to warm connections, not to a pool that every check must reconnect under full load (a
+  TCP connect and a HELLO each, then NOSCRIPT and SCRIPT LOAD after a restart, while the
+  rest queue behind them and time out).
 
 Redis must be a single server (or a failover-managed primary), not Redis Cluster: one check's
 keys are not in one hash slot.
@@ -26,9 +34,9 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
@@ -329,6 +337,8 @@ return {0}
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 # Connections per limiter: Redis runs scripts one at a time, so more only adds queueing there.
 _POOL_SIZE = 16
+# Redis answering this long, without a failure, ends an outage.
+_SETTLE_SECONDS = 2.0
 
 
 class RedisLimiter:
@@ -341,8 +351,10 @@ class RedisLimiter:
         clock: Callable[[], float] = time.time,
         key_prefix: str = "lgsp:",
         backoff_seconds: float = 1.0,
+        settle_seconds: float = _SETTLE_SECONDS,
     ) -> None:
         self._timeout = timeout_ms / 1000
+        self._settle = settle_seconds
         self._on_failure = on_failure
         self._clock = clock
         self._prefix = key_prefix
@@ -365,6 +377,8 @@ class RedisLimiter:
         self._down_since: float | None = None
         self._retry_at = 0.0  # time.monotonic() before which Redis is not tried again
         self._probing = False
+        self._settling_since: float | None = None  # time.monotonic() Redis answered again
+        self._back_at = 0.0  # the clock's time then
 
     async def start(self) -> None:
         # Load the script now, so the first exchange does not pay for it; an unreachable
@@ -397,6 +411,8 @@ class RedisLimiter:
             args.extend(limit._rate_argv if kind == "rate" else limit._quota_argv)
         try:
             async with asyncio.timeout(self._timeout):
+                if probe:
+                    await self._warm_pool()
                 reply = await self._script(keys=plan.keys, args=args)
         except _REDIS_FAILURES as e:
             self._failed(e)
@@ -410,13 +426,34 @@ class RedisLimiter:
             return _ALLOWED
         return _refused(plan, index - 1, float(reply[1]))
 
+    async def _warm_pool(self) -> None:
+        """Fresh connections, all of them open, and the script loaded (see the module's
+        docstring); raises like a check when Redis does not answer."""
+        pool = self._redis.connection_pool
+        await pool.disconnect(inuse_connections=False)
+        connect = cast("Callable[[], Awaitable[Any]]", pool.get_connection)  # untyped in redis-py
+        opened: list[Any] = []
+        try:
+            results = await asyncio.gather(
+                *(connect() for _ in range(_POOL_SIZE)), return_exceptions=True
+            )
+            opened = [c for c in results if not isinstance(c, BaseException)]
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        finally:
+            for conn in opened:
+                await pool.release(conn)
+        await self._redis.script_load(_LUA)
+
     def status(self) -> dict[str, object]:
+        self._settled()
         return {
             "backend": "redis",
             "degraded": self._error is not None,
             "error": self._error,
             "on_failure": self._on_failure,
-            "degraded_since": self._down_since,
+            "degraded_since": self._down_since if self._error is not None else None,
         }
 
     def _fallback(self, plan: _Plan) -> Verdict:
@@ -430,9 +467,11 @@ class RedisLimiter:
             error = f"Redis did not answer within {self._timeout * 1000:g} ms"
         else:
             error = f"{type(e).__name__}: {e}"
-        first = self._error is None
+        # One alarm per outage, not one per request, nor one per flicker of a return.
+        first = self._error is None and self._settling_since is None
+        self._settling_since = None
         self._error = error
-        if first:  # one alarm per outage, not one per request
+        if first:
             self._down_since = self._clock()
             log.error(
                 "RATE LIMITS DEGRADED: Redis is unreachable; "
@@ -446,11 +485,20 @@ class RedisLimiter:
             )
 
     def _answered(self) -> None:
-        if self._error is None:
+        if self._error is not None:
+            # Limits are shared again at once; the outage ends once that has lasted.
+            self._error = None
+            self._settling_since = time.monotonic()
+            self._back_at = self._clock()
+        self._settled()
+
+    def _settled(self) -> None:
+        since = self._settling_since
+        if since is None or time.monotonic() - since < self._settle:
             return
-        outage = self._clock() - (self._down_since or self._clock())
+        outage = self._back_at - (self._down_since or self._back_at)
         log.warning("rate limits restored: Redis answers again", outage_seconds=round(outage, 3))
-        self._error = None
+        self._settling_since = None
         self._down_since = None
 
 

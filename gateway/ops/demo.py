@@ -46,6 +46,13 @@ CANONICAL_POPULATION = "/r1/000.00.00.G01/csdlqg-dancu/v2"
 BUSINESS = "/r1/000.00.00.G12/csdlqg-dkdn/v1"
 DOSSIERS = "/r1/000.00.00.G25/dvcqg-ho-so/v1"
 DOCUMENTS = "/r1/000.00.00.G22/lien-thong-van-ban/v1"
+# Inbound: the national public service portal reads a dossier's status from the
+# province's one-stop-shop, with a token the national platform signed (national-callin.yaml).
+DOSSIER_STATUS = "/r1/000.00.31.H49/motcua-ho-so/v1/ho-so/000.00.31.H49-251122-0001/trang-thai"
+PROVINCE_AUDIENCE = "urn:lgsp:000.00.00.H49"  # what the platform's tokens must be for
+# Department to department: health reads a birth registration from Justice (civil-status.yaml).
+HEALTH_CLIENT = "yte"
+BIRTHS = "/r1/000.00.12.H49/khai-sinh/v1/khai-sinh/049225000123"
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,14 @@ def _get_token(variable: str, client: str, secret: str, gateway: str) -> str:
     )
 
 
-def demo_steps(gateway: str, secret: str, lgsp: str, admin_secret: str) -> list[Step]:
+def demo_steps(
+    gateway: str,
+    secret: str,
+    lgsp: str,
+    admin_secret: str,
+    simulator: str = "http://127.0.0.1:8090",
+    health_secret: str = "",
+) -> list[Step]:
     post = f"curl -s -i -w '\\n' -X POST {gateway}{POPULATION_SERVICE}"
     accountability = (
         "-H 'X-Officer-Id: CB-0042' -H 'X-Procedure-Code: 1.001234' "
@@ -145,13 +159,31 @@ def demo_steps(gateway: str, secret: str, lgsp: str, admin_secret: str) -> list[
             '"synced":true',
         ),
         Step(
+            "The national platform calls in: the national public service portal asks the "
+            "one-stop-shop for a dossier's status, with a token the platform signed itself",
+            f"curl -s -w '\\n' -X POST {simulator}/_sim/call-in \\\n"
+            "  -H 'Content-Type: application/json' \\\n"
+            f'  -d \'{{"gateway": "{gateway}", "audience": "{PROVINCE_AUDIENCE}", '
+            f'"path": "{DOSSIER_STATUS}"}}\'',
+            '"X-Client-Agency": "000.00.00.G25"',
+        ),
+        Step(
+            "Department to department: the health department reads a birth registration "
+            "from the Department of Justice's civil-status registry",
+            _get_token("HEALTH_TOKEN", HEALTH_CLIENT, health_secret, gateway) + " \\\n"
+            f"&& curl -s -w '\\n' {gateway}{BIRTHS} \\\n"
+            '  -H "Authorization: Bearer $HEALTH_TOKEN" '
+            "-H 'X-Officer-Id: YT-0007' -H 'X-Procedure-Code: 1.001612'",
+            '"soDangKy": "123/2025"',
+        ),
+        Step(
             "List the message schemas in the registry (Confluent Schema Registry API)",
             f"curl -s -w '\\n' -u '{DEMO_CLIENT}:{secret}' {gateway}/registry/subjects",
             "population.citizen-lookup.national.request",
         ),
         Step(
             "List the audit records of those calls",
-            f"{lgsp} audit list --limit 10",
+            f"{lgsp} audit list --limit 20",
             "access-denied",
         ),
         Step(
@@ -219,7 +251,7 @@ def _print_people(gateway: str, people: list[tuple[list[str], accounts.Issued]])
 
 async def _prepare(
     settings: Settings, policies: Path
-) -> tuple[str, str, list[tuple[list[str], accounts.Issued]]]:
+) -> tuple[str, str, str, list[tuple[list[str], accounts.Issued]]]:
     await upgrade_async(settings.database_url)
     policy = load_policy_dir(policies)
     engine = create_engine(settings.database_url)
@@ -238,9 +270,9 @@ async def _prepare(
                 await credential_ops.issue(
                     session, client_code=code, kind="secret", actor="demo", revoke_others=True
                 )
-                for code in (DEMO_CLIENT, DEMO_ADMIN)
+                for code in (DEMO_CLIENT, DEMO_ADMIN, HEALTH_CLIENT)
             ]
-            return secrets_[0], secrets_[1], await _people(session)
+            return secrets_[0], secrets_[1], secrets_[2], await _people(session)
     finally:
         await engine.dispose()
 
@@ -305,14 +337,19 @@ def _check_steps(steps: list[Step]) -> bool:
 async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> int:
     national_secret = secrets.token_urlsafe(24)
     os.environ["LGSP_NDXP_CLIENT_SECRET"] = national_secret
-    os.environ["LGSP_NDXP_URL"] = f"http://127.0.0.1:{simulator_port}"
+    simulator_url = f"http://127.0.0.1:{simulator_port}"
+    os.environ["LGSP_NDXP_URL"] = simulator_url
+    # The simulator also plays the national issuer's JWKS and the provincial providers.
+    os.environ["LGSP_NDXP_JWKS_URL"] = f"{simulator_url}/.well-known/jwks.json"
+    os.environ["LGSP_MOTCUA_URL"] = f"{simulator_url}/tinh/motcua/v1"
+    os.environ["LGSP_HOTICH_URL"] = f"{simulator_url}/tinh/hotich/v1"
     # The simulator is on 127.0.0.1, which the default outbound allow-list refuses.
     # The console's cookie drops Secure and __Host- on this plain-HTTP demo, for the
     # browsers that refuse Secure cookies from http://127.0.0.1.
     settings = Settings(
         port=port, upstream_allowed_networks=["loopback"], console_secure_cookies=False
     )
-    secret, admin_secret, people = await _prepare(settings, policies)
+    secret, admin_secret, health_secret, people = await _prepare(settings, policies)
     simulator = await _start_simulator(simulator_port, national_secret)
     runner = GatewayRunner(create_app(settings), access_log=None)
     try:
@@ -326,7 +363,9 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
             "a gateway's LGSP_UPSTREAM_ALLOWED_NETWORKS defaults to public and private "
             'networks (docs/administrator.md, "Outbound safety")'
         )
-        steps = demo_steps(gateway, secret, _lgsp_command(), admin_secret)
+        steps = demo_steps(
+            gateway, secret, _lgsp_command(), admin_secret, simulator_url, health_secret
+        )
         _print_people(gateway, people)
         if check:
             return 0 if await asyncio.to_thread(_check_steps, steps) else 1

@@ -130,9 +130,8 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
         await stop.wait()
         state.draining = True
         log.info("draining", instance=settings.instance_id, delay=settings.drain_delay_seconds)
-        await asyncio.sleep(settings.drain_delay_seconds)
-        # Stops listening and lets each connection end between requests.
-        left = await runner.drain(settings.drain_timeout_seconds)
+        # Serves for the delay, then stops listening; connections end between requests.
+        left = await runner.drain(settings.drain_delay_seconds, settings.drain_timeout_seconds)
         log.info("listener closed; connections ended", instance=settings.instance_id, left=left)
     finally:
         if orphaned is not None:

@@ -220,6 +220,23 @@ class RateLimitRule(Base):
     quota_per_day: Mapped[int | None] = mapped_column(Integer)
 
 
+class TrustedIssuer(Base):
+    """An external token issuer the gateway trusts (policy `issuers`): the national
+    platform, say. Its tokens make the caller the client `client_code` (by code, like
+    rate limits; the policy checks it exists)."""
+
+    __tablename__ = "trusted_issuers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255), unique=True)
+    jwks_url: Mapped[str] = mapped_column(String(2048))
+    audience: Mapped[str] = mapped_column(String(255))
+    algorithms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    client_code: Mapped[str] = mapped_column(String(64))
+    max_token_lifetime_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    enabled: Mapped[bool] = mapped_column(default=True)
+
+
 class PolicyVersion(Base):
     """Every version of the declarative configuration: the whole document as applied
     (zlib-compressed canonical JSON), who applied it, why, and what it changed. Files,
@@ -290,6 +307,9 @@ class AuditRecord(Base):
     # Two-phase exchanges (migration 0008): "intent" or "outcome", and the outcome's intent.
     phase: Mapped[str | None] = mapped_column(String(8))
     intent_id: Mapped[str | None] = mapped_column(String(36))
+    # The external issuer of the caller's token (migration 0015); null for the gateway's
+    # own tokens and API keys.
+    issuer: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditCheckpoint(Base):
@@ -526,3 +546,89 @@ class ConsoleSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+# -- events: topics, published events, subscriptions and their deliveries (migration 0016) --
+
+
+class Topic(Base):
+    """A topic of events, as the policy declares it (gateway/config/policy.py TopicSpec):
+    the entity's whole policy form, kept as one document."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EventRecord(Base):
+    """One published event. `id` orders a topic's events: it is the pull cursor."""
+
+    __tablename__ = "event_records"
+    __table_args__ = (Index("ix_event_records_topic_id", "topic", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str | None] = mapped_column(String(255))
+    publisher: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The event as delivered (the webhook body): JSON bytes, signed as they are.
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EventSubscription(Base):
+    """A departmental system's subscription to a topic: where to push, what to push."""
+
+    __tablename__ = "event_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), index=True)
+    client_code: Mapped[str] = mapped_column(String(64))
+    callback_url: Mapped[str] = mapped_column(String(2048))
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The signing secret, AES-GCM encrypted with the gateway's events key
+    # (gateway/events/secrets.py): shown once when created, usable for signing, never read back.
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_hint: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class EventDelivery(Base):
+    """One event to one subscription: pending until delivered, or dead after the retry
+    window. A worker claims one by setting its lease; per (subscription, key) only the
+    oldest pending delivery is claimable, so each key is delivered in order."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        Index("ix_event_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_event_deliveries_order", "subscription_id", "order_key", "event_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("event_subscriptions.id", ondelete="CASCADE")
+    )
+    event_seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("event_records.id", ondelete="CASCADE"),
+    )
+    order_key: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the retry window started: at publish, or at an operator's replay.
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    settled_at: Mapped[datetime | None] = mapped_column()

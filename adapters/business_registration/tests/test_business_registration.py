@@ -4,6 +4,7 @@ text, the mapping's round trip, and configuration errors."""
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from datetime import date
 from pathlib import Path
@@ -19,7 +20,7 @@ from multidict import CIMultiDict
 from pydantic import ValidationError
 
 from adapters.business_registration import BusinessRegistration, BusinessRegistrationConfig
-from adapters.business_registration.lookup import LOOKUP_PATH, national_request_id
+from adapters.business_registration.lookup import LOOKUP_PATH
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet, ServiceSpec
 from gateway.conversion.catalogue import build_adapter
@@ -43,6 +44,14 @@ ACCOUNTABILITY = {"X-Officer-Id": "CB-0042", "X-Procedure-Code": "1.001234"}
 PROBLEM = "urn:lgsp:problem:"
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def national_request_id(request_id: str) -> str:
+    """The national MaYeuCau for a gateway request id: itself, or its SHA-1 (40 hex
+    digits) when longer (the request mapping's max_length: 40, computed independently)."""
+    if len(request_id) <= 40:
+        return request_id
+    return hashlib.sha1(request_id.encode(), usedforsecurity=False).hexdigest()
 
 
 def service_doc(code: str = "csdlqg-dkdn", **changes: Any) -> dict[str, Any]:

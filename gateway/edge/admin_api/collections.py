@@ -23,7 +23,16 @@ from gateway.edge.admin_api.policy import COMMIT
 from gateway.edge.toolkit import Body, Call, Handler, NoQuery, QueryModel, Reply, Route
 from gateway.edge.toolkit import json_response as respond
 
-__all__ = ["AGENCIES", "CLIENTS", "GROUPS", "RATE_LIMITS", "SERVICES", "UPSTREAMS", "Resource"]
+__all__ = [
+    "AGENCIES",
+    "CLIENTS",
+    "GROUPS",
+    "RATE_LIMITS",
+    "SERVICES",
+    "TOPICS",
+    "UPSTREAMS",
+    "Resource",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,4 +258,14 @@ RATE_LIMITS = Resource(
     list_summary="List rate limits and quotas, or read one (name it with client and/or service)",
     put_summary="Create or replace the rate limit the query names",
     delete_summary="Delete the rate limit the query names",
+)
+TOPICS = Resource(
+    entities.TOPICS,
+    "/topics",
+    "topics",
+    ADMINISTER,
+    item="/{code}",
+    list_note=" of events, with who publishes and who may subscribe",
+    put_note=" (its publishers, event schema and subscribers' rights)",
+    delete_note=" (its events and subscriptions stay in the store)",
 )

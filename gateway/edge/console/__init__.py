@@ -15,7 +15,17 @@ from importlib import resources
 
 from aiohttp import web
 
-from gateway.edge.console import pages, password, people, services, signin
+from gateway.edge.console import (
+    access,
+    credentials,
+    dashboard,
+    pages,
+    password,
+    people,
+    services,
+    signin,
+    versions,
+)
 from gateway.edge.console.views import PREFIX, SECURITY_HEADERS
 
 __all__ = ["add_routes"]
@@ -37,7 +47,11 @@ def add_routes(app: web.Application) -> None:
     """
     signin.add_routes(app)
     pages.add_routes(app)
+    dashboard.add_routes(app)
     password.add_routes(app)
     people.add_routes(app)
     services.add_routes(app)
+    versions.add_routes(app)
+    access.add_routes(app)
+    credentials.add_routes(app)
     app.router.add_get(f"{PREFIX}/static/console.css", stylesheet)

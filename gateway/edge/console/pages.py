@@ -1,4 +1,4 @@
-"""The console's pages for administrators: home, agencies (list, edit) and the change log.
+"""The console's pages for administrators: agencies (list, edit) and the change log.
 
 An edit goes through the admin API's own operation (gateway.admin.collections), with the
 person as the actor (`person:<account>`) and the comment they typed, so the policy
@@ -6,7 +6,7 @@ version and the admin event name them; the gateway's tables are rebuilt before t
 answer, as after an admin API change.
 
 Example:
-    >>> add_routes(app)  # GET /console/, /console/agencies, /console/agencies/{code}, ...
+    >>> add_routes(app)  # GET /console, /console/agencies, /console/agencies/{code}, ...
 """
 
 from __future__ import annotations
@@ -28,19 +28,6 @@ __all__ = ["add_routes"]
 
 EVENTS_SHOWN = 100
 COMMENT_MAX = 500
-
-
-@page()
-async def home(view: View) -> web.StreamResponse:
-    """Who is signed in, with which roles, and the configuration version."""
-    assert view.found is not None
-    notice = view.t("password.saved") if view.request.query.get("m") == "password" else None
-    return view.render(
-        "home.html",
-        notice=notice,
-        version=view.state.config_version,
-        session_ends=view.found.session.expires_at.isoformat(timespec="minutes"),
-    )
 
 
 def _may_edit(view: View) -> bool:
@@ -144,7 +131,6 @@ async def events(view: View) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get(f"{PREFIX}/", home)
     app.router.add_get(PREFIX, to_home)
     app.router.add_get(f"{PREFIX}/agencies", agencies)
     app.router.add_get(f"{PREFIX}/agencies/{{code}}", agency_form)

@@ -22,6 +22,7 @@ from gateway.edge.console.i18n import LANGUAGES
 from gateway.edge.console.views import (
     LANG_COOKIE,
     PREFIX,
+    SECURITY_HEADERS,
     View,
     clear_session_cookie,
     cookie_name,
@@ -204,6 +205,7 @@ async def language(request: web.Request) -> web.StreamResponse:
     if not back.startswith(f"{PREFIX}/") or back.startswith("//") or "\\" in back:
         back = f"{PREFIX}/"
     response = redirect(back)
+    response.headers.update(SECURITY_HEADERS)
     if lang in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, path="/", samesite="Strict", max_age=365 * 86400)
     return response

@@ -136,6 +136,83 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_copy(args: argparse.Namespace) -> int:
+    """Write every chained event of an instance, seq 1 on, as JSON Lines: the copy of the
+    log an auditor keeps, against which `verify-tree` later names a rewritten leaf."""
+    from gateway.store.models import AuditRecord
+
+    async def work(s: AsyncSession) -> int:
+        instance = await _records_instance(s, args.instance)
+        stmt = select(AuditRecord).where(
+            AuditRecord.instance == instance, AuditRecord.seq.is_not(None)
+        )
+        if args.size:
+            stmt = stmt.where(AuditRecord.seq <= args.size)
+        n = 0
+        with open(args.output, "wb") as out:  # noqa: ASYNC230 (a local file, written in order)
+            rows = await s.stream_scalars(
+                stmt.order_by(AuditRecord.seq, AuditRecord.id).execution_options(yield_per=2000)
+            )
+            async for row in rows:
+                out.write(orjson.dumps(tlog.record_fields(row)) + b"\n")
+                n += 1
+        s.add(
+            AuditRead(
+                actor=cli_actor(),
+                action="copy",
+                query={"instance": instance, "size": args.size},
+                unmasked=True,
+                records=n,
+            )
+        )
+        return n
+
+    return _run(args, work, lambda n: print(f"{n} events written to {args.output}"))
+
+
+async def _records_instance(s: AsyncSession, given: str | None) -> str:
+    from gateway.store.models import AuditRecord
+
+    if given:
+        return given
+    stmt = select(distinct(AuditRecord.instance)).where(AuditRecord.seq.is_not(None))
+    names = list((await s.scalars(stmt)).all())
+    if len(names) != 1:
+        raise _Refused("give --instance: the store holds " + (", ".join(sorted(names)) or "none"))
+    return names[0]
+
+
+def cmd_verify_tree(args: argparse.Namespace) -> int:
+    """Check the store against a checkpoint you hold; exit 1 if it parts from it."""
+    from gateway.audit.divergence import verify_against_checkpoint
+    from gateway.audit.note import open_checkpoint
+
+    try:
+        logs, witnesses = _keys(args.log_key), _keys(args.witness_key)
+        note = Path(args.checkpoint).read_text(encoding="utf-8")
+        cp = open_checkpoint(note, logs, witnesses, min_cosignatures=args.min_cosignatures)
+        kept = None
+        if args.records:
+            lines = Path(args.records).read_bytes().splitlines()
+            kept = [orjson.loads(line) for line in lines if line.strip()]
+    except (OSError, NoteError, orjson.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    async def work(s: AsyncSession) -> Any:
+        return await verify_against_checkpoint(
+            s, await _records_instance(s, args.instance), cp, kept
+        )
+
+    try:
+        report = asyncio.run(with_session(settings_from(args), work))
+    except _Refused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(("verified: " if report.matches else "NOT THE LOG SIGNED: ") + report.detail)
+    return 0 if report.matches else 1
+
+
 def add_tree_commands(asub: Any) -> None:
     cp = asub.add_parser("checkpoint", help="print an instance's signed tree head")
     cp.add_argument("--instance")
@@ -164,3 +241,18 @@ def add_tree_commands(asub: Any) -> None:
     )
     vp.add_argument("--min-cosignatures", type=int, default=0, help="required of the witnesses")
     vp.set_defaults(func=cmd_verify_proof)
+
+    cy = asub.add_parser("copy", help="write every chained event of an instance (a log copy)")
+    cy.add_argument("output", help="the JSON Lines file to write")
+    cy.add_argument("--instance")
+    cy.add_argument("--size", type=int, help="up to this seq (a checkpoint's size)")
+    cy.set_defaults(func=cmd_copy)
+
+    vt = asub.add_parser("verify-tree", help="check the store against a checkpoint you hold")
+    vt.add_argument("--checkpoint", required=True, help="the checkpoint note you kept")
+    vt.add_argument("--log-key", action="append", required=True, help="or @file")
+    vt.add_argument("--witness-key", action="append", default=[], help="or @file")
+    vt.add_argument("--min-cosignatures", type=int, default=0)
+    vt.add_argument("--instance")
+    vt.add_argument("--records", help="your copy of the log (`lgsp audit copy`): names the leaf")
+    vt.set_defaults(func=cmd_verify_tree)

@@ -89,7 +89,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 2
     print(
         f"ok: {len(policy.agencies)} agencies, {len(policy.clients)} clients, "
-        f"{len(policy.services)} services, {len(policy.rate_limits)} rate limits"
+        f"{len(policy.services)} services, {len(policy.rate_limits)} rate limits, "
+        f"{len(policy.issuers)} trusted issuers"
     )
     return 0
 

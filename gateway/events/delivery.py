@@ -1,0 +1,278 @@
+"""The delivery worker: pushes pending deliveries to subscribers' callbacks.
+
+Each gateway process (`lgsp serve`) runs one. It claims due deliveries from the store
+with a lease, so replicas share the work; sends each as a Standard Webhooks request
+(gateway/events/signing.py) through the outbound allow-list (a callback's address is
+judged again at every connection, as an upstream's is); audits every attempt; and
+settles it: a 2xx is delivered, anything else is tried again with backoff
+(gateway/events/retry.py) until the retry window ends, then it is dead (an operator can
+replay it from the admin API).
+
+One slow subscriber cannot hold the others back: a subscription has at most
+`per_subscriber` deliveries in flight in a worker, and the worker's other slots go to
+the rest. Only the oldest pending delivery of a (subscription, key) can be claimed, so
+every key is delivered in order; a delivery whose lease ran out (a worker killed while
+sending) is claimed again, which is the "at least once".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import aiohttp
+
+from gateway.audit import AuditSink, AuditUnavailable
+from gateway.config.runtime import RuntimeConfig
+from gateway.core.logging import log
+from gateway.events.audit import delivery_event
+from gateway.events.retry import RetryRules, retry_after_seconds
+from gateway.events.secrets import SecretBox
+from gateway.events.signing import signed_headers
+from gateway.events.store import Claimed, EventStore, Settlement
+from gateway.store.models import utcnow
+from gateway.upstream.allowlist import GuardedResolver, OutboundPolicy, address_refused
+
+__all__ = ["DeliveryRules", "DeliveryWorker"]
+
+_ANSWER_BYTES = 64 * 1024  # what is read of a subscriber's answer (then dropped)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRules:
+    concurrency: int = 64  # deliveries in flight in one worker
+    per_subscriber: int = 16  # of which one subscription may hold
+    poll_seconds: float = 0.2  # how often the store is asked when nothing woke the worker
+    lease_seconds: float = 60.0  # a claim held longer than this may be taken again
+    timeout_seconds: float = 10.0  # one attempt, connection to answer
+    retry: RetryRules = field(default_factory=RetryRules)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: int  # 0: no answer
+    error_type: str | None
+    error: str | None
+    retry_after: str | None = None
+
+
+class DeliveryWorker:
+    """Claims, sends, audits and settles deliveries until closed."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        box: SecretBox,
+        outbound: OutboundPolicy,
+        audit: AuditSink,
+        config: Callable[[], RuntimeConfig],
+        *,
+        instance: str,
+        rules: DeliveryRules,
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.outbound = outbound
+        self.audit = audit
+        self.config = config
+        self.instance = instance
+        self.rules = rules
+        self._wake = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], int] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._settling: list[tuple[Settlement, asyncio.Future[None]]] = []
+        self._settler: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(self.outbound),
+            limit=self.rules.concurrency,
+            limit_per_host=0,
+        )
+        self._http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        self._loop_task = asyncio.create_task(self._run(), name="event-delivery")
+
+    def wake(self) -> None:
+        """Look for due deliveries now (an event was just published)."""
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop claiming; deliveries in flight are cancelled (their leases run out and
+        another worker, or this one after a restart, sends them again)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._inflight):
+            task.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+
+    async def _run(self) -> None:
+        while True:
+            claimed = 0
+            capacity = self.rules.concurrency - len(self._inflight)
+            if capacity > 0:
+                claimed = await self._claim(capacity)
+            if claimed and claimed >= capacity:
+                await asyncio.sleep(0)  # more may be due: ask again at once
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.rules.poll_seconds)
+
+    async def _claim(self, capacity: int) -> int:
+        busy = Counter(self._inflight.values())
+        free = {sub: self.rules.per_subscriber - n for sub, n in busy.items()}
+        try:
+            claims = await self.store.claim(
+                self.instance,
+                lease_seconds=self.rules.lease_seconds,
+                limit=capacity,
+                free=free,
+                default=self.rules.per_subscriber,
+            )
+        except Exception as e:  # the store is down: try again at the next poll
+            log.warning("event deliveries could not be claimed", error=str(e))
+            return 0
+        for claim in claims:
+            task = asyncio.create_task(self._deliver(claim), name=f"delivery-{claim.id}")
+            self._inflight[task] = claim.subscription_id
+            task.add_done_callback(self._done)
+        return len(claims)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._wake.set()  # a slot is free, and the next event of that key may be due
+
+    def _permitted(self, claim: Claimed) -> bool:
+        # Deny by default at every attempt too: a subscriber disabled, or whose right on
+        # the topic was withdrawn, after the event was queued is not sent it.
+        config = self.config()
+        client, topic = config.clients.get(claim.subscriber), config.topics.get(claim.topic)
+        return (
+            client is not None
+            and client.enabled
+            and topic is not None
+            and topic.may_subscribe(client)
+        )
+
+    async def _deliver(self, claim: Claimed) -> None:
+        started = utcnow()
+        t0 = time.perf_counter()
+        if not self._permitted(claim):
+            detail = "the subscriber no longer holds a right to the topic, or is disabled"
+            await self._audit(claim, started, 0.0, _Outcome(0, "subscriber-not-permitted", detail))
+            with contextlib.suppress(Exception):
+                await self._settle(Settlement(claim, "dead", None, detail))
+            return
+        outcome = await self._send(claim, started)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        await self._audit(claim, started, latency_ms, outcome)
+        now = utcnow()
+        try:
+            if 200 <= outcome.status < 300:
+                await self._settle(Settlement(claim, "delivered", outcome.status, None))
+                return
+            await self._retry_or_dead(claim, outcome, now)
+        except Exception as e:  # not settled: the lease runs out and it is sent again
+            log.warning("event delivery not settled", delivery=claim.id, error=str(e))
+
+    async def _retry_or_dead(self, claim: Claimed, outcome: _Outcome, now: datetime) -> None:
+        after = retry_after_seconds(outcome.retry_after, now)
+        due = self.rules.retry.next_attempt(claim.attempts + 1, claim.since, now, after)
+        error = outcome.error or f"the subscriber answered {outcome.status}"
+        if due is None:
+            log.warning("event delivery dead", delivery=claim.id, subscriber=claim.subscriber)
+            await self._settle(Settlement(claim, "dead", outcome.status, error))
+        else:
+            await self._settle(Settlement(claim, "pending", outcome.status, error, due))
+
+    async def _settle(self, settlement: Settlement) -> None:
+        """Settle, in a batch with whatever else settles meanwhile (a group commit);
+        return once it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settling.append((settlement, done))
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_batches(), name="event-settle")
+        await done
+
+    async def _settle_batches(self) -> None:
+        while self._settling:
+            batch, self._settling = self._settling, []
+            try:
+                await self.store.settle([x for x, _ in batch])
+            except Exception as e:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _send(self, claim: Claimed, at: datetime) -> _Outcome:
+        assert self._http is not None
+        try:
+            self.outbound.check_url(claim.callback_url)
+            secret = self.box.open(claim.secret_encrypted, claim.subscription_id)
+        except ValueError as e:
+            return _Outcome(0, "callback-refused", str(e))
+        except Exception as e:  # the events key changed: nothing can be signed
+            return _Outcome(
+                0, "secret-unavailable", f"{type(e).__name__}: the secret cannot be read"
+            )
+        headers = signed_headers(secret, claim.event_id, claim.body, at)
+        timeout = aiohttp.ClientTimeout(total=self.rules.timeout_seconds)
+        try:
+            async with self._http.post(
+                claim.callback_url,
+                data=claim.body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,  # a redirect could lead anywhere: not followed
+            ) as r:
+                await r.content.read(_ANSWER_BYTES)
+                return _Outcome(r.status, None, None, r.headers.get("Retry-After"))
+        except TimeoutError:
+            return _Outcome(0, "timeout", f"no answer within {self.rules.timeout_seconds:g} s")
+        except aiohttp.ClientError as e:
+            refused = address_refused(e)
+            if refused is not None:
+                return _Outcome(0, "callback-refused", refused.message)
+            return _Outcome(0, "connect-failed", f"{type(e).__name__}: {e}")
+
+    async def _audit(
+        self, claim: Claimed, started: datetime, latency_ms: float, outcome: _Outcome
+    ) -> None:
+        config = self.config()
+        client = config.clients.get(claim.subscriber)
+        topic = config.topics.get(claim.topic)
+        failed = not 200 <= outcome.status < 300
+        event = delivery_event(
+            instance=self.instance,
+            webhook_id=claim.event_id,
+            topic=claim.topic,
+            provider=topic.provider if topic else None,
+            subscriber=claim.subscriber,
+            subscriber_agency=client.agency_code if client else None,
+            callback_url=claim.callback_url,
+            started_at=started,
+            latency_ms=latency_ms,
+            status=outcome.status,
+            body=claim.body,
+            error_type=(outcome.error_type or "subscriber-refused") if failed else None,
+            error_detail=outcome.error if failed else None,
+        )
+        try:
+            await self.audit.write(event)
+        except AuditUnavailable as e:
+            log.error("delivery attempt not audited", delivery=claim.id, error=str(e))

@@ -401,3 +401,27 @@ async def test_an_edited_declared_mapping_is_live_after_apply(
         await apply_current(gateway)
     r = await look_up(gateway, headers, provinceCode="01", mapSheet=7, parcelNumber=28)
     assert r.json()["parcel"]["areaM2"] == 125.5
+
+
+def test_without_soap_the_declarations_speak_plain_xml(tmp_path: Path) -> None:
+    folder = tmp_path / "land_registry"
+    shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
+    declaration = folder / "adapter.yaml"
+    declaration.write_text(declaration.read_text("utf-8").replace('soap: {version: "1.1"}\n', ""))
+    for name in ("mappings/parcel-request.yaml", "mappings/parcel.yaml"):
+        path = folder / name
+        path.write_text(path.read_text("utf-8").replace(', envelope: "1.1"', ""), "utf-8")
+    adapter = declared_adapter(folder)(DeclaredConfig())
+    canonical = orjson.dumps({"provinceCode": "01", "mapSheet": 12, "parcelNumber": 345})
+    outbound = OutboundRequest("POST", "/thua-dat/tra-cuu", "", CIMultiDict(), canonical)
+    sent = adapter.request(outbound, Context(request_id="r-1", client_agency="000.00.31.H49"))
+    assert sent.headers["Content-Type"] == "application/xml; charset=utf-8"
+    assert "SOAPAction" not in sent.headers
+    root = etree.fromstring(sent.body)
+    assert root.tag == f"{{{LAND_NS}}}TraCuuThuaDat"
+    assert root.findtext(f"{{{LAND_NS}}}MaDonVi") == "000.00.31.H49"  # no agency_code set
+    html = UpstreamResponse(500, CIMultiDict(), b"<html/>", 1.0)
+    assert adapter.upstream_failed(html, sent) is None  # no faults to read: the statuses
+    with pytest.raises(Problem) as refused:
+        adapter.response(html, sent, Context(request_id="r-1"))
+    assert refused.value.ptype.slug == "upstream-bad-response"

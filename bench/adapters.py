@@ -1,6 +1,7 @@
-"""What message conversion costs per exchange: the population adapter (JSON <-> JSON)
-and the document-exchange adapter (JSON <-> edXML in SOAP 1.1), against an identity
-pass-through of the same exchange, in the same run.
+"""What message conversion costs per exchange: the population adapter (JSON <-> JSON),
+the document-exchange adapter (JSON <-> edXML in SOAP 1.1) and the declared land registry
+(JSON <-> SOAP 1.1, YAML only; hooks alone), against an identity pass-through of the same
+exchange, in the same run.
 
 Two measurements:
 
@@ -123,7 +124,8 @@ async def hook_costs(repeat: int) -> list[tuple[str, float, float, int, int]]:
         "population", {"agency_code": PROVINCE, "integration_code": "00000000000000000049"}
     )
     documents = build_adapter("document_exchange", {"sender_organ_id": PROVINCE})
-    assert population is not None and documents is not None
+    land = build_adapter("land_registry", {"agency_code": PROVINCE})  # declared: YAML only
+    assert population is not None and documents is not None and land is not None
     identity = Adapter(AdapterConfig())
     simulator = TestServer(create_simulator({PROVINCE: NATIONAL_SECRET}), host="127.0.0.1")
     rows = []
@@ -161,6 +163,15 @@ async def hook_costs(repeat: int) -> list[tuple[str, float, float, int, int]]:
                     "GET", "/documents/pending", "organId=000.00.31.H49", CIMultiDict(), b""
                 ),
                 "/edxml/v1",
+            ),
+            (
+                "land: parcel, 2 holders (SOAP, declared)",
+                land,
+                OutboundRequest(
+                    "POST", "/thua-dat/tra-cuu", "", json_headers.copy(),
+                    orjson.dumps({"provinceCode": "01", "mapSheet": 12, "parcelNumber": 345}),
+                ),
+                "/dat-dai/v1",
             ),
         ]  # fmt: skip
         for name, adapter, canonical, prefix in cases:

@@ -1,6 +1,8 @@
 """Simulator of the national side of a provincial data-sharing gateway (LGSP).
 
-It plays two national systems as a province sees them:
+It plays the national systems as a province sees them (the population database here;
+the business registry, document exchange, dossier sync and land registry in
+business.py, edxml.py, dossier.py and land.py, each added by its ``setup``):
 
 * the national data-sharing platform (NDXP), which issues OAuth2 access tokens to
   registered provincial systems (client credentials grant, RFC 6749 §4.4), and
@@ -49,7 +51,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
-from simulator import business, dossier, edxml, national_issuer, provincial, witness
+from simulator import business, dossier, edxml, land, national_issuer, provincial, witness
 
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
@@ -426,6 +428,7 @@ def create_app(
     business.setup(app, _has_valid_token)
     edxml.setup(app, _has_valid_token)
     dossier.setup(app, _has_valid_token)
+    land.setup(app, _has_valid_token)  # the land registry's parcel lookup (SOAP 1.1)
     # The platform as the witness of each province's audit log (no token: the protocol
     # authenticates the checkpoint's signature, not the caller).
     witness.setup(app, witness_logs)

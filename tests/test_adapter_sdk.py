@@ -12,10 +12,16 @@ import pytest
 
 from gateway.conversion import sdk
 from gateway.conversion.catalogue import _registry
+from gateway.conversion.declared import DeclaredAdapter
 from tests.conftest import REPO
 
 ADAPTERS = REPO / "adapters"
 BUNDLED = sorted(p.name for p in ADAPTERS.iterdir() if (p / "__init__.py").is_file())
+DECLARED = sorted(
+    p.name
+    for p in ADAPTERS.iterdir()
+    if (p / "adapter.yaml").is_file() and not (p / "__init__.py").exists()
+)
 
 
 def test_everything_exported_exists_and_is_in_the_reference() -> None:
@@ -64,9 +70,15 @@ def test_an_adapter_without_a_semantic_version_fails_when_it_is_defined(version:
 
 def test_every_bundled_adapter_says_its_own_version() -> None:
     found = {
-        cls.__module__.split(".")[1]: cls for cls in _registry().values() if cls is not sdk.Adapter
+        cls.__module__.split(".")[1]: cls
+        for cls in _registry().values()
+        if cls.__module__.startswith("adapters.")
     }
     assert sorted(found) == BUNDLED
+    # A folder with an adapter.yaml and no Python is a declared adapter, by its name.
+    declared = [cls for cls in _registry().values() if issubclass(cls, DeclaredAdapter)]
+    assert sorted(cls.folder.name for cls in declared) == DECLARED
+    found.update({cls.name: cls for cls in declared})
     for cls in found.values():
         assert "VERSION" in vars(cls), f"{cls.__name__} inherits VERSION instead of saying it"
         assert sdk.check_version(cls.VERSION) == cls.VERSION

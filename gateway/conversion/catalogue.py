@@ -2,16 +2,18 @@
 content of their mapping files.
 
 `passthrough` is built in; every sub-package of the top-level `adapters` package that
-exposes `ADAPTER`, and every entry point of the `lgsp.adapters` group, is found by the
-adapter's `name`, so a third party ships one as its own package without touching
-`gateway/`.
+exposes `ADAPTER`, every folder of it with an `adapter.yaml` (a declared adapter, no
+Python: gateway/conversion/declared.py), and every entry point of the `lgsp.adapters`
+group, is found by the adapter's `name`, so a third party ships one as its own package
+without touching `gateway/`.
 
 An adapter's mapping files are the YAML of its folder's `mappings/` and `codes/` (what
-`load_mappings` and `load_code_lists` read). Their digest (`mapping_digest`) is part of
-the key an adapter instance is kept under, so an edited mapping is compiled again at the
-next reload instead of the instance built from the old one being reused; `policy apply`
-records the digest it validated with each service (gateway/config/versions.py), so an
-edit alone is a change to apply, and a reload sees it.
+`load_mappings` and `load_code_lists` read), and a declared adapter's `adapter.yaml`.
+Their digest (`mapping_digest`) is part of the key an adapter instance is kept under, so
+an edited mapping is compiled again at the next reload instead of the instance built
+from the old one being reused; `policy apply` records the digest it validated with each
+service (gateway/config/versions.py), so an edit alone is a change to apply, and a
+reload sees it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from gateway.conversion.declared import DECLARATION, DeclaredAdapter, declared_adapter
 from gateway.conversion.sdk import Adapter
 
 
@@ -45,6 +48,11 @@ def _registry() -> dict[str, type[Adapter[Any]]]:
                 cls = getattr(importlib.import_module(f"adapters.{module.name}"), "ADAPTER", None)
                 if isinstance(cls, type) and issubclass(cls, Adapter):
                     found[cls.name] = cls
+        for root in package.__path__:
+            for declaration in sorted(Path(root).glob(f"*/{DECLARATION}")):
+                if not (declaration.parent / "__init__.py").exists():
+                    declared = declared_adapter(declaration.parent.resolve())
+                    found[declared.name] = declared
     for entry in importlib.metadata.entry_points(group="lgsp.adapters"):
         cls = entry.load()
         if isinstance(cls, type) and issubclass(cls, Adapter):
@@ -80,21 +88,30 @@ def _folder(name: str) -> Path | None:
     cls = _registry().get(name)
     if cls is None or cls is Adapter:
         return None
+    if issubclass(cls, DeclaredAdapter):
+        return cls.folder
     return Path(inspect.getfile(cls)).resolve().parent
 
 
 def mapping_files(name: str) -> list[Path]:
     """The mapping files of an installed adapter, sorted: the YAML under its folder's
-    `mappings/` and `codes/` (none for passthrough or an unknown name)."""
+    `mappings/` and `codes/`, and its `adapter.yaml` (none for passthrough or an unknown
+    name)."""
     folder = _folder(name)
     if folder is None:
         return []
+    declaration = folder / DECLARATION
     return sorted(
-        path
-        for sub in MAPPING_FOLDERS
-        for pattern in ("*.yaml", "*.yml")
-        for path in (folder / sub).rglob(pattern)
-        if path.is_file()
+        [
+            *(
+                path
+                for sub in MAPPING_FOLDERS
+                for pattern in ("*.yaml", "*.yml")
+                for path in (folder / sub).rglob(pattern)
+                if path.is_file()
+            ),
+            *([declaration] if declaration.is_file() else []),
+        ]
     )
 
 

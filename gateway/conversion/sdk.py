@@ -21,6 +21,10 @@ the gateway (`gateway.core`, `gateway.conversion.mapping`) and is re-exported, s
 module is the adapters' whole contract with the gateway (an import-linter contract in
 pyproject.toml keeps adapters to it). `help(gateway.conversion.sdk)` is the reference.
 
+A lookup of one request and one answer needs none of this: a folder with an
+`adapter.yaml` beside its mappings is a declared adapter, no Python
+(gateway/conversion/declared.py; `adapters/land_registry/` is the example).
+
 A whole adapter (the bundled ones are under `adapters/<name>/`, docs/adapters.md "Adding an
 adapter")::
 

@@ -1,0 +1,355 @@
+"""Declared adapters: a folder of YAML, no Python.
+
+A folder under `adapters/` with an `adapter.yaml` (and no `ADAPTER` class) is an adapter
+of its own, found by the `name` it declares: the catalogue makes a `DeclaredAdapter`
+subclass for it, so a policy's `adapter: land_registry` selects the folder, and its
+`mappings/`, `codes/` and `adapter.yaml` are the files whose digest a reload follows.
+The declaration (docs/adapters.md "Adding an adapter")::
+
+    name: land_registry                       # what a policy's `adapter:` names
+    title: the land registry's parcel lookup  # how messages name the service
+    requires: [agency_code]                   # adapter_config keys that must be given
+    soap: {version: "1.1"}                    # SOAP 1.1 or 1.2 (absent: plain XML)
+    operations:                               # the canonical endpoints, each one call
+      - method: POST
+        path: /thua-dat/tra-cuu               # under the service's address
+        upstream_path: /ws                    # under its upstream_path (default: path)
+        action: "urn:vn:gov:tnmt:dat-dai:1.0/TraCuuThuaDat"   # SOAPAction
+        request: parcel-request               # mappings/parcel-request.yaml, xml side: to
+        response: parcel                      # mappings/parcel.yaml, xml side: from
+    faults:                                   # first match wins
+      - {code: Client, detail: {MaLoi: "201"}, outcome: answer, problem: no-such-record}
+      - {code: Server, outcome: failure, problem: upstream-bad-response}
+
+A fault's `outcome` is what the upstream's circuit breaker hears (`Adapter.upstream_failed`):
+`answer`, the provider answered (never retried, never opens the breaker), or `failure`.
+`problem` is what the caller gets. A fault no rule matches is read the SDK's general way:
+a Client/Sender fault is the caller's (an answer, invalid-message 400), any other the
+provider failing (upstream-bad-response 502). `detail` matches elements of the fault's
+detail by local name and text; `code: Client` also matches SOAP 1.2's Sender, `Server`
+its Receiver. The `VERSION` file of the folder is the adapter's version.
+
+The national conventions are the mappings' own rules: `{context: request_id, max_length:
+40}` and its `echo` check, `{setting: agency_code}` (the configuration's `agency_code`;
+`settings:` in `adapter_config` gives the mappings other values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import orjson
+import yaml
+from lxml import etree
+from multidict import CIMultiDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.conversion.sdk import (
+    ACCESS_DENIED,
+    CONFLICT,
+    INVALID_MESSAGE,
+    METHOD_NOT_ALLOWED,
+    NO_SUCH_RECORD,
+    NOT_FOUND,
+    UPSTREAM_AUTH_FAILED,
+    UPSTREAM_BAD_RESPONSE,
+    Adapter,
+    AgencyCode,
+    CompiledMapping,
+    Context,
+    LegacyTextConfig,
+    MappingError,
+    OutboundRequest,
+    Problem,
+    ProblemType,
+    SoapFault,
+    SoapFaultAnswer,
+    SoapVersion,
+    UpstreamResponse,
+    check_version,
+    compile_mapping,
+    json_object,
+    load_code_lists,
+    soap_caller_fault,
+    soap_content_type,
+    soap_fault_of,
+    soap_fault_to_problem,
+)
+
+__all__ = [
+    "DECLARATION",
+    "Declaration",
+    "DeclaredAdapter",
+    "DeclaredConfig",
+    "declared_adapter",
+]
+
+DECLARATION = "adapter.yaml"
+JSON = "application/json"
+# The problems a declaration may name (slugs are the public contract).
+PROBLEMS: dict[str, ProblemType] = {
+    p.slug: p
+    for p in (
+        NO_SUCH_RECORD,
+        INVALID_MESSAGE,
+        ACCESS_DENIED,
+        CONFLICT,
+        UPSTREAM_BAD_RESPONSE,
+        UPSTREAM_AUTH_FAILED,
+    )
+}
+ProblemSlug = Literal[
+    "no-such-record",
+    "invalid-message",
+    "access-denied",
+    "conflict",
+    "upstream-bad-response",
+    "upstream-authentication-failed",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SoapSpec(_Strict):
+    version: SoapVersion
+
+
+class OperationSpec(_Strict):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
+    upstream_path: str | None = Field(None, pattern=r"^/[A-Za-z0-9._~/-]*$")
+    action: str | None = None
+    request: str
+    response: str
+
+
+class FaultSpec(_Strict):
+    code: str | None = None  # "Client", "Server", ... or "{uri}local"
+    subcode: str | None = None
+    detail: dict[str, str] = {}  # element local name -> its text
+    outcome: Literal["answer", "failure"]
+    problem: ProblemSlug
+
+
+class Declaration(_Strict):
+    """An `adapter.yaml`, validated."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = Field(min_length=1, max_length=200)
+    requires: list[Literal["agency_code"]] = []
+    soap: SoapSpec | None = None
+    operations: list[OperationSpec] = Field(min_length=1)
+    faults: list[FaultSpec] = []
+
+
+class DeclaredConfig(LegacyTextConfig):
+    """The `adapter_config` of a declared adapter: the agency code the mappings send
+    (`{setting: agency_code}`), other settings they read, and legacy text."""
+
+    agency_code: AgencyCode | None = None
+    settings: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+def read_declaration(folder: Path) -> Declaration:
+    """The folder's `adapter.yaml`, validated; ValueError naming the file and field."""
+    path = folder / DECLARATION
+    try:
+        return Declaration.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except ValidationError as e:
+        fields = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ValueError(f"{path}: {fields}") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Operation:
+    spec: OperationSpec
+    upstream_path: str
+    request: CompiledMapping
+    response: CompiledMapping
+
+
+class DeclaredAdapter(Adapter[DeclaredConfig]):
+    """The hooks every declared adapter runs; the catalogue subclasses it per folder."""
+
+    Config: ClassVar[type[DeclaredConfig]] = DeclaredConfig
+    folder: ClassVar[Path]
+
+    def __init__(self, config: DeclaredConfig) -> None:
+        super().__init__(config)
+        self.declaration = spec = read_declaration(self.folder)
+        missing = [k for k in spec.requires if getattr(config, k) is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} is required by {self.folder / DECLARATION}")
+        settings = {**config.settings, "agency_code": config.agency_code}
+        code_lists = load_code_lists(self.folder)
+        self.operations = [self._operation(op, code_lists, settings) for op in spec.operations]
+        self.by_upstream = {op.upstream_path: op for op in self.operations}
+
+    def _operation(
+        self, op: OperationSpec, code_lists: dict[str, dict[str, str]], settings: dict[str, Any]
+    ) -> _Operation:
+        request = self._mapping(op.request, "to", code_lists, settings)
+        response = self._mapping(op.response, "from", code_lists, settings)
+        return _Operation(op, op.upstream_path or op.path, request, response)
+
+    def _mapping(
+        self, name: str, side: str, code_lists: dict[str, dict[str, str]], settings: dict[str, Any]
+    ) -> CompiledMapping:
+        path = self.folder / "mappings" / f"{name}.yaml"
+        try:
+            mapping = compile_mapping(
+                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings
+            )
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: {e}") from None
+        xml = mapping.xml
+        soap = self.declaration.soap
+        if xml is None or xml.spec.side != side:
+            raise ValueError(f"{path}: needs an xml: block with side: {side}")
+        if (soap.version if soap else None) != xml.spec.envelope:
+            raise ValueError(
+                f"{path}: xml.envelope is {xml.spec.envelope!r}; {DECLARATION} declares "
+                f"SOAP {soap.version if soap else 'none'}"
+            )
+        return mapping
+
+    # -- canonical request -> the provider's -----------------------------------------------
+
+    def request(self, outbound: OutboundRequest, context: Context) -> OutboundRequest:
+        op = self._operation_at(outbound)
+        message = self.config.text_in(json_object(outbound.body))
+        try:
+            body = op.request.to_xml(message, context)
+        except MappingError as e:
+            raise Problem(INVALID_MESSAGE, f"{self.declaration.title}: {e}.") from None
+        headers = CIMultiDict(outbound.headers)
+        headers.popall("Content-Encoding", None)
+        soap = self.declaration.soap
+        if soap is not None:
+            headers.update(soap_content_type(soap.version, op.spec.action))
+        else:
+            headers["Content-Type"] = "application/xml; charset=utf-8"
+        headers["Accept"] = headers["Content-Type"].split(";")[0]
+        return OutboundRequest(op.spec.method, op.upstream_path, "", headers, body)
+
+    def _operation_at(self, outbound: OutboundRequest) -> _Operation:
+        path = outbound.path.rstrip("/") or "/"
+        at = [op for op in self.operations if op.spec.path == path]
+        if not at:
+            paths = ", ".join(f"{op.spec.method} {op.spec.path}" for op in self.operations)
+            raise Problem(
+                NOT_FOUND,
+                f"{self.declaration.title} has {paths}; there is nothing at {outbound.path!r}.",
+            )
+        for op in at:
+            if op.spec.method == outbound.method.upper():
+                return op
+        allowed = ", ".join(op.spec.method for op in at)
+        raise Problem(
+            METHOD_NOT_ALLOWED,
+            f"{path} takes {allowed}, not {outbound.method}.",
+            headers={"Allow": allowed},
+        )
+
+    # -- the provider's answer -> canonical -------------------------------------------------
+
+    def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
+        """A fault's declared outcome; None (the statuses decide) for what is no fault."""
+        fault = soap_fault_of(answer.body) if self.declaration.soap else None
+        if fault is None:
+            return None
+        return self._rule(fault)[0] == "failure"
+
+    def response(
+        self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
+    ) -> UpstreamResponse:
+        op = self.by_upstream.get(outbound.path) or self.operations[0]
+        title = self.declaration.title
+        try:
+            document = op.response.from_xml(answer.body, context)
+        except SoapFaultAnswer as e:
+            raise self._problem(e.fault) from None
+        except ValueError as e:  # MappingError, InvalidXML, UnsafeXML
+            raise Problem(
+                UPSTREAM_BAD_RESPONSE,
+                f"{title} answered HTTP {answer.status} with what cannot be read: {e}.",
+            ) from None
+        if not 200 <= answer.status < 300:
+            raise Problem(UPSTREAM_BAD_RESPONSE, f"{title} answered HTTP {answer.status}.")
+        try:
+            body = orjson.dumps(self.config.text_out(document))
+        except ValueError as e:  # legacy_output cannot carry a character of the answer
+            raise Problem(
+                UPSTREAM_BAD_RESPONSE,
+                f"The answer cannot be given in {self.config.legacy_output}: {e}.",
+            ) from None
+        return dataclasses.replace(
+            answer, status=200, headers=CIMultiDict({"Content-Type": JSON}), body=body
+        )
+
+    def _rule(self, fault: SoapFault) -> tuple[str, ProblemType]:
+        for rule in self.declaration.faults:
+            if _matches(rule, fault):
+                return rule.outcome, PROBLEMS[rule.problem]
+        if soap_caller_fault(fault):
+            return "answer", INVALID_MESSAGE
+        return "failure", UPSTREAM_BAD_RESPONSE
+
+    def _problem(self, fault: SoapFault) -> Problem:
+        general = soap_fault_to_problem(fault, service=self.declaration.title)
+        ptype = self._rule(fault)[1]
+        return Problem(ptype, general.detail, **general.extensions)
+
+
+# A declaration's codes hold for both versions: Client is SOAP 1.2's Sender, Server its Receiver.
+_SAME_CODE = {"Sender": "Client", "Receiver": "Server"}
+
+
+def _matches(rule: FaultSpec, fault: SoapFault) -> bool:
+    code = _SAME_CODE.get(fault.code, fault.code)
+    if rule.code is not None and _SAME_CODE.get(rule.code, rule.code) != code:
+        return False
+    if rule.subcode is not None and rule.subcode != fault.subcode:
+        return False
+    if not rule.detail:
+        return True
+    if fault.detail is None:
+        return False
+    found = {
+        etree.QName(e).localname: (e.text or "").strip()
+        for e in fault.detail.iter()
+        if isinstance(e.tag, str)
+    }
+    return all(found.get(name) == value for name, value in rule.detail.items())
+
+
+def declared_adapter(folder: Path) -> type[DeclaredAdapter]:
+    """The adapter class of a declared folder, named by its declaration, versioned by its
+    `VERSION` file.
+
+    Args:
+        folder: a folder holding `adapter.yaml`.
+    Returns:
+        A `DeclaredAdapter` subclass; its instances compile the folder's files.
+    Raises:
+        ValueError: the declaration cannot be read, naming the file and field.
+        TypeError: `VERSION` is missing or not semantic versioning.
+
+    Example:
+        >>> declared_adapter(Path("adapters/land_registry")).name
+        'land_registry'
+    """
+    spec = read_declaration(folder)
+    try:
+        version = (folder / "VERSION").read_text(encoding="utf-8").strip()
+    except OSError:
+        version = ""
+    check_version(version, str(folder / "VERSION"))
+    attributes = {"name": spec.name, "VERSION": version, "folder": folder}
+    return type(f"Declared_{spec.name}", (DeclaredAdapter,), attributes)

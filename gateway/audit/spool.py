@@ -32,7 +32,6 @@ import asyncio
 import bisect
 import contextlib
 import errno
-import mmap
 import os
 import zlib
 from pathlib import Path
@@ -52,26 +51,22 @@ from gateway.audit.spool_format import (
     Chunk,
     NoRoomForCopy,
     Segment,
-    SegmentScan,
     SpoolCorruption,
     SpoolFull,
     SpoolRecovery,
-    check_frame,
     close_reader,
+    copy_head,
     corruption_error,
-    cut_bad_spans,
     datasync,
-    frame_reason,
+    drop_superseded,
     fsync_dir,
     in_thread,
     pwrite_all,
-    quarantine,
     read_ack,
-    resync,
+    recover_segment,
     segment_last,
     settle,
     unlink_all,
-    write_without,
 )
 from gateway.audit.spool_space import (
     Reserve,
@@ -250,7 +245,8 @@ class Spool:
                 superseded.path.unlink()
                 records -= superseded.count
                 prev = self._segments[-1].last if self._segments else 0
-            scan = self._recover_segment(path, name, prev, i == len(nonempty) - 1, acked)
+            newest = i == len(nonempty) - 1
+            scan = recover_segment(self._dir, path, name, prev, newest, acked, fsync=self._fsync)
             corruptions.extend(scan.corruptions)
             if scan.segment is not None:
                 self._segments.append(scan.segment)
@@ -297,60 +293,6 @@ class Spool:
             copy, frame = tight.segment, tight.frame
         self._release_newest()
         self._adopt(copy, self._drop_newest(copy, frame))
-
-    def _recover_segment(
-        self, path: Path, name: int, prev: int, newest: bool, acked: int
-    ) -> SegmentScan:
-        segment = Segment(name, path)
-        spans: list[tuple[int, int, str]] = []  # (start, end, reason) of each bad span
-        corruptions: list[SpoolCorruption] = []
-        unacked = 0
-        last_payload: bytes | None = None
-        removed = 0
-        rewrite: Path | None = None
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            size = len(mm)
-            pos = 0
-            last_frame = (0, 0)
-            while pos < size:
-                offset, length, why = check_frame(mm, pos, size, prev, name)
-                if why is None:
-                    kept = pos - removed  # its position once the bad spans are cut out
-                    if segment.count == 0:
-                        segment.first = offset
-                    if kept >= segment.next_index_at:
-                        segment.index_offsets.append(offset)
-                        segment.index_positions.append(kept)
-                        segment.next_index_at = kept + INDEX_STRIDE
-                    segment.last = prev = offset
-                    segment.last_at = kept
-                    segment.count += 1
-                    if offset > acked:
-                        unacked += 1
-                    last_frame = (pos, length)
-                    pos += HEADER_SIZE + length
-                    continue
-                resume = resync(mm, pos + 1, size, prev, name)
-                end = size if resume is None else resume
-                spans.append((pos, end, frame_reason(why, resume is None, newest)))
-                removed += end - pos
-                pos = end
-            segment.size = size - removed
-            if segment.count:
-                start = last_frame[0] + HEADER_SIZE
-                last_payload = mm[start : start + last_frame[1]]
-            for start, end, reason in spans:
-                quarantined = quarantine(self._dir, path.name, mm, start, end, fsync=self._fsync)
-                corruptions.append(
-                    SpoolCorruption(path.name, start, end - start, str(quarantined), reason)
-                )
-            tail_only = len(spans) == 1 and spans[0][1] == size
-            if spans and segment.count and not tail_only:
-                rewrite = path.with_name(path.name + ".tmp")
-                write_without(rewrite, mm, spans, fsync=self._fsync)
-        if spans:
-            cut_bad_spans(self._dir, path, segment, rewrite, fsync=self._fsync)
-        return SegmentScan(segment if segment.count else None, unacked, last_payload, corruptions)
 
     # -- append ------------------------------------------------------------------------
 
@@ -803,30 +745,12 @@ class Spool:
         return True
 
     def _copy_head(self) -> Segment:
-        """On disk, the newest segment's last frame into ``{last:020d}.seg``; returns that
-        segment. From here a crash leaves both files; recovery deletes the old one."""
-        old = self._segments[-1]
-        fd = old.read_fd
-        if fd is None:
-            fd = old.read_fd = os.open(old.path, os.O_RDONLY | os.O_CLOEXEC)
-        frame = os.pread(fd, old.size - old.last_at, old.last_at)
-        if len(frame) != old.size - old.last_at:
-            raise corruption_error(old, old.last_at)
+        """On disk, the newest segment's last frame into a segment of its own (see
+        ``copy_head``)."""
         if self._fsync:
             # The copy supersedes the segment only under an ack that survives a crash.
             sync_path(self._dir / ACK_FILE)
-        path = self._dir / f"{old.last:020d}.seg"
-        segment = Segment(old.last, path, old.last, old.last, len(frame), 1, 0)
-        segment.index_offsets.append(old.last)
-        segment.index_positions.append(0)
-        segment.next_index_at = INDEX_STRIDE
-        try:
-            write_replacing(path, frame, fsync=self._fsync, reserve=self._reserve)
-        except OSError as exc:
-            if is_out_of_space(exc):
-                raise NoRoomForCopy(segment, frame) from exc
-            raise
-        return segment
+        return copy_head(self._dir, self._segments[-1], fsync=self._fsync, reserve=self._reserve)
 
     def _release_newest(self) -> None:
         close_reader(self._segments[-1])
@@ -836,22 +760,12 @@ class Spool:
         self._cursor = None
 
     def _drop_newest(self, copy: Segment, frame: bytes | None) -> int:
-        """Delete the segment the copy supersedes (then write the copy, if ``frame`` is
-        given: there was no room for it before), take the reserve back in the space
-        that freed; returns the copy's write fd."""
+        """Delete the segment the copy supersedes (see ``drop_superseded``), take the
+        reserve back in the space that freed; returns the copy's write fd."""
         old = self._segments[-1].path
-        if frame is not None:
-            old.unlink()
-            if self._fsync:
-                fsync_dir(self._dir)
-            write_replacing(copy.path, frame, fsync=self._fsync, reserve=None)
-        fd = os.open(copy.path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            old.unlink(missing_ok=True)
-        except OSError:
+        fd, deleted = drop_superseded(self._dir, old, copy, frame, fsync=self._fsync)
+        if not deleted:
             self._doomed.append(old)  # tried again at the next ack; recovery deletes it too
-        if self._fsync:
-            fsync_dir(self._dir)
         self._reserve.hold()
         return fd
 

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.audit.spool_space import Reserve, is_out_of_space, write_replacing
+
 __all__ = [
     "ACK_FILE",
     "COPY_CHUNK",
@@ -70,15 +72,18 @@ __all__ = [
     "SpoolRecovery",
     "check_frame",
     "close_reader",
+    "copy_head",
     "corruption_error",
     "cut_bad_spans",
     "datasync",
+    "drop_superseded",
     "frame_reason",
     "fsync_dir",
     "in_thread",
     "pwrite_all",
     "quarantine",
     "read_ack",
+    "recover_segment",
     "resync",
     "segment_last",
     "settle",
@@ -372,3 +377,114 @@ def unlink_all(paths: list[Path]) -> None:
     """Delete ``paths`` (those already gone are no error)."""
     for path in paths:
         path.unlink(missing_ok=True)
+
+
+def copy_head(directory: Path, old: Segment, *, fsync: bool, reserve: Reserve) -> Segment:
+    """Copy the last frame of segment ``old`` (all acknowledged) into
+    ``{last:020d}.seg``; return that segment. From here a crash leaves both files, and
+    recovery deletes the old one. Raises ``NoRoomForCopy`` when the disk has no room for
+    the copy, reserve and all.
+
+    Example: ``copy_head(spool_dir, segments[-1], fsync=True, reserve=reserve)``."""
+    fd = old.read_fd
+    if fd is None:
+        fd = old.read_fd = os.open(old.path, os.O_RDONLY | os.O_CLOEXEC)
+    frame = os.pread(fd, old.size - old.last_at, old.last_at)
+    if len(frame) != old.size - old.last_at:
+        raise corruption_error(old, old.last_at)
+    path = directory / f"{old.last:020d}.seg"
+    segment = Segment(old.last, path, old.last, old.last, len(frame), 1, 0)
+    segment.index_offsets.append(old.last)
+    segment.index_positions.append(0)
+    segment.next_index_at = INDEX_STRIDE
+    try:
+        write_replacing(path, frame, fsync=fsync, reserve=reserve)
+    except OSError as exc:
+        if is_out_of_space(exc):
+            raise NoRoomForCopy(segment, frame) from exc
+        raise
+    return segment
+
+
+def drop_superseded(
+    directory: Path, old: Path, copy: Segment, frame: bytes | None, *, fsync: bool
+) -> tuple[int, bool]:
+    """Delete segment file ``old``, which ``copy`` supersedes; when ``frame`` is given
+    (there was no room for the copy before), delete it first and then write the copy.
+    Returns the copy's write fd and whether ``old`` is gone.
+
+    Example: ``fd, gone = drop_superseded(spool_dir, old_path, copy, None, fsync=True)``."""
+    if frame is not None:
+        old.unlink()
+        if fsync:
+            fsync_dir(directory)
+        write_replacing(copy.path, frame, fsync=fsync, reserve=None)
+    fd = os.open(copy.path, os.O_WRONLY | os.O_CLOEXEC)
+    deleted = True
+    try:
+        old.unlink(missing_ok=True)
+    except OSError:
+        deleted = False
+    if fsync:
+        fsync_dir(directory)
+    return fd, deleted
+
+
+def recover_segment(
+    directory: Path, path: Path, name: int, prev: int, newest: bool, acked: int, *, fsync: bool
+) -> SegmentScan:
+    """Check every frame of segment file ``path`` (named ``name``, following offset
+    ``prev``; ``newest``: the spool's last; records past ``acked`` are unacked): bad spans
+    are quarantined and cut out, the good frames indexed.
+
+    Example: ``scan = recover_segment(spool_dir, path, 1, 0, True, 0, fsync=True)``."""
+    segment = Segment(name, path)
+    spans: list[tuple[int, int, str]] = []  # (start, end, reason) of each bad span
+    corruptions: list[SpoolCorruption] = []
+    unacked = 0
+    last_payload: bytes | None = None
+    removed = 0
+    rewrite: Path | None = None
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        size = len(mm)
+        pos = 0
+        last_frame = (0, 0)
+        while pos < size:
+            offset, length, why = check_frame(mm, pos, size, prev, name)
+            if why is None:
+                kept = pos - removed  # its position once the bad spans are cut out
+                if segment.count == 0:
+                    segment.first = offset
+                if kept >= segment.next_index_at:
+                    segment.index_offsets.append(offset)
+                    segment.index_positions.append(kept)
+                    segment.next_index_at = kept + INDEX_STRIDE
+                segment.last = prev = offset
+                segment.last_at = kept
+                segment.count += 1
+                if offset > acked:
+                    unacked += 1
+                last_frame = (pos, length)
+                pos += HEADER_SIZE + length
+                continue
+            resume = resync(mm, pos + 1, size, prev, name)
+            end = size if resume is None else resume
+            spans.append((pos, end, frame_reason(why, resume is None, newest)))
+            removed += end - pos
+            pos = end
+        segment.size = size - removed
+        if segment.count:
+            start = last_frame[0] + HEADER_SIZE
+            last_payload = mm[start : start + last_frame[1]]
+        for start, end, reason in spans:
+            quarantined = quarantine(directory, path.name, mm, start, end, fsync=fsync)
+            corruptions.append(
+                SpoolCorruption(path.name, start, end - start, str(quarantined), reason)
+            )
+        tail_only = len(spans) == 1 and spans[0][1] == size
+        if spans and segment.count and not tail_only:
+            rewrite = path.with_name(path.name + ".tmp")
+            write_without(rewrite, mm, spans, fsync=fsync)
+    if spans:
+        cut_bad_spans(directory, path, segment, rewrite, fsync=fsync)
+    return SegmentScan(segment if segment.count else None, unacked, last_payload, corruptions)

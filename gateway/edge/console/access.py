@@ -15,32 +15,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.admin import edits, grants
-from gateway.admin.actor import ADMINISTER, READ, Actor
-from gateway.admin.edits import Editor
+from gateway.admin.actor import ADMINISTER, READ
 from gateway.core.problems import Problem
 from gateway.edge.admin_api.api import changes_out
-from gateway.edge.console.views import PREFIX, View, page, redirect
+from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, person_editor, redirect
 from gateway.edge.reload import reload_config
-from gateway.upstream.allowlist import OutboundPolicy
 
 __all__ = ["add_routes"]
 
-COMMENT_MAX = 500
 SEPARATOR = "|"  # between the client and the service key in a checkbox's value
-
-
-def _editor(
-    view: View, comment: str | None, *, dry_run: bool, if_match: str | None = None
-) -> Editor:
-    assert view.found is not None
-    account = view.found.account
-    return Editor(
-        view.state.sessions,
-        Actor.person(account.name, frozenset(account.roles), comment),
-        outbound=OutboundPolicy.from_settings(view.state.settings),
-        if_match=if_match,
-        dry_run=dry_run,
-    )
 
 
 def _chosen(view: View) -> set[tuple[str, str]]:
@@ -80,7 +63,9 @@ async def _preview(
     error: str | None = None,
 ) -> web.Response:
     try:
-        commit = await grants.set_whole_service_grants(_editor(view, None, dry_run=True), chosen)
+        commit = await grants.set_whole_service_grants(
+            person_editor(view, None, dry_run=True), chosen
+        )
     except Problem as p:
         return view.render("error.html", status=p.status, message=p.detail)
     return view.render(
@@ -110,7 +95,7 @@ async def confirm(view: View) -> web.StreamResponse:
         )
     try:
         commit = await grants.set_whole_service_grants(
-            _editor(view, comment, dry_run=False, if_match=f'"{seen}"'), chosen
+            person_editor(view, comment, dry_run=False, if_match=f'"{seen}"'), chosen
         )
     except Problem as p:
         return view.render("error.html", status=p.status, message=p.detail)

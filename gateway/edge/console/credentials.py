@@ -18,12 +18,11 @@ from gateway.admin import collections as entities
 from gateway.admin import credentials as ops
 from gateway.admin.actor import ADMINISTER, Actor
 from gateway.core.problems import Problem
-from gateway.edge.console.views import PREFIX, View, page, redirect
+from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, redirect
 from gateway.edge.reload import reload_config
 
 __all__ = ["add_routes"]
 
-COMMENT_MAX = 500
 KINDS = ("secret", "api_key")
 GRACES = (0, 300, 3600, 86_400)  # the choices of a rotation's grace period, seconds
 

@@ -16,18 +16,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin import collections as entities
-from gateway.admin.actor import ADMINISTER, READ, Actor
-from gateway.admin.edits import Editor
+from gateway.admin.actor import ADMINISTER, READ
 from gateway.admin.events import admin_events, without_credential_hints
 from gateway.core.problems import Problem
-from gateway.edge.console.views import PREFIX, View, page, redirect
+from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, person_editor, redirect
 from gateway.edge.reload import reload_config
-from gateway.upstream.allowlist import OutboundPolicy
 
 __all__ = ["add_routes"]
 
 EVENTS_SHOWN = 100
-COMMENT_MAX = 500
 
 
 def _may_edit(view: View) -> bool:
@@ -67,16 +64,6 @@ async def agency_form(view: View) -> web.StreamResponse:
     return view.render("agency.html", item=item, errors=[], comment="", may_edit=_may_edit(view))
 
 
-def _person(view: View, comment: str) -> Editor:
-    assert view.found is not None
-    account = view.found.account
-    return Editor(
-        view.state.sessions,
-        Actor.person(account.name, frozenset(account.roles), comment),
-        outbound=OutboundPolicy.from_settings(view.state.settings),
-    )
-
-
 @page(roles=ADMINISTER)
 async def agency_save(view: View) -> web.StreamResponse:
     """Save an agency: the same merge patch the admin API's PATCH applies, by the person."""
@@ -94,7 +81,7 @@ async def agency_save(view: View) -> web.StreamResponse:
     if not errors:
         try:
             commit = await entities.patch(
-                _person(view, comment),
+                person_editor(view, comment),
                 entities.AGENCIES,
                 (item["code"],),
                 {"name": name, "doc_code": doc_code or None},

@@ -17,14 +17,12 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway.admin.actor import ADMINISTER, ADMINISTRATOR
-from gateway.edge.console.views import PREFIX, View, page, redirect
+from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, redirect
 from gateway.identity import accounts
 from gateway.identity.accounts import ROLES, AccountError, Issued
 from gateway.store.models import Account, utcnow
 
 __all__ = ["add_routes"]
-
-COMMENT_MAX = 500
 
 
 async def _listing(

@@ -20,17 +20,14 @@ import orjson
 from aiohttp import web
 
 from gateway.admin import collections as entities
-from gateway.admin.actor import OPERATE, READ, Actor
-from gateway.admin.edits import Editor
+from gateway.admin.actor import OPERATE, READ
 from gateway.core.problems import Problem
 from gateway.edge.admin_api.api import changes_out
-from gateway.edge.console.views import PREFIX, View, page, redirect
+from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, person_editor, redirect
 from gateway.edge.reload import reload_config
-from gateway.upstream.allowlist import OutboundPolicy
 
 __all__ = ["add_routes"]
 
-COMMENT_MAX = 500
 # The settings the form edits: (form field, path in the service, kind).
 FIELDS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("name", ("name",), "text"),
@@ -75,17 +72,6 @@ def _patch(view: View) -> tuple[dict[str, Any], list[dict[str, str]]]:
             target = target.setdefault(part, {})
         target[path[-1]] = value
     return body, errors
-
-
-def _editor(view: View, comment: str | None, **kw: Any) -> Editor:
-    assert view.found is not None
-    account = view.found.account
-    return Editor(
-        view.state.sessions,
-        Actor.person(account.name, frozenset(account.roles), comment),
-        outbound=OutboundPolicy.from_settings(view.state.settings),
-        **kw,
-    )
 
 
 @page(roles=READ)
@@ -155,7 +141,7 @@ async def _preview_page(
 ) -> web.Response:
     try:
         commit = await entities.patch(
-            _editor(view, None, dry_run=True), entities.SERVICES, _key(view), body
+            person_editor(view, None, dry_run=True), entities.SERVICES, _key(view), body
         )
     except Problem as p:
         refusal = p.extensions.get("errors") or [{"field": "", "detail": p.detail}]
@@ -205,7 +191,7 @@ async def confirm(view: View) -> web.StreamResponse:
         )
     try:
         commit = await entities.patch(
-            _editor(view, comment, if_match=f'"{seen}"'), entities.SERVICES, _key(view), body
+            person_editor(view, comment, if_match=f'"{seen}"'), entities.SERVICES, _key(view), body
         )
     except Problem as p:
         return _form(view, item, status=p.status, notice=p.detail)

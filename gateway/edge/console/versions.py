@@ -14,32 +14,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.admin import edits
-from gateway.admin.actor import ADMINISTER, READ, Actor
-from gateway.admin.edits import Editor
+from gateway.admin.actor import ADMINISTER, READ
 from gateway.core.problems import Problem
 from gateway.edge.admin_api.api import changes_out
-from gateway.edge.console.views import PREFIX, View, page, redirect
+from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, person_editor, redirect
 from gateway.edge.reload import reload_config
-from gateway.upstream.allowlist import OutboundPolicy
 
 __all__ = ["add_routes"]
 
 SHOWN = 50
-COMMENT_MAX = 500
-
-
-def _editor(
-    view: View, comment: str | None, *, dry_run: bool, if_match: str | None = None
-) -> Editor:
-    assert view.found is not None
-    account = view.found.account
-    return Editor(
-        view.state.sessions,
-        Actor.person(account.name, frozenset(account.roles), comment),
-        outbound=OutboundPolicy.from_settings(view.state.settings),
-        if_match=if_match,
-        dry_run=dry_run,
-    )
 
 
 def _may_restore(view: View) -> bool:
@@ -82,7 +65,7 @@ async def _preview(
 ) -> web.Response:
     _, current = await edits.current(view.state.sessions)
     try:
-        commit = await edits.restore(_editor(view, None, dry_run=True), n)
+        commit = await edits.restore(person_editor(view, None, dry_run=True), n)
     except Problem as p:
         return view.render("error.html", status=p.status, message=p.detail)
     return view.render(
@@ -110,7 +93,9 @@ async def rollback(view: View) -> web.StreamResponse:
         return await _preview(view, n, status=422, error=view.t("form.required"))
     seen = view.field("current")
     try:
-        commit = await edits.restore(_editor(view, comment, dry_run=False, if_match=f'"{seen}"'), n)
+        commit = await edits.restore(
+            person_editor(view, comment, dry_run=False, if_match=f'"{seen}"'), n
+        )
     except Problem as p:
         return view.render("error.html", status=p.status, message=p.detail)
     await reload_config(view.state)

@@ -28,21 +28,27 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from gateway.admin.actor import Actor
+from gateway.admin.edits import Editor
 from gateway.edge.console.i18n import DEFAULT, LANGUAGES, translate
 from gateway.edge.state import STATE, GatewayState
 from gateway.identity.websessions import SIGNED_IN, Found, find_session
+from gateway.upstream.allowlist import OutboundPolicy
 
 __all__ = [
+    "COMMENT_MAX",
     "PREFIX",
     "SECURITY_HEADERS",
     "View",
     "cookie_name",
     "page",
+    "person_editor",
     "redirect",
     "set_session_cookie",
 ]
 
 PREFIX = "/console"
+COMMENT_MAX = 500  # characters of the comment a change asks for
 LANG_COOKIE = "lgsp_lang"
 # The pre-session cookie of the sign-in form (double-submit: no session exists yet).
 PRE_COOKIE = "lgsp_signin"
@@ -217,3 +223,22 @@ async def _checked(
     if roles and (view.found is None or not set(roles) & set(view.found.account.roles)):
         return view.error(403, "error.forbidden")
     return await handler(view)
+
+
+def person_editor(
+    view: View, comment: str | None, *, dry_run: bool = False, if_match: str | None = None
+) -> Editor:
+    """The admin API's editor acting for the signed-in person (`person:<account>`, with
+    their roles and the comment they typed); `dry_run` for a preview, `if_match` for a
+    change on condition the policy has not moved since the preview.
+
+    Example: ``await edits.restore(person_editor(view, "too tight", if_match='"7"'), 6)``."""
+    assert view.found is not None
+    account = view.found.account
+    return Editor(
+        view.state.sessions,
+        Actor.person(account.name, frozenset(account.roles), comment),
+        outbound=OutboundPolicy.from_settings(view.state.settings),
+        if_match=if_match,
+        dry_run=dry_run,
+    )

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.config import schema_refs
 from gateway.config import versions as policy_state
 from gateway.config.diff import diff
 from gateway.config.policy import PolicySet, load_policy_dir, policy_yaml, with_mapping_digests
@@ -52,7 +53,7 @@ def _unregistered(policy: PolicySet, settings: Settings) -> tuple[list[str], str
     where = f"the schema files in {settings.schemas_dir}/"
 
     async def registry(session: Any) -> list[str]:
-        return await policy_state.unregistered_schemas(session, policy, bundled)
+        return await schema_refs.unregistered_schemas(session, policy, bundled)
 
     if _store_exists(settings.database_url):
         try:
@@ -62,7 +63,7 @@ def _unregistered(policy: PolicySet, settings: Settings) -> tuple[list[str], str
             where += f" only (the registry cannot be read: {type(e).__name__})"
     else:
         where += " only (no store yet)"
-    return asyncio.run(policy_state.unregistered_schemas(None, policy, bundled)), where
+    return asyncio.run(schema_refs.unregistered_schemas(None, policy, bundled)), where
 
 
 def _store_exists(url: str) -> bool:

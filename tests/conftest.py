@@ -312,6 +312,9 @@ class GatewayTestServer(TestServer):
     tests meet the HTTP server production runs."""
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        # A test's server stops within seconds, not aiohttp's 60 s per connection a client
+        # left open (a library client in a thread, a delivery worker's keep-alive pool).
+        kwargs.setdefault("shutdown_timeout", 5.0)
         return GatewayRunner(self.app, **kwargs)
 
 

@@ -11,11 +11,13 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.logging import log
 from gateway.registry import store
 from gateway.registry.store import RegistryError
+from gateway.store.models import RegistrySchema, RegistryVersion
 
 ACTOR = "bundled-schemas"
 
@@ -44,8 +46,11 @@ async def load_bundled(sessions: async_sessionmaker[AsyncSession], directory: Pa
     registry refuses (invalid, or incompatible with the subject's level) is reported
     and skipped: the others still load."""
     changes: list[str] = []
+    known = await _registered(sessions)
     for f in await asyncio.to_thread(read_bundled, directory):
         text = f.text
+        if (f.subject, f.schema_type, text) in known:
+            continue  # registered as it is: every start after the first (no parse, no lock)
         try:
             async with sessions() as session, session.begin():
                 parsed = store.parse_schema(f.schema_type, text)
@@ -61,3 +66,14 @@ async def load_bundled(sessions: async_sessionmaker[AsyncSession], directory: Pa
         if created:
             changes.append(f"registered {f.subject} version {version} (id {schema_id})")
     return changes
+
+
+async def _registered(sessions: async_sessionmaker[AsyncSession]) -> set[tuple[str, str, str]]:
+    """(subject, schema type, text) of every version the registry holds, in one read."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(RegistryVersion.subject, RegistrySchema.schema_type, RegistrySchema.schema)
+            .join(RegistrySchema, RegistryVersion.schema_id == RegistrySchema.id)
+            .where(RegistryVersion.deleted.is_(False))
+        )
+        return {(subject, kind, text) for subject, kind, text in rows.all()}

@@ -452,7 +452,13 @@ async def gateway(
             server.port or 0,
             str(simulator.make_url("")).rstrip("/"),
         )
-    await server.close()
+    closing = asyncio.ensure_future(server.close())
+    try:
+        await asyncio.wait_for(asyncio.shield(closing), 20)
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        raise
     dead.close()
 
 

@@ -4,7 +4,6 @@ small documents around it (JWKS, RFC 8414 metadata, service list, health)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -49,6 +48,9 @@ from gateway.upstream.jwks import JwksFetcher
 
 
 # -- lifecycle --------------------------------------------------------------------------------
+
+
+BACKGROUND_STOP_SECONDS = 5.0  # how long a stop waits for cancelled background tasks
 
 
 def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.Application:
@@ -149,8 +151,11 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         yield
         for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Bounded: a background task stuck in a library's cancellation (seen: the
+        # configuration watcher's PostgreSQL connection) must not hold the stop forever.
+        _, stuck = await asyncio.wait(tasks, timeout=BACKGROUND_STOP_SECONDS)
+        if stuck:
+            log.warning("background tasks did not stop", tasks=sorted(t.get_name() for t in stuck))
         if state.delivery is not None:
             await state.delivery.close()
         gateway_metrics.flush()  # what was counted since the last second

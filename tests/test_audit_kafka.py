@@ -252,11 +252,23 @@ async def rig(
     }
     gw = GatewayProcess(env, port, tmp_path / "gateway.log")
     gw.start()
-    token = httpx.post(
-        gw.url + "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=("motcua", secret),
-    ).json()["access_token"]
+    try:
+        # As a load balancer would: traffic once the instance says it is ready.
+        deadline = time.monotonic() + 30
+        while httpx.get(gw.url + "/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the gateway did not become ready"
+            await asyncio.sleep(0.1)
+        r = httpx.post(
+            gw.url + "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=("motcua", secret),
+            timeout=10,
+        )
+        assert r.status_code == 200, f"{r.status_code} {r.text}\n{gw.log.read_text()[-3000:]}"
+    except BaseException:
+        gw.kill()  # never left running against the worker's database
+        raise
+    token = r.json()["access_token"]
     store = AuditStore(sessions, source="indexer")
     indexer = Indexer(
         store,

@@ -400,6 +400,30 @@ async def add_to_policy(
     await reload_config(h.state)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _no_browser(why: str) -> None:
+    message = f"the console's browser tests need Chromium at {CHROMIUM} ({why})"
+    if os.environ.get("CI"):
+        pytest.fail(message + " — CI requires it (.ci/run installs it)", pytrace=False)
+    pytest.skip(message + "; apt-get install chromium")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not CHROMIUM.exists():
+        _no_browser("not installed")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as e:  # pragma: no cover - a dev dependency
+        _no_browser(f"playwright not importable: {e}")
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=str(CHROMIUM))
+        yield b
+        await b.close()
+
+
 @pytest.fixture
 async def simulator() -> AsyncIterator[TestServer]:
     server = TestServer(create_simulator({PROVINCE_ID: PROVINCE_SECRET}), host="127.0.0.1")

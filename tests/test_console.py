@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +18,16 @@ import pytest
 from sqlalchemy import select
 
 from gateway.core.settings import Settings
-from gateway.identity import accounts, totp
+from gateway.identity import totp
 from gateway.store.models import AdminEvent, PolicyVersion
 
 from .conftest import REPO, Harness
+from .console_rig import GOOD, Person, events, person, sign_in
 
-CHROMIUM = Path("/usr/bin/chromium")
 LOCKOUT_AFTER = 3
 AGENCY = "000.00.12.H49"  # "Sở Tư pháp" in the test policy
 
 pytestmark = pytest.mark.dialects("sqlite")  # the console is above the store
-
-
-def _no_browser(why: str) -> None:
-    message = f"the console's browser tests need Chromium at {CHROMIUM} ({why})"
-    if os.environ.get("CI"):
-        pytest.fail(message + " — CI requires it (.ci/run installs it)", pytrace=False)
-    pytest.skip(message + "; apt-get install chromium")
 
 
 @pytest.fixture
@@ -52,69 +43,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
-        _no_browser("not installed")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError as e:  # pragma: no cover - a dev dependency
-        _no_browser(f"playwright not importable: {e}")
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=str(CHROMIUM))
-        yield b
-        await b.close()
-
-
-@dataclass
-class Person:
-    name: str
-    password: str
-    secret: str
-
-    def code(self) -> str:
-        return totp.code_at(self.secret, time.time())
-
-
-GOOD = "sông Hồng mùa nước nổi"
-
-
-async def _person(
-    gateway: Harness, name: str, roles: list[str], *, one_time: bool = False
-) -> Person:
-    """An account with its own password (or, `one_time`, one the gateway generated)."""
-    async with gateway.state.sessions() as s, s.begin():
-        issued = await accounts.create_account(
-            s,
-            name=name,
-            display_name=f"Người {name}",
-            roles=roles,
-            actor="test",
-            password=None if one_time else GOOD,
-        )
-    return Person(name, issued.password, issued.totp_secret)
-
-
-async def _events(gateway: Harness) -> list[AdminEvent]:
-    async with gateway.state.sessions() as s:
-        return list((await s.scalars(select(AdminEvent).order_by(AdminEvent.id))).all())
-
-
-async def _sign_in(page: Any, url: str, who: Person, code: str | None = None) -> None:
-    await page.goto(f"{url}/console/")
-    await page.fill("#name", who.name)
-    await page.fill("#password", who.password)
-    await page.click("button[type=submit]")
-    await page.wait_for_url("**/console/sign-in/code")
-    await page.fill("#code", code or who.code())
-    await page.click("main button[type=submit]")
-
-
 async def test_sign_in_takes_a_password_then_a_totp_code(gateway: Harness, browser: Any) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     context = await browser.new_context()
     page = await context.new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     assert await page.text_content("h1") == "Xin chào, Người nva."  # Vietnamese first
     assert await page.text_content("#roles") == "administrator"
@@ -129,15 +62,15 @@ async def test_sign_in_takes_a_password_then_a_totp_code(gateway: Harness, brows
     await page.wait_for_url("**/console/sign-in?m=out")
     await page.goto(f"{gateway.url}/console/agencies")
     assert page.url.endswith("/console/sign-in")
-    actions = [e.action for e in await _events(gateway)]
+    actions = [e.action for e in await events(gateway)]
     assert "account.sign-in" in actions and "account.sign-out" in actions
 
 
 async def test_a_wrong_second_factor_is_refused(gateway: Harness, browser: Any) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
     wrong = f"{(int(who.code()) + 1) % 1_000_000:06d}"
-    await _sign_in(page, gateway.url, who, code=wrong)
+    await sign_in(page, gateway.url, who, code=wrong)
     assert "Mã xác thực không đúng" in (await page.text_content("#signin-error") or "")
     # The password alone opens nothing.
     await page.goto(f"{gateway.url}/console/agencies")
@@ -145,7 +78,7 @@ async def test_a_wrong_second_factor_is_refused(gateway: Harness, browser: Any) 
 
 
 async def test_repeated_failures_lock_the_account(gateway: Harness, browser: Any) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
     await page.goto(f"{gateway.url}/console/sign-in")
     for _ in range(LOCKOUT_AFTER):
@@ -166,9 +99,9 @@ async def test_repeated_failures_lock_the_account(gateway: Harness, browser: Any
 async def test_an_administrator_edits_an_agency_and_the_change_names_them(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.click("nav a[href='/console/agencies']")
     await page.click(f"tr[data-code='{AGENCY}'] a")
@@ -197,10 +130,10 @@ async def test_an_administrator_edits_an_agency_and_the_change_names_them(
 async def test_an_observer_reads_agencies_but_may_not_change_them(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "xem", ["observer"])
+    who = await person(gateway, "xem", ["observer"])
     context = await browser.new_context()
     page = await context.new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.goto(f"{gateway.url}/console/agencies/{AGENCY}")
     assert await page.locator("#name").is_disabled()
@@ -214,9 +147,9 @@ async def test_an_observer_reads_agencies_but_may_not_change_them(
 
 
 async def test_a_post_without_the_csrf_token_is_refused(gateway: Harness, browser: Any) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     target = f"{gateway.url}/console/agencies/{AGENCY}"
     for form in (
@@ -233,7 +166,7 @@ async def test_a_post_without_the_csrf_token_is_refused(gateway: Harness, browse
 async def test_every_page_has_a_strict_content_security_policy(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
     answer = await page.goto(f"{gateway.url}/console/sign-in")
     assert answer is not None
@@ -245,7 +178,7 @@ async def test_every_page_has_a_strict_content_security_policy(
     assert headers["cache-control"] == "no-store"
     assert await page.locator("script").count() == 0
     # The stylesheet loads under that policy (the page is styled, nothing was blocked).
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     for path in ("/console/", "/console/agencies", "/console/events"):
         answer = await page.goto(gateway.url + path)
@@ -270,11 +203,11 @@ async def test_what_an_outsider_puts_in_an_agency_name_is_shown_not_run(
     )
     await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": hostile})
     await entities.patch(editor, entities.SERVICES, tuple(SLOW.split("/")), {"name": hostile})
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: dialogs.append(d.message))
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.goto(f"{gateway.url}/console/agencies")
     assert hostile in (await page.text_content(f"tr[data-code='{AGENCY}']") or "")
@@ -294,9 +227,9 @@ async def test_what_an_outsider_puts_in_an_agency_name_is_shown_not_run(
 async def test_a_one_time_password_must_be_replaced_under_the_rules(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "nva", ["administrator"], one_time=True)
+    who = await person(gateway, "nva", ["administrator"], one_time=True)
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/password")
     await page.goto(f"{gateway.url}/console/agencies")  # nothing else opens before
     assert page.url.endswith("/console/password")
@@ -313,15 +246,15 @@ async def test_a_one_time_password_must_be_replaced_under_the_rules(
     assert await page.text_content("#notice") == "Đã đổi mật khẩu."
     await page.goto(f"{gateway.url}/console/agencies")
     assert page.url.endswith("/console/agencies")
-    assert [e.action for e in await _events(gateway)][-1] == "account.password"
+    assert [e.action for e in await events(gateway)][-1] == "account.password"
 
 
 async def test_an_administrator_creates_an_account_and_its_secrets_are_shown_once(
     gateway: Harness, browser: Any
 ) -> None:
-    admin = await _person(gateway, "nva", ["administrator"])
+    admin = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, admin)
+    await sign_in(page, gateway.url, admin)
     await page.wait_for_url("**/console/")
     await page.click("nav a[href='/console/accounts']")
     await page.fill("#new-name", "ttb")
@@ -335,12 +268,12 @@ async def test_an_administrator_creates_an_account_and_its_secrets_are_shown_onc
     assert "otpauth://totp/LGSP:ttb?secret=" in (await page.text_content("#issued-uri") or "")
     await page.goto(f"{gateway.url}/console/accounts")  # shown once: not on the next page
     assert password not in (await page.content())
-    created = [e for e in await _events(gateway) if e.action == "account.create"][-1]
+    created = [e for e in await events(gateway) if e.action == "account.create"][-1]
     assert (created.actor, created.target) == ("person:nva", "person:ttb")
     assert created.comment == "kiểm toán viên mới của Sở"
     # The new person signs in with what was shown, and must choose a password first.
     other = await (await browser.new_context()).new_page()
-    await _sign_in(other, gateway.url, Person("ttb", password, secret))
+    await sign_in(other, gateway.url, Person("ttb", password, secret))
     await other.wait_for_url("**/console/password")
     # Nobody disables themselves here.
     await page.click("tr[data-account='nva'] summary")
@@ -352,13 +285,13 @@ async def test_an_administrator_creates_an_account_and_its_secrets_are_shown_onc
 async def test_sign_out_everywhere_ends_every_session_of_the_account(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     first = await (await browser.new_context()).new_page()
-    await _sign_in(first, gateway.url, who)
+    await sign_in(first, gateway.url, who)
     await first.wait_for_url("**/console/")
     second = await (await browser.new_context()).new_page()
     # Another browser, the next step's code (this step's was used: a code is good once).
-    await _sign_in(second, gateway.url, who, code=totp.code_at(who.secret, time.time() + 30))
+    await sign_in(second, gateway.url, who, code=totp.code_at(who.secret, time.time() + 30))
     await second.wait_for_url("**/console/")
     await second.click("main form[action$='/sign-out/everywhere'] button")
     await second.wait_for_url("**/console/sign-in?m=out")
@@ -370,7 +303,7 @@ async def test_the_session_token_changes_when_the_second_factor_is_given(
     gateway: Harness, browser: Any
 ) -> None:
     """Session fixation: a token known before sign-in is worthless after it."""
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     context = await browser.new_context()
     page = await context.new_page()
     await page.goto(f"{gateway.url}/console/sign-in")
@@ -400,9 +333,9 @@ async def test_an_operator_changes_a_timeout_after_a_preview_and_it_takes_effect
     headers = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
     slow_call = "/r1/000.00.00.H49/slow/v1/600"  # the simulator answers after 600 ms
     assert (await gateway.http.get(slow_call, headers=headers)).status_code == 504
-    who = await _person(gateway, "vanhanh", ["operator"])
+    who = await person(gateway, "vanhanh", ["operator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.click("nav a[href='/console/services']")
     await page.click(f"tr[data-service='{SLOW}'] a")
@@ -432,9 +365,9 @@ async def test_an_operator_changes_a_timeout_after_a_preview_and_it_takes_effect
 async def test_a_preview_confirmed_after_someone_else_changed_the_policy_is_refused(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "vanhanh", ["operator"])
+    who = await person(gateway, "vanhanh", ["operator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.goto(f"{gateway.url}/console/services/{SLOW}")
     await page.fill("#timeouts-total_ms", "3000")
@@ -455,9 +388,9 @@ async def test_a_preview_confirmed_after_someone_else_changed_the_policy_is_refu
 async def test_an_observer_sees_a_service_but_cannot_preview_a_change(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "xem", ["observer"])
+    who = await person(gateway, "xem", ["observer"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.goto(f"{gateway.url}/console/services/{SLOW}")
     assert await page.locator("#timeouts-total_ms").is_disabled()
@@ -499,7 +432,7 @@ async def _shot(page: Any, name: str) -> None:
 async def test_every_page_passes_axe_without_serious_or_critical_violations(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     ok = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
     for endpoint in ("x", "y", "z"):  # a dashboard with exchanges on it
         await gateway.http.get(f"/r1/000.00.00.H49/echo/v1/{endpoint}", headers=ok)
@@ -569,9 +502,9 @@ async def test_an_administrator_compares_versions_and_rolls_one_back(
     after = (
         await entities.patch(editor, entities.AGENCIES, (AGENCY,), {"name": "Tên sai"})
     ).version
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.click("nav a[href='/console/versions']")
     await page.click("#compare button")  # the two newest, filled in
@@ -600,9 +533,9 @@ async def test_an_administrator_grants_a_right_in_the_matrix_and_a_403_becomes_2
     headers = {"Authorization": f"Bearer {await gateway.token('outsider')}"}
     call = f"/r1/{ECHO_KEY}/hello"
     assert (await gateway.http.get(call, headers=headers)).status_code == 403
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.click("nav a[href='/console/access']")
     # Narrower rights are written in their cell: hotich may GET /public/** of the echo.
@@ -619,16 +552,16 @@ async def test_an_administrator_grants_a_right_in_the_matrix_and_a_403_becomes_2
     box = page.locator(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
     assert await box.is_checked()
     assert (await gateway.http.get(call, headers=headers)).status_code == 200
-    events = [e for e in await _events(gateway) if e.actor == "person:nva"]
-    assert [e.action for e in events if not e.action.startswith("account.")] == ["policy.access"]
+    mine = [e for e in await events(gateway) if e.actor == "person:nva"]
+    assert [e.action for e in mine if not e.action.startswith("account.")] == ["policy.access"]
 
 
 async def test_an_operator_reads_the_matrix_but_cannot_change_access_rights(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await _person(gateway, "vanhanh", ["operator"])
+    who = await person(gateway, "vanhanh", ["operator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.goto(f"{gateway.url}/console/access")
     box = page.locator(f"tr[data-client='outsider'] td[data-service='{ECHO_KEY}'] input")
@@ -655,9 +588,9 @@ async def test_an_administrator_rotates_a_credential_and_sees_the_new_secret_onc
         return r.status_code
 
     assert await token_status(old) == 200
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.click("nav a[href='/console/clients']")
     await page.click("tr[data-client='hotich'] a")
@@ -670,7 +603,7 @@ async def test_an_administrator_rotates_a_credential_and_sees_the_new_secret_onc
     assert await token_status(new) == 200
     await page.goto(f"{gateway.url}/console/clients/hotich")
     assert new not in await page.content()  # shown once
-    rotated = [e for e in await _events(gateway) if e.action.startswith("credential.")]
+    rotated = [e for e in await events(gateway) if e.action.startswith("credential.")]
     assert {(e.actor, e.action) for e in rotated} >= {
         ("person:nva", "credential.revoke"),
         ("person:nva", "credential.issue"),
@@ -693,9 +626,9 @@ async def test_the_dashboard_shows_the_last_hour_of_exchanges_and_the_upstreams(
         assert (await gateway.http.get(f"/r1/{ECHO_KEY}/x", headers=ok)).status_code == 200
     assert (await gateway.http.get(f"/r1/{ECHO_KEY}/x", headers=no)).status_code == 403
     assert (await gateway.http.get(f"/r1/{SLOW}/600", headers=ok)).status_code == 504
-    who = await _person(gateway, "xem", ["observer"])
+    who = await person(gateway, "xem", ["observer"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     assert await page.text_content("#total-hour") == "5"
     assert [await page.text_content(f"#hour-{o}") for o in ("success", "refused", "failed")] == [
@@ -720,10 +653,10 @@ async def test_a_plain_http_demo_drops_secure_and_the_host_prefix_only_when_told
     gateway: Harness, browser: Any
 ) -> None:
     gateway.state.settings.console_secure_cookies = False  # what `lgsp demo` sets
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     context = await browser.new_context()
     page = await context.new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     (cookie,) = [c for c in await context.cookies() if "console" in c["name"]]
     assert cookie["name"] == "lgsp_console" and not cookie["secure"]
@@ -744,9 +677,9 @@ async def test_the_language_switch_goes_back_into_the_console_only(gateway: Harn
 
 
 async def test_a_change_without_a_comment_is_not_saved(gateway: Harness, browser: Any) -> None:
-    who = await _person(gateway, "nva", ["administrator"])
+    who = await person(gateway, "nva", ["administrator"])
     page = await (await browser.new_context()).new_page()
-    await _sign_in(page, gateway.url, who)
+    await sign_in(page, gateway.url, who)
     await page.wait_for_url("**/console/")
     await page.goto(f"{gateway.url}/console/agencies/{AGENCY}")
     csrf = await page.get_attribute("input[name=csrf]", "value")

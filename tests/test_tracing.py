@@ -11,7 +11,8 @@ received on an OTLP/HTTP endpoint the test starts (tests/otlp_receiver.py).
 - Sampling: a caller's unsampled trace is not recorded and goes on unsampled; the
   traces the gateway starts are recorded at `otel_sample_ratio`.
 - Logs: a line logged during an exchange carries its trace and span ids, the same as the
-  exported server span's and the audit record's (`lgsp serve` as a process).
+  exported server span's and the audit record's (`lgsp serve` as a process, its audit
+  through the spool, the broker and the indexer into the store).
 - Off: without an endpoint, no span is noted and the trace SDK and its exporter are not
   even imported.
 """
@@ -24,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,9 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from gateway.admin import credentials as credential_ops
+from gateway.audit.indexer import Indexer
+from gateway.audit.kafka import KafkaSettings
+from gateway.audit.store import AuditStore
 from gateway.config import versions as policy_state
 from gateway.config.policy import PolicySet
 from gateway.core.settings import Settings
@@ -54,9 +59,10 @@ from tests.conftest import (
     add_to_policy,
 )
 from tests.otlp_receiver import CLIENT, SERVER, STATUS_ERROR, Receiver, Span, otlp
+from tests.test_audit_kafka import Broker, broker
 from tests.test_serve import serve
 
-__all__ = ["otlp"]  # the fixture
+__all__ = ["broker", "otlp"]  # the fixtures
 
 PROVINCE_B = "000.00.00.H50"
 B_SECRET_ENV = "LGSP_UPSTREAM_SECRET_GW_B"
@@ -377,10 +383,13 @@ def test_traces_the_gateway_starts_are_recorded_at_the_sample_ratio() -> None:
 
 
 async def test_a_log_line_of_an_exchange_names_its_span_and_the_audit_record_its_trace(
-    database_url: str, tmp_path: Path, otlp: Receiver
+    database_url: str, tmp_path: Path, otlp: Receiver, broker: Broker
 ) -> None:
     """`lgsp serve`, loopback not allowed for upstreams: the echo's upstream (the
-    simulator on 127.0.0.1) is refused, which the gateway logs during the exchange."""
+    simulator on 127.0.0.1) is refused, which the gateway logs during the exchange. The
+    audit goes through the spool and the broker, and an indexer takes it into the store:
+    the trace id goes all the way."""
+    topic = "lgsp.audit.traces"
     async with serve(
         database_url,
         tmp_path,
@@ -388,6 +397,10 @@ async def test_a_log_line_of_an_exchange_names_its_span_and_the_audit_record_its
         otel_traces_endpoint=otlp.url,
         otel_export_delay_seconds="0.05",
         upstream_allowed_networks='["private"]',
+        audit_kafka_bootstrap=broker.bootstrap,
+        audit_kafka_topic=topic,
+        audit_kafka_partitions="1",
+        audit_kafka_idempotence="false",
     ) as gw:
         async with httpx.AsyncClient(base_url=gw.url) as http:
             r = await http.get(
@@ -414,11 +427,28 @@ async def test_a_log_line_of_an_exchange_names_its_span_and_the_audit_record_its
     listening = [line for line in lines if line.get("event") == "gateway listening"]
     assert listening and "trace_id" not in listening[0]
     engine = create_engine(database_url)
-    async with session_factory(engine)() as s:
-        records = (await s.scalars(select(AuditRecord).where(ONE_PER_EXCHANGE))).all()
-    await engine.dispose()
-    assert [rec.trace_id for rec in records if rec.request_id == r.headers["X-Request-Id"]] == [
-        CALLER_TRACE
+    sessions = session_factory(engine)
+    indexer = Indexer(
+        AuditStore(sessions, source="indexer"),
+        KafkaSettings(bootstrap=broker.bootstrap, topic=topic, partitions=1, idempotence=False),
+        group="test-traces-indexer",
+    )
+    task = asyncio.create_task(indexer.run())
+    request_id = r.headers["X-Request-Id"]
+    try:
+        deadline = time.monotonic() + 60
+        while not (stored := await gw.stored())[request_id] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        async with sessions() as s:
+            query = select(AuditRecord).where(AuditRecord.request_id == request_id)
+            records = (await s.scalars(query.where(ONE_PER_EXCHANGE))).all()
+    finally:
+        indexer.stop()
+        await asyncio.wait([task], timeout=10)
+        await engine.dispose()
+    assert stored[request_id] == 1
+    assert [(rec.trace_id, rec.error_type) for rec in records] == [
+        (CALLER_TRACE, "upstream-address-refused")
     ]
 
 

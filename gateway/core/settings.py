@@ -137,6 +137,20 @@ class Settings(BaseSettings):
     # Who may read /metrics: CIDR networks or "loopback" and "private" (as for upstreams).
     metrics_allowed_networks: list[str] = ["loopback", "private"]
 
+    # -- traces (docs/operator.md "Traces") --
+    # An OTLP/HTTP traces endpoint, used as it is (http://collector:4318/v1/traces).
+    # Empty: no traces are made and the OpenTelemetry SDK is not even imported.
+    otel_traces_endpoint: str = ""
+    otel_service_name: str = "lgsp-gateway"
+    # Headers for the collector (an authorization, a tenant), as a JSON object.
+    otel_headers: dict[str, str] = {}
+    # The share of the traces the gateway starts that are recorded; a caller's sampled
+    # flag decides for its own trace.
+    otel_sample_ratio: float = Field(1.0, ge=0, le=1)
+    # Spans are sent in batches at most this long after their exchange ends.
+    otel_export_delay_seconds: float = Field(2.0, gt=0, le=60)
+    otel_export_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
     # Upper bound for any request body, after decoding; services set their own limits.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # Slow callers cannot hold connections: the request line and headers must arrive

@@ -37,6 +37,8 @@ from gateway.limits.ratelimit import limiter_from_settings
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.spans import Tracer
+from gateway.telemetry.tracing import tracing_from_settings
 from gateway.upstream.allowlist import OutboundPolicy
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.jwks import JwksFetcher
@@ -77,6 +79,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     sink = audit or audit_log_from_settings(settings, sessions)
     limiter = limiter_from_settings(settings)
     gateway_metrics = GatewayMetrics(settings.instance_id)
+    tracer = tracing_from_settings(settings)  # None unless an OTLP endpoint is set
     pipeline = ExchangePipeline(
         config=RuntimeConfig.empty(),
         tokens=tokens,
@@ -88,6 +91,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         problem_type_base=settings.problem_type_base,
         body_timeout=settings.request_body_timeout_seconds,
         issuers=issuers,
+        tracing=tracer,
     )
     events = SqlEventStore(sessions)
     secrets = SecretBox(settings.keys_dir)
@@ -165,6 +169,8 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await upstream.close()
         await jwks_fetcher.close()
         await engine.dispose()
+        # Last: the spans of exchanges cancelled by the stop are sent too.
+        await _close_tracer(tracer)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = "lgsp"
@@ -191,6 +197,11 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     console.add_routes(app)
     events_api.add_routes(app)
     return app
+
+
+async def _close_tracer(tracer: Tracer | None) -> None:
+    if tracer is not None:
+        await asyncio.to_thread(tracer.close)  # blocks until the queue is sent
 
 
 def delivery_rules(settings: Settings) -> DeliveryRules:

@@ -18,6 +18,7 @@ from gateway.core.messages import OutboundRequest, UpstreamResponse
 from gateway.exchange.accountability import Accountability
 from gateway.exchange.routing import ServiceAddress
 from gateway.identity.authn import Caller
+from gateway.telemetry.spans import ExchangeSpan
 from gateway.telemetry.tracecontext import TraceContext
 
 __all__ = ["Exchange"]
@@ -51,3 +52,5 @@ class Exchange:
     outbound: OutboundRequest | None = None  # forward (after the adapter's request hook)
     context: Context | None = None  # what an adapter may read; None without an adapter
     answer: UpstreamResponse | None = None  # forward (after the adapter's response hook)
+    # What the exchange notes for its spans; None when traces are off or not recorded.
+    span: ExchangeSpan | None = None

@@ -25,7 +25,8 @@ gateway/exchange/steps/.
     10 audit               always, whatever happened above; fail_closed  503
                            services answer 503 if it cannot be durable,
                            even for an exchange cancelled by shutdown
-    11 count               outcome and time per service and client, for /metrics
+    11 count               outcome and time per service and client, for /metrics;
+                           the exchange's spans, when traces are exported
 
 A step raises `Problem` to stop the exchange; the audit event is filled in as the steps
 go, so a refusal at any step is still recorded with everything known by then.
@@ -58,6 +59,7 @@ from gateway.identity.issuers import TrustedIssuers
 from gateway.identity.tokens import TokenService
 from gateway.limits.ratelimit import RateLimiter
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.spans import Tracer
 from gateway.upstream.client import UpstreamClient
 
 __all__ = ["ExchangePipeline"]
@@ -79,6 +81,7 @@ class ExchangePipeline:
         problem_type_base: str,
         body_timeout: float = 30.0,
         issuers: TrustedIssuers | None = None,
+        tracing: Tracer | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -90,13 +93,14 @@ class ExchangePipeline:
         self.instance = instance
         self.problem_type_base = problem_type_base
         self.body_timeout = body_timeout
+        self.tracing = tracing  # None: no traces exported, no span noted
 
     def swap_config(self, config: RuntimeConfig) -> None:
         # Requests already running keep the table they read at their start.
         self.config = config
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        x = identify(request, self.config, self.instance)
+        x = identify(request, self.config, self.instance, self.tracing)
         try:
             check_headers(x)
             route(x)

@@ -12,11 +12,16 @@ counts as failing: `upstream_failed`, by the service's statuses and its adapter)
 concurrency limit that answers 503 `upstream-busy` rather than let one slow provider
 hold every connection, and retries of idempotent calls within the service's total
 timeout. State is kept by upstream name, so it survives configuration reloads.
+
+When the exchange is traced (gateway/telemetry/tracing.py), each request sent is a client
+span of its own, retries and the repeat after a forgotten token included, and the
+provider's `traceparent` names it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -38,6 +43,7 @@ from gateway.core.problems import (
     Problem,
     ProblemType,
 )
+from gateway.telemetry.spans import ExchangeSpan
 from gateway.upstream.allowlist import (
     GuardedResolver,
     OutboundPolicy,
@@ -238,11 +244,12 @@ class UpstreamClient:
         headers: CIMultiDict[str],
         body: bytes,
         judge: Judge | None = None,
+        span: ExchangeSpan | None = None,
     ) -> UpstreamResponse:
         """The provider's answer to one exchange (any status), after retries; raises
         Problem when there is none. `judge` (the adapter's `upstream_failed`, bound to
         the request) may say that an error answer is a business answer, or a failure,
-        before the breaker counts it."""
+        before the breaker counts it. `span`: the exchange's, when it is traced."""
         assert self._session is not None and self.tokens is not None
         upstream = service.upstream
         guard = self._guards.get(upstream.name)
@@ -263,7 +270,9 @@ class UpstreamClient:
         if query:
             url += "?" + query
         try:
-            return await self._attempts(service, guard, trial, method, url, headers, body, judge)
+            return await self._attempts(
+                service, guard, trial, method, url, headers, body, judge, span
+            )
         finally:
             bulkhead.release()
 
@@ -277,6 +286,7 @@ class UpstreamClient:
         headers: CIMultiDict[str],
         body: bytes,
         judge: Judge | None,
+        span: ExchangeSpan | None,
     ) -> UpstreamResponse:
         """The first attempt and, for idempotent methods, retries while the service's
         total timeout lasts: each retry gets what is left of it as its own timeout."""
@@ -293,7 +303,7 @@ class UpstreamClient:
                 retry_after: float | None = None
                 try:
                     response = await self._attempt(
-                        service, method, url, headers, body, timeout, deadline
+                        service, method, url, headers, body, timeout, deadline, span
                     )
                 except Problem as problem:
                     _record_problem(breaker, problem, trial)
@@ -340,12 +350,14 @@ class UpstreamClient:
         body: bytes,
         limits: aiohttp.ClientTimeout,
         deadline: float,
+        span: ExchangeSpan | None,
     ) -> UpstreamResponse:
         assert self.tokens is not None
         authorization = await self.tokens.authorization(service.upstream)
         if authorization is not None:
             headers["Authorization"] = authorization
-        response = await self._send(service, method, url, headers, body, limits)
+        send = self._send if span is None else functools.partial(self._traced, span)
+        response = await send(service, method, url, headers, body, limits)
         # A 401 with a cached token means the provider forgot it: fetch one more, once,
         # within what is left of the time budget.
         if response.status == 401 and authorization is not None:
@@ -357,7 +369,31 @@ class UpstreamClient:
                 total=max(0.001, deadline - time.perf_counter()),
                 sock_connect=limits.sock_connect,
             )
-            response = await self._send(service, method, url, headers, body, left)
+            response = await send(service, method, url, headers, body, left)
+        return response
+
+    async def _traced(
+        self,
+        span: ExchangeSpan,
+        service: ServiceEntry,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        limits: aiohttp.ClientTimeout,
+    ) -> UpstreamResponse:
+        """`_send` as a client span of the exchange: the provider's parent."""
+        attempt = span.client_span(method, service.upstream.name)
+        headers["traceparent"] = attempt.traceparent(span.trace)
+        try:
+            response = await self._send(service, method, url, headers, body, limits)
+        except Problem as problem:
+            attempt.failed(problem.ptype.slug)
+            raise
+        except BaseException:
+            attempt.failed("cancelled")
+            raise
+        attempt.answered(response.status)
         return response
 
     async def _send(

@@ -70,7 +70,7 @@ async def forward(x: Exchange, upstream: UpstreamClient, metrics: GatewayMetrics
     )
     answer = await upstream.forward(
         service, outbound.method, outbound.path, outbound.query, outbound.headers,
-        outbound.body, judge,
+        outbound.body, judge, x.span,
     )  # fmt: skip
     event = x.event
     event.upstream_status = answer.status

@@ -1,6 +1,7 @@
 """Step 1, identify: the request id (the caller's `X-Request-Id`, or a new one), the W3C
-trace context (gateway/telemetry/tracecontext.py), and the audit event the other steps
-fill in.
+trace context (gateway/telemetry/tracecontext.py), named for the log lines, the
+exchange's span when traces are exported (gateway/telemetry/tracing.py), and the audit
+event the other steps fill in.
 
 The event is made before anything is checked, with what the caller *claims* (officer,
 procedure, case), so that a refused call is recorded with who tried, not only who
@@ -18,10 +19,12 @@ from aiohttp import web
 from gateway.audit import AuditEvent
 from gateway.config.runtime import RuntimeConfig
 from gateway.core.headers import CASE_HEADER, OFFICER_HEADER, PROCEDURE_HEADER, REQUEST_ID_HEADER
+from gateway.core.logging import bind_trace
 from gateway.core.problems import INVALID_HEADER, Problem
 from gateway.core.text import storable, undecodable
 from gateway.exchange.accountability import request_id_from
 from gateway.exchange.context import Exchange
+from gateway.telemetry.spans import Tracer
 from gateway.telemetry.tracecontext import TraceContext
 
 __all__ = ["check_headers", "identify"]
@@ -42,7 +45,9 @@ SINGLE_HEADERS: tuple[str, ...] = (
 )
 
 
-def identify(request: web.Request, config: RuntimeConfig, instance: str) -> Exchange:
+def identify(
+    request: web.Request, config: RuntimeConfig, instance: str, tracing: Tracer | None = None
+) -> Exchange:
     """The exchange for `request`, under the tables `config`; never refuses."""
     t0 = time.perf_counter()
     started = datetime.now(UTC)
@@ -50,6 +55,10 @@ def identify(request: web.Request, config: RuntimeConfig, instance: str) -> Exch
     trace = TraceContext.from_headers(
         request.headers.getall("traceparent", ()), request.headers.getall("tracestate", ())
     )
+    span = None
+    if tracing is not None:
+        trace, span = tracing.start(trace)
+    bind_trace(trace)
     event = AuditEvent(
         event_id=str(uuid.uuid4()),
         request_id=request_id,
@@ -66,7 +75,7 @@ def identify(request: web.Request, config: RuntimeConfig, instance: str) -> Exch
         procedure_code=_claimed(request, PROCEDURE_HEADER),
         case_number=_claimed(request, CASE_HEADER),
     )
-    return Exchange(request, config, t0, request_id, trace, event, bad_request_id)
+    return Exchange(request, config, t0, request_id, trace, event, bad_request_id, span=span)
 
 
 def check_headers(x: Exchange) -> None:

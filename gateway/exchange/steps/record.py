@@ -3,7 +3,9 @@
 One audit event per exchange through the `AuditSink`; if it cannot be made durable, a
 `fail_closed` service (the default) answers 503 `audit-unavailable` instead of its answer,
 and a `fail_open` one answers and the failure is logged. Then the outcome and time are
-counted, per service, client and outcome, for /metrics.
+counted, per service, client and outcome, for /metrics, and, when traces are exported,
+the exchange's spans are handed to the exporter (gateway/telemetry/tracing.py), each
+refusal a span event.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def problem_response(x: Exchange, problem: Problem, type_base: str) -> web.Respo
     event = x.event
     event.error_type = problem.ptype.slug
     event.error_detail = problem.detail
+    if x.span is not None:
+        ptype = problem.ptype
+        x.span.refused(ptype.slug, ptype.status, ptype.side)
     response = problem.to_response(type_base=type_base, request_id=x.request_id)
     if event.upstream_status is None and isinstance(response.body, bytes):
         event.response_bytes = len(response.body)  # no provider answer: ours
@@ -60,6 +65,8 @@ async def record(
                 "The exchange could not be recorded in the audit log, so its answer is "
                 "withheld. Retry later; the operators have been alerted.",
             ).to_response(type_base=type_base, request_id=event.request_id)
+            if x.span is not None:
+                x.span.refused(AUDIT_UNAVAILABLE.slug, 503, AUDIT_UNAVAILABLE.side)
         if service is None or service.audit_mode == "fail_closed":
             outcome = AUDIT_UNAVAILABLE.slug
 
@@ -73,4 +80,14 @@ async def record(
         outcome,
         time.perf_counter() - x.t0,
     )
+    if x.span is not None:
+        x.span.end(
+            method=event.method,
+            status=response.status,
+            outcome=outcome,
+            service="/".join(service.key) if service is not None else None,
+            client=event.client_code,
+            agency=event.client_agency_code,
+            request_id=event.request_id,
+        )
     return response

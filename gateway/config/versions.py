@@ -29,6 +29,7 @@ from gateway.config.policy import (
     with_mapping_digests,
 )
 from gateway.config.schema_refs import unregistered_schemas
+from gateway.core.tls import client_context
 from gateway.store.changes import config_version, record_all, serialize_changes
 from gateway.store.models import (
     AccessRight,
@@ -423,6 +424,11 @@ def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:
                 outbound.check_url(url)
             except ValueError as e:
                 problems.append(f"upstreams[{i}].{field}: {e}")
+        if u.auth.client_cert or u.auth.ca_bundle:
+            try:
+                client_context(u.auth.client_cert, u.auth.client_key, u.auth.ca_bundle)
+            except (OSError, ValueError) as e:
+                problems.append(f"upstreams[{i}].auth: the TLS files could not be loaded: {e}")
         if u.auth.client_secret_env:
             refusal = outbound.secret_refusal(u.auth.client_secret_env)
             if refusal is not None:

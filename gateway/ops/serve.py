@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from aiohttp import web
 
 from gateway.core.logging import log
 from gateway.core.settings import Settings
+from gateway.core.tls import server_context
 from gateway.edge.app import create_app
 from gateway.edge.protocol import GatewayRunner
 from gateway.edge.state import STATE
@@ -102,6 +104,18 @@ def prepare(settings: Settings) -> None:
         asyncio.run(register())
 
 
+def listener_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS listener's TLS context (gateway/core/tls.py), None for plain HTTP."""
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        return None
+    return server_context(
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        settings.tls_client_ca_file,
+        settings.tls_client_auth,
+    )
+
+
 # -- one worker -------------------------------------------------------------------------------
 
 
@@ -118,12 +132,19 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     orphaned = asyncio.create_task(_stop_when_orphaned(stop)) if reuse_port else None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+        site = web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            reuse_port=reuse_port or None,
+            ssl_context=listener_tls(settings),
+        )
         await site.start()
         _tell_parent_ready()
         log.info(
             "gateway listening",
-            address=f"http://{settings.host}:{settings.port}",
+            address=f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}",
+            client_certificates=settings.tls_client_auth,
             instance=settings.instance_id,
             pid=os.getpid(),
         )

@@ -406,9 +406,22 @@ async def _check(
         )
     if outbound is not None:
         problems += refused_upstreams(new, outbound)
+    problems += unloadable_tls(new)
     problems += await unregistered_schemas(session, new)
     if problems:
         raise PolicyRejected("; ".join(problems))
+
+
+def unloadable_tls(new: PolicySet) -> list[str]:
+    """The upstreams whose client certificate, key or CA bundle cannot be loaded here."""
+    problems: list[str] = []
+    for i, u in enumerate(new.upstreams):
+        if u.auth.client_cert or u.auth.ca_bundle:
+            try:
+                client_context(u.auth.client_cert, u.auth.client_key, u.auth.ca_bundle)
+            except (OSError, ValueError) as e:
+                problems.append(f"upstreams[{i}].auth: the TLS files could not be loaded: {e}")
+    return problems
 
 
 def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:
@@ -424,11 +437,6 @@ def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:
                 outbound.check_url(url)
             except ValueError as e:
                 problems.append(f"upstreams[{i}].{field}: {e}")
-        if u.auth.client_cert or u.auth.ca_bundle:
-            try:
-                client_context(u.auth.client_cert, u.auth.client_key, u.auth.ca_bundle)
-            except (OSError, ValueError) as e:
-                problems.append(f"upstreams[{i}].auth: the TLS files could not be loaded: {e}")
         if u.auth.client_secret_env:
             refusal = outbound.secret_refusal(u.auth.client_secret_env)
             if refusal is not None:

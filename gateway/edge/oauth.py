@@ -337,10 +337,15 @@ async def oauth_metadata(request: web.Request) -> web.Response:
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS)
             + (["tls_client_auth"] if s.tls_client_auth != "none" else []),
-            "tls_client_certificate_bound_access_tokens": s.tls_client_auth != "none",
             # No authorization endpoint: no response types; tokens carry no scopes.
             "response_types_supported": [],
             "scopes_supported": [],
+            # RFC 8705 §3.3 (registered): with client certificates, tokens are bound.
+            **(
+                {"tls_client_certificate_bound_access_tokens": True}
+                if s.tls_client_auth != "none"
+                else {}
+            ),
         },
         headers={"Cache-Control": "max-age=300"},
     )

@@ -86,22 +86,22 @@ async def client(h: Harness, pki: Pki, cert: Issued | None) -> AsyncIterator[htt
         yield c
 
 
-async def admin(h: Harness) -> dict[str, str]:
-    """Bearer headers of an administrator client."""
+async def admin(h: Harness, code: str = "quantri", role: str = "administrator") -> dict[str, str]:
+    """Bearer headers of a new admin client (an administrator unless `role` says)."""
     from gateway.config import versions as policy_state
     from gateway.edge.reload import reload_config
 
     async with h.state.sessions() as s, s.begin():
         await policy_state.create_client(
             s,
-            code="quantri",
+            code=code,
             agency_code=PROVINCE_ID,
-            name="quantri",
+            name=code,
             actor="test",
-            roles=["administrator"],
+            roles=[role],
         )
     await reload_config(h.state)
-    return {"Authorization": f"Bearer {await h.token('quantri')}"}
+    return {"Authorization": f"Bearer {await h.token(code)}"}
 
 
 async def pin(h: Harness, headers: dict[str, str], code: str, value: str) -> dict[str, Any]:
@@ -414,6 +414,34 @@ async def test_an_upstream_requiring_the_gateways_client_certificate(
         PROBLEM + "upstream-connection-failed",
         PROBLEM + "upstream-bad-response",
     )
+
+
+async def test_an_operator_may_not_give_an_upstream_the_gateways_client_certificate(
+    gateway: Harness, pki: Pki
+) -> None:
+    """The province's client certificate is a credential: an administrator's to hand to
+    an upstream, as its secrets are."""
+    administrator = await admin(gateway)
+    operator = await admin(gateway, "vanhanh", "operator")
+    mine = pki.issue("lgsp-h49")
+    body = {
+        "base_url": "https://127.0.0.1:9",
+        "auth": {"client_cert": str(mine.cert), "client_key": str(mine.key)},
+    }
+    r = await gateway.http.put("/admin/v1/upstreams/mtls-x", json=body, headers=operator)
+    problem = assert_problem(r, 403, "access-denied")
+    assert "credentials" in problem["detail"]
+    r = await gateway.http.put("/admin/v1/upstreams/mtls-x", json=body, headers=administrator)
+    assert r.status_code in (200, 201), r.text
+    # Once there, the operator may change its other settings, not the certificate.
+    r = await gateway.http.put(
+        "/admin/v1/upstreams/mtls-x", json={**body, "max_concurrency": 5}, headers=operator
+    )
+    assert r.status_code == 200, r.text
+    other = pki.issue("elsewhere")
+    changed = {**body, "auth": {"client_cert": str(other.cert), "client_key": str(other.key)}}
+    r = await gateway.http.put("/admin/v1/upstreams/mtls-x", json=changed, headers=operator)
+    assert_problem(r, 403, "access-denied")
 
 
 async def test_upstream_tls_files_that_do_not_load_are_refused_at_apply(

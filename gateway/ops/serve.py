@@ -89,6 +89,12 @@ def run(loop_main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def prepare(settings: Settings) -> None:
     """What every worker would otherwise race to do (the schema is migrated before)."""
+    # The HTTPS files are read here once, so a wrong path or key fails the start with
+    # its reason rather than as workers that cannot start.
+    try:
+        listener_tls(settings)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"lgsp serve: the TLS settings cannot be used: {e}") from None
     # Workers must verify each other's tokens: the signing key is made once, here.
     KeyStore(settings.keys_dir, settings.key_passphrase, settings.token_algorithms[0]).load()
     if settings.schemas_dir.parts:

@@ -401,6 +401,13 @@ async def test_an_upstream_requiring_the_gateways_client_certificate(
     r = await gateway.http.get(f"/r1/{PROVINCE_ID}/mtls-ok/v1/a", headers=bearer)
     assert r.status_code == 200, r.text
     assert r.json()["subject"]["commonName"] == "lgsp-h49"
+    # A renewed certificate, written over the files, is used from the next call on.
+    renewed = pki.issue("lgsp-h49-2027")
+    mine.cert.write_bytes(renewed.cert.read_bytes())
+    mine.key.write_bytes(renewed.key.read_bytes())
+    r = await gateway.http.get(f"/r1/{PROVINCE_ID}/mtls-ok/v1/a", headers=bearer)
+    assert r.status_code == 200, r.text
+    assert r.json()["subject"]["commonName"] == "lgsp-h49-2027"
     # With the system's CAs instead of the upstream's bundle, the gateway refuses the
     # upstream's certificate in the handshake.
     r = await gateway.http.get(f"/r1/{PROVINCE_ID}/mtls-wrongca/v1/a", headers=bearer)

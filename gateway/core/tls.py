@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -75,13 +76,30 @@ def server_context(
     return ctx
 
 
-@functools.lru_cache(maxsize=64)
 def client_context(
     cert_file: str | None, key_file: str | None, ca_file: str | None
 ) -> ssl.SSLContext:
     """What the gateway presents to an upstream (and how it verifies it): the system's
     CAs unless `ca_file` names a bundle; a client certificate when `cert_file` is set.
-    Cached by the three paths (a renewed file is read after a restart)."""
+    Built once per set of files and their modification times, so a renewed certificate
+    (a file replaced in place) is used from the next call on, without a restart."""
+    stamps = tuple(_mtime(f) for f in (cert_file, key_file, ca_file))
+    return _client_context(cert_file, key_file, ca_file, stamps)
+
+
+def _mtime(path: str | None) -> int:
+    if not path:
+        return 0
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1  # loading it will say why
+
+
+@functools.lru_cache(maxsize=64)
+def _client_context(
+    cert_file: str | None, key_file: str | None, ca_file: str | None, _stamps: tuple[int, ...]
+) -> ssl.SSLContext:
     ctx = _harden(ssl.create_default_context(cafile=ca_file))
     if cert_file:
         ctx.load_cert_chain(cert_file, key_file or None)

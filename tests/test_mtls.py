@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import ssl
 import subprocess
@@ -39,7 +40,7 @@ from sqlalchemy import select
 
 from gateway.core.settings import Settings
 from gateway.store.models import AdminEvent
-from tests.conftest import ECHO, PROVINCE_ID, REPO, Harness, add_to_policy, free_port
+from tests.conftest import ECHO, PROVINCE_ID, REPO, Harness, add_to_policy, free_port, lgsp
 from tests.tls_rig import Issued, Pki
 
 PROBLEM = "urn:lgsp:problem:"
@@ -526,3 +527,21 @@ def test_lgsp_serve_serves_https_with_client_certificates(
             proc.kill()
             proc.wait()
     assert os.path.exists(log)
+
+
+def test_lgsp_client_pin_pins_a_certificate_from_its_file(env: dict[str, str], pki: Pki) -> None:
+    assert lgsp(env, "migrate").returncode == 0
+    assert lgsp(env, "policy", "apply", "policies").returncode == 0
+    cert = pki.issue("motcua", org="So TTTT")
+    out = lgsp(env, "client", "pin", "motcua", "--cert", str(cert.cert), "--by", "subject")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pin"] == f"subject:{cert.subject}"
+    out = lgsp(env, "client", "pin", "hotich", "--cert", str(cert.cert))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pin"] == f"spki-sha256:{cert.spki_sha256}"
+    # Pinned already, malformed, neither or both: refused, saying why.
+    again = lgsp(env, "client", "pin", "yte", f"spki-sha256:{cert.spki_sha256}")
+    assert again.returncode == 2 and "pinned already" in again.stderr
+    bad = lgsp(env, "client", "pin", "motcua", "spki-sha256:zz")
+    assert bad.returncode == 2 and "error" in bad.stderr
+    assert lgsp(env, "client", "pin", "motcua").returncode == 2

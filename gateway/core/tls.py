@@ -34,6 +34,7 @@ __all__ = [
     "PIN_PREFIXES",
     "ClientAuth",
     "PeerCertificate",
+    "certificate_file",
     "client_context",
     "normalise_pin",
     "peer_certificate",
@@ -143,6 +144,16 @@ def peer_certificate(transport: Any) -> PeerCertificate | None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
     return _parse(der) if der else None
+
+
+def certificate_file(data: bytes) -> PeerCertificate:
+    """A certificate's pins and thumbprint from its PEM (or DER) bytes, as a connection
+    presenting it would give them (for `lgsp client pin --cert`)."""
+    if b"-----BEGIN" in data:
+        der = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+    else:
+        der = data
+    return _parse(der)
 
 
 def normalise_pin(pin: str) -> str:

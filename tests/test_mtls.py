@@ -545,3 +545,28 @@ def test_lgsp_client_pin_pins_a_certificate_from_its_file(env: dict[str, str], p
     bad = lgsp(env, "client", "pin", "motcua", "spki-sha256:zz")
     assert bad.returncode == 2 and "error" in bad.stderr
     assert lgsp(env, "client", "pin", "motcua").returncode == 2
+
+
+def test_tls_settings_are_checked_whole(pki: Pki, env: dict[str, str], tmp_path: Path) -> None:
+    server = pki.issue("gateway", server=True)
+    for partial, error in (
+        ({"tls_cert_file": str(server.cert)}, "go together"),
+        ({"tls_key_file": str(server.key)}, "go together"),
+        (
+            {
+                "tls_cert_file": str(server.cert),
+                "tls_key_file": str(server.key),
+                "tls_client_auth": "optional",
+            },
+            "tls_client_ca_file",
+        ),
+        ({"tls_client_auth": "required", "tls_client_ca_file": str(pki.ca_file)}, "HTTPS"),
+    ):
+        with pytest.raises(ValueError, match=error):
+            Settings.model_validate(partial)
+    # A key that is not the certificate's: lgsp serve refuses to start, saying why.
+    other = pki.issue("other", server=True)
+    env = {**env, "LGSP_TLS_CERT_FILE": str(server.cert), "LGSP_TLS_KEY_FILE": str(other.key)}
+    out = lgsp(env, "serve", "--workers", "1")
+    assert out.returncode == 1
+    assert "the TLS settings cannot be used" in out.stderr, out.stderr

@@ -91,10 +91,7 @@ def prepare(settings: Settings) -> None:
     """What every worker would otherwise race to do (the schema is migrated before)."""
     # The HTTPS files are read here once, so a wrong path or key fails the start with
     # its reason rather than as workers that cannot start.
-    try:
-        listener_tls(settings)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"lgsp serve: the TLS settings cannot be used: {e}") from None
+    checked_tls(settings)
     # Workers must verify each other's tokens: the signing key is made once, here.
     KeyStore(settings.keys_dir, settings.key_passphrase, settings.token_algorithms[0]).load()
     if settings.schemas_dir.parts:
@@ -122,10 +119,20 @@ def listener_tls(settings: Settings) -> ssl.SSLContext | None:
     )
 
 
+def checked_tls(settings: Settings) -> ssl.SSLContext | None:
+    """`listener_tls`, or the start refused with the reason (a missing file, a key that
+    does not match its certificate)."""
+    try:
+        return listener_tls(settings)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"lgsp serve: the TLS settings cannot be used: {e}") from None
+
+
 # -- one worker -------------------------------------------------------------------------------
 
 
 async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
+    tls = checked_tls(settings)
     app = create_app(settings)
     state = app[STATE]
     runner = GatewayRunner(
@@ -143,7 +150,7 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
             settings.host,
             settings.port,
             reuse_port=reuse_port or None,
-            ssl_context=listener_tls(settings),
+            ssl_context=tls,
         )
         await site.start()
         _tell_parent_ready()

@@ -51,7 +51,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
-from simulator import business, dossier, edxml, land, national_issuer, provincial, witness
+from simulator import business, dossier, edxml, land, national_issuer, provincial, relay, witness
 
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
@@ -436,6 +436,9 @@ def create_app(
     # (one-stop-shop, civil-status registry) a province's gateway forwards to.
     national_issuer.setup(app)
     provincial.setup(app)
+    # Routing between provinces: a gateway's call to another province's service goes on
+    # to that province's gateway with the platform's own token (simulator/relay.py).
+    relay.setup(app, _has_valid_token)
     app.router.add_get("/healthz", _healthz)
     for method in ("GET", "POST"):
         app.router.add_route(method, r"/_sim/delay/{ms:\d+}", _delay)

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ from gateway.edge.protocol import GatewayRunner
 from gateway.edge.reload import reload_config
 from gateway.edge.state import STATE, GatewayState
 from gateway.ops.cli.main import main as lgsp_main
+from gateway.ops.serve import listener_tls
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade
@@ -464,9 +466,16 @@ async def gateway(
         )
     await engine.dispose()
     server = GatewayTestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
+    # HTTPS when the settings say so (tests/test_mtls.py): the listener `lgsp serve` makes.
+    await server.start_server(ssl=listener_tls(settings))
     url = str(server.make_url("")).rstrip("/")
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+    # Over HTTPS the harness's client trusts the test CA and presents no certificate.
+    verify: Any = True
+    if settings.tls:
+        verify = ssl.create_default_context(
+            cafile=settings.tls_client_ca_file or settings.tls_cert_file
+        )
+    async with httpx.AsyncClient(base_url=url, timeout=10, verify=verify) as http:
         yield Harness(
             url,
             http,

@@ -1,10 +1,11 @@
 """Credentials of clients: issued (the value shown once, stored as a SHA-256 digest),
-revoked, each recorded as an admin event naming who did it. Shared by every face that
-changes them: the admin API, the console and the CLI.
+certificates pinned (by public key or subject DN, gateway/core/tls.py), revoked, each
+recorded as an admin event naming who did it. Shared by every face that changes them:
+the admin API, the console and the CLI.
 
-`issue` and `revoke` work in the caller's transaction (the CLI's); the operations below
-them (`issue_credential`, `rotate`, `revoke_credential`, `list_credentials`) run their
-own, for an `Actor`, and answer with `CredentialView`s.
+`issue`, `pin` and `revoke` work in the caller's transaction (the CLI's); the operations
+below them (`issue_credential`, `pin_certificate`, `rotate`, `revoke_credential`,
+`list_credentials`) run their own, for an `Actor`, and answer with `CredentialView`s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.admin.actor import ADMINISTRATOR, Actor
 from gateway.admin.refusals import refused
 from gateway.core.problems import CONFLICT, NOT_FOUND, Problem
+from gateway.core.tls import normalise_pin
 from gateway.identity import credentials
 from gateway.store.changes import record
 from gateway.store.models import (
@@ -33,6 +35,8 @@ __all__ = [
     "issue",
     "issue_credential",
     "list_credentials",
+    "pin",
+    "pin_certificate",
     "revoke",
     "revoke_credential",
     "rotate",
@@ -159,6 +163,7 @@ class CredentialView:
     revoked_at: datetime | None
     active: bool
     secret: str | None = None
+    pin: str | None = None  # a certificate's pin (no secret)
 
     @classmethod
     def of(cls, row: Credential, client: str, secret: str | None = None) -> CredentialView:
@@ -174,6 +179,7 @@ class CredentialView:
             row.revoked_at,
             active,
             secret,
+            row.pin,
         )
 
 
@@ -341,3 +347,89 @@ async def revoke_credential(
         if row is None or client is None:  # pragma: no cover - revoke found it
             raise Problem(NOT_FOUND, f"No credential {credential_id}.")
         return CredentialView.of(row, client.code)
+
+
+async def pin(
+    session: AsyncSession,
+    *,
+    client_code: str,
+    pin: str,
+    actor: str,
+    expires_at: datetime | None = None,
+    comment: str | None = None,
+) -> CredentialView:
+    """Pin a client certificate to a system in the caller's transaction (the CLI's);
+    `pin_certificate` below runs its own. Raises Problem as it says."""
+    fields = []
+    try:
+        pinned = normalise_pin(pin)
+    except ValueError as e:
+        fields.append({"field": "pin", "detail": str(e)})
+    if expires_at is not None and expires_at <= utcnow():
+        fields.append({"field": "expires_at", "detail": "is in the past; give a time to come"})
+    if fields:
+        raise refused("The certificate pin", fields)
+    pin_digest = credentials.digest(pinned)
+    client = await _client(session, client_code)
+    taken = await session.scalar(select(Credential).where(Credential.secret_sha256 == pin_digest))
+    if taken is not None:
+        owner = await session.get(Client, taken.client_id)
+        raise Problem(
+            CONFLICT,
+            f"{pinned!r} is pinned already (credential {taken.id} of "
+            f"{owner.code if owner else '?'!r}); revoke that one first.",
+        )
+    cred = Credential(
+        client_id=client.id,
+        kind="certificate",
+        secret_sha256=pin_digest,
+        hint=pinned[:16],
+        pin=pinned,
+        expires_at=expires_at,
+    )
+    session.add(cred)
+    await session.flush()
+    await record(
+        session,
+        actor=actor,
+        action="credential.issue",
+        target=f"{client_code}#{cred.id}",
+        after={
+            "kind": "certificate",
+            "pin": pinned,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+        comment=comment,
+    )
+    return CredentialView.of(cred, client_code)
+
+
+async def pin_certificate(
+    sessions: async_sessionmaker[AsyncSession],
+    actor: Actor,
+    code: str,
+    pin_value: str,
+    expires_at: datetime | None = None,
+) -> CredentialView:
+    """Pin a client certificate to a system: over HTTPS with client certificates, a
+    connection presenting it authenticates as the system, and tokens the system gets
+    with it are bound to it. `pin_value` is `spki-sha256:<hex>` (the SHA-256 of the
+    certificate's SubjectPublicKeyInfo) or `subject:<RFC 4514 DN>`.
+
+    Raises:
+        Problem: 404 for no client; 409 when the certificate is pinned already (to this
+            or another system); 422 for a malformed pin or an `expires_at` in the past.
+
+    Example:
+        >>> (await pin_certificate(sessions, actor, "motcua", "subject:CN=motcua,O=So TTTT")).pin
+        'subject:CN=motcua,O=So TTTT'
+    """
+    async with sessions() as s, s.begin():
+        return await pin(
+            s,
+            client_code=code,
+            pin=pin_value,
+            actor=actor.name,
+            expires_at=expires_at,
+            comment=actor.comment,
+        )

@@ -145,8 +145,11 @@ def _credentials_of_upstream(c: Change) -> bool:
     if c.kind != "upstream" or c.op == "delete":
         return False
     before, after = c.before or {}, c.after or {}
+    # A client certificate for mutual TLS is a credential of the province too.
     authenticated = any(
-        (side.get("auth") or {}).get("type", "none") != "none" for side in (before, after)
+        (side.get("auth") or {}).get("type", "none") != "none"
+        or (side.get("auth") or {}).get("client_cert")
+        for side in (before, after)
     )
     if not authenticated:
         return False

@@ -72,9 +72,17 @@ class UpstreamAuthSpec(_Strict):
     token_url: str | None = None
     client_id: str | None = None
     client_secret_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
+    # Mutual TLS to an upstream that requires the gateway's client certificate: PEM files
+    # on the gateway's host (paths, never the key itself), and the CA bundle the upstream's
+    # own certificate is verified against (the system's CAs when unset).
+    client_cert: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    client_key: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    ca_bundle: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> UpstreamAuthSpec:
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("client_cert and client_key go together: set both, or neither")
         if self.type == "oauth2_client_credentials":
             missing = [
                 f for f in ("token_url", "client_id", "client_secret_env") if not getattr(self, f)

@@ -29,6 +29,7 @@ from gateway.config.policy import (
     with_mapping_digests,
 )
 from gateway.config.schema_refs import unregistered_schemas
+from gateway.core.tls import client_context
 from gateway.store.changes import config_version, record_all, serialize_changes
 from gateway.store.models import (
     AccessRight,
@@ -405,9 +406,22 @@ async def _check(
         )
     if outbound is not None:
         problems += refused_upstreams(new, outbound)
+    problems += unloadable_tls(new)
     problems += await unregistered_schemas(session, new)
     if problems:
         raise PolicyRejected("; ".join(problems))
+
+
+def unloadable_tls(new: PolicySet) -> list[str]:
+    """The upstreams whose client certificate, key or CA bundle cannot be loaded here."""
+    problems: list[str] = []
+    for i, u in enumerate(new.upstreams):
+        if u.auth.client_cert or u.auth.ca_bundle:
+            try:
+                client_context(u.auth.client_cert, u.auth.client_key, u.auth.ca_bundle)
+            except (OSError, ValueError) as e:
+                problems.append(f"upstreams[{i}].auth: the TLS files could not be loaded: {e}")
+    return problems
 
 
 def refused_upstreams(new: PolicySet, outbound: OutboundRules) -> list[str]:

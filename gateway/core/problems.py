@@ -58,6 +58,19 @@ UNAUTHENTICATED = _t("unauthenticated", 401, "Authentication is required", Side.
 INVALID_TOKEN = _t("invalid-token", 401, "The access token is not valid", Side.CALLER)
 INVALID_API_KEY = _t("invalid-api-key", 401, "The API key is not valid", Side.CALLER)
 INVALID_CLIENT = _t("invalid-client", 401, "Client authentication failed", Side.CALLER)
+# RFC 8705 §3: a token bound to a client certificate, over a connection without that one.
+TOKEN_BINDING_MISMATCH = _t(
+    "token-binding-mismatch",
+    401,
+    "The access token is bound to another client certificate than this connection's",
+    Side.CALLER,
+)
+INVALID_CERTIFICATE = _t(
+    "invalid-certificate",
+    401,
+    "The client certificate is not pinned to an enabled system",
+    Side.CALLER,
+)
 ACCESS_DENIED = _t("access-denied", 403, "Access to this service is not granted", Side.CALLER)
 UNKNOWN_SERVICE = _t("unknown-service", 404, "No such service", Side.CALLER)
 NOT_FOUND = _t("not-found", 404, "No such resource", Side.CALLER)

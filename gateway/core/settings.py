@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     # Who may read /metrics: CIDR networks or "loopback" and "private" (as for upstreams).
     metrics_allowed_networks: list[str] = ["loopback", "private"]
+    # HTTPS served by the gateway itself (docs/operator.md "HTTPS and client
+    # certificates"): a PEM certificate chain and its key; both set, or neither (HTTP).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    # Client certificates: verified against this CA bundle, asked for ("optional": a
+    # system may then authenticate by certificate and get tokens bound to it) or
+    # required of every connection ("required"); "none" asks for none.
+    tls_client_ca_file: str | None = None
+    tls_client_auth: Literal["none", "optional", "required"] = "none"
 
     # -- traces (docs/operator.md "Traces") --
     # An OTLP/HTTP traces endpoint, used as it is (http://collector:4318/v1/traces).
@@ -179,6 +188,22 @@ class Settings(BaseSettings):
     problem_type_base: str = "urn:lgsp:problem:"
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both, or neither")
+        if self.tls_client_auth != "none" and not (self.tls_cert_file and self.tls_client_ca_file):
+            raise ValueError(
+                "tls_client_auth needs HTTPS (tls_cert_file, tls_key_file) and the CA that "
+                "issues the systems' certificates (tls_client_ca_file)"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Does the gateway serve HTTPS itself?"""
+        return bool(self.tls_cert_file)
+
     @field_validator("token_algorithms")
     @classmethod
     def _only_asymmetric(cls, algs: list[str]) -> list[str]:
@@ -196,7 +221,8 @@ class Settings(BaseSettings):
 
     @property
     def issuer(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
     @property
     def audience(self) -> str:

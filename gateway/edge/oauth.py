@@ -3,6 +3,9 @@ RFC 6749 §4.4), its signing keys (JWKS) and its metadata (RFC 8414).
 
 Spoken as the RFCs say, so that any standard client library works unchanged:
 
+* with client certificates on (gateway/core/tls.py), a system whose certificate is
+  pinned in its credentials authenticates by it (RFC 8705 `tls_client_auth`: only
+  `client_id` in the form), and its token is bound to that certificate (`cnf.x5t#S256`);
 * the request is a form of at most 8 KB, however it is framed (chunked or not), each
   parameter at most once (§3.2), one client authentication method (§2.3:
   `client_secret_basic` or `client_secret_post`, not both);
@@ -50,10 +53,11 @@ from gateway.core.problems import (
     ProblemType,
 )
 from gateway.core.text import storable
+from gateway.core.tls import peer_certificate
 from gateway.edge.state import STATE, GatewayState
 from gateway.edge.toolkit import json_response
 from gateway.exchange.accountability import request_id_from
-from gateway.identity.authn import check_client_secret
+from gateway.identity.authn import check_client_certificate, check_client_secret
 
 __all__ = ["TOKEN_REQUEST_MAX_BYTES", "jwks", "oauth_metadata", "token_endpoint"]
 
@@ -206,7 +210,20 @@ async def token_endpoint(request: web.Request) -> web.Response:
                 f"grant_type {storable(grant)[:40]!r} is not supported; use client_credentials.",
                 UNSUPPORTED_GRANT,
             )
-        client_id, secret, method = _credentials(request, form)
+        peer = peer_certificate(request.transport)
+        by_certificate = (
+            peer is not None
+            and "Authorization" not in request.headers
+            and "client_secret" not in form
+        )
+        if by_certificate:
+            # RFC 8705 §2.1 tls_client_auth: the client id in the form, the connection's
+            # certificate as the credential.
+            client_id, secret, method = form.get("client_id", ""), "", "tls_client_auth"
+            if not client_id:
+                raise _invalid_client("Give client_id with the certificate (tls_client_auth).")
+        else:
+            client_id, secret, method = _credentials(request, form)
         attempt.claimed = client_id
         attempt.method = method.removeprefix("client_")  # fits the audit's column
         if form.get("scope", "").strip():
@@ -226,13 +243,25 @@ async def token_endpoint(request: web.Request) -> web.Response:
                 AUTHENTICATION_THROTTLED,
                 headers={"Retry-After": str(retry)},
             )
-        match = check_client_secret(state.pipeline.config, client_id, secret)
+        config = state.pipeline.config
+        if peer is not None and by_certificate:
+            match = check_client_certificate(config, client_id, peer)
+            bound_to = peer.x5t_s256
+        else:
+            match, bound_to = check_client_secret(config, client_id, secret), None
         if match is None:
             await state.auth_failures.failed(keys)
             log.warning("token refused", client=storable(client_id)[:64], remote=request.remote)
+            if by_certificate:
+                raise _invalid_client(
+                    "The client certificate is not pinned to this client id, or its pin is "
+                    "revoked or expired, or the client is disabled."
+                )
             raise _invalid_client("Unknown client, wrong or revoked secret, or disabled client.")
         client, credential_id = match
-        token, ttl = state.tokens.issue(client, credential_id)
+        # A certificate-authenticated client's token is bound to its certificate (RFC 8705
+        # §3): refused over any other connection (gateway/identity/authn.py).
+        token, ttl = state.tokens.issue(client, credential_id, x5t_s256=bound_to)
         attempt.client = client.code
         response = json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": ttl},
@@ -306,10 +335,17 @@ async def oauth_metadata(request: web.Request) -> web.Response:
             "token_endpoint": f"{s.issuer}{TOKEN_PATH}",
             "jwks_uri": f"{s.issuer}/.well-known/jwks.json",
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "token_endpoint_auth_methods_supported": list(AUTH_METHODS)
+            + (["tls_client_auth"] if s.tls_client_auth != "none" else []),
             # No authorization endpoint: no response types; tokens carry no scopes.
             "response_types_supported": [],
             "scopes_supported": [],
+            # RFC 8705 §3.3 (registered): with client certificates, tokens are bound.
+            **(
+                {"tls_client_certificate_bound_access_tokens": True}
+                if s.tls_client_auth != "none"
+                else {}
+            ),
         },
         headers={"Cache-Control": "max-age=300"},
     )

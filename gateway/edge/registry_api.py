@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.problems import PROBLEM_CONTENT_TYPE, Problem, ProblemType, Side
+from gateway.core.tls import peer_certificate
 from gateway.edge.registry_queries import (
     CompatibilityQuery,
     ConfigQuery,
@@ -98,7 +99,8 @@ async def _caller(request: web.Request) -> ClientEntry:
             raise RegistryError(401, 40101, "Unknown client or wrong secret.")
         return match[0]
     try:
-        return authenticate(request.headers, config, state.tokens).client
+        peer = peer_certificate(request.transport)
+        return authenticate(request.headers, config, state.tokens, peer).client
     except Problem as p:
         raise RegistryError(401, 40101, p.detail) from None
 

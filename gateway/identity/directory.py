@@ -25,7 +25,7 @@ class ClientEntry:
 @dataclass(frozen=True, slots=True)
 class CredentialEntry:
     id: int
-    kind: str  # "secret" | "api_key"
+    kind: str  # "secret" | "api_key" | "certificate" (a pin, gateway/core/tls.py)
     client_code: str
     expires_at: datetime | None
 

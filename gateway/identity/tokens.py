@@ -32,6 +32,9 @@ class TokenClaims:
     client: str
     credential_id: int
     expires_at: float
+    # RFC 8705 §3.1: `cnf.x5t#S256`, the thumbprint of the client certificate the token
+    # is bound to; None for a token bound to none.
+    x5t_s256: str | None = None
 
 
 class TokenService:
@@ -53,7 +56,11 @@ class TokenService:
         self.leeway = leeway_seconds
         self._verified: dict[str, TokenClaims] = {}
 
-    def issue(self, client: ClientEntry, credential_id: int) -> tuple[str, int]:
+    def issue(
+        self, client: ClientEntry, credential_id: int, *, x5t_s256: str | None = None
+    ) -> tuple[str, int]:
+        """A signed token for the client; with `x5t_s256`, bound to that client
+        certificate (RFC 8705 `cnf`), so it is refused from any other connection."""
         now = int(time.time())
         key = self.keys.active
         claims: dict[str, Any] = {
@@ -68,6 +75,8 @@ class TokenService:
             "exp": now + self.ttl,
             "jti": secrets.token_urlsafe(12),
         }
+        if x5t_s256 is not None:
+            claims["cnf"] = {"x5t#S256": x5t_s256}
         if client.roles:
             # For the caller's tooling to read; the gateway checks roles against its current
             # tables on every admin call, so taking a role away needs no token to expire.
@@ -86,7 +95,14 @@ class TokenService:
                 return cached
             del self._verified[token]
         claims = self._decode(token)
-        result = TokenClaims(str(claims["sub"]), int(claims.get("cred", 0)), float(claims["exp"]))
+        cnf = claims.get("cnf")
+        bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+        if cnf is not None and not isinstance(bound, str):
+            # A confirmation this gateway cannot check is not ignored (RFC 7800 §3.1).
+            raise Problem(INVALID_TOKEN, "The token's cnf claim names no x5t#S256 thumbprint.")
+        result = TokenClaims(
+            str(claims["sub"]), int(claims.get("cred", 0)), float(claims["exp"]), bound
+        )
         if len(self._verified) >= _CACHE_LIMIT:
             self._verified.clear()
         self._verified[token] = result

@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from aiohttp import web
 
 from gateway.core.logging import log
 from gateway.core.settings import Settings
+from gateway.core.tls import server_context
 from gateway.edge.app import create_app
 from gateway.edge.protocol import GatewayRunner
 from gateway.edge.state import STATE
@@ -87,6 +89,9 @@ def run(loop_main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def prepare(settings: Settings) -> None:
     """What every worker would otherwise race to do (the schema is migrated before)."""
+    # The HTTPS files are read here once, so a wrong path or key fails the start with
+    # its reason rather than as workers that cannot start.
+    checked_tls(settings)
     # Workers must verify each other's tokens: the signing key is made once, here.
     KeyStore(settings.keys_dir, settings.key_passphrase, settings.token_algorithms[0]).load()
     if settings.schemas_dir.parts:
@@ -102,10 +107,32 @@ def prepare(settings: Settings) -> None:
         asyncio.run(register())
 
 
+def listener_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS listener's TLS context (gateway/core/tls.py), None for plain HTTP."""
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        return None
+    return server_context(
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        settings.tls_client_ca_file,
+        settings.tls_client_auth,
+    )
+
+
+def checked_tls(settings: Settings) -> ssl.SSLContext | None:
+    """`listener_tls`, or the start refused with the reason (a missing file, a key that
+    does not match its certificate)."""
+    try:
+        return listener_tls(settings)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"lgsp serve: the TLS settings cannot be used: {e}") from None
+
+
 # -- one worker -------------------------------------------------------------------------------
 
 
 async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
+    tls = checked_tls(settings)
     app = create_app(settings)
     state = app[STATE]
     runner = GatewayRunner(
@@ -118,12 +145,19 @@ async def serve_worker(settings: Settings, *, reuse_port: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     orphaned = asyncio.create_task(_stop_when_orphaned(stop)) if reuse_port else None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+        site = web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            reuse_port=reuse_port or None,
+            ssl_context=tls,
+        )
         await site.start()
         _tell_parent_ready()
         log.info(
             "gateway listening",
-            address=f"http://{settings.host}:{settings.port}",
+            address=f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}",
+            client_certificates=settings.tls_client_auth,
             instance=settings.instance_id,
             pid=os.getpid(),
         )

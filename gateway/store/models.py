@@ -109,15 +109,20 @@ class GroupMember(Base):
 
 
 class Credential(Base):
-    """A client secret (for the token endpoint) or an API key. Only a SHA-256 digest is kept:
-    both are 256-bit random values the gateway generated, so a slow hash adds nothing."""
+    """A client secret (for the token endpoint), an API key, or a pinned client certificate.
+    Only a SHA-256 digest of a secret or key is kept: both are 256-bit random values the
+    gateway generated, so a slow hash adds nothing."""
 
     __tablename__ = "credentials"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # "secret" | "api_key"
+    kind: Mapped[str] = mapped_column(String(16))  # "secret" | "api_key" | "certificate"
+    # For a certificate: the digest of its pin (gateway/core/tls.py), looked up the same way.
     secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # A certificate's pin as given ("spki-sha256:<hex>" or "subject:<DN>"): no secret, shown
+    # in listings (migration 0023); None for secrets and API keys.
+    pin: Mapped[str | None] = mapped_column(String(1024))
     # First characters of the value, to tell credentials apart in listings without exposing it.
     hint: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import ssl
 import time
 from collections.abc import Callable
 
@@ -43,6 +44,7 @@ from gateway.core.problems import (
     Problem,
     ProblemType,
 )
+from gateway.core.tls import client_context
 from gateway.telemetry.spans import ExchangeSpan
 from gateway.upstream.allowlist import (
     GuardedResolver,
@@ -413,6 +415,7 @@ class UpstreamClient:
             reason = self._outbound.refusal(target.scheme, target.host)
             if reason is not None:
                 raise refused_problem(f"the upstream of {name}", reason)
+        tls = _loaded_tls(service.upstream, name)
         try:
             async with self._session.request(
                 method,
@@ -421,6 +424,7 @@ class UpstreamClient:
                 data=body if body else None,
                 timeout=limits,
                 allow_redirects=False,
+                ssl=tls,
             ) as resp:
                 declared = resp.content_length
                 if declared is not None and declared > service.max_response_bytes:
@@ -456,6 +460,10 @@ class UpstreamClient:
                 UPSTREAM_TIMEOUT,
                 f"{name} did not answer within {service.timeout.total:g} s.",
             ) from None
+        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as e:
+            # The TLS handshake failed: the upstream's certificate did not verify, or it
+            # refused the gateway's (or the lack of one).
+            raise Problem(UPSTREAM_CONNECT_FAILED, f"TLS with {name} failed: {e}.") from None
         except aiohttp.ClientConnectorError as e:
             refused = address_refused(e)
             if refused is not None:
@@ -470,6 +478,27 @@ class UpstreamClient:
                 UPSTREAM_BAD_RESPONSE,
                 f"{name} broke the exchange: {type(e).__name__}.",
             ) from None
+
+
+def upstream_tls(upstream: UpstreamEntry) -> ssl.SSLContext | bool:
+    """What an https upstream is called with: the gateway's client certificate and the
+    upstream's CA bundle when its `auth` names them (gateway/core/tls.py, cached per
+    files), else the default verification (True)."""
+    auth = upstream.auth
+    cert, ca = auth.get("client_cert"), auth.get("ca_bundle")
+    if not cert and not ca:
+        return True
+    return client_context(cert, auth.get("client_key"), ca)
+
+
+def _loaded_tls(upstream: UpstreamEntry, name: str) -> ssl.SSLContext | bool:
+    try:
+        return upstream_tls(upstream)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise Problem(
+            UPSTREAM_CONNECT_FAILED,
+            f"The gateway's TLS files for {name} could not be loaded: {e}.",
+        ) from None
 
 
 def upstream_failed(service: ServiceEntry, response: UpstreamResponse, judge: Judge | None) -> bool:

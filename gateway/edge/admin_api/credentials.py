@@ -1,4 +1,5 @@
-"""Clients' credentials over HTTP: list them (never their values), issue one, rotate
+"""Clients' credentials over HTTP: list them (never their values), issue one (or pin a
+client certificate: `{"kind": "certificate", "pin": "subject:CN=..."}`), rotate
 them with a grace period, revoke one. Each change is an admin event, and this gateway's
 tables are rebuilt before the answer, so a revoked credential fails on the next request.
 """
@@ -33,6 +34,7 @@ def _shown(view: ops.CredentialView) -> dict[str, Any]:
     fields = dataclasses.asdict(view)
     secret = fields.pop("secret")
     if secret is None:
+        # A certificate has no value to show, once or ever: its pin is in the listing.
         return CredentialOut.model_validate(fields).model_dump(mode="json")
     return IssuedCredential.model_validate({**fields, "secret": secret}).model_dump(mode="json")
 
@@ -45,9 +47,14 @@ async def list_credentials(call: Call[NoQuery]) -> web.StreamResponse:
 async def issue_credential(call: Call[CommentQuery]) -> web.StreamResponse:
     asked = parse(CredentialIssue, await call.json(BODY), "The credential request")
     actor = editor(call).actor
-    view = await ops.issue_credential(
-        call.state.sessions, actor, call.path["code"], asked.kind, asked.expires_at
-    )
+    if asked.kind == "certificate" and asked.pin is not None:
+        view = await ops.pin_certificate(
+            call.state.sessions, actor, call.path["code"], asked.pin, asked.expires_at
+        )
+    else:
+        view = await ops.issue_credential(
+            call.state.sessions, actor, call.path["code"], asked.kind, asked.expires_at
+        )
     await reload_config(call.state)
     return json_response(_shown(view), status=201, headers=NO_STORE)
 
@@ -87,9 +94,12 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/clients/{code}/credentials",
         issue_credential,
-        "Issue a client secret or API key",
+        "Issue a client secret or API key, or pin a client certificate",
         reply=Reply(
-            201, "The new credential, with its value: shown this once only.", IssuedCredential
+            201,
+            "The new credential, with its value (shown this once only); a certificate's "
+            "answer has its pin and no value.",
+            IssuedCredential,
         ),
         roles=ADMINISTER,
         body=Body(CredentialIssue),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from gateway.config.policy import PolicySet
 from gateway.core.identifiers import SERVICE_CODE_RE, ServiceKey
@@ -103,8 +103,20 @@ class RateLimitChange(CommentQuery, RateLimitAddress):
 class CredentialIssue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["secret", "api_key"]
+    kind: Literal["secret", "api_key", "certificate"]
     expires_at: AwareDatetime | None = None
+    pin: str | None = Field(
+        None,
+        max_length=1000,
+        description="for a certificate (and only then): 'spki-sha256:<hex of the SHA-256 of "
+        "its SubjectPublicKeyInfo>' or 'subject:<its subject DN, RFC 4514>'",
+    )
+
+    @model_validator(mode="after")
+    def _pin_for_certificates(self) -> CredentialIssue:
+        if (self.kind == "certificate") != (self.pin is not None):
+            raise ValueError("a pin is given for a certificate, and only for a certificate")
+        return self
 
 
 class CredentialRotate(BaseModel):
@@ -182,8 +194,11 @@ class AdminEventList(_Out):
 class CredentialOut(_Out):
     id: int
     client: str
-    kind: Literal["secret", "api_key"]
+    kind: Literal["secret", "api_key", "certificate"]
     hint: str = Field(description="the first characters of the value, to tell them apart")
+    pin: str | None = Field(
+        None, description="a certificate's pin (no secret); null for secrets and API keys"
+    )
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None

@@ -250,6 +250,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "clients.kind": ("Loại", "Kind"),
     "clients.kind_secret": ("Client secret (OAuth2)", "Client secret (OAuth2)"),
     "clients.kind_api_key": ("API key", "API key"),
+    # A pinned TLS client certificate (listed; pinned through the admin API).
+    "clients.kind_certificate": ("Chứng thư số (TLS)", "Client certificate (TLS)"),
     "clients.hint": ("Ký tự đầu", "Begins with"),
     "clients.created": ("Cấp lúc (UTC)", "Issued (UTC)"),
     "clients.expires": ("Hết hạn (UTC)", "Expires (UTC)"),

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.core.problems import ACCESS_DENIED, Problem
+from gateway.core.tls import peer_certificate
 from gateway.edge.state import STATE
 from gateway.identity.authn import authenticate
 from gateway.identity.directory import ClientEntry
@@ -36,7 +37,8 @@ async def authenticate_client(request: web.Request) -> ClientEntry:
         the calling client, enabled, with an active credential.
 
     Raises:
-        Problem: 401 (`unauthenticated`, `invalid-token`, `invalid-api-key`) with a
+        Problem: 401 (`unauthenticated`, `invalid-token`, `invalid-api-key`,
+            `invalid-certificate`, `token-binding-mismatch`) with a
             WWW-Authenticate challenge.
 
     Example:
@@ -44,7 +46,8 @@ async def authenticate_client(request: web.Request) -> ClientEntry:
         'motcua'
     """
     state = request.app[STATE]
-    return authenticate(request.headers, state.pipeline.config, state.tokens).client
+    peer = peer_certificate(request.transport)
+    return authenticate(request.headers, state.pipeline.config, state.tokens, peer).client
 
 
 def refuse_role(client: ClientEntry, roles: tuple[str, ...]) -> Problem:

@@ -1,21 +1,25 @@
-"""`lgsp client ...` and `lgsp keys rotate`: departmental systems, their credentials, and the
-token-signing keys."""
+"""`lgsp client ...` and `lgsp keys rotate`: departmental systems, their credentials (TLS
+client certificates pinned included), and the token-signing keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any, get_args
 
 from gateway.admin import credentials as credential_ops
 from gateway.config import versions as policy_state
 from gateway.config.policy import Role
+from gateway.core.problems import Problem
+from gateway.core.tls import certificate_file
 from gateway.identity.keys import KeyStore
 from gateway.ops.cli.common import (
     admin_command,
     cli_actor,
     issue_credential,
+    parse_when,
     settings_from,
     with_session,
 )
@@ -45,6 +49,37 @@ def cmd_client_credential(args: argparse.Namespace) -> int:
         settings_from(args),
         lambda s: issue_credential(s, args.code, args.api_key, replace=args.replace),
     )
+
+
+def cmd_client_pin(args: argparse.Namespace) -> int:
+    """Pin a client certificate to a system: given as a pin, or read from its PEM file."""
+    if (args.pin is None) == (args.cert is None):
+        print("error: give a pin or --cert FILE (one of them)", file=sys.stderr)
+        return 2
+    pin = args.pin
+    if args.cert is not None:
+        try:
+            found = certificate_file(Path(args.cert).read_bytes())
+        except (OSError, ValueError) as e:
+            print(f"error: {args.cert}: {e}", file=sys.stderr)
+            return 2
+        pin = found.subject_pin if args.by == "subject" else found.spki_pin
+
+    async def work(session: Any) -> dict[str, Any]:
+        view = await credential_ops.pin(
+            session,
+            client_code=args.code,
+            pin=pin,
+            actor=cli_actor(),
+            expires_at=parse_when(args.expires),
+        )
+        return {"client_id": args.code, "credential_id": view.id, "pin": view.pin}
+
+    try:
+        return admin_command(settings_from(args), work)
+    except Problem as p:
+        print(f"error: {p.detail}", file=sys.stderr)
+        return 2
 
 
 def cmd_credential_revoke(args: argparse.Namespace) -> int:
@@ -94,6 +129,15 @@ def add_commands(sub: Any) -> None:
     cred.add_argument("--api-key", action="store_true")
     cred.add_argument("--replace", action="store_true", help="revoke the client's others")
     cred.set_defaults(func=cmd_client_credential)
+    pinned = csub.add_parser(
+        "pin", help="pin a TLS client certificate to a client (docs/administrator.md)"
+    )
+    pinned.add_argument("code")
+    pinned.add_argument("pin", nargs="?", help="spki-sha256:<hex> or subject:<RFC 4514 DN>")
+    pinned.add_argument("--cert", help="or the certificate's PEM file, to pin by --by")
+    pinned.add_argument("--by", choices=["key", "subject"], default="key")
+    pinned.add_argument("--expires", help="when the pin expires (ISO 8601; Vietnam time)")
+    pinned.set_defaults(func=cmd_client_pin)
     revoke = csub.add_parser("revoke", help="revoke a credential by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_credential_revoke)

@@ -242,6 +242,22 @@ class HostProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    @staticmethod
+    def stop_all(processes: list[HostProcess], seconds: float = 15) -> None:
+        """SIGTERM to all at once (each drains in parallel), then SIGKILL what is left."""
+        running = [p for p in processes if p.running]
+        for p in running:
+            assert p.proc is not None
+            p.proc.send_signal(signal.SIGCONT)
+            p.proc.terminate()
+        deadline = time.monotonic() + seconds
+        for p in running:
+            assert p.proc is not None
+            try:
+                p.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
@@ -254,15 +270,15 @@ class Relay(HostProcess):
         super().__init__("relay", argv, {**os.environ, "PYTHONPATH": str(REPO)}, log)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=log
+            )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        line = self.proc.stdout.readline()  # nothing else is written there
         if line.strip() != b"ready":
-            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
             self.kill()
-            raise RuntimeError(f"the relay did not start: {line!r} {err}")
+            raise RuntimeError(f"the relay did not start: {line!r}\n{self.tail()}")
 
 
 # -- the load balancer ------------------------------------------------------------------------

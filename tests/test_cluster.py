@@ -24,21 +24,34 @@ the token-signing key and the events key are copied to each, as an operator woul
 distribute them. Every host gets `LGSP_PUBLIC_URL` = the load balancer's URL, so a token
 issued by one is accepted by all.
 
-Steady traffic flows through HAProxy (three callers on the echo service, one on a service
-with a low rate limit). Then: n1 is SIGKILLed; n2 is drained with SIGTERM (its drain
-delay is longer than HAProxy takes to see /readyz fail) and started again; n1 is started
-again with its disk (its spool's unshipped records are replayed); the configuration is
-changed through n3's admin API, and each node's /healthz is polled for the new version.
-Counted per request id, from the callers, HAProxy's log and the audit store:
+Steady traffic flows through HAProxy: three callers on the echo service, two on a
+service whose provider takes 1.5 s, one on a service with a low rate limit, each on its
+own keep-alive connection to HAProxy. Then: n1 is SIGKILLed, at a moment the provider
+knows it is waiting on n1 (so at least one caller certainly loses its answer); n2 is
+drained with SIGTERM (its drain delay is longer than HAProxy takes to see /readyz fail)
+and exits 0; both are started again with their own disks (n1 replays what its spool had
+not shipped); the configuration is changed through n3's admin API (a service disabled),
+each node's /healthz is polled for the new version, and each node is asked for the
+service before and after. Counted per request id, from the callers, HAProxy's log, the
+provider and the audit store:
 
 - answered: every request a gateway answered (its answer carries our X-Request-Id);
-- failed: only requests in flight on n1 when it was killed, each listed with HAProxy's
-  account of it (the host, the termination state: `SH` = the server closed mid-answer);
+- failed: only requests in flight on n1 when it was killed, each listed with what every
+  witness saw of it: HAProxy's log line if it wrote one (for a request on a caller's
+  keep-alive connection whose server dies before answering, HAProxy closes the caller's
+  connection without an answer and logs nothing, so the caller sees a disconnect, as
+  from a keep-alive server; that is what the callers here saw), the host that asked the
+  provider, and the audit: its intent (two-phase: the provider was asked) and whether
+  its outcome was made durable before the kill;
 - audit: every answered exchange has exactly one record, from the host that served it,
-  and each instance's hash chain verifies (gateway/audit/verify.py) from its first event;
+  and each instance's hash chain verifies (gateway/audit/verify.py) from its first event,
+  across the restarts;
 - the rate limit: the admitted requests to the limited service, across all hosts, stay
-  within one token bucket (burst + rate × elapsed), spread over several hosts;
-- the configuration change is live on every node within a second.
+  within one token bucket (burst + rate × elapsed), and were admitted on several hosts;
+- the configuration change is live on every node within a second, in behaviour too.
+
+The counts are printed after the run (tests/conftest.py prints each test's recorded
+"summary"), passed or failed.
 
 Without root or `ip netns` (or HAProxy) the test is skipped with the reason; under CI it
 fails instead. HAProxy comes from Debian (`apt-get install haproxy`; .ci/run installs it).
@@ -47,6 +60,7 @@ fails instead. HAProxy comes from Debian (`apt-get install haproxy`; .ci/run ins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -216,10 +230,15 @@ class Cluster:
         return c
 
 
-def _free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+def _free_ports(address: str, n: int) -> list[int]:
+    """`n` distinct ports free on `address` (held together while they are chosen)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket())
+            s.bind((address, 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def _tansu() -> str:
@@ -323,7 +342,7 @@ async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
         net.up()
         root = net.root_address
         pg, rd = make_url(database_url), make_url(REDIS_URL)
-        pg_port, redis_port, kafka_port = (_free_port(root) for _ in range(3))
+        pg_port, redis_port, kafka_port = _free_ports(root, 3)
         relay = Relay(
             {
                 f"{root}:{pg_port}": f"{pg.host or '127.0.0.1'}:{pg.port or 5432}",
@@ -366,7 +385,7 @@ async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
         SecretBox(keys).seal("x", 0)
         lb = Balancer(
             {n: f"{net.address(n)}:{PORT}" for n in NODES},
-            _free_port("127.0.0.1"),
+            _free_ports("127.0.0.1", 1)[0],
             tmp_path / "haproxy.log",
         )
         lb.start()
@@ -392,7 +411,7 @@ async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
                 "LGSP_INSTANCE_ID": instance(n),
                 "LGSP_WORKERS": "1",
                 "LGSP_KEYS_DIR": str(disk / "keys"),
-                "LGSP_SCHEMAS_DIR": "",  # registered in the seeded database already
+                "LGSP_SCHEMAS_DIR": "",  # registered once, by _configure
                 "LGSP_AUDIT_SPOOL_DIR": str(disk / "spool"),
                 "LGSP_AUDIT_CHECKPOINT_EVERY": "20",
                 "LGSP_REDIS_URL": _relayed(REDIS_URL, root, redis_port),
@@ -430,8 +449,8 @@ async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
                 c.tokens[client] = r.json()["access_token"]
         yield c
     finally:
-        for p in reversed(started):  # the hosts' processes first: then the namespaces go
-            p.stop(10)
+        # Every process, the hosts' included, before the namespaces go.
+        HostProcess.stop_all(started, 15)
         if lb is not None:
             lb.stop()
         if simulator is not None:
@@ -651,7 +670,7 @@ async def test_cluster_survives_losing_a_node(
     ]
     summary = "\n".join(lines)
     print(summary)
-    record_property("cluster", summary)
+    record_property("summary", summary)
 
     # Callers: a failure only for a request in flight on n1 when it was killed (the one
     # waiting on the provider among them), at most one per caller, and every witness of

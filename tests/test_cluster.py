@@ -48,9 +48,9 @@ provider and the audit store:
   across the restarts;
 - the rate limit: the admitted requests to the limited service, across all hosts, stay
   within one token bucket (burst + rate × elapsed), and were admitted on several hosts;
-- the configuration change is in service on every node within a second of n3 (each
-  node's `configuration loaded` line against n3's, which rebuilt before answering), and
-  seen in each node's /healthz and behaviour.
+- the configuration change is in service on every node within a second of being made
+  (each node's `configuration loaded` line against the policy version's time), named
+  after the administrator who made it, and seen in each node's /healthz and behaviour.
 
 The counts are printed after the run (tests/conftest.py prints each test's recorded
 "summary"), passed or failed.
@@ -74,7 +74,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ from gateway.events.secrets import SecretBox
 from gateway.identity.keys import KeyStore
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
-from gateway.store.models import AuditRecord
+from gateway.store.models import AuditRecord, PolicyVersion
 from tests.cluster_rig import (
     Balancer,
     HostProcess,
@@ -503,11 +503,13 @@ def _loaded_at(log: Path, version: int) -> float | None:
     return None
 
 
-async def _config_everywhere(c: Cluster) -> tuple[dict[str, float], dict[str, float]]:
-    """Disable the probe service through n3's admin API. Seconds, for each node, until
-    it served the new version (its log line, against n3's: n3 rebuilt its tables before
-    answering), and until a poll of its /healthz reported it (from n3's answer; the
-    polls' own latency included)."""
+async def _config_everywhere(
+    c: Cluster,
+) -> tuple[dict[str, float], dict[str, float], PolicyVersion]:
+    """Disable the probe service through n3's admin API. Seconds, for each node, from
+    the change (its policy version's time, taken just before its commit) until the node
+    served it (its log line), and from n3's answer until a poll of the node's /healthz
+    reported it (the polls' own latency included); and the policy version made."""
     async with httpx.AsyncClient(timeout=10) as http:
         r = await http.patch(
             c.url("n3") + f"/admin/v1/services/{PROVINCE_ID}/probe/v1",
@@ -525,10 +527,13 @@ async def _config_everywhere(c: Cluster) -> tuple[dict[str, float], dict[str, fl
                     if h["config_version"] >= version:
                         polled[n] = time.monotonic() - answered
             await asyncio.sleep(0.01)
+    async with c.sessions() as s:
+        made = await s.scalar(select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(1))
+    assert made is not None
     loaded = {n: _loaded_at(c.nodes[n].log, version) for n in NODES}
-    origin = loaded["n3"]
-    live = {n: t - origin for n, t in loaded.items() if t is not None and origin is not None}
-    return live, polled
+    at = made.at.replace(tzinfo=made.at.tzinfo or UTC).timestamp()
+    live = {n: t - at for n, t in loaded.items() if t is not None}
+    return live, polled, made
 
 
 async def _stored(c: Cluster) -> list[tuple[str, str, str | None]]:
@@ -601,7 +606,7 @@ async def test_cluster_survives_losing_a_node(
         facts["n1 and n2 serving again at (s)"] = round(time.monotonic() - t_start, 2)
 
         before = await _each_node(c, "probe-before")
-        live, polled = await _config_everywhere(c)
+        live, polled, made = await _config_everywhere(c)
         after = await _each_node(c, "probe-after")
 
         marks = {n: c.served(n) for n in NODES}
@@ -684,7 +689,8 @@ async def test_cluster_survives_losing_a_node(
         f"rate limit {RATE_PER_MINUTE}/min, burst {BURST}, over {span:.1f} s: admitted "
         f"{len(admitted)} of {len(limited)} ({per_node(admitted)}; the bucket allows "
         f"{budget}), refused 429 rate-limited {len(refused)}",
-        "config change through n3's admin API, in service on each node after n3 (s): "
+        f"config change through n3's admin API by {made.actor} ({'; '.join(made.changes)}), "
+        "in service on each node after it was made (s): "
         + ", ".join(f"{n} {live[n]:.3f}" if n in live else f"{n} never" for n in NODES)
         + "; seen by polling /healthz after the API's answer (s): "
         + ", ".join(f"{n} {polled[n]:.3f}" if n in polled else f"{n} never" for n in NODES),
@@ -723,5 +729,6 @@ async def test_cluster_survives_losing_a_node(
     # The change, live everywhere within a second, and seen in /healthz and in behaviour.
     assert set(live) == set(NODES) and max(live.values()) <= 1.0, summary
     assert set(polled) == set(NODES), summary
+    assert made.actor == "admin-api:quantri" and made.source == "admin-api", summary
     assert [x.status for x in before] == [200] * 3, summary
     assert [(x.status, x.problem) for x in after] == [(503, "service-disabled")] * 3, summary

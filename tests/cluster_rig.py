@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NoReturn
@@ -176,16 +175,6 @@ class Network:
             self.subnet, self._lock = n, f
             return
         raise RuntimeError(f"no free subnet in {SUBNETS}.20-219.0/24")
-
-
-@contextlib.contextmanager
-def network(hosts: list[str]) -> Iterator[Network]:
-    net = Network(hosts)
-    try:
-        net.up()
-        yield net
-    finally:
-        net.down()
 
 
 # -- processes --------------------------------------------------------------------------------

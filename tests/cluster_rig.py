@@ -14,7 +14,8 @@ relay to the machine's shared services, processes inside the hosts, HAProxy in f
   process's pid is the program's own and SIGKILL and SIGTERM reach it directly.
 - `Balancer` is HAProxy in the root namespace: round robin over the hosts, an active
   health check of `GET /readyz` every 250 ms (down after 2 failures, up after 2
-  successes), a failed connect retried on another host, one connection per request to
+  successes; a check may take 3 s, more than /readyz's own 2 s deadline), a failed
+  connect retried on another host, one connection per request to
   the hosts (`http-server-close`), and per request a log line with the caller's
   `X-Request-Id`, the host that took it, the status and HAProxy's termination state; each
   answer carries `X-Served-By` (the host).
@@ -301,7 +302,10 @@ defaults
     timeout server 30s
     timeout http-request 10s
     timeout http-keep-alive 10s
-    timeout check 1s
+    # Longer than /readyz's own deadline (the store must answer within 2 s): the host's
+    # verdict decides, not the balancer's patience. A dead host is seen at once anyway
+    # (its connects are refused); a slow check must not take the last host out.
+    timeout check 3s
 
 frontend lgsp
     bind 127.0.0.1:{port}

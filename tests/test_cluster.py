@@ -605,14 +605,16 @@ async def test_cluster_survives_losing_a_node(
         )
         facts["n1 and n2 serving again at (s)"] = round(time.monotonic() - t_start, 2)
 
+        marks = {n: c.served(n) for n in NODES}
+        await _until(
+            lambda: all(c.served(n) >= marks[n] + 10 for n in NODES), 60, "all three serving again"
+        )
+
         before = await _each_node(c, "probe-before")
         live, polled, made = await _config_everywhere(c)
         after = await _each_node(c, "probe-after")
-
         marks = {n: c.served(n) for n in NODES}
-        await _until(
-            lambda: all(c.served(n) >= marks[n] + 10 for n in NODES), 30, "all three serving again"
-        )
+        await _until(lambda: all(c.served(n) > marks[n] for n in NODES), 30, "traffic after it")
     finally:
         stop.set()
         await asyncio.gather(*traffic, return_exceptions=True)

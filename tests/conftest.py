@@ -619,3 +619,21 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+# -- what a test reports ----------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the counts a test recorded with `record_property("summary", text)` (the
+    cluster test's, tests/test_cluster.py), passed or failed, after the run: its own
+    output is captured, and under xdist a worker's output is not shown at all, but the
+    recorded properties travel with the test's report."""
+    shown: set[str] = set()
+    for category in ("passed", "failed"):
+        for report in terminalreporter.stats.get(category, []):
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "summary" and report.nodeid not in shown:
+                    shown.add(report.nodeid)
+                    terminalreporter.write_sep("-", f"{report.nodeid} ({category})")
+                    terminalreporter.write_line(str(value))

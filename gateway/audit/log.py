@@ -35,6 +35,7 @@ from gateway.audit.kafka import KafkaSettings, KafkaShipper
 from gateway.audit.sink import AuditUnavailable
 from gateway.audit.spool import Spool, SpoolDiskFull, SpoolFull
 from gateway.audit.store import AuditStore
+from gateway.audit.subjects import load_subject_key
 from gateway.audit.tlog import TreeLog, TreeLogTask, log_origin
 from gateway.audit.witnessing import Witnessing, parse_witness
 from gateway.core.logging import log
@@ -387,7 +388,7 @@ def audit_log_from_settings(
 ) -> AuditLog:
     """The audit log a gateway process runs with: straight to the store, or through the
     spool to Kafka when a broker is configured."""
-    store = AuditStore(sessions, source="gateway")
+    store = AuditStore(sessions, source="gateway", subject_key=load_subject_key(settings.keys_dir))
     durable: Durable
     if settings.audit_kafka_bootstrap:
         spool = Spool(

@@ -1,0 +1,92 @@
+"""Whose data an exchange touched, kept private: a keyed-hash index of the personal
+identification numbers an exchange carried, for "who accessed this citizen's data".
+
+The index holds HMAC-SHA256(key, identifier), never the identifier: without the key a
+row says nothing about whom it concerns, and a 12-digit number cannot be found by
+hashing every candidate (10^12 of them) because the hash is keyed. The key is 32 random
+bytes in the gateway's key store (`Settings.keys_dir/audit-subjects.key`, mode 0600),
+made on first use; every gateway and indexer writing the store shares that directory, as
+they share the token keys.
+
+Which identifiers: the 12-digit personal identification numbers (CCCD) and the 9-digit
+old identity-card numbers (CMND) standing alone in what the stored record holds of the
+request: its path and query string. Bodies are not in the record (only their digests),
+so an identifier that travelled only in a body is not indexed (docs/auditor.md says so).
+
+Example:
+    >>> sorted(identifiers("/r1/x/khai-sinh/049225000123?cmnd=123456789"))
+    ['049225000123', '123456789']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gateway.audit.event import AuditEvent
+
+__all__ = ["KEY_FILE", "SubjectKey", "identifiers", "index_rows", "load_subject_key"]
+
+KEY_FILE = "audit-subjects.key"
+# A run of exactly 12 or exactly 9 digits, not part of a longer run.
+_ID = re.compile(r"(?<!\d)(\d{12}|\d{9})(?!\d)")
+
+
+def identifiers(text: str) -> set[str]:
+    """The personal identification numbers standing alone in `text`."""
+    return set(_ID.findall(text))
+
+
+class SubjectKey:
+    """The index's HMAC key: `digest(id)` is what the index holds for `id`."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the subject index key must be at least 32 bytes")
+        self._key = key
+
+    def digest(self, identifier: str) -> str:
+        """Hex HMAC-SHA256 of the identifier, spaces and dots ignored.
+
+        Example:
+            >>> SubjectKey(bytes(32)).digest("001 099 012 345") == SubjectKey(bytes(32)).digest(
+            ...     "001099012345")
+            True
+        """
+        clean = re.sub(r"[\s.]", "", identifier)
+        return hmac.new(self._key, clean.encode(), hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:  # never the key
+        return "SubjectKey(...)"
+
+
+def load_subject_key(keys_dir: Path) -> SubjectKey:
+    """The key in `keys_dir`, made (exclusively: two starting replicas agree) if absent."""
+    path = Path(keys_dir) / KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32).hex().encode())
+        finally:
+            os.close(fd)
+    text = path.read_text().strip()
+    return SubjectKey(bytes.fromhex(text))
+
+
+def index_rows(key: SubjectKey, events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
+    """The index rows (subject, event_id, started_at) of the events' identifiers."""
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        for found in sorted(identifiers(e.path)):
+            rows.append(
+                {"subject": key.digest(found), "event_id": e.event_id, "started_at": e.started_at}
+            )
+    return rows

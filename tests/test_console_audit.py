@@ -150,6 +150,12 @@ async def test_an_auditor_finds_opens_verifies_exports_and_reports(
     await page.check("input[name=by][value=procedure]")
     await page.click("#stats-form button[type=submit]")
     assert await page.text_content("#stats tr[data-key='1.001234'] .count") == "4"
+    # Printed, the report stands alone: no menus, no form, and when it was made.
+    await page.emulate_media(media="print")
+    assert not await page.is_visible("header") and not await page.is_visible("#stats-form")
+    assert await page.is_visible("#stats") and await page.is_visible("svg#chart")
+    assert await page.is_visible(".print-only")
+    await page.emulate_media(media="screen")
 
     # Who accessed the citizen's data: the two exchanges that carried the number.
     await page.goto(f"{h.url}{AUDIT}/citizen")
@@ -160,6 +166,13 @@ async def test_an_auditor_finds_opens_verifies_exports_and_reports(
     cases = await page.locator("#citizen .case").all_text_contents()
     assert sorted(cases) == ["", CASE]
     assert CITIZEN not in (await page.text_content("#report-title") or "")
+
+    # A verification run over the whole log: intact, every event counted.
+    await page.goto(f"{h.url}{AUDIT}/verify")
+    await page.click("#run-verify")
+    assert await page.text_content("#report-title") == "Nguyên vẹn"
+    events = len(await h.audit(intents=True))
+    assert await page.text_content("#report-events") == f"Đã kiểm tra {events} sự kiện."
     # Every read is recorded naming the person; the citizen's number is in none of them.
     reads = [r for r in await _reads(h) if r.actor == "person:ktv"]
     actions = {r.action for r in reads}

@@ -265,7 +265,10 @@ class AuditRecord(Base):
         Index("ix_audit_service_started", "provider_code", "service_code", "started_at"),
         Index("ix_audit_instance_seq", "instance", "seq"),
         Index("ix_audit_records_intent_id", "intent_id"),
+        # The auditors' console searches by these (migration 0020; bench/console_audit.py).
         Index("ix_audit_case_started", "case_number", "started_at"),
+        Index("ix_audit_officer_started", "officer_id", "started_at"),
+        Index("ix_audit_agency_started", "client_agency_code", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

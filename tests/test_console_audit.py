@@ -30,7 +30,7 @@ from gateway.core.settings import Settings
 from gateway.edge.console.i18n import CATALOGUE
 from gateway.store.models import AuditRead, AuditSubject
 
-from .conftest import ECHO, REPO, Harness
+from .conftest import ECHO, POPULATION, REPO, Harness
 from .console_rig import Person, person, sign_in
 
 pytestmark = pytest.mark.dialects("sqlite")  # the console is above the store
@@ -195,6 +195,44 @@ async def test_the_index_holds_keyed_hashes_never_the_number(gateway: Harness) -
     assert CITIZEN not in subjects and hashlib.sha256(CITIZEN.encode()).hexdigest() not in subjects
     assert (h.state.settings.keys_dir / KEY_FILE).stat().st_mode & 0o077 == 0
     assert identifiers(f"/x/{CITIZEN}1/{OTHER}?a=123456789") == {OTHER, "123456789"}
+
+
+async def test_an_id_asked_for_or_returned_in_a_body_is_in_the_citizen_report(
+    gateway: Harness, browser: Any
+) -> None:
+    h = gateway
+    auth = {"Authorization": f"Bearer {await h.token('motcua')}"}
+    who = {"X-Officer-Id": "CB-0042", "X-Procedure-Code": "1.001234", "X-Case-Number": CASE}
+    # The demo's population lookup: the number is in the JSON body, not the path.
+    await h.http.post(
+        f"{POPULATION}/cong-dan/tra-cuu", json={"SoDinhDanh": CITIZEN}, headers={**auth, **who}
+    )
+    (record,) = await h.audit()
+    assert CITIZEN not in record.path
+    key = load_subject_key(h.state.settings.keys_dir)
+    async with h.state.sessions() as s:
+        rows = (await s.scalars(select(AuditSubject.event_id).where(
+            AuditSubject.subject == key.digest(CITIZEN)
+        ))).all()  # fmt: skip
+    assert record.event_id in rows
+    page = await _signed_in(browser, h, await person(h, "ktv", ["auditor"]))
+    await page.goto(f"{h.url}{AUDIT}/citizen")
+    await page.fill("#number", CITIZEN)
+    await page.click("#citizen-form button[type=submit]")
+    assert await page.locator("#citizen tbody tr").count() == 1
+    assert await page.text_content("#citizen .case") == CASE
+
+
+def test_on_the_wire_an_event_carries_keyed_hashes_never_the_ids() -> None:
+    now = datetime.now(UTC)
+    event = AuditEvent(str(uuid.uuid4()), "r", "gw", "POST", "/x", now, now, 1.0, 200)
+    event.subject_ids = frozenset({CITIZEN})
+    assert b"subjects" not in event.to_wire() and CITIZEN.encode() not in event.to_wire()
+    event.subjects = ("ab" * 32,)
+    wire = orjson.loads(event.to_wire())
+    assert wire["subjects"] == ["ab" * 32] and "subject_ids" not in wire
+    assert AuditEvent.from_wire(wire).subjects == ("ab" * 32,)
+    assert AuditEvent.from_wire({**wire, "subjects": [CITIZEN, 1]}).subjects == ()
 
 
 async def test_without_unmask_personal_data_stays_masked_and_cannot_be_unmasked(

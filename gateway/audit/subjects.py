@@ -9,9 +9,11 @@ made on first use; every gateway and indexer writing the store shares that direc
 they share the token keys.
 
 Which identifiers: the 12-digit personal identification numbers (CCCD) and the 9-digit
-old identity-card numbers (CMND) standing alone in what the stored record holds of the
-request: its path and query string. Bodies are not in the record (only their digests),
-so an identifier that travelled only in a body is not indexed (docs/auditor.md says so).
+old identity-card numbers (CMND) standing alone in the exchange's path and query string,
+and in its request body and the answer the caller got (the first `BODY_SCAN` bytes of
+each). The bodies are not in the record, so the exchange step finds their identifiers
+(`in_body`) and the audit log's writer replaces them by their keyed hashes before the
+event leaves memory (`AuditEvent.subjects`); the store's writer adds those of the path.
 
 Example:
     >>> sorted(identifiers("/r1/x/khai-sinh/049225000123?cmnd=123456789"))
@@ -32,9 +34,18 @@ from typing import Any
 
 from gateway.audit.event import AuditEvent
 
-__all__ = ["KEY_FILE", "SubjectKey", "identifiers", "index_rows", "load_subject_key"]
+__all__ = [
+    "BODY_SCAN",
+    "KEY_FILE",
+    "SubjectKey",
+    "identifiers",
+    "in_body",
+    "index_rows",
+    "load_subject_key",
+]
 
 KEY_FILE = "audit-subjects.key"
+BODY_SCAN = 1 << 20  # bytes of a body searched for identifiers
 # A run of exactly 12 or exactly 9 digits, not part of a longer run.
 _ID = re.compile(r"(?<!\d)(\d{12}|\d{9})(?!\d)")
 
@@ -82,11 +93,26 @@ def load_subject_key(keys_dir: Path) -> SubjectKey:
 
 
 def index_rows(key: SubjectKey, events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
-    """The index rows (subject, event_id, started_at) of the events' identifiers."""
+    """The index rows (subject, event_id, started_at) of the events' identifiers: those
+    in the path, and the keyed hashes the exchange brought of those in its bodies."""
     rows: list[dict[str, Any]] = []
     for e in events:
-        for found in sorted(identifiers(e.path)):
-            rows.append(
-                {"subject": key.digest(found), "event_id": e.event_id, "started_at": e.started_at}
-            )
+        subjects = {key.digest(found) for found in identifiers(e.path)} | set(e.subjects)
+        rows += [
+            {"subject": subject, "event_id": e.event_id, "started_at": e.started_at}
+            for subject in sorted(subjects)
+        ]
     return rows
+
+
+def in_body(body: bytes) -> frozenset[str]:
+    """The identifiers in the first `BODY_SCAN` bytes of a message body (JSON, XML, a form:
+    whatever its shape, a 12- or 9-digit number standing alone).
+
+    Example:
+        >>> sorted(in_body(b'{"SoDinhDanh": "001099012345", "MaLoi": "0"}'))
+        ['001099012345']
+    """
+    if not body:
+        return frozenset()
+    return frozenset(identifiers(body[:BODY_SCAN].decode("utf-8", "replace")))

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 KEY_FILE = "audit-subjects.key"
-BODY_SCAN = 1 << 20  # bytes of a body searched for identifiers
+BODY_SCAN = 256 << 10  # bytes of a body searched for identifiers
 # A run of exactly 12 or exactly 9 digits, not part of a longer run.
 _ID = re.compile(r"(?<!\d)(\d{12}|\d{9})(?!\d)")
 

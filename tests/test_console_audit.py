@@ -24,9 +24,10 @@ import pytest
 from sqlalchemy import select
 
 from gateway.audit.event import AuditEvent
-from gateway.audit.query import RECORD_COLUMNS, VN_TZ
+from gateway.audit.query import RECORD_COLUMNS, VN_TZ, AuditFilter
 from gateway.audit.subjects import KEY_FILE, identifiers, load_subject_key
 from gateway.core.settings import Settings
+from gateway.edge.console.audit_reports import grouped
 from gateway.edge.console.i18n import CATALOGUE
 from gateway.store.models import AuditRead, AuditSubject
 
@@ -233,6 +234,18 @@ def test_on_the_wire_an_event_carries_keyed_hashes_never_the_ids() -> None:
     assert wire["subjects"] == ["ab" * 32] and "subject_ids" not in wire
     assert AuditEvent.from_wire(wire).subjects == ("ab" * 32,)
     assert AuditEvent.from_wire({**wire, "subjects": [CITIZEN, 1]}).subjects == ()
+
+
+@pytest.mark.dialects("postgresql")
+async def test_statistics_group_by_month_in_vietnam_time_on_postgresql(gateway: Harness) -> None:
+    h = gateway
+    await _exchanges(h)
+    month = datetime.now(UTC).astimezone(VN_TZ).strftime("%Y-%m")
+    async with h.state.sessions() as s:
+        by_month = await grouped(s, AuditFilter(), "month")
+        by_procedure = await grouped(s, AuditFilter(case=CASE), "procedure")
+    assert [(g["key"], g["count"], g["success"]) for g in by_month] == [(month, 4, 4)]
+    assert [(g["key"], g["count"]) for g in by_procedure] == [("1.001234", 2)]
 
 
 async def test_without_unmask_personal_data_stays_masked_and_cannot_be_unmasked(

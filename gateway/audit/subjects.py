@@ -79,17 +79,25 @@ class SubjectKey:
 
 
 def load_subject_key(keys_dir: Path) -> SubjectKey:
-    """The key in `keys_dir`, made (exclusively: two starting replicas agree) if absent."""
+    """The key in `keys_dir`, made if absent. Made whole under a temporary name and linked
+    into place, so two starting workers or replicas agree on one key and neither reads a
+    half-written file."""
     path = Path(keys_dir) / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{KEY_FILE}.{secrets.token_hex(8)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, secrets.token_bytes(32).hex().encode())
+            os.fsync(fd)
         finally:
             os.close(fd)
-    text = path.read_text().strip()
-    return SubjectKey(bytes.fromhex(text))
+        try:
+            with contextlib.suppress(FileExistsError):  # another made it first: theirs
+                os.link(draft, path)
+        finally:
+            draft.unlink()
+    return SubjectKey(bytes.fromhex(path.read_text().strip()))
 
 
 def index_rows(key: SubjectKey, events: Iterable[AuditEvent]) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ def _validator(name: str) -> jsonschema_rs.Validator:
 
 def test_schema_names_every_field_of_the_event_and_no_other() -> None:
     schema = json.loads((SCHEMAS / "exchange-event.json").read_text(encoding="utf-8"))
-    assert set(schema["properties"]) == {*FIELD_NAMES, "kind"}
+    # `subjects`: keyed hashes for the store's whose-data index, on the wire, not chained.
+    assert set(schema["properties"]) == {*FIELD_NAMES, "kind", "subjects"}
 
 
 def test_field_widths_match_the_store_columns() -> None:
@@ -51,6 +52,7 @@ async def test_published_events_of_every_outcome_match_the_schema(gateway: Harne
     validator = _validator("exchange-event.json")
     for r in records:
         event = AuditEvent(**{name: getattr(r, name) for name in FIELD_NAMES})
+        event.subjects = ("ab" * 32,)
         doc = json.loads(event.to_wire())
         errors = [e.message for e in validator.iter_errors(doc)]
         assert not errors, (r.status, errors)

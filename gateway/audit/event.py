@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +69,13 @@ class AuditEvent:
     seq: int = 0
     prev_hash: str = ""
     hash: str = ""
+    # Whose data the exchange carried (gateway/audit/subjects.py): the personal identifiers
+    # found in its bodies, in memory only until the audit log's writer replaces them by
+    # their keyed hashes in `subjects`, which go on the wire for the store's index. Neither
+    # is hashed into the chain nor a column of the record (TRANSIENT): the index is a
+    # lookup aid; the record is the evidence.
+    subject_ids: frozenset[str] = frozenset()
+    subjects: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         # Every field is an immutable scalar, so a shallow copy will do; dataclasses.asdict
@@ -98,6 +106,8 @@ class AuditEvent:
             if body[name] is None:
                 del body[name]
         body["kind"] = EVENT_KIND
+        if self.subjects:  # keyed hashes only: `subject_ids` never leaves the process
+            body["subjects"] = list(self.subjects)
         return orjson.dumps(body)
 
     @classmethod
@@ -106,10 +116,20 @@ class AuditEvent:
         for name in ("started_at", "finished_at"):
             if isinstance(fields.get(name), str):
                 fields[name] = datetime.fromisoformat(fields[name])
+        subjects = data.get("subjects")
+        if isinstance(subjects, list):
+            fields["subjects"] = tuple(
+                x for x in subjects if isinstance(x, str) and _HEX64.fullmatch(x)
+            )
         return cls(**fields)
 
 
-FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditEvent))
+# Not the exchange's record: kept out of the hash, the store's columns and `as_dict`.
+TRANSIENT = ("subject_ids", "subjects")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+FIELD_NAMES: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(AuditEvent) if f.name not in TRANSIENT
+)
 # Fields added after events were first chained: an event hashes them only when they hold a
 # value (gateway/audit/chain.py), and its wire form leaves them out when they do not, so
 # an event from before them (the field absent, or null in its store row) hashes as it
@@ -150,6 +170,8 @@ _width_fields = operator.attrgetter(*_WIDTH_NAMES)
 # Every text field, since any may hold what a caller sent (a path, a claimed officer id,
 # a detail quoting the request).
 _TEXT_NAMES = tuple(
-    f.name for f in dataclasses.fields(AuditEvent) if "str" in str(f.type) and f.name != "hash"
+    f.name
+    for f in dataclasses.fields(AuditEvent)
+    if "str" in str(f.type) and f.name != "hash" and f.name not in TRANSIENT
 )
 _text_fields = operator.attrgetter(*_TEXT_NAMES)

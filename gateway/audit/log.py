@@ -35,6 +35,7 @@ from gateway.audit.kafka import KafkaSettings, KafkaShipper
 from gateway.audit.sink import AuditUnavailable
 from gateway.audit.spool import Spool, SpoolDiskFull, SpoolFull
 from gateway.audit.store import AuditStore
+from gateway.audit.subjects import SubjectKey, load_subject_key
 from gateway.audit.tlog import TreeLog, TreeLogTask, log_origin
 from gateway.audit.witnessing import Witnessing, parse_witness
 from gateway.core.logging import log
@@ -219,8 +220,12 @@ class AuditLog:
         tree: TreeLog | None = None,
         witnessing: Witnessing | None = None,
         witness_quorum: int = 0,
+        subject_key: SubjectKey | None = None,
     ) -> None:
         self.instance = instance
+        # The key of whose-data index (gateway/audit/subjects.py): each event's subject ids
+        # are replaced by their keyed hashes before it is chained, spooled or stored.
+        self.subject_key = subject_key
         self.durable = durable
         self.signer = signer
         self.checkpoint_every = checkpoint_every
@@ -254,6 +259,11 @@ class AuditLog:
         if self._task is None or self._task.done():
             raise AuditUnavailable("the audit writer is not running")
         event.fit()
+        if event.subject_ids:
+            key = self.subject_key
+            if key is not None:
+                event.subjects = tuple(sorted({key.digest(i) for i in event.subject_ids}))
+            event.subject_ids = frozenset()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, done))
         await done
@@ -387,7 +397,8 @@ def audit_log_from_settings(
 ) -> AuditLog:
     """The audit log a gateway process runs with: straight to the store, or through the
     spool to Kafka when a broker is configured."""
-    store = AuditStore(sessions, source="gateway")
+    subject_key = load_subject_key(settings.keys_dir)
+    store = AuditStore(sessions, source="gateway", subject_key=subject_key)
     durable: Durable
     if settings.audit_kafka_bootstrap:
         spool = Spool(
@@ -430,6 +441,7 @@ def audit_log_from_settings(
         if settings.audit_witnesses
         else None,
         witness_quorum=settings.audit_witness_quorum,
+        subject_key=subject_key,
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.logging import log
-from gateway.store.models import AuditPurge, AuditRecord
+from gateway.store.models import AuditPurge, AuditRecord, AuditSubject
 
 PURGE_INTERVAL_SECONDS = 3600.0
 
@@ -59,6 +59,9 @@ async def purge(
         ).one()
         if not count:
             return None
+        # The subject index goes with the records it points at (gateway/audit/subjects.py).
+        gone = select(AuditRecord.event_id).where(doomed)
+        await s.execute(delete(AuditSubject).where(AuditSubject.event_id.in_(gone)))
         await s.execute(delete(AuditRecord).where(doomed))
         record = AuditPurge(
             actor=actor,

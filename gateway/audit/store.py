@@ -28,11 +28,13 @@ from gateway.audit.chain import (
     public_key_text,
 )
 from gateway.audit.event import AuditEvent
+from gateway.audit.subjects import SubjectKey, index_rows
 from gateway.store.models import (
     AuditCheckpoint,
     AuditFinding,
     AuditRecord,
     AuditSigningKey,
+    AuditSubject,
 )
 
 
@@ -50,9 +52,17 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 
 class AuditStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], source: str) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        source: str,
+        subject_key: SubjectKey | None = None,
+    ) -> None:
         self._sessions = sessions
         self.source = source
+        # With a key, the personal identifiers of each stored event are indexed as keyed
+        # hashes in the same transaction (gateway/audit/subjects.py).
+        self._subject_key = subject_key
         # The newest link stored per instance, so continuity is checked without a query
         # per batch. Forgotten on `forget()` (e.g. a Kafka rebalance moved the partition).
         self._heads: dict[str, tuple[int, str]] = {}
@@ -118,6 +128,16 @@ class AuditStore:
                 inserted = set((await s.scalars(stmt, [e.as_dict() for e in events])).all())
                 result.inserted = len(inserted)
                 result.duplicates = len(events) - len(inserted)
+                if self._subject_key is not None and inserted:
+                    new = {e.event_id: e for e in events if e.event_id in inserted}
+                    rows = index_rows(self._subject_key, new.values())
+                    if rows:
+                        await s.execute(
+                            _insert(s, AuditSubject).on_conflict_do_nothing(
+                                index_elements=["subject", "event_id"]
+                            ),
+                            rows,
+                        )
                 for event in events:
                     if event.event_id in inserted:
                         inserted.discard(event.event_id)  # a batch may repeat an event

@@ -270,6 +270,10 @@ class AuditRecord(Base):
         Index("ix_audit_service_started", "provider_code", "service_code", "started_at"),
         Index("ix_audit_instance_seq", "instance", "seq"),
         Index("ix_audit_records_intent_id", "intent_id"),
+        # The auditors' console searches by these (migration 0020; bench/console_audit.py).
+        Index("ix_audit_case_started", "case_number", "started_at"),
+        Index("ix_audit_officer_started", "officer_id", "started_at"),
+        Index("ix_audit_agency_started", "client_agency_code", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -315,6 +319,18 @@ class AuditRecord(Base):
     # The external issuer of the caller's token (migration 0015); null for the gateway's
     # own tokens and API keys.
     issuer: Mapped[str | None] = mapped_column(String(255))
+
+
+class AuditSubject(Base):
+    """Whose data an exchange touched, as a keyed hash (gateway/audit/subjects.py): one
+    row per personal identifier an exchange carried, never the identifier itself."""
+
+    __tablename__ = "audit_subjects"
+    __table_args__ = (Index("ix_audit_subjects_subject_started", "subject", "started_at"),)
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)  # HMAC-SHA256, hex
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column()
 
 
 class AuditCheckpoint(Base):

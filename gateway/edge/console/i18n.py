@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+from gateway.edge.console.audit_messages import MESSAGES as AUDIT_MESSAGES
+
 __all__ = ["CATALOGUE", "DEFAULT", "LANGUAGES", "translate"]
 
 LANGUAGES = ("vi", "en")
@@ -330,6 +332,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "error.not_found": ("Không tìm thấy trang này.", "There is no such page."),
     "error.back": ("Về trang chủ", "Back to the home page"),
+    **AUDIT_MESSAGES,  # the auditors' pages (audit_messages.py)
 }
 
 

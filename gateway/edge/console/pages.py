@@ -19,6 +19,7 @@ from gateway.admin import collections as entities
 from gateway.admin.actor import ADMINISTER, READ
 from gateway.admin.events import admin_events, without_credential_hints
 from gateway.core.problems import Problem
+from gateway.edge.console import audit_pages
 from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, person_editor, redirect
 from gateway.edge.reload import reload_config
 
@@ -123,6 +124,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/agencies/{{code}}", agency_form)
     app.router.add_post(f"{PREFIX}/agencies/{{code}}", agency_save)
     app.router.add_get(f"{PREFIX}/events", events)
+    audit_pages.add_routes(app)  # the auditors' pages, /console/audit/...
 
 
 async def to_home(request: web.Request) -> web.StreamResponse:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from gateway.audit import AuditSink, AuditUnavailable
+from gateway.audit.subjects import in_body
 from gateway.core.logging import log
 from gateway.core.problems import AUDIT_UNAVAILABLE, Problem
 from gateway.exchange.context import Exchange
@@ -52,6 +53,10 @@ async def record(
     elapsed = time.perf_counter() - x.t0
     event.duration_ms = round(elapsed * 1000, 3)
     event.finished_at = event.started_at + timedelta(seconds=elapsed)
+    # Whose data it asked for or returned: the identifiers in the request body and in the
+    # answer the caller gets (hashed under the index key by the audit log's writer).
+    answer = response.body if isinstance(response.body, bytes) else b""
+    event.subject_ids = in_body(x.body) | in_body(answer)
     outcome: str | None = None
     try:
         await audit.write(event)

@@ -276,6 +276,7 @@ def cmd_audit_indexer(args: argparse.Namespace) -> int:
     from gateway.audit.log import kafka_settings
     from gateway.audit.retention import retention_loop
     from gateway.audit.store import AuditStore
+    from gateway.audit.subjects import load_subject_key
 
     settings = settings_from(args)
     configure_logging(settings.log_level)
@@ -289,7 +290,7 @@ def cmd_audit_indexer(args: argparse.Namespace) -> int:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
         indexer = Indexer(
-            AuditStore(sessions, source="indexer"),
+            AuditStore(sessions, source="indexer", subject_key=load_subject_key(settings.keys_dir)),
             kafka_settings(settings),
             group=settings.audit_indexer_group,
         )

@@ -66,6 +66,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.conversion.mapping import vnencoding
 from gateway.conversion.mapping.codes import UnknownCodes, code_table, codes_converter
 from gateway.conversion.mapping.document import XmlSide, XmlSpec
+from gateway.conversion.mapping.steps import (
+    STEP_BUILDERS,
+    Compiled,
+    Context,
+    Kind,
+    Step,
+    echo_step,
+    get,
+    put,
+    split_name,
+)
 from gateway.conversion.mapping.types import (
     BooleanSpec,
     DateSpec,
@@ -217,36 +228,7 @@ def _split(path: str) -> tuple[str, ...]:
     return tuple(p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:] if p)
 
 
-def get(doc: Any, parts: tuple[str, ...]) -> Any:
-    """The value at `parts` in `doc`, or the engine's missing marker."""
-    for part in parts:
-        if not isinstance(doc, dict) or part not in doc:
-            return _MISSING
-        doc = doc[part]
-    return doc
-
-
-def put(doc: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
-    """Write `value` at `parts` in `doc`, creating the missing parents."""
-    for part in parts[:-1]:
-        nxt = doc.get(part)
-        if not isinstance(nxt, dict):
-            nxt = doc[part] = {}
-        doc = nxt
-    doc[parts[-1]] = value
-
-
 # -- value transforms -----------------------------------------------------------------------------
-
-
-def split_name(full: str) -> list[str]:
-    """`Nguyễn Văn An` -> family name, middle names, given name (Vietnamese order)."""
-    words = full.split()
-    if not words:
-        return ["", "", ""]
-    if len(words) == 1:
-        return ["", "", words[0]]
-    return [words[0], " ".join(words[1:-1]), words[-1]]
 
 
 def join_name(parts: list[Any]) -> str:
@@ -275,22 +257,6 @@ def _nfc(value: Any) -> Any:
 
 
 # -- compiled rules -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What a mapping may read from the exchange besides the message."""
-
-    request_id: str = ""
-    client: str = ""
-    client_agency: str = ""
-    officer: str | None = None
-    procedure: str | None = None
-    case: str | None = None
-    now: str = ""
-
-
-_Step = Callable[[Any, dict[str, Any], Context], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +372,7 @@ def _reversed(rule: RuleSpec) -> RuleSpec:
     )
 
 
-def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
+def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
     """A rule compiled, or the ValueError naming it (rules.<i>) and what is wrong."""
     try:
         return _compile(rule, env, reverse=reverse)
@@ -483,7 +449,7 @@ def _cleaning(read: Callable[[Any, Context], Any], env: _Env) -> Callable[[Any, 
     return cleaned
 
 
-def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
+def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
     """One rule as a step: everything about it is decided here, once, so that the step itself
     only reads, transforms and writes (the request path)."""
     env = env.within(rule)
@@ -492,8 +458,8 @@ def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
     label = _label(rule)
     read = _cleaning(_reader(rule, sources, env.settings), env)
     if rule.echo is not None:
-        return _echo_step(read, _context_reader(rule.echo, rule.max_length), label)
-    parts = _Compiled(
+        return echo_step(read, _context_reader(rule.echo, rule.max_length), label)
+    parts = Compiled(
         read=read,
         # Built before the children, so that a bad code list is reported first, as before.
         transform=_transform(rule, env, reverse=reverse),
@@ -502,23 +468,7 @@ def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
         targets=targets,
         label=label,
     )
-    return _STEP_BUILDERS[_kind(parts, rule)](parts)
-
-
-# -- the parts of a compiled rule -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """What a step is built from. The builders copy these into their closures: a step does not
-    look attributes up on the request path."""
-
-    read: Callable[[Any, Context], Any]
-    transform: Callable[[Any], Any]
-    children: list[_Step]
-    missing: Callable[[], Any]
-    targets: list[tuple[str, ...]]
-    label: str
+    return STEP_BUILDERS[_kind(parts, rule)](parts)
 
 
 def _transform(rule: RuleSpec, env: _Env, *, reverse: bool) -> Callable[[Any], Any]:
@@ -593,134 +543,13 @@ def _on_missing(rule: RuleSpec, sources: list[tuple[str, ...]], label: str) -> C
 
 # -- one step builder per kind of rule ------------------------------------------------------------
 
-_Kind = Literal["each", "split", "key", "path"]
 
-
-def _kind(parts: _Compiled, rule: RuleSpec) -> _Kind:
+def _kind(parts: Compiled, rule: RuleSpec) -> Kind:
     if parts.children:
         return "each"
     if rule.name == "split":
         return "split"
     return "key" if len(parts.targets[0]) == 1 else "path"
-
-
-def _key_step(parts: _Compiled) -> _Step:
-    """The common rule, one value to one top-level key, without the path walk."""
-    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
-    key = parts.targets[0][0]
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            value = transform(value)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-        if value is not _MISSING:
-            target[key] = value
-
-    return step
-
-
-def _path_step(parts: _Compiled) -> _Step:
-    """One value to a nested path, creating the missing parents."""
-    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
-    path = parts.targets[0]
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            value = transform(value)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-        if value is not _MISSING:
-            put(target, path, value)
-
-    return step
-
-
-def _split_step(parts: _Compiled) -> _Step:
-    """A full name to its family, middle and given name paths (empty parts are not written)."""
-    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
-    paths = parts.targets
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            value = transform(value)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-        if value is _MISSING:
-            return
-        for path, part in zip(paths, split_name(value), strict=False):
-            if part:
-                put(target, path, part)
-
-    return step
-
-
-def _each_step(parts: _Compiled) -> _Step:
-    """A list of objects (a single object counts as a list of one), each mapped by the child
-    rules; the value itself is not transformed."""
-    read, missing, children, label = parts.read, parts.missing, parts.children, parts.label
-    path = parts.targets[0]
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            items = value if isinstance(value, list) else [value]
-            out = []
-            for item in items:
-                obj: dict[str, Any] = {}
-                for child in children:
-                    child(item, obj, ctx)
-                out.append(obj)
-            put(target, path, out)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-
-    return step
-
-
-def _echo_step(
-    read: Callable[[Any, Context], Any], expected: Callable[[Any, Context], Any], label: str
-) -> _Step:
-    """An answer's echo of the request (its request id): the mapping fails when the answer
-    names another one, so that an answer for another request is never passed on."""
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        sent = expected(source, ctx)
-        if value is _MISSING or sent is _MISSING or value == sent:
-            return
-        raise MappingError(
-            f"{label}: the answer is for {value!r}, not {sent!r}: it does not answer this request"
-        )
-
-    return step
-
-
-_STEP_BUILDERS: dict[_Kind, Callable[[_Compiled], _Step]] = {
-    "each": _each_step,
-    "split": _split_step,
-    "key": _key_step,
-    "path": _path_step,
-}
 
 
 # -- loading --------------------------------------------------------------------------------------

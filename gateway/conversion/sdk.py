@@ -229,6 +229,7 @@ from gateway.conversion.mapping.engine import (
     compile_mapping,
     map_strings,
 )
+from gateway.conversion.mapping.national import National, Outcome, national_from
 from gateway.conversion.mapping.soap import (
     SoapFault,
     SoapMessage,
@@ -298,6 +299,7 @@ __all__ = [
     "MAX_VERSION_LENGTH",
     "METHOD_NOT_ALLOWED",
     "MISSING_ACCOUNTABILITY",
+    "NATIONAL_FILE",
     "NOT_FOUND",
     "NO_SUCH_RECORD",
     "OFFICER_HEADER",
@@ -317,7 +319,9 @@ __all__ = [
     "LegacyEncodingError",
     "LegacyTextConfig",
     "MappingError",
+    "National",
     "OutboundRequest",
+    "Outcome",
     "Problem",
     "ProblemType",
     "SoapFault",
@@ -332,6 +336,7 @@ __all__ = [
     "json_object",
     "load_code_lists",
     "load_mappings",
+    "load_national",
     "map_strings",
     "parse_soap_envelope",
     "parse_xml",
@@ -652,8 +657,38 @@ def load_code_lists(folder: Path) -> dict[str, dict[str, str]]:
     return code_lists
 
 
+NATIONAL_FILE: Final = "national.yaml"
+
+
+def load_national(folder: Path) -> National | None:
+    """A Python adapter's national conventions: the `national:` block of its folder's
+    `national.yaml`, over the platform's (gateway/conversion/mapping/national.py; a
+    declared adapter has the block in its `adapter.yaml`). None without the file.
+
+    Raises:
+        ValueError: the block is invalid, naming the file and the field.
+
+    Example:
+        >>> national = load_national(FOLDER)         # population: longer: refuse
+        >>> national.check_request_id(context.request_id)   # 400 invalid-header if > 40
+        >>> national.outcome(answer, status).spec.name       # "found", "not_found", ...
+    """
+    path = folder / NATIONAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    if not isinstance(document, dict) or set(document) - {"national"}:
+        raise ValueError(f"{path}: holds one key, national:")
+    return national_from(document.get("national"), str(path))
+
+
 def load_mappings(
-    folder: Path, settings: Mapping[str, Any] | None = None
+    folder: Path,
+    settings: Mapping[str, Any] | None = None,
+    national: National | None = None,
 ) -> dict[str, CompiledMapping]:
     """An adapter folder's mappings, `mappings/<name>.yaml`, compiled with its code lists
     (`load_code_lists`), so that a rule's `codes: sex` finds `codes/sex.yaml`.
@@ -668,6 +703,8 @@ def load_mappings(
         folder: the adapter's folder.
         settings: what `setting:` rules read (e.g. ``config.model_dump()``), per
             configuration.
+        national: the conventions `national:` rules and `echo: national` use
+            (`load_national(folder)`).
     Returns:
         ``{mapping name: CompiledMapping}``, by file name without `.yaml`.
     Raises:
@@ -683,7 +720,7 @@ def load_mappings(
     for path in sorted((folder / "mappings").glob("*.yaml")):
         try:
             mappings[path.stem] = compile_mapping(
-                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings
+                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings, national
             )
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None

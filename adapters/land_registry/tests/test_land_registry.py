@@ -236,7 +236,7 @@ def test_a_bad_declaration_fails_at_load_naming_the_file_and_field(tmp_path: Pat
     shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
     declaration = folder / "adapter.yaml"
     text = declaration.read_text("utf-8")
-    declaration.write_text(text.replace("problem: no-such-record", "problem: gone"), "utf-8")
+    declaration.write_text(text.replace("problem: invalid-message", "problem: gone"), "utf-8")
     with pytest.raises(ValueError, match=r"adapter\.yaml: faults\.0\.problem: "):
         declared_adapter(folder)
     declaration.write_text(text, "utf-8")
@@ -397,7 +397,7 @@ async def test_an_edited_declared_mapping_is_live_after_apply(
     # A broken declaration is refused by apply, naming the file; the running one stays.
     declaration = editable / "adapter.yaml"
     declaration.write_text(declaration.read_text("utf-8").replace("outcome: failure", "outcome: x"))
-    with pytest.raises(ValueError, match=r"land_registry/adapter\.yaml: faults\.2\.outcome"):
+    with pytest.raises(ValueError, match=r"land_registry/adapter\.yaml: faults\.1\.outcome"):
         await apply_current(gateway)
     r = await look_up(gateway, headers, provinceCode="01", mapSheet=7, parcelNumber=28)
     assert r.json()["parcel"]["areaM2"] == 125.5

@@ -54,7 +54,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -66,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.conversion.mapping import vnencoding
 from gateway.conversion.mapping.codes import UnknownCodes, code_table, codes_converter
 from gateway.conversion.mapping.document import XmlSide, XmlSpec
+from gateway.conversion.mapping.national import National, shorten
 from gateway.conversion.mapping.steps import (
     STEP_BUILDERS,
     Compiled,
@@ -123,7 +123,8 @@ class RuleSpec(BaseModel):
     const: Any = None
     context: ContextField | None = None
     setting: str | None = Field(None, min_length=1)
-    echo: ContextField | None = None
+    national: Literal["request_id", "agency_code"] | None = None
+    echo: ContextField | Literal["national"] | None = None
     max_length: int | None = Field(None, ge=1)
     date: DateSpec | None = None
     datetime: DateTimeSpec | None = None
@@ -134,6 +135,8 @@ class RuleSpec(BaseModel):
     codes_inverse: str | None = None
     unknown: UnknownCodes | None = None
     name: Literal["split", "join"] | None = None
+    split: str | None = Field(None, min_length=1, max_length=8)
+    exactly_one: bool = False
     from_legacy: vnencoding.Encoding | None = None
     to_legacy: vnencoding.Encoding | None = None
     trim: bool | None = None
@@ -144,18 +147,27 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> RuleSpec:
-        sources = [self.from_, self.const, self.context, self.setting]
+        sources = [self.from_, self.const, self.context, self.setting, self.national]
         if sum(s is not None for s in sources) != 1:
             raise ValueError(
-                "a rule takes its value from exactly one of 'from', 'const', 'context', 'setting'"
+                "a rule takes its value from exactly one of 'from', 'const', 'context', "
+                "'setting', 'national'"
             )
         many_from, many_to = isinstance(self.from_, list), isinstance(self.to, list)
         if self.name == "split" and not (many_to and not many_from):
             raise ValueError("name: split maps one 'from' path to a list of 'to' paths")
         if self.name == "join" and not (many_from and not many_to):
             raise ValueError("name: join maps a list of 'from' paths to one 'to' path")
-        if self.name is None and (many_from or many_to):
-            raise ValueError("lists of paths are for name: split / join")
+        if self.split is not None and many_from == many_to:
+            raise ValueError(
+                "split: maps one 'from' path to a list of 'to' paths (backwards: a list to one)"
+            )
+        if self.split is not None and self.name is not None:
+            raise ValueError("a rule splits a name (name:) or by a separator (split:), not both")
+        if self.name is None and self.split is None and (many_from or many_to):
+            raise ValueError("lists of paths are for name: split / join, or split:")
+        if self.exactly_one and (self.from_ is None or many_from or many_to):
+            raise ValueError("exactly_one reads one 'from' path (a list, or one object)")
         for path in [*_paths(self.from_), *_paths(self.to)]:
             if not path.startswith("/"):
                 raise ValueError(f"path {path!r} must start with '/'")
@@ -172,8 +184,12 @@ class RuleSpec(BaseModel):
             raise ValueError("an echo check reads 'from' and compares; it has no 'to'")
         if self.echo is None and self.to is None:
             raise ValueError("a rule needs 'to' (only an echo check has none)")
-        if self.max_length is not None and self.context is None and self.echo is None:
-            raise ValueError("max_length is for context and echo rules")
+        if self.max_length is not None and (
+            (self.context is None and self.echo is None) or self.echo == "national"
+        ):
+            raise ValueError(
+                "max_length is for context and echo rules (the national: block has its own)"
+            )
 
 
 class MappingSpec(BaseModel):
@@ -236,19 +252,6 @@ def join_name(parts: list[Any]) -> str:
     return " ".join(str(p) for p in parts if p)
 
 
-def shorten(value: str, max_length: int) -> str:
-    """`value` itself, or its SHA-1 in hex (cut to `max_length`) when it is longer: how
-    a gateway request id fits the national 40 characters, the same every time.
-
-    Example:
-        >>> len(shorten("x" * 64, 40)), shorten("abc", 40)
-        (40, 'abc')
-    """
-    if len(value) <= max_length:
-        return value
-    return hashlib.sha1(value.encode(), usedforsecurity=False).hexdigest()[:max_length]
-
-
 def _nfc(value: Any) -> Any:
     # ASCII is already NFC: skip the call for codes, numbers and dates.
     if isinstance(value, str) and not value.isascii():
@@ -270,6 +273,7 @@ class _Env:
     unknown: UnknownCodes
     zone: str | None
     settings: Mapping[str, Any]
+    national: National | None = None
 
     def within(self, rule: RuleSpec) -> _Env:
         trim = self.trim if rule.trim is None else rule.trim
@@ -295,9 +299,16 @@ class CompiledMapping:
         spec: MappingSpec,
         code_lists: Mapping[str, Mapping[str, str]],
         settings: Mapping[str, Any] | None = None,
+        national: National | None = None,
     ) -> None:
         env = _Env(
-            code_lists, spec.trim, spec.drop_empty, spec.unknown_codes, spec.zone, settings or {}
+            code_lists,
+            spec.trim,
+            spec.drop_empty,
+            spec.unknown_codes,
+            spec.zone,
+            settings or {},
+            national,
         )
         self._forward = [_compile_named(i, r, env, reverse=False) for i, r in enumerate(spec.rules)]
         self._backward = [
@@ -361,6 +372,7 @@ def _reversed(rule: RuleSpec) -> RuleSpec:
             "from_": rule.to,
             "to": rule.from_,
             "name": {"split": "join", "join": "split", None: None}[rule.name],
+            "exactly_one": False,
             "codes": rule.codes_inverse,
             "codes_inverse": rule.codes,
             "from_legacy": rule.to_legacy,
@@ -381,7 +393,7 @@ def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
 
 
 def _label(rule: RuleSpec) -> str:
-    source = rule.from_ or rule.const or rule.context or rule.setting
+    source = rule.from_ or rule.const or rule.context or rule.setting or rule.national
     return f"{source!r} -> {rule.to or rule.echo!r}"
 
 
@@ -395,11 +407,35 @@ def _context_reader(field_name: ContextField, max_length: int | None) -> Callabl
     return from_context
 
 
+def _national_reader(rule: RuleSpec, env: _Env) -> Callable[[Any, Context], Any]:
+    """A `national:` rule's value: the request id as the conventions send it, or the
+    agency code (the configured one, else the caller's)."""
+    national = env.national
+    if national is None:
+        raise ValueError("national: rules need the adapter's national: block")
+    if rule.national == "request_id":
+        return lambda source, ctx: national.request_id(ctx.request_id) or _MISSING
+    configured = env.settings.get("agency_code")
+    return lambda source, ctx: national.agency(configured, ctx.client_agency) or _MISSING
+
+
+def _national_echo(env: _Env) -> Callable[[Any, Context], Any]:
+    national = env.national
+    if national is None:
+        raise ValueError("echo: national needs the adapter's national: block")
+    if not national.spec.request_id.echo:
+        return lambda source, ctx: _MISSING  # not checked
+    return lambda source, ctx: national.request_id(ctx.request_id) or _MISSING
+
+
 def _reader(
-    rule: RuleSpec, sources: list[tuple[str, ...]], settings: Mapping[str, Any]
+    rule: RuleSpec, sources: list[tuple[str, ...]], env: _Env
 ) -> Callable[[Any, Context], Any]:
     """How a rule reads its value: a constant, a setting, a context field, joined name
     parts, or one path (a single key, the common case, without the path walk)."""
+    settings = env.settings
+    if rule.national is not None:
+        return _national_reader(rule, env)
     if rule.setting is not None:
         if rule.setting not in settings:
             raise ValueError(f"no setting {rule.setting!r} (given: {sorted(settings)})")
@@ -411,6 +447,14 @@ def _reader(
         return lambda source, ctx: const
     if rule.context is not None:
         return _context_reader(rule.context, rule.max_length)
+    if rule.name == "join" or len(sources) > 1:
+        return _joiner(rule, sources)
+    return _path_reader(sources[0])
+
+
+def _joiner(rule: RuleSpec, sources: list[tuple[str, ...]]) -> Callable[[Any, Context], Any]:
+    """Several paths read as one value: a name's parts joined, or (split: backwards) the
+    parts joined by the separator, all of them or none."""
     if rule.name == "join":
 
         def joined(source: Any, ctx: Context) -> Any:
@@ -419,7 +463,18 @@ def _reader(
             return join_name(present) if present else _MISSING
 
         return joined
-    path = sources[0]
+    separator = rule.split or ""
+
+    def glued(source: Any, ctx: Context) -> Any:
+        parts = [get(source, s) for s in sources]
+        if any(p is _MISSING or p is None for p in parts):
+            return _MISSING
+        return separator.join(str(p) for p in parts)
+
+    return glued
+
+
+def _path_reader(path: tuple[str, ...]) -> Callable[[Any, Context], Any]:
     if len(path) == 1:
         key = path[0]
 
@@ -456,9 +511,13 @@ def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
     sources = [_split(p) for p in _paths(rule.from_)]
     targets = [_split(p) for p in _paths(rule.to)]
     label = _label(rule)
-    read = _cleaning(_reader(rule, sources, env.settings), env)
+    read = _cleaning(_reader(rule, sources, env), env)
+    if rule.echo == "national":
+        return echo_step(read, _national_echo(env), label)
     if rule.echo is not None:
         return echo_step(read, _context_reader(rule.echo, rule.max_length), label)
+    if rule.exactly_one:
+        read = _exactly_one(read, label)
     parts = Compiled(
         read=read,
         # Built before the children, so that a bad code list is reported first, as before.
@@ -467,8 +526,42 @@ def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
         missing=_on_missing(rule, sources, label),
         targets=targets,
         label=label,
+        splitter=_splitter(rule, len(targets)),
+        single=rule.exactly_one,
     )
     return STEP_BUILDERS[_kind(parts, rule)](parts)
+
+
+def _exactly_one(read: Callable[[Any, Context], Any], label: str) -> Callable[[Any, Context], Any]:
+    """`read`, its value required to be one element: a list of one (unwrapped) or one
+    object; absent, an empty list or several fail."""
+
+    def one(source: Any, ctx: Context) -> Any:
+        value = read(source, ctx)
+        count = 0 if value is _MISSING else len(value) if isinstance(value, list) else 1
+        if count != 1:
+            raise MappingError(f"{label}: {count} elements where exactly one is declared")
+        return value[0] if isinstance(value, list) else value
+
+    return one
+
+
+def _splitter(rule: RuleSpec, parts: int) -> Callable[[Any], list[str]]:
+    """How a split rule cuts its value: a Vietnamese name into its three parts, or text
+    at a separator into exactly as many parts as the rule has targets."""
+    separator = rule.split
+    if separator is None:
+        return lambda value: split_name(str(value))
+
+    def at_separator(value: Any) -> list[str]:
+        pieces = str(value).split(separator)
+        if len(pieces) != parts or not all(pieces):
+            raise MappingError(
+                f"{value!r} is not {parts} non-empty parts separated by {separator!r}"
+            )
+        return pieces
+
+    return at_separator
 
 
 def _transform(rule: RuleSpec, env: _Env, *, reverse: bool) -> Callable[[Any], Any]:
@@ -547,7 +640,7 @@ def _on_missing(rule: RuleSpec, sources: list[tuple[str, ...]], label: str) -> C
 def _kind(parts: Compiled, rule: RuleSpec) -> Kind:
     if parts.children:
         return "each"
-    if rule.name == "split":
+    if rule.name == "split" or (rule.split is not None and len(parts.targets) > 1):
         return "split"
     return "key" if len(parts.targets[0]) == 1 else "path"
 
@@ -559,6 +652,7 @@ def compile_mapping(
     spec: Mapping[str, Any],
     code_lists: Mapping[str, Mapping[str, str]] | None = None,
     settings: Mapping[str, Any] | None = None,
+    national: National | None = None,
 ) -> CompiledMapping:
     """Validate and compile a mapping document; errors name the rule and field.
 
@@ -567,6 +661,8 @@ def compile_mapping(
         code_lists: the tables `codes:` rules name.
         settings: the values `setting:` rules name, of one configuration (e.g. a
             service's adapter_config); a value None writes nothing.
+        national: the adapter's national conventions (gateway/conversion/mapping/
+            national.py), which `national:` rules and `echo: national` use.
 
     Raises:
         ValueError: a declaration is invalid; the message names the rule (rules.<i>).
@@ -581,7 +677,7 @@ def compile_mapping(
         parsed = MappingSpec.model_validate(spec)
     except ValidationError as e:
         raise ValueError("; ".join(_message(err) for err in e.errors())) from None
-    return CompiledMapping(parsed, code_lists or {}, settings)
+    return CompiledMapping(parsed, code_lists or {}, settings, national)
 
 
 def _message(error: Any) -> str:

@@ -84,6 +84,8 @@ class Compiled:
     missing: Callable[[], Any]
     targets: list[tuple[str, ...]]
     label: str
+    splitter: Callable[[Any], list[str]] = split_name
+    single: bool = False  # exactly_one: the object written, not a list of one
 
 
 def _key_step(parts: Compiled) -> Step:
@@ -129,9 +131,10 @@ def _path_step(parts: Compiled) -> Step:
 
 
 def _split_step(parts: Compiled) -> Step:
-    """A full name to its family, middle and given name paths (empty parts are not written)."""
+    """One value to several paths: a full name to its family, middle and given name (empty
+    parts are not written), or text cut at a separator (split:)."""
     read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
-    paths = parts.targets
+    paths, splitter = parts.targets, parts.splitter
 
     def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
         value = read(source, ctx)
@@ -145,7 +148,11 @@ def _split_step(parts: Compiled) -> Step:
             raise MappingError(f"{label}: {e}") from None
         if value is MISSING:
             return
-        for path, part in zip(paths, split_name(value), strict=False):
+        try:
+            pieces = splitter(value)
+        except MappingError as e:
+            raise MappingError(f"{label}: {e}") from None
+        for path, part in zip(paths, pieces, strict=False):
             if part:
                 put(target, path, part)
 
@@ -156,7 +163,7 @@ def _each_step(parts: Compiled) -> Step:
     """A list of objects (a single object counts as a list of one), each mapped by the child
     rules; the value itself is not transformed."""
     read, missing, children, label = parts.read, parts.missing, parts.children, parts.label
-    path = parts.targets[0]
+    path, single = parts.targets[0], parts.single
 
     def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
         value = read(source, ctx)
@@ -172,7 +179,7 @@ def _each_step(parts: Compiled) -> Step:
                 for child in children:
                     child(item, obj, ctx)
                 out.append(obj)
-            put(target, path, out)
+            put(target, path, out[0] if single and out else out)
         except MappingError as e:
             raise MappingError(f"{label}: {e}") from None
 

@@ -77,22 +77,11 @@ def canonical_answer(
 def found(result: dict[str, Any], to_canonical: CompiledMapping) -> dict[str, Any]:
     """The canonical `enterprise` (and `requestedBranch`) of a `KetQuaTraCuu` content."""
     try:
-        mapped = to_canonical.apply(result)
+        return to_canonical.apply(result)  # the requested branch: exactly_one
     except MappingError as e:
         raise Problem(
             UPSTREAM_BAD_RESPONSE, f"{SERVICE}'s answer cannot be converted: {e}"
         ) from None
-    # The branch asked for is one element; `each` (how its rules are shared with
-    # DanhSachChiNhanh) makes it a list, so it is unwrapped and counted here.
-    branch = mapped.get("requestedBranch")
-    if branch is not None:
-        if len(branch) != 1:
-            raise Problem(
-                UPSTREAM_BAD_RESPONSE,
-                f"{SERVICE} answered with {len(branch)} requested branches (ChiNhanhTraCuu).",
-            )
-        mapped["requestedBranch"] = branch[0]
-    return mapped
 
 
 def _read_answer(

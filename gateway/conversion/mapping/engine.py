@@ -533,12 +533,15 @@ def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
 
 
 def _exactly_one(read: Callable[[Any, Context], Any], label: str) -> Callable[[Any, Context], Any]:
-    """`read`, its value required to be one element: a list of one (unwrapped) or one
-    object; absent, an empty list or several fail."""
+    """`read`, its value required to be one element when it is there: a list of one
+    (unwrapped) or one object; an empty list or several fail (absent: as the rule says,
+    `required: true` for exactly one always)."""
 
     def one(source: Any, ctx: Context) -> Any:
         value = read(source, ctx)
-        count = 0 if value is _MISSING else len(value) if isinstance(value, list) else 1
+        if value is _MISSING:
+            return value
+        count = len(value) if isinstance(value, list) else 1
         if count != 1:
             raise MappingError(f"{label}: {count} elements where exactly one is declared")
         return value[0] if isinstance(value, list) else value

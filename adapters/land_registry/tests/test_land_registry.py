@@ -425,3 +425,82 @@ def test_without_soap_the_declarations_speak_plain_xml(tmp_path: Path) -> None:
     with pytest.raises(Problem) as refused:
         adapter.response(html, sent, Context(request_id="r-1"))
     assert refused.value.ptype.slug == "upstream-bad-response"
+
+
+# -- the national platform's conventions (adapter.yaml national:) -------------------------------
+
+
+async def test_the_national_block_refuses_a_long_request_id_when_it_says_so(
+    gateway: Harness, editable: Path
+) -> None:
+    """`national: {request_id: {longer: refuse}}` in adapter.yaml: a request id over the
+    40 characters is a 400 before anything is sent (the default shortens it); a short one
+    still goes through."""
+    await add_services(gateway, service_doc())
+    long_id = "motcua-ho-so-2025-000123:tra-cuu-thua-dat:lan-2"
+    r = await look_up(
+        gateway, await caller(gateway, **{"X-Request-Id": long_id}), provinceCode="01",
+        mapSheet=7, parcelNumber=28,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text  # shortened, by the platform's default
+    declaration = editable / "adapter.yaml"
+    text = declaration.read_text("utf-8")
+    declaration.write_text(
+        text.replace("national: {}", "national: {request_id: {longer: refuse}}"), "utf-8"
+    )
+    assert await apply_current(gateway) == ["updated service 000.00.00.G10/csdlqg-datdai/v1"]
+    assert await reload_config(gateway.state)
+    before = len(gateway.simulator[LAND_REGISTRY].lookups)
+    r = await look_up(
+        gateway, await caller(gateway, **{"X-Request-Id": long_id}), provinceCode="01",
+        mapSheet=7, parcelNumber=28,
+    )  # fmt: skip
+    body = problem(r, 400, "invalid-header")
+    assert "MaYeuCau" in body["detail"] and "at most 40" in body["detail"]
+    assert len(gateway.simulator[LAND_REGISTRY].lookups) == before  # never sent
+    r = await look_up(
+        gateway, await caller(gateway), provinceCode="01", mapSheet=7, parcelNumber=28
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_the_national_outcome_table_decides_a_faults_answer(
+    gateway: Harness, editable: Path
+) -> None:
+    """The MaLoi table is the national block's: declared as a failure, the registry's
+    "no such parcel" fault becomes a 502 that counts against the breaker."""
+    declaration = editable / "adapter.yaml"
+    text = declaration.read_text("utf-8")
+    declaration.write_text(
+        text.replace(
+            "national: {}",
+            'national: {codes: {"201": {outcome: failure, problem: upstream-bad-response}}}',
+        ),
+        "utf-8",
+    )
+    await add_services(gateway, service_doc())
+    headers = await caller(gateway)
+    for _ in range(THRESHOLD):
+        r = await look_up(gateway, headers, provinceCode="01", mapSheet=1, parcelNumber=1)
+        assert problem(r, 502, "upstream-bad-response")["soap_fault"]["code"] == "Client"
+    assert gateway.state.upstream.breaker_states()["ndxp"] == "open"
+
+
+def test_a_bad_national_block_fails_at_load_naming_the_file_and_field(tmp_path: Path) -> None:
+    folder = tmp_path / "land_registry"
+    shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
+    declaration = folder / "adapter.yaml"
+    text = declaration.read_text("utf-8")
+    for block, field in [
+        ('national: {codes: {"201": {problem: gone}}}', r"national\.codes\.201\.problem"),
+        ("national: {request_id: {longer: cut}}", r"national\.request_id\.longer"),
+        ('national: {codes: {"0": {outcome: failure, status: 200}}}', r"national\.codes\.0"),
+    ]:
+        declaration.write_text(text.replace("national: {}", block), "utf-8")
+        with pytest.raises(ValueError, match=rf"adapter\.yaml: {field}"):
+            declared_adapter(folder)
+    # A mapping's national: rule needs the block.
+    declaration.write_text(text.replace("national: {}\n", ""), "utf-8")
+    cls = declared_adapter(folder)
+    with pytest.raises(ValueError, match=r"parcel-request\.yaml: rules\.0 .*national: block"):
+        cls(cls.Config())

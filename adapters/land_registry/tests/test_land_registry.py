@@ -5,6 +5,7 @@ shared circuit breaker hears, and the audit record."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import unicodedata
 from dataclasses import replace
@@ -218,8 +219,42 @@ async def test_the_exchange_is_audited_with_the_declared_adapter(gw: Harness) ->
     assert (record.adapter, record.adapter_version) == ("land_registry", "1.0.0")
     assert (record.status, record.upstream_status) == (200, 200)
     assert (record.officer_id, record.procedure_code) == ("CB-0042", "1.004227")
-    assert record.request_sha256 is not None and record.response_sha256 is not None
     assert record.error_type is None
+    # Both sides, each provable: what the caller sent and received, and what went to and
+    # came from the registry, as the exact bytes each side saw.
+    seen = gw.simulator[LAND_REGISTRY].lookups[-1]
+    sent = orjson.dumps({"provinceCode": "01", "mapSheet": 7, "parcelNumber": 28})
+    assert record.request_sha256 == hashlib.sha256(sent).hexdigest()
+    assert record.caller_response_sha256 == hashlib.sha256(r.content).hexdigest()
+    assert record.provider_request_sha256 == hashlib.sha256(seen["raw"]).hexdigest()
+    assert record.response_sha256 == hashlib.sha256(seen["answer"]).hexdigest()
+    assert len({record.request_sha256, record.provider_request_sha256}) == 2
+    # The auditor's API shows them.
+    async with gw.state.sessions() as s, s.begin():
+        await policy_state.create_client(
+            s, code="thanhtra", agency_code="000.00.12.H49", name="thanhtra", actor="test",
+            roles=["auditor"],
+        )  # fmt: skip
+    await reload_config(gw.state)
+    found = await gw.http.get(
+        "/audit/v1/exchanges",
+        params={"request_id": r.headers["X-Request-Id"]},
+        headers={"Authorization": f"Bearer {await gw.token('thanhtra')}"},
+    )
+    assert found.status_code == 200, found.text
+    [shown] = found.json()["items"]
+    assert shown["provider_request_sha256"] == record.provider_request_sha256
+    assert shown["caller_response_sha256"] == record.caller_response_sha256
+
+
+async def test_a_refused_exchange_keeps_both_sides_too(gw: Harness) -> None:
+    r = await look_up(gw, await caller(gw), provinceCode="01", mapSheet=12, parcelNumber=999)
+    problem(r, 404, "no-such-record")
+    [record] = await gw.audit(r.headers["X-Request-Id"])
+    seen = gw.simulator[LAND_REGISTRY].lookups[-1]
+    assert record.provider_request_sha256 == hashlib.sha256(seen["raw"]).hexdigest()
+    assert record.response_sha256 == hashlib.sha256(seen["answer"]).hexdigest()  # the fault
+    assert record.caller_response_sha256 == hashlib.sha256(r.content).hexdigest()  # ours
 
 
 # -- the folder ---------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ Services without an adapter (passthrough) skip both."""
 
 from __future__ import annotations
 
+import hashlib
+
 from gateway.conversion.mapping.engine import Context
 from gateway.exchange.context import Exchange
 
@@ -30,6 +32,8 @@ def to_provider(x: Exchange) -> None:
         now=x.event.started_at.isoformat(),
     )
     x.outbound = adapter.request(outbound, x.context)
+    # The provider's side of the exchange, exactly as sent (the intent records it too).
+    x.event.provider_request_sha256 = hashlib.sha256(x.outbound.body).hexdigest()
 
 
 def from_provider(x: Exchange) -> None:

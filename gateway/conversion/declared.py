@@ -44,6 +44,7 @@ its Receiver. The `VERSION` file of the folder is the adapter's version.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -97,6 +98,7 @@ __all__ = [
 ]
 
 DECLARATION = "adapter.yaml"
+NAME = r"^[a-z][a-z0-9_]*$"  # an adapter's name
 JSON = "application/json"
 
 
@@ -128,7 +130,7 @@ class FaultSpec(_Strict):
 class Declaration(_Strict):
     """An `adapter.yaml`, validated."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(pattern=NAME)
     title: str = Field(min_length=1, max_length=200)
     requires: list[Literal["agency_code"]] = []
     soap: SoapSpec | None = None
@@ -160,6 +162,19 @@ def read_declaration(folder: Path) -> Declaration:
     if declaration.national is not None:
         national_from(declaration.national, str(path))  # checked at load, naming the field
     return declaration
+
+
+def read_name(folder: Path) -> str:
+    """The `name` the folder's `adapter.yaml` declares; ValueError naming the file."""
+    path = folder / DECLARATION
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    name = document.get("name") if isinstance(document, dict) else None
+    if not isinstance(name, str) or not re.fullmatch(NAME, name):
+        raise ValueError(f"{path}: name: give the adapter's name ({NAME})")
+    return name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -399,18 +414,22 @@ def declared_adapter(folder: Path) -> type[DeclaredAdapter]:
     Returns:
         A `DeclaredAdapter` subclass; its instances compile the folder's files.
     Raises:
-        ValueError: the declaration cannot be read, naming the file and field.
+        ValueError: the declaration has no valid name, naming the file (the rest is
+            checked by each instance).
         TypeError: `VERSION` is missing or not semantic versioning.
 
     Example:
         >>> declared_adapter(Path("adapters/land_registry")).name
         'land_registry'
     """
-    spec = read_declaration(folder)
+    # Only the name here, when the catalogue is built: the rest is checked by each
+    # instance (at every configuration load), so a broken declaration fails the services
+    # that use it, naming them, and not every service of the policy.
+    name = read_name(folder)
     try:
         version = (folder / "VERSION").read_text(encoding="utf-8").strip()
     except OSError:
         version = ""
     check_version(version, str(folder / "VERSION"))
-    attributes = {"name": spec.name, "VERSION": version, "folder": folder}
-    return type(f"Declared_{spec.name}", (DeclaredAdapter,), attributes)
+    attributes = {"name": name, "VERSION": version, "folder": folder}
+    return type(f"Declared_{name}", (DeclaredAdapter,), attributes)

@@ -248,7 +248,7 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
         try:
             body = op.request.to_xml(message, context)
         except MappingError as e:
-            raise Problem(INVALID_MESSAGE, f"{self.declaration.title}: {e}.") from None
+            raise Problem(INVALID_MESSAGE, f"{self._named(context)}: {e}.") from None
         headers = CIMultiDict(outbound.headers)
         headers.popall("Content-Encoding", None)
         soap = self.declaration.soap
@@ -299,13 +299,13 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
     ) -> UpstreamResponse:
         op = self.by_upstream.get(outbound.path) or self.operations[0]
-        title = self.declaration.title
+        title = self._named(context)
         try:
             data = self._xml(op).read(answer.body)
-            status = self._outcome_status(data, answer.status)
+            status = self._outcome_status(data, answer.status, title)
             document = op.response.apply(data, context)
         except SoapFaultAnswer as e:
-            raise self._problem(e.fault) from None
+            raise self._problem(e.fault, title) from None
         except ValueError as e:  # MappingError, InvalidXML, UnsafeXML
             raise Problem(
                 UPSTREAM_BAD_RESPONSE,
@@ -327,19 +327,23 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
         assert op.response.xml is not None  # checked when the mapping was compiled
         return op.response.xml
 
-    def _outcome_status(self, data: dict[str, Any], http_status: int) -> int:
+    def _named(self, context: Context) -> str:
+        """How messages name the service: the declaration's title and, when the
+        exchange says, the service's address (provider/code/version)."""
+        title = self.declaration.title
+        return f"{title} ({context.service})" if context.service else title
+
+    def _outcome_status(self, data: dict[str, Any], http_status: int, title: str) -> int:
         """The caller's status for an answer that is no fault: by its national outcome
         code when it has one (a refusal raises its problem), else 200 for a 2xx."""
         national = self.national
         if national is not None and national.code_in(data) is not None:
             outcome = national.outcome(data, http_status)
             if not outcome.answered:
-                raise national.problem(outcome, http_status, self.declaration.title)
+                raise national.problem(outcome, http_status, title)
             return outcome.spec.caller_status
         if not 200 <= http_status < 300:
-            raise Problem(
-                UPSTREAM_BAD_RESPONSE, f"{self.declaration.title} answered HTTP {http_status}."
-            )
+            raise Problem(UPSTREAM_BAD_RESPONSE, f"{title} answered HTTP {http_status}.")
         return 200
 
     def _rule(self, fault: SoapFault) -> tuple[str, ProblemType]:
@@ -370,8 +374,8 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
         outcome = national.outcome(found, 500)
         return outcome if not outcome.answered else None
 
-    def _problem(self, fault: SoapFault) -> Problem:
-        general = soap_fault_to_problem(fault, service=self.declaration.title)
+    def _problem(self, fault: SoapFault, title: str) -> Problem:
+        general = soap_fault_to_problem(fault, service=title)
         ptype = self._rule(fault)[1]
         return Problem(ptype, general.detail, **general.extensions)
 

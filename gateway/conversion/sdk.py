@@ -106,10 +106,11 @@ UpstreamResponse(status, headers, body, elapsed_ms, attempts=1)
     usually ``dataclasses.replace(answer, status=..., headers=..., body=...)`` so that
     `elapsed_ms` and `attempts` are kept for the audit log.
 
-Context(request_id, client, client_agency, officer, procedure, case, now)
+Context(request_id, client, client_agency, officer, procedure, case, now, service)
     What the exchange tells a hook and a mapping besides the message: the gateway's
     request id, the calling system and its agency code, the accountability headers
-    (None when absent) and the exchange's start (ISO 8601). Frozen; derive one with
+    (None when absent), the exchange's start (ISO 8601) and the service it is for
+    ("000.00.00.G10/csdlqg-datdai/v1", for messages). Frozen; derive one with
     ``dataclasses.replace(context, request_id=short_id)``.
 
 Problem(ptype, detail, *, headers=None, **extensions)
@@ -120,7 +121,18 @@ Problem(ptype, detail, *, headers=None, **extensions)
     Example: ``raise Problem(NOT_FOUND, "No dossier 000.00.31.H49-251122-0001.")``
     ProblemType(slug, status, title, side) is the type of the constants.
 
-compile_mapping(spec, code_lists=None, settings=None) -> CompiledMapping
+load_national(folder) -> National | None / National
+    The national platform's conventions (docs/adapters.md "The national platform's
+    conventions"): the `national:` block of the folder's `national.yaml` over the
+    platform's defaults, checked (ValueError naming the file and field). `National`
+    answers `check_request_id(id)` (400 invalid-header under `longer: refuse`),
+    `request_id(id)` (as sent), `outcome(document, http_status)` (an `Outcome`: `code`,
+    `spec` with `outcome`, `status`, `name`, `problem`; `message`; `answered`),
+    `failed(document, http_status)` (for upstream_failed) and
+    `problem(outcome, http_status, service)`. Pass it to `load_mappings` for the
+    `national:` rules. Example: ``self.national = load_national(FOLDER)``
+
+compile_mapping(spec, code_lists=None, settings=None, national=None) -> CompiledMapping
     Validate and compile one mapping document (the YAML of `mappings/*.yaml`, as data);
     raises ValueError naming the rule and field. The rule kinds are documented in
     gateway/conversion/mapping/engine.py and docs/adapters.md ("The mapping

@@ -107,7 +107,7 @@ __all__ = [
 ]
 
 ContextField = Literal[
-    "request_id", "client", "client_agency", "officer", "procedure", "case", "now"
+    "request_id", "client", "client_agency", "officer", "procedure", "case", "now", "service"
 ]
 _MISSING: Any = MISSING
 _CONVERSIONS = ("date", "datetime", "number", "integer", "boolean", "codes", "codes_inverse")

@@ -38,6 +38,8 @@ class Context:
     procedure: str | None = None
     case: str | None = None
     now: str = ""
+    # The service the exchange is for, "provider/code/version" (what messages name).
+    service: str = ""
 
 
 Step = Callable[[Any, dict[str, Any], Context], None]

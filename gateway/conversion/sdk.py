@@ -130,7 +130,8 @@ load_national(folder) -> National | None / National
     `spec` with `outcome`, `status`, `name`, `problem`; `message`; `answered`),
     `failed(document, http_status)` (for upstream_failed) and
     `problem(outcome, http_status, service)`. Pass it to `load_mappings` for the
-    `national:` rules. Example: ``self.national = load_national(FOLDER)``
+    `national:` rules. NATIONAL_FILE is the file's name, "national.yaml".
+    Example: ``self.national = load_national(FOLDER)``
 
 compile_mapping(spec, code_lists=None, settings=None, national=None) -> CompiledMapping
     Validate and compile one mapping document (the YAML of `mappings/*.yaml`, as data);
@@ -675,8 +676,10 @@ NATIONAL_FILE: Final = "national.yaml"
 def load_national(folder: Path) -> National | None:
     """A Python adapter's national conventions: the `national:` block of its folder's
     `national.yaml`, over the platform's (gateway/conversion/mapping/national.py; a
-    declared adapter has the block in its `adapter.yaml`). None without the file.
+    declared adapter has the block in its `adapter.yaml`).
 
+    Returns:
+        The compiled conventions, or None when the folder has no `national.yaml`.
     Raises:
         ValueError: the block is invalid, naming the file and the field.
 

@@ -24,8 +24,8 @@ A code's `outcome` is what the shared circuit breaker hears (`answer`: the provi
 answered; `failure`: it is failing; left out: the HTTP status decides); `problem` what the
 caller gets instead of an answer (a declared adapter: always; a Python adapter may turn
 a code without a problem into its own canonical answer with `status` and `name`); `http`
-the HTTP statuses the provider documents the code with (any other is not a documented
-answer: `unknown`). `longer` says what a request id over `max_length` becomes: `shorten`,
+the HTTP statuses the provider documents the code with (with any other the caller gets
+`unknown`'s problem; the breaker still hears the code's outcome). `longer` says what a request id over `max_length` becomes: `shorten`,
 its SHA-1 in hex cut to the length (the same every time, and echoed), or `refuse`, a 400
 `invalid-header` before anything is sent (for a service whose national log callers search
 by the id they sent). Mapping rules write and check them where the message has them:
@@ -287,10 +287,13 @@ class National:
         return Outcome(code, spec, message if isinstance(message, str) and message else None)
 
     def failed(self, document: Any, http_status: int) -> bool | None:
-        """For `Adapter.upstream_failed`: an answer's code as the breaker hears it."""
-        if self.code_in(document) is None:
+        """For `Adapter.upstream_failed`: an answer's code as the breaker hears it,
+        whatever HTTP status it came with (a documented answer sent with a 503 is still
+        the provider answering; the caller gets upstream-bad-response for it)."""
+        code = self.code_in(document)
+        if code is None:
             return None
-        outcome = self.outcome(document, http_status).spec.outcome
+        outcome = self.spec.codes.get(code, self.spec.unknown).outcome
         return None if outcome is None else outcome == "failure"
 
     def problem(self, outcome: Outcome, http_status: int, service: str) -> Problem:

@@ -25,8 +25,9 @@ answered; `failure`: it is failing; left out: the HTTP status decides); `problem
 caller gets instead of an answer (a declared adapter: always; a Python adapter may turn
 a code without a problem into its own canonical answer with `status` and `name`); `http`
 the HTTP statuses the provider documents the code with (with any other the caller gets
-`unknown`'s problem; the breaker still hears the code's outcome). `longer` says what a request id over `max_length` becomes: `shorten`,
-its SHA-1 in hex cut to the length (the same every time, and echoed), or `refuse`, a 400
+`unknown`'s problem; the breaker still hears the code's outcome). `longer` says what a
+request id over `max_length` becomes: `shorten`, its SHA-1 in hex cut to the length (the
+same every time, and echoed), or `refuse`, a 400
 `invalid-header` before anything is sent (for a service whose national log callers search
 by the id they sent). Mapping rules write and check them where the message has them:
 `{national: request_id, to: /MaYeuCau}`, `{national: agency_code, to: /MaDonVi}` (the

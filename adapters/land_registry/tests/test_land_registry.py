@@ -230,6 +230,11 @@ async def test_the_exchange_is_audited_with_the_declared_adapter(gw: Harness) ->
     assert record.provider_request_sha256 == hashlib.sha256(seen["raw"]).hexdigest()
     assert record.response_sha256 == hashlib.sha256(seen["answer"]).hexdigest()
     assert len({record.request_sha256, record.provider_request_sha256}) == 2
+    # The intent, durable before the call, already proves what was about to be sent.
+    intent, outcome = await gw.audit(r.headers["X-Request-Id"], intents=True)
+    assert (intent.phase, outcome.event_id) == ("intent", record.event_id)
+    assert intent.provider_request_sha256 == record.provider_request_sha256
+    assert intent.caller_response_sha256 is None  # nothing answered yet
     # The auditor's API shows them.
     async with gw.state.sessions() as s, s.begin():
         await policy_state.create_client(

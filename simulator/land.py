@@ -31,7 +31,8 @@ Faults (HTTP 500, SOAP 1.1), the error code in ``detail/LoiNghiepVu/MaLoi``:
 * HTTP 401 without a valid token.
 
 The parcels in ``data/parcels.json`` are fictional. Tests read ``app[LAND_REGISTRY]``:
-``.lookups`` holds what each lookup carried (headers and body).
+``.lookups`` holds what each lookup carried (headers and body; ``raw`` and ``answer``,
+the exact bytes received and answered).
 """
 
 import importlib.resources
@@ -171,9 +172,18 @@ class LandRegistry:
         if not self.is_authorised(request):
             return web.Response(status=401, text="access token không hợp lệ")
         raw = await request.read()
-        self.lookups.append(
-            {"headers": dict(request.headers), "body": raw.decode("utf-8", "replace")}
-        )
+        seen: dict[str, Any] = {
+            "headers": dict(request.headers),
+            "body": raw.decode("utf-8", "replace"),
+            "raw": raw,  # the exact bytes received, and below those answered
+        }
+        self.lookups.append(seen)
+        response = self._answer(raw, request)
+        assert isinstance(response.body, bytes)
+        seen["answer"] = response.body
+        return response
+
+    def _answer(self, raw: bytes, request: web.Request) -> web.Response:
         try:
             fields = _lookup_fields(raw, request.headers)
             if fields["SoToBanDo"] == FAILING_MAP_SHEET:

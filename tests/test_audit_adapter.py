@@ -158,6 +158,43 @@ async def test_the_chain_verifies_across_events_from_before_and_after_the_fields
                                         ("altered", 8)]  # fmt: skip
 
 
+async def test_both_sides_digests_travel_the_wire_into_the_store_inside_the_chain(
+    sessions: Sessions,
+) -> None:
+    """A converted exchange's provider-side request and caller-side answer digests: in the
+    wire form (the bytes the spool keeps and Kafka carries), read back by the indexer,
+    stored, verified, and covered by the hash (changed in the store: altered)."""
+    chain = Chain(INSTANCE)
+    sides = {
+        "provider_request_sha256": hashlib.sha256(b"<TraCuuThuaDat/>").hexdigest(),
+        "caller_response_sha256": hashlib.sha256(b'{"parcel": {}}').hexdigest(),
+    }
+    converted = make_event(0, adapter="land_registry", adapter_version="1.0.0", **sides)
+    chain.link(converted)
+    passthrough = make_event(1)
+    chain.link(passthrough)
+    wires = [orjson.loads(e.to_wire()) for e in (converted, passthrough)]
+    assert {k: wires[0][k] for k in sides} == sides
+    assert not set(sides) & set(wires[1])  # null: left out, as before the fields
+    shipped = [AuditEvent.from_wire(w) for w in wires]  # what the indexer reads
+    result = await AuditStore(sessions, source="indexer").ingest(shipped)
+    assert result.inserted == 2 and result.findings == []
+    assert await findings(sessions) == []
+    async with sessions() as s:
+        row = await s.scalar(
+            select(AuditRecord).where(AuditRecord.instance == INSTANCE, AuditRecord.seq == 1)
+        )
+    assert row is not None
+    assert (row.provider_request_sha256, row.caller_response_sha256) == tuple(sides.values())
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(AuditRecord)
+            .where(AuditRecord.instance == INSTANCE, AuditRecord.seq == 1)
+            .values(caller_response_sha256="ab" * 32)
+        )
+    assert await findings(sessions) == [("altered", 1)]
+
+
 async def test_records_stored_before_the_migration_verify_after_it(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     await upgrade_async(url, "0006")

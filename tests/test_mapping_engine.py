@@ -23,6 +23,7 @@ from gateway.conversion.mapping.engine import (
     shorten,
     split_name,
 )
+from gateway.conversion.mapping.national import national_from
 from gateway.conversion.mapping.soap import SoapFault, fault_envelope, parse_envelope
 from gateway.conversion.mapping.soap import envelope as soap_envelope
 from gateway.conversion.mapping.xml import xml_to_data
@@ -628,3 +629,70 @@ def test_a_moment_survives_the_national_format_whatever_its_offset(
     back = datetime.fromisoformat(mapping.reverse({"ThoiDiem": national})["at"])
     assert back == given_at  # the same instant, now written in Vietnam time
     assert back.utcoffset() == timedelta(hours=7)
+
+
+# -- split at a separator, exactly one, the national conventions ---------------------------------
+
+
+def test_split_cuts_a_code_into_exactly_its_parts_and_joins_them_backwards() -> None:
+    m = compile_mapping({"rules": [{"from": "/code", "to": ["/MaTinh", "/MaHuyen"], "split": "-"}]})
+    assert m.apply({"code": "01-001"}) == {"MaTinh": "01", "MaHuyen": "001"}
+    assert m.reverse({"MaTinh": "01", "MaHuyen": "001"}) == {"code": "01-001"}
+    for bad in ("01", "01-001-9", "-001"):
+        with pytest.raises(MappingError, match="2 non-empty parts separated by '-'"):
+            m.apply({"code": bad})
+    with pytest.raises(ValueError, match="split: maps one 'from' path"):
+        compile_mapping({"rules": [{"from": "/a", "to": "/b", "split": "-"}]})
+
+
+def test_exactly_one_unwraps_one_element_and_refuses_none_or_two() -> None:
+    m = compile_mapping(
+        {
+            "rules": [
+                {
+                    "from": "/ChiNhanh",
+                    "to": "/branch",
+                    "exactly_one": True,
+                    "each": [{"from": "/Ma", "to": "/code"}],
+                }
+            ]
+        }
+    )
+    assert m.apply({"ChiNhanh": {"Ma": "1"}}) == {"branch": {"code": "1"}}
+    assert m.apply({"ChiNhanh": [{"Ma": "1"}]}) == {"branch": {"code": "1"}}
+    assert m.apply({}) == {}  # absent: as the rule says (not required)
+    for many in ([], [{"Ma": "1"}, {"Ma": "2"}]):
+        with pytest.raises(MappingError, match=f"{len(many)} elements where exactly one"):
+            m.apply({"ChiNhanh": many})
+
+
+def test_national_rules_follow_the_declared_conventions() -> None:
+    long_id = "x" * 64
+    shorten_ = national_from({}, "national.yaml")
+    refuse = national_from({"request_id": {"longer": "refuse"}}, "national.yaml")
+    spec = {
+        "rules": [
+            {"national": "request_id", "to": "/MaYeuCau"},
+            {"national": "agency_code", "to": "/MaDonVi"},
+        ]
+    }
+    ctx = Context(request_id=long_id, client_agency="000.00.31.H49")
+    sent = compile_mapping(spec, national=shorten_).apply({}, ctx)
+    assert sent == {"MaYeuCau": shorten(long_id, 40), "MaDonVi": "000.00.31.H49"}
+    configured = compile_mapping(spec, settings={"agency_code": "000.00.00.H49"}, national=refuse)
+    with pytest.raises(Exception, match="at most 40 characters; this one has 64"):
+        configured.apply({}, ctx)
+    assert configured.apply({}, Context(request_id="r-1"))["MaDonVi"] == "000.00.00.H49"
+    echo = compile_mapping(
+        {"rules": [{"from": "/MaYeuCau", "echo": "national"}]}, national=shorten_
+    )
+    assert echo.apply({"MaYeuCau": shorten(long_id, 40)}, ctx) == {}
+    with pytest.raises(ValueError, match="does not answer this request"):
+        echo.apply({"MaYeuCau": "another"}, ctx)
+    with pytest.raises(ValueError, match="national: block"):
+        compile_mapping(spec)
+    # The outcome table: the platform's, merged code by code.
+    table = national_from({"codes": {"100": None, "7": {"status": 200}}}, "national.yaml")
+    assert table.outcome({"MaLoi": 201}, 500).spec.problem == "no-such-record"
+    assert table.outcome({"MaLoi": "100"}, 401).spec is table.spec.unknown
+    assert table.failed({"MaLoi": "201"}, 500) is False and table.failed({}, 500) is None

@@ -21,11 +21,13 @@ from gateway.conversion.sdk import (
     Context,
     LegacyEncodingError,
     LegacyTextConfig,
+    National,
     OutboundRequest,
     Problem,
     UpstreamResponse,
     json_object,
     load_mappings,
+    load_national,
 )
 
 from . import answers, lookup
@@ -53,7 +55,11 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
 
     def __init__(self, config: BusinessRegistrationConfig) -> None:
         super().__init__(config)
-        mappings = load_mappings(Path(__file__).resolve().parent, config.model_dump())
+        folder = Path(__file__).resolve().parent
+        national = load_national(folder)  # national.yaml: MaYeuCau, MaDonVi, MaLoi
+        assert national is not None, "adapters/business_registration/national.yaml is missing"
+        self.national: National = national
+        mappings = load_mappings(folder, config.model_dump(), national)
         self.to_national = mappings["request"]  # MaDonVi: agency_code, else the caller's
         self.answer = mappings["answer"]
         self.to_canonical = mappings["response"]
@@ -87,9 +93,9 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
     # -- national -> canonical ---------------------------------------------------------
 
     def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
-        """A lookup outcome (MaLoi 0, 201, 202) is the registry answering, whatever its
-        HTTP status; anything else: by the status."""
-        return False if answers.is_business_answer(answer.body, self.answer) else None
+        """MaLoi as national.yaml declares it (a lookup outcome is the registry
+        answering); anything else: by the status."""
+        return answers.national_failed(answer.body, answer.status, self.answer, self.national)
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
@@ -125,7 +131,7 @@ class BusinessRegistration(Adapter[BusinessRegistrationConfig]):
         request `sent`; raises `Problem` for a refusal or an answer that cannot be
         understood."""
         return answers.canonical_answer(
-            status, body, context, sent, (self.answer, self.to_canonical)
+            status, body, context, sent, (self.answer, self.to_canonical), self.national
         )
 
 

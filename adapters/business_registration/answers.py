@@ -5,7 +5,7 @@ branch unwrapped."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from gateway.conversion.sdk import (
     INVALID_MESSAGE,
@@ -13,32 +13,25 @@ from gateway.conversion.sdk import (
     CompiledMapping,
     Context,
     MappingError,
+    National,
     Problem,
 )
 
 from .lookup import SERVICE
 
-# MaLoi -> (HTTP statuses it comes with, canonical outcome or None for an error).
-_OUTCOMES: Final[dict[str, tuple[frozenset[int], str | None]]] = {
-    "0": (frozenset({200}), "found"),
-    "201": (frozenset({404}), "not_found"),
-    "202": (frozenset({403}), "not_permitted"),
-    "100": (frozenset({400, 415}), None),
-}
-_STATUS: Final = {"found": 200, "not_found": 404, "not_permitted": 403}
 
-
-def is_business_answer(body: bytes, answer: CompiledMapping) -> bool:
-    """Does the body carry a `KetQuaTraCuu` with the MaLoi of a lookup outcome (found,
-    not found, not permitted)? Read by answer.yaml (without an exchange context, so
-    the echo is not checked: the response hook does); for the adapter's
-    `upstream_failed`, never raises."""
+def national_failed(
+    body: bytes, status: int, answer: CompiledMapping, national: National
+) -> bool | None:
+    """The MaLoi of a `KetQuaTraCuu` as the breaker hears it (national.yaml: the lookup's
+    outcomes are answers); None, the statuses decide, for anything else. Read by
+    answer.yaml (without an exchange context, so the echo is not checked: the response
+    hook does); for the adapter's `upstream_failed`, never raises."""
     try:
-        code = answer.from_xml(body).get("MaLoi")
+        document = answer.from_xml(body)
     except ValueError:  # not XML, another root
-        return False
-    outcome = _OUTCOMES.get(code) if isinstance(code, str) else None
-    return outcome is not None and outcome[1] is not None
+        return None
+    return national.failed(document, status)
 
 
 def canonical_answer(
@@ -47,58 +40,48 @@ def canonical_answer(
     context: Context,
     sent: dict[str, Any],
     mappings: tuple[CompiledMapping, CompiledMapping],
+    national: National,
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, canonical document) for the national answer (`sent`: the canonical
-    request; `mappings`: answer.yaml and response.yaml); raises `Problem` for a refusal
-    or an answer that cannot be understood."""
+    request; `mappings`: answer.yaml and response.yaml; MaLoi and the HTTP status it
+    came with read by the national conventions, national.yaml); raises `Problem` for a
+    refusal or an answer that cannot be understood."""
     answer, to_canonical = mappings
     result = _read_answer(status, body, context, answer)
-    code = result.get("MaLoi")
-    description = result.get("MoTaLoi")
-    said = f"MaLoi {code!r}" + (f": {description}" if isinstance(description, str) else "")
-    expected = _OUTCOMES.get(code) if isinstance(code, str) else None
-    if expected is None or status not in expected[0]:
+    read = national.outcome(result, status)
+    description = read.message
+    said = f"MaLoi {read.code!r}" + (f": {description}" if description else "")
+    if read.spec is national.spec.unknown:
         raise Problem(
             UPSTREAM_BAD_RESPONSE,
             f"{SERVICE} answered HTTP {status} with {said}, which is not one of its "
             "documented answers.",
             upstream_status=status,
         )
-    outcome = expected[1]
-    if outcome is None:
+    if not read.answered:
         raise Problem(
             INVALID_MESSAGE,
             f"{SERVICE} refused the lookup as malformed ({said}).",
         )
+    outcome = read.spec.name or "found"
     document: dict[str, Any] = {"outcome": outcome}
     if outcome == "found":
         document.update(found(result, to_canonical))
     elif "enterpriseCode" in sent:
         document["enterpriseCode"] = sent["enterpriseCode"]
-    if isinstance(description, str):
+    if description:
         document["message"] = description
-    return _STATUS[outcome], document
+    return read.spec.caller_status, document
 
 
 def found(result: dict[str, Any], to_canonical: CompiledMapping) -> dict[str, Any]:
     """The canonical `enterprise` (and `requestedBranch`) of a `KetQuaTraCuu` content."""
     try:
-        mapped = to_canonical.apply(result)
+        return to_canonical.apply(result)  # the requested branch: exactly_one
     except MappingError as e:
         raise Problem(
             UPSTREAM_BAD_RESPONSE, f"{SERVICE}'s answer cannot be converted: {e}"
         ) from None
-    # The branch asked for is one element; `each` (how its rules are shared with
-    # DanhSachChiNhanh) makes it a list, so it is unwrapped and counted here.
-    branch = mapped.get("requestedBranch")
-    if branch is not None:
-        if len(branch) != 1:
-            raise Problem(
-                UPSTREAM_BAD_RESPONSE,
-                f"{SERVICE} answered with {len(branch)} requested branches (ChiNhanhTraCuu).",
-            )
-        mapped["requestedBranch"] = branch[0]
-    return mapped
 
 
 def _read_answer(

@@ -19,13 +19,15 @@ from gateway.conversion.sdk import (
     AgencyCode,
     Context,
     LegacyTextConfig,
+    National,
     OutboundRequest,
     Problem,
     UpstreamResponse,
     load_mappings,
+    load_national,
 )
 
-from .answers import canonical_answer, is_business_answer
+from .answers import canonical_answer, national_failed
 from .lookup import check_accountability, endpoint_for, national_lookup
 
 __all__ = ["ADAPTER", "FOLDER", "PopulationAdapter", "PopulationConfig"]
@@ -51,7 +53,10 @@ class PopulationAdapter(Adapter[PopulationConfig]):
         super().__init__(config)
         # Compiled per instance: the gateway builds one per configuration and content of
         # the mapping files, so an edited mapping is live at the next reload.
-        mappings = load_mappings(FOLDER, settings=config.model_dump())
+        national = load_national(FOLDER)  # national.yaml: MaYeuCau, MaDonVi, MaLoi
+        assert national is not None, "adapters/population/national.yaml is missing"
+        self.national: National = national
+        mappings = load_mappings(FOLDER, config.model_dump(), national)
         self.accountability = mappings["accountability"]  # with MaDonVi, MaTichHop
         self.echo = mappings["answer"]
         self.by_number = mappings["lookup-by-number"]
@@ -75,7 +80,7 @@ class PopulationAdapter(Adapter[PopulationConfig]):
                 f"{OPERATION} takes POST, not {outbound.method}.",
                 headers={"Allow": "POST"},
             )
-        check_accountability(context)
+        check_accountability(context, self.national)
         lookup = self.lookup(outbound.body, context)
         headers = CIMultiDict(outbound.headers)
         headers["Content-Type"] = JSON
@@ -98,9 +103,9 @@ class PopulationAdapter(Adapter[PopulationConfig]):
     # -- national answer -> canonical answer -------------------------------------------------
 
     def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
-        """A lookup outcome (MaLoi 0, 201, 202) is the database answering, whatever its
-        HTTP status; anything else: by the status."""
-        return False if is_business_answer(answer.body) else None
+        """MaLoi as national.yaml declares it (0, 201, 202: the database answering,
+        whatever the HTTP status); anything else: by the status."""
+        return national_failed(self.national, answer)
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
@@ -124,6 +129,7 @@ class PopulationAdapter(Adapter[PopulationConfig]):
             status,
             body,
             request_id,
+            national=self.national,
             echo=self.echo,
             citizen=self.citizen,
             full_name=self.full_name,

@@ -1,42 +1,36 @@
-"""National answer -> canonical answer: MaLoi read as the provider's business answers
-(found, not found, not permitted) or as problems, and the citizen records converted by
-citizen.yaml and full-name.yaml (which drop the record's empty values), the echo of the
-request id checked by answer.yaml."""
+"""National answer -> canonical answer: MaLoi read by the national conventions
+(national.yaml: found, not found, not permitted are answers, the rest problems), the
+citizen records converted by citizen.yaml and full-name.yaml (which drop the record's
+empty values), the echo of the request id checked by answer.yaml."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
 from gateway.conversion.sdk import (
-    UPSTREAM_AUTH_FAILED,
     UPSTREAM_BAD_RESPONSE,
     CompiledMapping,
     Context,
     MappingError,
+    National,
     Problem,
+    UpstreamResponse,
 )
 
-FOUND, NOT_FOUND_CODE, NOT_PERMITTED_CODE, UNAUTHENTICATED_CODE = "0", "201", "202", "100"
+SERVICE = "The national population database"
 _DEFAULT_MESSAGES = {
-    NOT_FOUND_CODE: "Không tìm thấy thông tin công dân",
-    NOT_PERMITTED_CODE: "Công dân có tồn tại nhưng đơn vị không được phép khai thác thông tin",
+    "not_found": "Không tìm thấy thông tin công dân",
+    "not_permitted": "Công dân có tồn tại nhưng đơn vị không được phép khai thác thông tin",
 }
 
 
-# MaLoi of the lookup's business answers: whatever the HTTP status they come with, the
-# database answered (a not found is no outage of the upstream every national service
-# shares).
-ANSWERED: Final = frozenset({FOUND, NOT_FOUND_CODE, NOT_PERMITTED_CODE})
-
-
-def is_business_answer(body: bytes) -> bool:
-    """Does the body carry a MaLoi of the lookup's outcomes (found, not found, not
-    permitted)? For the adapter's `upstream_failed`: cheap, and never raises."""
-    national = _json_object(body)
-    code = national.get("MaLoi") if national is not None else None
-    return isinstance(code, (str, int)) and not isinstance(code, bool) and str(code) in ANSWERED
+def national_failed(national: National, answer: UpstreamResponse) -> bool | None:
+    """The answer's MaLoi as the breaker hears it (national.yaml: the lookup's outcomes
+    are answers whatever the HTTP status); None, the statuses decide, for anything else.
+    For the adapter's `upstream_failed`: cheap, and never raises."""
+    return national.failed(_json_object(answer.body), answer.status)
 
 
 def canonical_answer(
@@ -44,54 +38,37 @@ def canonical_answer(
     body: bytes,
     request_id: str,
     *,
+    national: National,
     echo: CompiledMapping,
     citizen: CompiledMapping,
     full_name: CompiledMapping,
 ) -> tuple[int, dict[str, Any]]:
-    """The canonical status and document for a national answer; raises Problem for what
-    is not an answer."""
-    national = _json_object(body)
-    code = national.get("MaLoi") if national is not None else None
-    if national is None or not isinstance(code, (str, int)) or isinstance(code, bool):
-        what = "without MaLoi" if national is not None else "that is not a JSON object"
+    """The canonical status and document for a national answer (its MaLoi read by the
+    national conventions, national.yaml); raises Problem for what is not an answer."""
+    document = _json_object(body)
+    if document is None or national.code_in(document) is None:
+        what = "without MaLoi" if document is not None else "that is not a JSON object"
         raise Problem(
             UPSTREAM_BAD_RESPONSE,
-            f"The national population database answered HTTP {status} with a body "
-            f"{what}: it is not a lookup answer.",
+            f"{SERVICE} answered HTTP {status} with a body {what}: it is not a lookup answer.",
             upstream={"status": status},
         )
-    code = str(code)
-    message = national.get("MoTaLoi")
-    message = message if isinstance(message, str) and message else None
-    upstream = {"status": status, "MaLoi": code, "MoTaLoi": message}
+    outcome = national.outcome(document, status)
+    upstream = {"status": status, "MaLoi": outcome.code, "MoTaLoi": outcome.message}
     try:
-        echo.apply(national, Context(request_id=request_id))
+        echo.apply(document, Context(request_id=request_id))
     except MappingError as e:
         raise Problem(
             UPSTREAM_BAD_RESPONSE, f"The national answer is withheld: {e}.", upstream=upstream
         ) from None
-    if code == FOUND and 200 <= status < 300:
-        citizens = _citizens(national, upstream, citizen, full_name)
-        return 200, {"outcome": "found", "citizens": citizens}
-    if code == NOT_FOUND_CODE:
-        return 404, {"outcome": "not_found", "message": message or _DEFAULT_MESSAGES[code]}
-    if code == NOT_PERMITTED_CODE:
-        return 403, {
-            "outcome": "not_permitted",
-            "message": message or _DEFAULT_MESSAGES[code],
-        }
-    described = f"HTTP {status}, MaLoi {code}" + (f" ({message})" if message else "")
-    if code == UNAUTHENTICATED_CODE:
-        raise Problem(
-            UPSTREAM_AUTH_FAILED,
-            f"The national population database refused the province's credentials: {described}.",
-            upstream=upstream,
-        )
-    raise Problem(
-        UPSTREAM_BAD_RESPONSE,
-        f"The national population database answered with an error: {described}.",
-        upstream=upstream,
-    )
+    if not outcome.answered:
+        raise national.problem(outcome, status, SERVICE)
+    name = outcome.spec.name or "found"
+    if name == "found":
+        citizens = _citizens(document, upstream, citizen, full_name)
+        return outcome.spec.caller_status, {"outcome": "found", "citizens": citizens}
+    message = outcome.message or _DEFAULT_MESSAGES.get(name, "")
+    return outcome.spec.caller_status, {"outcome": name, "message": message}
 
 
 def _citizens(

@@ -11,22 +11,20 @@ from datetime import date
 from typing import Any
 
 from gateway.conversion.sdk import (
-    INVALID_HEADER,
     INVALID_MESSAGE,
     MISSING_ACCOUNTABILITY,
     OFFICER_HEADER,
     PROCEDURE_HEADER,
-    REQUEST_ID_HEADER,
     CompiledMapping,
     Context,
     MappingError,
+    National,
     Problem,
     json_object,
 )
 
 BY_NUMBER = "/cong-dan/tra-cuu"  # national endpoints, under the upstream path
 BY_NAME = "/cong-dan/tra-cuu-ho-ten"
-MAX_REQUEST_ID = 40  # MaYeuCau's national limit
 
 _STRING_FIELDS = {  # the canonical request's fields, checked again whatever the schema
     "personalId": re.compile(r"[0-9]{12}"),
@@ -36,11 +34,11 @@ _STRING_FIELDS = {  # the canonical request's fields, checked again whatever the
 }
 
 
-def check_accountability(context: Context) -> None:
+def check_accountability(context: Context, national: National) -> None:
     """The national side records who looks a citizen up and why: refuse a lookup without
-    them, or with a request id longer than MaYeuCau holds (refused, not shortened as the
-    mapping's max_length would: the national side logs MaYeuCau, and the province's
-    callers find their lookup there by the id they sent)."""
+    them, or with a request id longer than MaYeuCau holds (national.yaml: `longer:
+    refuse`, because the national side logs MaYeuCau, and the province's callers find
+    their lookup there by the id they sent)."""
     asked = ((OFFICER_HEADER, context.officer), (PROCEDURE_HEADER, context.procedure))
     missing = [header for header, value in asked if not value]
     if missing:
@@ -50,12 +48,7 @@ def check_accountability(context: Context) -> None:
             f"why: send {' and '.join(missing)}.",
             missing=missing,
         )
-    if len(context.request_id) > MAX_REQUEST_ID:
-        raise Problem(
-            INVALID_HEADER,
-            f"{REQUEST_ID_HEADER} becomes the national MaYeuCau, which holds at most "
-            f"{MAX_REQUEST_ID} characters; this one has {len(context.request_id)}.",
-        )
+    national.check_request_id(context.request_id)
 
 
 def endpoint_for(lookup: dict[str, Any]) -> str:

@@ -65,6 +65,12 @@ class AuditEvent:
     # The external issuer whose token authenticated the caller (gateway/identity/issuers.py);
     # None for the gateway's own tokens and API keys.
     issuer: str | None = None
+    # A converted exchange's other side (an adapter ran): SHA-256 of the exact bytes sent
+    # to the provider after conversion, and of those the caller received (the converted
+    # answer, or the problem). `request_sha256` is what the caller sent, `response_sha256`
+    # what the provider answered, so with these an auditor can prove either side.
+    provider_request_sha256: str | None = None
+    caller_response_sha256: str | None = None
     # The instance's hash chain, filled in by the audit log's writer (gateway/audit/chain.py).
     seq: int = 0
     prev_hash: str = ""
@@ -134,7 +140,15 @@ FIELD_NAMES: tuple[str, ...] = tuple(
 # value (gateway/audit/chain.py), and its wire form leaves them out when they do not, so
 # an event from before them (the field absent, or null in its store row) hashes as it
 # always did, while a value set, changed or removed later breaks the hash.
-HASHED_WHEN_SET: tuple[str, ...] = ("adapter", "adapter_version", "phase", "intent_id", "issuer")
+HASHED_WHEN_SET: tuple[str, ...] = (
+    "adapter",
+    "adapter_version",
+    "phase",
+    "intent_id",
+    "issuer",
+    "provider_request_sha256",
+    "caller_response_sha256",
+)
 _FIELD_SET = frozenset(FIELD_NAMES)
 _all_fields = operator.attrgetter(*FIELD_NAMES)  # one C call for every field
 
@@ -163,6 +177,8 @@ FIELD_WIDTHS: dict[str, int] = {
     "phase": 8,
     "intent_id": 36,
     "issuer": 255,
+    "provider_request_sha256": 64,
+    "caller_response_sha256": 64,
 }
 _WIDTH_NAMES = tuple(FIELD_WIDTHS)
 _WIDTHS = tuple(FIELD_WIDTHS.values())

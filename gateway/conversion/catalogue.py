@@ -8,7 +8,8 @@ group, is found by the adapter's `name`, so a third party ships one as its own p
 without touching `gateway/`.
 
 An adapter's mapping files are the YAML of its folder's `mappings/` and `codes/` (what
-`load_mappings` and `load_code_lists` read), and a declared adapter's `adapter.yaml`.
+`load_mappings` and `load_code_lists` read), a declared adapter's `adapter.yaml`, and a
+Python adapter's `national.yaml` (`load_national`).
 Their digest (`mapping_digest`) is part of the key an adapter instance is kept under, so
 an edited mapping is compiled again at the next reload instead of the instance built
 from the old one being reused; `policy apply` records the digest it validated with each
@@ -32,7 +33,7 @@ import orjson
 from pydantic import ValidationError
 
 from gateway.conversion.declared import DECLARATION, DeclaredAdapter, declared_adapter
-from gateway.conversion.sdk import Adapter
+from gateway.conversion.sdk import NATIONAL_FILE, Adapter
 
 
 @functools.cache
@@ -95,12 +96,12 @@ def _folder(name: str) -> Path | None:
 
 def mapping_files(name: str) -> list[Path]:
     """The mapping files of an installed adapter, sorted: the YAML under its folder's
-    `mappings/` and `codes/`, and its `adapter.yaml` (none for passthrough or an unknown
-    name)."""
+    `mappings/` and `codes/`, its `adapter.yaml` and its `national.yaml` (none for
+    passthrough or an unknown name)."""
     folder = _folder(name)
     if folder is None:
         return []
-    declaration = folder / DECLARATION
+    extra = [folder / DECLARATION, folder / NATIONAL_FILE]
     return sorted(
         [
             *(
@@ -110,7 +111,7 @@ def mapping_files(name: str) -> list[Path]:
                 for path in (folder / sub).rglob(pattern)
                 if path.is_file()
             ),
-            *([declaration] if declaration.is_file() else []),
+            *(path for path in extra if path.is_file()),
         ]
     )
 

@@ -17,9 +17,18 @@ The declaration (docs/adapters.md "Adding an adapter")::
         action: "urn:vn:gov:tnmt:dat-dai:1.0/TraCuuThuaDat"   # SOAPAction
         request: parcel-request               # mappings/parcel-request.yaml, xml side: to
         response: parcel                      # mappings/parcel.yaml, xml side: from
+    national: {}                              # the platform's conventions, as they are
     faults:                                   # first match wins
-      - {code: Client, detail: {MaLoi: "201"}, outcome: answer, problem: no-such-record}
+      - {code: Client, outcome: answer, problem: invalid-message}
       - {code: Server, outcome: failure, problem: upstream-bad-response}
+
+`national:` is the platform's conventions (gateway/conversion/mapping/national.py, over
+its defaults): the request id's length and what a longer one becomes (shortened or
+refused), its echo, the agency code, and the outcome codes (`MaLoi`): a fault whose
+detail, or an answer whose document, carries a code of the table is that code's outcome
+and problem, before any fault rule. The mappings place them: `{national: request_id,
+to: /MaYeuCau}`, `{national: agency_code, to: /MaDonVi}`, `{from: /MaYeuCau, echo:
+national}`.
 
 A fault's `outcome` is what the upstream's circuit breaker hears (`Adapter.upstream_failed`):
 `answer`, the provider answered (never retried, never opens the breaker), or `failure`.
@@ -29,14 +38,13 @@ provider failing (upstream-bad-response 502). `detail` matches elements of the f
 detail by local name and text; `code: Client` also matches SOAP 1.2's Sender, `Server`
 its Receiver. The `VERSION` file of the folder is the adapter's version.
 
-The national conventions are the mappings' own rules: `{context: request_id, max_length:
-40}` and its `echo` check, `{setting: agency_code}` (the configuration's `agency_code`;
-`settings:` in `adapter_config` gives the mappings other values).
+`settings:` in `adapter_config` gives the mappings values for `{setting: name}` rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -46,14 +54,17 @@ from lxml import etree
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.conversion.mapping.national import (
+    PROBLEMS,
+    National,
+    Outcome,
+    ProblemSlug,
+    national_from,
+)
 from gateway.conversion.sdk import (
-    ACCESS_DENIED,
-    CONFLICT,
     INVALID_MESSAGE,
     METHOD_NOT_ALLOWED,
-    NO_SUCH_RECORD,
     NOT_FOUND,
-    UPSTREAM_AUTH_FAILED,
     UPSTREAM_BAD_RESPONSE,
     Adapter,
     AgencyCode,
@@ -87,27 +98,8 @@ __all__ = [
 ]
 
 DECLARATION = "adapter.yaml"
+NAME = r"^[a-z][a-z0-9_]*$"  # an adapter's name
 JSON = "application/json"
-# The problems a declaration may name (slugs are the public contract).
-PROBLEMS: dict[str, ProblemType] = {
-    p.slug: p
-    for p in (
-        NO_SUCH_RECORD,
-        INVALID_MESSAGE,
-        ACCESS_DENIED,
-        CONFLICT,
-        UPSTREAM_BAD_RESPONSE,
-        UPSTREAM_AUTH_FAILED,
-    )
-}
-ProblemSlug = Literal[
-    "no-such-record",
-    "invalid-message",
-    "access-denied",
-    "conflict",
-    "upstream-bad-response",
-    "upstream-authentication-failed",
-]
 
 
 class _Strict(BaseModel):
@@ -138,12 +130,15 @@ class FaultSpec(_Strict):
 class Declaration(_Strict):
     """An `adapter.yaml`, validated."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(pattern=NAME)
     title: str = Field(min_length=1, max_length=200)
     requires: list[Literal["agency_code"]] = []
     soap: SoapSpec | None = None
     operations: list[OperationSpec] = Field(min_length=1)
     faults: list[FaultSpec] = []
+    # The national platform's conventions (gateway/conversion/mapping/national.py): {} for
+    # the platform's as they are; absent for a service that does not follow them.
+    national: dict[str, Any] | None = None
 
 
 class DeclaredConfig(LegacyTextConfig):
@@ -158,12 +153,28 @@ def read_declaration(folder: Path) -> Declaration:
     """The folder's `adapter.yaml`, validated; ValueError naming the file and field."""
     path = folder / DECLARATION
     try:
-        return Declaration.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        declaration = Declaration.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except ValidationError as e:
         fields = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         raise ValueError(f"{path}: {fields}") from None
     except (OSError, yaml.YAMLError) as e:
         raise ValueError(f"{path}: {e}") from None
+    if declaration.national is not None:
+        national_from(declaration.national, str(path))  # checked at load, naming the field
+    return declaration
+
+
+def read_name(folder: Path) -> str:
+    """The `name` the folder's `adapter.yaml` declares; ValueError naming the file."""
+    path = folder / DECLARATION
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    name = document.get("name") if isinstance(document, dict) else None
+    if not isinstance(name, str) or not re.fullmatch(NAME, name):
+        raise ValueError(f"{path}: name: give the adapter's name ({NAME})")
+    return name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,6 +198,11 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
         if missing:
             raise ValueError(f"{', '.join(missing)} is required by {self.folder / DECLARATION}")
         settings = {**config.settings, "agency_code": config.agency_code}
+        self.national: National | None = (
+            national_from(spec.national, str(self.folder / DECLARATION))
+            if spec.national is not None
+            else None
+        )
         code_lists = load_code_lists(self.folder)
         self.operations = [self._operation(op, code_lists, settings) for op in spec.operations]
         self.by_upstream = {op.upstream_path: op for op in self.operations}
@@ -204,7 +220,10 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
         path = self.folder / "mappings" / f"{name}.yaml"
         try:
             mapping = compile_mapping(
-                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings
+                yaml.safe_load(path.read_text(encoding="utf-8")),
+                code_lists,
+                settings,
+                self.national,
             )
         except (OSError, ValueError, yaml.YAMLError) as e:
             raise ValueError(f"{path}: {e}") from None
@@ -223,11 +242,13 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
 
     def request(self, outbound: OutboundRequest, context: Context) -> OutboundRequest:
         op = self._operation_at(outbound)
+        if self.national is not None:  # longer: refuse, before anything is converted
+            self.national.check_request_id(context.request_id)
         message = self.config.text_in(json_object(outbound.body))
         try:
             body = op.request.to_xml(message, context)
         except MappingError as e:
-            raise Problem(INVALID_MESSAGE, f"{self.declaration.title}: {e}.") from None
+            raise Problem(INVALID_MESSAGE, f"{self._named(context)}: {e}.") from None
         headers = CIMultiDict(outbound.headers)
         headers.popall("Content-Encoding", None)
         soap = self.declaration.soap
@@ -260,28 +281,36 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
     # -- the provider's answer -> canonical -------------------------------------------------
 
     def upstream_failed(self, answer: UpstreamResponse, outbound: OutboundRequest) -> bool | None:
-        """A fault's declared outcome; None (the statuses decide) for what is no fault."""
+        """A fault's declared outcome, or the national outcome code's; None (the statuses
+        decide) for what is neither."""
         fault = soap_fault_of(answer.body) if self.declaration.soap else None
-        if fault is None:
+        if fault is not None:
+            return self._rule(fault)[0] == "failure"
+        if self.national is None:
             return None
-        return self._rule(fault)[0] == "failure"
+        op = self.by_upstream.get(outbound.path) or self.operations[0]
+        try:
+            document = self._xml(op).read(answer.body)
+        except ValueError:  # not XML, another root, a fault: the statuses decide
+            return None
+        return self.national.failed(document, answer.status)
 
     def response(
         self, answer: UpstreamResponse, outbound: OutboundRequest, context: Context
     ) -> UpstreamResponse:
         op = self.by_upstream.get(outbound.path) or self.operations[0]
-        title = self.declaration.title
+        title = self._named(context)
         try:
-            document = op.response.from_xml(answer.body, context)
+            data = self._xml(op).read(answer.body)
+            status = self._outcome_status(data, answer.status, title)
+            document = op.response.apply(data, context)
         except SoapFaultAnswer as e:
-            raise self._problem(e.fault) from None
+            raise self._problem(e.fault, title) from None
         except ValueError as e:  # MappingError, InvalidXML, UnsafeXML
             raise Problem(
                 UPSTREAM_BAD_RESPONSE,
                 f"{title} answered HTTP {answer.status} with what cannot be read: {e}.",
             ) from None
-        if not 200 <= answer.status < 300:
-            raise Problem(UPSTREAM_BAD_RESPONSE, f"{title} answered HTTP {answer.status}.")
         try:
             body = orjson.dumps(self.config.text_out(document))
         except ValueError as e:  # legacy_output cannot carry a character of the answer
@@ -290,10 +319,41 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
                 f"The answer cannot be given in {self.config.legacy_output}: {e}.",
             ) from None
         return dataclasses.replace(
-            answer, status=200, headers=CIMultiDict({"Content-Type": JSON}), body=body
+            answer, status=status, headers=CIMultiDict({"Content-Type": JSON}), body=body
         )
 
+    @staticmethod
+    def _xml(op: _Operation) -> Any:
+        assert op.response.xml is not None  # checked when the mapping was compiled
+        return op.response.xml
+
+    def _named(self, context: Context) -> str:
+        """How messages name the service: the declaration's title and, when the
+        exchange says, the service's address (provider/code/version)."""
+        title = self.declaration.title
+        return f"{title} ({context.service})" if context.service else title
+
+    def _outcome_status(self, data: dict[str, Any], http_status: int, title: str) -> int:
+        """The caller's status for an answer that is no fault: by its national outcome
+        code when it has one (a refusal raises its problem), else 200 for a 2xx."""
+        national = self.national
+        if national is not None and national.code_in(data) is not None:
+            outcome = national.outcome(data, http_status)
+            if not outcome.answered:
+                raise national.problem(outcome, http_status, title)
+            return outcome.spec.caller_status
+        if not 200 <= http_status < 300:
+            raise Problem(UPSTREAM_BAD_RESPONSE, f"{title} answered HTTP {http_status}.")
+        return 200
+
     def _rule(self, fault: SoapFault) -> tuple[str, ProblemType]:
+        """The fault's outcome and problem: by its national outcome code when the table
+        has it, else by the declared fault rules, else the general way."""
+        code = self._fault_code(fault)
+        if code is not None:
+            spec = code.spec
+            outcome = spec.outcome or ("answer" if soap_caller_fault(fault) else "failure")
+            return outcome, PROBLEMS[spec.problem or "upstream-bad-response"]
         for rule in self.declaration.faults:
             if _matches(rule, fault):
                 return rule.outcome, PROBLEMS[rule.problem]
@@ -301,8 +361,21 @@ class DeclaredAdapter(Adapter[DeclaredConfig]):
             return "answer", INVALID_MESSAGE
         return "failure", UPSTREAM_BAD_RESPONSE
 
-    def _problem(self, fault: SoapFault) -> Problem:
-        general = soap_fault_to_problem(fault, service=self.declaration.title)
+    def _fault_code(self, fault: SoapFault) -> Outcome | None:
+        """The national outcome of a fault whose detail carries a code of the table (a
+        refusal: a code that would be an answer is no fault's), or None."""
+        national = self.national
+        if national is None or fault.detail is None:
+            return None
+        found = _detail(fault)
+        code = national.code_in(found)
+        if code is None or code not in national.spec.codes:
+            return None
+        outcome = national.outcome(found, 500)
+        return outcome if not outcome.answered else None
+
+    def _problem(self, fault: SoapFault, title: str) -> Problem:
+        general = soap_fault_to_problem(fault, service=title)
         ptype = self._rule(fault)[1]
         return Problem(ptype, general.detail, **general.extensions)
 
@@ -321,12 +394,19 @@ def _matches(rule: FaultSpec, fault: SoapFault) -> bool:
         return True
     if fault.detail is None:
         return False
-    found = {
+    found = _detail(fault)
+    return all(found.get(name) == value for name, value in rule.detail.items())
+
+
+def _detail(fault: SoapFault) -> dict[str, str]:
+    """The elements of a fault's detail, by local name, with their text."""
+    if fault.detail is None:
+        return {}
+    return {
         etree.QName(e).localname: (e.text or "").strip()
         for e in fault.detail.iter()
         if isinstance(e.tag, str)
     }
-    return all(found.get(name) == value for name, value in rule.detail.items())
 
 
 def declared_adapter(folder: Path) -> type[DeclaredAdapter]:
@@ -338,18 +418,22 @@ def declared_adapter(folder: Path) -> type[DeclaredAdapter]:
     Returns:
         A `DeclaredAdapter` subclass; its instances compile the folder's files.
     Raises:
-        ValueError: the declaration cannot be read, naming the file and field.
+        ValueError: the declaration has no valid name, naming the file (the rest is
+            checked by each instance).
         TypeError: `VERSION` is missing or not semantic versioning.
 
     Example:
         >>> declared_adapter(Path("adapters/land_registry")).name
         'land_registry'
     """
-    spec = read_declaration(folder)
+    # Only the name here, when the catalogue is built: the rest is checked by each
+    # instance (at every configuration load), so a broken declaration fails the services
+    # that use it, naming them, and not every service of the policy.
+    name = read_name(folder)
     try:
         version = (folder / "VERSION").read_text(encoding="utf-8").strip()
     except OSError:
         version = ""
     check_version(version, str(folder / "VERSION"))
-    attributes = {"name": spec.name, "VERSION": version, "folder": folder}
-    return type(f"Declared_{spec.name}", (DeclaredAdapter,), attributes)
+    attributes = {"name": name, "VERSION": version, "folder": folder}
+    return type(f"Declared_{name}", (DeclaredAdapter,), attributes)

@@ -106,10 +106,11 @@ UpstreamResponse(status, headers, body, elapsed_ms, attempts=1)
     usually ``dataclasses.replace(answer, status=..., headers=..., body=...)`` so that
     `elapsed_ms` and `attempts` are kept for the audit log.
 
-Context(request_id, client, client_agency, officer, procedure, case, now)
+Context(request_id, client, client_agency, officer, procedure, case, now, service)
     What the exchange tells a hook and a mapping besides the message: the gateway's
     request id, the calling system and its agency code, the accountability headers
-    (None when absent) and the exchange's start (ISO 8601). Frozen; derive one with
+    (None when absent), the exchange's start (ISO 8601) and the service it is for
+    ("000.00.00.G10/csdlqg-datdai/v1", for messages). Frozen; derive one with
     ``dataclasses.replace(context, request_id=short_id)``.
 
 Problem(ptype, detail, *, headers=None, **extensions)
@@ -120,7 +121,19 @@ Problem(ptype, detail, *, headers=None, **extensions)
     Example: ``raise Problem(NOT_FOUND, "No dossier 000.00.31.H49-251122-0001.")``
     ProblemType(slug, status, title, side) is the type of the constants.
 
-compile_mapping(spec, code_lists=None, settings=None) -> CompiledMapping
+load_national(folder) -> National | None / National
+    The national platform's conventions (docs/adapters.md "The national platform's
+    conventions"): the `national:` block of the folder's `national.yaml` over the
+    platform's defaults, checked (ValueError naming the file and field). `National`
+    answers `check_request_id(id)` (400 invalid-header under `longer: refuse`),
+    `request_id(id)` (as sent), `outcome(document, http_status)` (an `Outcome`: `code`,
+    `spec` with `outcome`, `status`, `name`, `problem`; `message`; `answered`),
+    `failed(document, http_status)` (for upstream_failed) and
+    `problem(outcome, http_status, service)`. Pass it to `load_mappings` for the
+    `national:` rules. NATIONAL_FILE is the file's name, "national.yaml".
+    Example: ``self.national = load_national(FOLDER)``
+
+compile_mapping(spec, code_lists=None, settings=None, national=None) -> CompiledMapping
     Validate and compile one mapping document (the YAML of `mappings/*.yaml`, as data);
     raises ValueError naming the rule and field. The rule kinds are documented in
     gateway/conversion/mapping/engine.py and docs/adapters.md ("The mapping
@@ -229,6 +242,7 @@ from gateway.conversion.mapping.engine import (
     compile_mapping,
     map_strings,
 )
+from gateway.conversion.mapping.national import National, Outcome, national_from
 from gateway.conversion.mapping.soap import (
     SoapFault,
     SoapMessage,
@@ -298,6 +312,7 @@ __all__ = [
     "MAX_VERSION_LENGTH",
     "METHOD_NOT_ALLOWED",
     "MISSING_ACCOUNTABILITY",
+    "NATIONAL_FILE",
     "NOT_FOUND",
     "NO_SUCH_RECORD",
     "OFFICER_HEADER",
@@ -317,7 +332,9 @@ __all__ = [
     "LegacyEncodingError",
     "LegacyTextConfig",
     "MappingError",
+    "National",
     "OutboundRequest",
+    "Outcome",
     "Problem",
     "ProblemType",
     "SoapFault",
@@ -332,6 +349,7 @@ __all__ = [
     "json_object",
     "load_code_lists",
     "load_mappings",
+    "load_national",
     "map_strings",
     "parse_soap_envelope",
     "parse_xml",
@@ -652,8 +670,40 @@ def load_code_lists(folder: Path) -> dict[str, dict[str, str]]:
     return code_lists
 
 
+NATIONAL_FILE: Final = "national.yaml"
+
+
+def load_national(folder: Path) -> National | None:
+    """A Python adapter's national conventions: the `national:` block of its folder's
+    `national.yaml`, over the platform's (gateway/conversion/mapping/national.py; a
+    declared adapter has the block in its `adapter.yaml`).
+
+    Returns:
+        The compiled conventions, or None when the folder has no `national.yaml`.
+    Raises:
+        ValueError: the block is invalid, naming the file and the field.
+
+    Example:
+        >>> national = load_national(FOLDER)         # population: longer: refuse
+        >>> national.check_request_id(context.request_id)   # 400 invalid-header if > 40
+        >>> national.outcome(answer, status).spec.name       # "found", "not_found", ...
+    """
+    path = folder / NATIONAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    if not isinstance(document, dict) or set(document) - {"national"}:
+        raise ValueError(f"{path}: holds one key, national:")
+    return national_from(document.get("national"), str(path))
+
+
 def load_mappings(
-    folder: Path, settings: Mapping[str, Any] | None = None
+    folder: Path,
+    settings: Mapping[str, Any] | None = None,
+    national: National | None = None,
 ) -> dict[str, CompiledMapping]:
     """An adapter folder's mappings, `mappings/<name>.yaml`, compiled with its code lists
     (`load_code_lists`), so that a rule's `codes: sex` finds `codes/sex.yaml`.
@@ -668,6 +718,8 @@ def load_mappings(
         folder: the adapter's folder.
         settings: what `setting:` rules read (e.g. ``config.model_dump()``), per
             configuration.
+        national: the conventions `national:` rules and `echo: national` use
+            (`load_national(folder)`).
     Returns:
         ``{mapping name: CompiledMapping}``, by file name without `.yaml`.
     Raises:
@@ -683,7 +735,7 @@ def load_mappings(
     for path in sorted((folder / "mappings").glob("*.yaml")):
         try:
             mappings[path.stem] = compile_mapping(
-                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings
+                yaml.safe_load(path.read_text(encoding="utf-8")), code_lists, settings, national
             )
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None

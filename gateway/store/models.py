@@ -319,6 +319,10 @@ class AuditRecord(Base):
     # The external issuer of the caller's token (migration 0015); null for the gateway's
     # own tokens and API keys.
     issuer: Mapped[str | None] = mapped_column(String(255))
+    # A converted exchange's other side (migration 0018): what went to the provider after
+    # conversion and what the caller received; null for passthrough.
+    provider_request_sha256: Mapped[str | None] = mapped_column(String(64))
+    caller_response_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditSubject(Base):

@@ -466,12 +466,31 @@ FOUND = """<?xml version="1.0" encoding="UTF-8"?>
 <DanhSachChiNhanh/></DoanhNghiep></KetQuaTraCuu>"""
 
 
+BRANCH = (
+    "<ChiNhanhTraCuu><MaSoChiNhanh>0101234567-001</MaSoChiNhanh>"
+    "<TenChiNhanh>A</TenChiNhanh></ChiNhanhTraCuu>"
+)
+
+
 @pytest.mark.parametrize(
     ("status", "body", "ptype", "says"),
     [
         (200, FOUND.format(form="CP", capital="1000"), None, ""),
         (200, FOUND.format(form="XYZ", capital="1000"), "upstream-bad-response", "'XYZ'"),
         (200, FOUND.format(form="CP", capital="1,5 tỷ"), "upstream-bad-response", "VonDieuLe"),
+        # Integers are digits only: not a float, an exponent, a fraction or a suffix.
+        (200, FOUND.format(form="CP", capital="1e3"), "upstream-bad-response", "'1e3'"),
+        (200, FOUND.format(form="CP", capital="12a"), "upstream-bad-response", "'12a'"),
+        (200, FOUND.format(form="CP", capital="1000.0"), "upstream-bad-response", "'1000.0'"),
+        # The requested branch is declared exactly_one: two are refused.
+        (
+            200,
+            FOUND.format(form="CP", capital="1000").replace(
+                "</DoanhNghiep>", "</DoanhNghiep>" + BRANCH * 2
+            ),
+            "upstream-bad-response",
+            "2 elements where exactly one is declared",
+        ),
         (500, FOUND.format(form="CP", capital="1"), "upstream-bad-response", "HTTP 500"),
         (
             200,

@@ -5,6 +5,7 @@ shared circuit breaker hears, and the audit record."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import unicodedata
 from dataclasses import replace
@@ -164,7 +165,8 @@ async def test_no_such_parcel_is_no_such_record_and_a_burst_leaves_the_breaker_c
     for n in range(3 * THRESHOLD):
         r = await look_up(gw, headers, provinceCode="01", mapSheet=12, parcelNumber=900 + n)
         body = problem(r, 404, "no-such-record")
-        assert "land registry's parcel lookup" in body["detail"]
+        # The adapter's context knows the service it serves: the message names it.
+        assert "land registry's parcel lookup (000.00.00.G10/csdlqg-datdai/v1)" in body["detail"]
         assert body["soap_fault"]["code"] == "Client"
         assert f"Không tìm thấy thửa đất số {900 + n}" in body["soap_fault"]["reason"]
     assert gw.state.upstream.breaker_states()["ndxp"] == "closed"
@@ -218,8 +220,47 @@ async def test_the_exchange_is_audited_with_the_declared_adapter(gw: Harness) ->
     assert (record.adapter, record.adapter_version) == ("land_registry", "1.0.0")
     assert (record.status, record.upstream_status) == (200, 200)
     assert (record.officer_id, record.procedure_code) == ("CB-0042", "1.004227")
-    assert record.request_sha256 is not None and record.response_sha256 is not None
     assert record.error_type is None
+    # Both sides, each provable: what the caller sent and received, and what went to and
+    # came from the registry, as the exact bytes each side saw.
+    seen = gw.simulator[LAND_REGISTRY].lookups[-1]
+    sent = orjson.dumps({"provinceCode": "01", "mapSheet": 7, "parcelNumber": 28})
+    assert record.request_sha256 == hashlib.sha256(sent).hexdigest()
+    assert record.caller_response_sha256 == hashlib.sha256(r.content).hexdigest()
+    assert record.provider_request_sha256 == hashlib.sha256(seen["raw"]).hexdigest()
+    assert record.response_sha256 == hashlib.sha256(seen["answer"]).hexdigest()
+    assert len({record.request_sha256, record.provider_request_sha256}) == 2
+    # The intent, durable before the call, already proves what was about to be sent.
+    intent, outcome = await gw.audit(r.headers["X-Request-Id"], intents=True)
+    assert (intent.phase, outcome.event_id) == ("intent", record.event_id)
+    assert intent.provider_request_sha256 == record.provider_request_sha256
+    assert intent.caller_response_sha256 is None  # nothing answered yet
+    # The auditor's API shows them.
+    async with gw.state.sessions() as s, s.begin():
+        await policy_state.create_client(
+            s, code="thanhtra", agency_code="000.00.12.H49", name="thanhtra", actor="test",
+            roles=["auditor"],
+        )  # fmt: skip
+    await reload_config(gw.state)
+    found = await gw.http.get(
+        "/audit/v1/exchanges",
+        params={"request_id": r.headers["X-Request-Id"]},
+        headers={"Authorization": f"Bearer {await gw.token('thanhtra')}"},
+    )
+    assert found.status_code == 200, found.text
+    [shown] = found.json()["items"]
+    assert shown["provider_request_sha256"] == record.provider_request_sha256
+    assert shown["caller_response_sha256"] == record.caller_response_sha256
+
+
+async def test_a_refused_exchange_keeps_both_sides_too(gw: Harness) -> None:
+    r = await look_up(gw, await caller(gw), provinceCode="01", mapSheet=12, parcelNumber=999)
+    problem(r, 404, "no-such-record")
+    [record] = await gw.audit(r.headers["X-Request-Id"])
+    seen = gw.simulator[LAND_REGISTRY].lookups[-1]
+    assert record.provider_request_sha256 == hashlib.sha256(seen["raw"]).hexdigest()
+    assert record.response_sha256 == hashlib.sha256(seen["answer"]).hexdigest()  # the fault
+    assert record.caller_response_sha256 == hashlib.sha256(r.content).hexdigest()  # ours
 
 
 # -- the folder ---------------------------------------------------------------------------------
@@ -236,9 +277,10 @@ def test_a_bad_declaration_fails_at_load_naming_the_file_and_field(tmp_path: Pat
     shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
     declaration = folder / "adapter.yaml"
     text = declaration.read_text("utf-8")
-    declaration.write_text(text.replace("problem: no-such-record", "problem: gone"), "utf-8")
+    declaration.write_text(text.replace("problem: invalid-message", "problem: gone"), "utf-8")
+    cls = declared_adapter(folder)  # the name only: the services using it fail, not all
     with pytest.raises(ValueError, match=r"adapter\.yaml: faults\.0\.problem: "):
-        declared_adapter(folder)
+        cls(cls.Config())
     declaration.write_text(text, "utf-8")
     request = folder / "mappings" / "parcel-request.yaml"
     request.write_text(request.read_text("utf-8").replace('envelope: "1.1"', 'envelope: "1.2"'))
@@ -397,7 +439,7 @@ async def test_an_edited_declared_mapping_is_live_after_apply(
     # A broken declaration is refused by apply, naming the file; the running one stays.
     declaration = editable / "adapter.yaml"
     declaration.write_text(declaration.read_text("utf-8").replace("outcome: failure", "outcome: x"))
-    with pytest.raises(ValueError, match=r"land_registry/adapter\.yaml: faults\.2\.outcome"):
+    with pytest.raises(ValueError, match=r"land_registry/adapter\.yaml: faults\.1\.outcome"):
         await apply_current(gateway)
     r = await look_up(gateway, headers, provinceCode="01", mapSheet=7, parcelNumber=28)
     assert r.json()["parcel"]["areaM2"] == 125.5
@@ -425,3 +467,83 @@ def test_without_soap_the_declarations_speak_plain_xml(tmp_path: Path) -> None:
     with pytest.raises(Problem) as refused:
         adapter.response(html, sent, Context(request_id="r-1"))
     assert refused.value.ptype.slug == "upstream-bad-response"
+
+
+# -- the national platform's conventions (adapter.yaml national:) -------------------------------
+
+
+async def test_the_national_block_refuses_a_long_request_id_when_it_says_so(
+    gateway: Harness, editable: Path
+) -> None:
+    """`national: {request_id: {longer: refuse}}` in adapter.yaml: a request id over the
+    40 characters is a 400 before anything is sent (the default shortens it); a short one
+    still goes through."""
+    await add_services(gateway, service_doc())
+    long_id = "motcua-ho-so-2025-000123:tra-cuu-thua-dat:lan-2"
+    r = await look_up(
+        gateway, await caller(gateway, **{"X-Request-Id": long_id}), provinceCode="01",
+        mapSheet=7, parcelNumber=28,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text  # shortened, by the platform's default
+    declaration = editable / "adapter.yaml"
+    text = declaration.read_text("utf-8")
+    declaration.write_text(
+        text.replace("national: {}", "national: {request_id: {longer: refuse}}"), "utf-8"
+    )
+    assert await apply_current(gateway) == ["updated service 000.00.00.G10/csdlqg-datdai/v1"]
+    assert await reload_config(gateway.state)
+    before = len(gateway.simulator[LAND_REGISTRY].lookups)
+    r = await look_up(
+        gateway, await caller(gateway, **{"X-Request-Id": long_id}), provinceCode="01",
+        mapSheet=7, parcelNumber=28,
+    )  # fmt: skip
+    body = problem(r, 400, "invalid-header")
+    assert "MaYeuCau" in body["detail"] and "at most 40" in body["detail"]
+    assert len(gateway.simulator[LAND_REGISTRY].lookups) == before  # never sent
+    r = await look_up(
+        gateway, await caller(gateway), provinceCode="01", mapSheet=7, parcelNumber=28
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_the_national_outcome_table_decides_a_faults_answer(
+    gateway: Harness, editable: Path
+) -> None:
+    """The MaLoi table is the national block's: declared as a failure, the registry's
+    "no such parcel" fault becomes a 502 that counts against the breaker."""
+    declaration = editable / "adapter.yaml"
+    text = declaration.read_text("utf-8")
+    declaration.write_text(
+        text.replace(
+            "national: {}",
+            'national: {codes: {"201": {outcome: failure, problem: upstream-bad-response}}}',
+        ),
+        "utf-8",
+    )
+    await add_services(gateway, service_doc())
+    headers = await caller(gateway)
+    for _ in range(THRESHOLD):
+        r = await look_up(gateway, headers, provinceCode="01", mapSheet=1, parcelNumber=1)
+        assert problem(r, 502, "upstream-bad-response")["soap_fault"]["code"] == "Client"
+    assert gateway.state.upstream.breaker_states()["ndxp"] == "open"
+
+
+def test_a_bad_national_block_fails_at_load_naming_the_file_and_field(tmp_path: Path) -> None:
+    folder = tmp_path / "land_registry"
+    shutil.copytree(HERE, folder, ignore=shutil.ignore_patterns("tests"))
+    declaration = folder / "adapter.yaml"
+    text = declaration.read_text("utf-8")
+    for block, field in [
+        ('national: {codes: {"201": {problem: gone}}}', r"national\.codes\.201\.problem"),
+        ("national: {request_id: {longer: cut}}", r"national\.request_id\.longer"),
+        ('national: {codes: {"0": {outcome: failure, status: 200}}}', r"national\.codes\.0"),
+    ]:
+        declaration.write_text(text.replace("national: {}", block), "utf-8")
+        cls = declared_adapter(folder)
+        with pytest.raises(ValueError, match=rf"adapter\.yaml: {field}"):
+            cls(cls.Config())
+    # A mapping's national: rule needs the block.
+    declaration.write_text(text.replace("national: {}\n", ""), "utf-8")
+    cls = declared_adapter(folder)
+    with pytest.raises(ValueError, match=r"parcel-request\.yaml: rules\.0 .*national: block"):
+        cls(cls.Config())

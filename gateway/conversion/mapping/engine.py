@@ -54,7 +54,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -66,6 +65,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.conversion.mapping import vnencoding
 from gateway.conversion.mapping.codes import UnknownCodes, code_table, codes_converter
 from gateway.conversion.mapping.document import XmlSide, XmlSpec
+from gateway.conversion.mapping.national import National, shorten
+from gateway.conversion.mapping.steps import (
+    STEP_BUILDERS,
+    Compiled,
+    Context,
+    Kind,
+    Step,
+    echo_step,
+    get,
+    put,
+    split_name,
+)
 from gateway.conversion.mapping.types import (
     BooleanSpec,
     DateSpec,
@@ -96,7 +107,7 @@ __all__ = [
 ]
 
 ContextField = Literal[
-    "request_id", "client", "client_agency", "officer", "procedure", "case", "now"
+    "request_id", "client", "client_agency", "officer", "procedure", "case", "now", "service"
 ]
 _MISSING: Any = MISSING
 _CONVERSIONS = ("date", "datetime", "number", "integer", "boolean", "codes", "codes_inverse")
@@ -112,7 +123,8 @@ class RuleSpec(BaseModel):
     const: Any = None
     context: ContextField | None = None
     setting: str | None = Field(None, min_length=1)
-    echo: ContextField | None = None
+    national: Literal["request_id", "agency_code"] | None = None
+    echo: ContextField | Literal["national"] | None = None
     max_length: int | None = Field(None, ge=1)
     date: DateSpec | None = None
     datetime: DateTimeSpec | None = None
@@ -123,6 +135,8 @@ class RuleSpec(BaseModel):
     codes_inverse: str | None = None
     unknown: UnknownCodes | None = None
     name: Literal["split", "join"] | None = None
+    split: str | None = Field(None, min_length=1, max_length=8)
+    exactly_one: bool = False
     from_legacy: vnencoding.Encoding | None = None
     to_legacy: vnencoding.Encoding | None = None
     trim: bool | None = None
@@ -133,18 +147,27 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> RuleSpec:
-        sources = [self.from_, self.const, self.context, self.setting]
+        sources = [self.from_, self.const, self.context, self.setting, self.national]
         if sum(s is not None for s in sources) != 1:
             raise ValueError(
-                "a rule takes its value from exactly one of 'from', 'const', 'context', 'setting'"
+                "a rule takes its value from exactly one of 'from', 'const', 'context', "
+                "'setting', 'national'"
             )
         many_from, many_to = isinstance(self.from_, list), isinstance(self.to, list)
         if self.name == "split" and not (many_to and not many_from):
             raise ValueError("name: split maps one 'from' path to a list of 'to' paths")
         if self.name == "join" and not (many_from and not many_to):
             raise ValueError("name: join maps a list of 'from' paths to one 'to' path")
-        if self.name is None and (many_from or many_to):
-            raise ValueError("lists of paths are for name: split / join")
+        if self.split is not None and many_from == many_to:
+            raise ValueError(
+                "split: maps one 'from' path to a list of 'to' paths (backwards: a list to one)"
+            )
+        if self.split is not None and self.name is not None:
+            raise ValueError("a rule splits a name (name:) or by a separator (split:), not both")
+        if self.name is None and self.split is None and (many_from or many_to):
+            raise ValueError("lists of paths are for name: split / join, or split:")
+        if self.exactly_one and (self.from_ is None or many_from or many_to):
+            raise ValueError("exactly_one reads one 'from' path (a list, or one object)")
         for path in [*_paths(self.from_), *_paths(self.to)]:
             if not path.startswith("/"):
                 raise ValueError(f"path {path!r} must start with '/'")
@@ -161,8 +184,12 @@ class RuleSpec(BaseModel):
             raise ValueError("an echo check reads 'from' and compares; it has no 'to'")
         if self.echo is None and self.to is None:
             raise ValueError("a rule needs 'to' (only an echo check has none)")
-        if self.max_length is not None and self.context is None and self.echo is None:
-            raise ValueError("max_length is for context and echo rules")
+        if self.max_length is not None and (
+            (self.context is None and self.echo is None) or self.echo == "national"
+        ):
+            raise ValueError(
+                "max_length is for context and echo rules (the national: block has its own)"
+            )
 
 
 class MappingSpec(BaseModel):
@@ -217,54 +244,12 @@ def _split(path: str) -> tuple[str, ...]:
     return tuple(p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:] if p)
 
 
-def get(doc: Any, parts: tuple[str, ...]) -> Any:
-    """The value at `parts` in `doc`, or the engine's missing marker."""
-    for part in parts:
-        if not isinstance(doc, dict) or part not in doc:
-            return _MISSING
-        doc = doc[part]
-    return doc
-
-
-def put(doc: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
-    """Write `value` at `parts` in `doc`, creating the missing parents."""
-    for part in parts[:-1]:
-        nxt = doc.get(part)
-        if not isinstance(nxt, dict):
-            nxt = doc[part] = {}
-        doc = nxt
-    doc[parts[-1]] = value
-
-
 # -- value transforms -----------------------------------------------------------------------------
-
-
-def split_name(full: str) -> list[str]:
-    """`Nguyễn Văn An` -> family name, middle names, given name (Vietnamese order)."""
-    words = full.split()
-    if not words:
-        return ["", "", ""]
-    if len(words) == 1:
-        return ["", "", words[0]]
-    return [words[0], " ".join(words[1:-1]), words[-1]]
 
 
 def join_name(parts: list[Any]) -> str:
     """The parts of a name that are there, joined with spaces."""
     return " ".join(str(p) for p in parts if p)
-
-
-def shorten(value: str, max_length: int) -> str:
-    """`value` itself, or its SHA-1 in hex (cut to `max_length`) when it is longer: how
-    a gateway request id fits the national 40 characters, the same every time.
-
-    Example:
-        >>> len(shorten("x" * 64, 40)), shorten("abc", 40)
-        (40, 'abc')
-    """
-    if len(value) <= max_length:
-        return value
-    return hashlib.sha1(value.encode(), usedforsecurity=False).hexdigest()[:max_length]
 
 
 def _nfc(value: Any) -> Any:
@@ -278,22 +263,6 @@ def _nfc(value: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
-    """What a mapping may read from the exchange besides the message."""
-
-    request_id: str = ""
-    client: str = ""
-    client_agency: str = ""
-    officer: str | None = None
-    procedure: str | None = None
-    case: str | None = None
-    now: str = ""
-
-
-_Step = Callable[[Any, dict[str, Any], Context], None]
-
-
-@dataclass(frozen=True, slots=True)
 class _Env:
     """What a rule inherits: the code lists, and the mapping's (or its `each` parent's)
     declarations."""
@@ -304,6 +273,7 @@ class _Env:
     unknown: UnknownCodes
     zone: str | None
     settings: Mapping[str, Any]
+    national: National | None = None
 
     def within(self, rule: RuleSpec) -> _Env:
         trim = self.trim if rule.trim is None else rule.trim
@@ -329,9 +299,16 @@ class CompiledMapping:
         spec: MappingSpec,
         code_lists: Mapping[str, Mapping[str, str]],
         settings: Mapping[str, Any] | None = None,
+        national: National | None = None,
     ) -> None:
         env = _Env(
-            code_lists, spec.trim, spec.drop_empty, spec.unknown_codes, spec.zone, settings or {}
+            code_lists,
+            spec.trim,
+            spec.drop_empty,
+            spec.unknown_codes,
+            spec.zone,
+            settings or {},
+            national,
         )
         self._forward = [_compile_named(i, r, env, reverse=False) for i, r in enumerate(spec.rules)]
         self._backward = [
@@ -395,6 +372,7 @@ def _reversed(rule: RuleSpec) -> RuleSpec:
             "from_": rule.to,
             "to": rule.from_,
             "name": {"split": "join", "join": "split", None: None}[rule.name],
+            "exactly_one": False,
             "codes": rule.codes_inverse,
             "codes_inverse": rule.codes,
             "from_legacy": rule.to_legacy,
@@ -406,7 +384,7 @@ def _reversed(rule: RuleSpec) -> RuleSpec:
     )
 
 
-def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
+def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
     """A rule compiled, or the ValueError naming it (rules.<i>) and what is wrong."""
     try:
         return _compile(rule, env, reverse=reverse)
@@ -415,7 +393,7 @@ def _compile_named(i: int, rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step
 
 
 def _label(rule: RuleSpec) -> str:
-    source = rule.from_ or rule.const or rule.context or rule.setting
+    source = rule.from_ or rule.const or rule.context or rule.setting or rule.national
     return f"{source!r} -> {rule.to or rule.echo!r}"
 
 
@@ -429,11 +407,35 @@ def _context_reader(field_name: ContextField, max_length: int | None) -> Callabl
     return from_context
 
 
+def _national_reader(rule: RuleSpec, env: _Env) -> Callable[[Any, Context], Any]:
+    """A `national:` rule's value: the request id as the conventions send it, or the
+    agency code (the configured one, else the caller's)."""
+    national = env.national
+    if national is None:
+        raise ValueError("national: rules need the adapter's national: block")
+    if rule.national == "request_id":
+        return lambda source, ctx: national.request_id(ctx.request_id) or _MISSING
+    configured = env.settings.get("agency_code")
+    return lambda source, ctx: national.agency(configured, ctx.client_agency) or _MISSING
+
+
+def _national_echo(env: _Env) -> Callable[[Any, Context], Any]:
+    national = env.national
+    if national is None:
+        raise ValueError("echo: national needs the adapter's national: block")
+    if not national.spec.request_id.echo:
+        return lambda source, ctx: _MISSING  # not checked
+    return lambda source, ctx: national.request_id(ctx.request_id) or _MISSING
+
+
 def _reader(
-    rule: RuleSpec, sources: list[tuple[str, ...]], settings: Mapping[str, Any]
+    rule: RuleSpec, sources: list[tuple[str, ...]], env: _Env
 ) -> Callable[[Any, Context], Any]:
     """How a rule reads its value: a constant, a setting, a context field, joined name
     parts, or one path (a single key, the common case, without the path walk)."""
+    settings = env.settings
+    if rule.national is not None:
+        return _national_reader(rule, env)
     if rule.setting is not None:
         if rule.setting not in settings:
             raise ValueError(f"no setting {rule.setting!r} (given: {sorted(settings)})")
@@ -445,6 +447,14 @@ def _reader(
         return lambda source, ctx: const
     if rule.context is not None:
         return _context_reader(rule.context, rule.max_length)
+    if rule.name == "join" or len(sources) > 1:
+        return _joiner(rule, sources)
+    return _path_reader(sources[0])
+
+
+def _joiner(rule: RuleSpec, sources: list[tuple[str, ...]]) -> Callable[[Any, Context], Any]:
+    """Several paths read as one value: a name's parts joined, or (split: backwards) the
+    parts joined by the separator, all of them or none."""
     if rule.name == "join":
 
         def joined(source: Any, ctx: Context) -> Any:
@@ -453,7 +463,18 @@ def _reader(
             return join_name(present) if present else _MISSING
 
         return joined
-    path = sources[0]
+    separator = rule.split or ""
+
+    def glued(source: Any, ctx: Context) -> Any:
+        parts = [get(source, s) for s in sources]
+        if any(p is _MISSING or p is None for p in parts):
+            return _MISSING
+        return separator.join(str(p) for p in parts)
+
+    return glued
+
+
+def _path_reader(path: tuple[str, ...]) -> Callable[[Any, Context], Any]:
     if len(path) == 1:
         key = path[0]
 
@@ -483,17 +504,21 @@ def _cleaning(read: Callable[[Any, Context], Any], env: _Env) -> Callable[[Any, 
     return cleaned
 
 
-def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
+def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> Step:
     """One rule as a step: everything about it is decided here, once, so that the step itself
     only reads, transforms and writes (the request path)."""
     env = env.within(rule)
     sources = [_split(p) for p in _paths(rule.from_)]
     targets = [_split(p) for p in _paths(rule.to)]
     label = _label(rule)
-    read = _cleaning(_reader(rule, sources, env.settings), env)
+    read = _cleaning(_reader(rule, sources, env), env)
+    if rule.echo == "national":
+        return echo_step(read, _national_echo(env), label)
     if rule.echo is not None:
-        return _echo_step(read, _context_reader(rule.echo, rule.max_length), label)
-    parts = _Compiled(
+        return echo_step(read, _context_reader(rule.echo, rule.max_length), label)
+    if rule.exactly_one:
+        read = _exactly_one(read, label)
+    parts = Compiled(
         read=read,
         # Built before the children, so that a bad code list is reported first, as before.
         transform=_transform(rule, env, reverse=reverse),
@@ -501,24 +526,45 @@ def _compile(rule: RuleSpec, env: _Env, *, reverse: bool) -> _Step:
         missing=_on_missing(rule, sources, label),
         targets=targets,
         label=label,
+        splitter=_splitter(rule, len(targets)),
+        single=rule.exactly_one,
     )
-    return _STEP_BUILDERS[_kind(parts, rule)](parts)
+    return STEP_BUILDERS[_kind(parts, rule)](parts)
 
 
-# -- the parts of a compiled rule -----------------------------------------------------------------
+def _exactly_one(read: Callable[[Any, Context], Any], label: str) -> Callable[[Any, Context], Any]:
+    """`read`, its value required to be one element when it is there: a list of one
+    (unwrapped) or one object; an empty list or several fail (absent: as the rule says,
+    `required: true` for exactly one always)."""
+
+    def one(source: Any, ctx: Context) -> Any:
+        value = read(source, ctx)
+        if value is _MISSING:
+            return value
+        count = len(value) if isinstance(value, list) else 1
+        if count != 1:
+            raise MappingError(f"{label}: {count} elements where exactly one is declared")
+        return value[0] if isinstance(value, list) else value
+
+    return one
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """What a step is built from. The builders copy these into their closures: a step does not
-    look attributes up on the request path."""
+def _splitter(rule: RuleSpec, parts: int) -> Callable[[Any], list[str]]:
+    """How a split rule cuts its value: a Vietnamese name into its three parts, or text
+    at a separator into exactly as many parts as the rule has targets."""
+    separator = rule.split
+    if separator is None:
+        return lambda value: split_name(str(value))
 
-    read: Callable[[Any, Context], Any]
-    transform: Callable[[Any], Any]
-    children: list[_Step]
-    missing: Callable[[], Any]
-    targets: list[tuple[str, ...]]
-    label: str
+    def at_separator(value: Any) -> list[str]:
+        pieces = str(value).split(separator)
+        if len(pieces) != parts or not all(pieces):
+            raise MappingError(
+                f"{value!r} is not {parts} non-empty parts separated by {separator!r}"
+            )
+        return pieces
+
+    return at_separator
 
 
 def _transform(rule: RuleSpec, env: _Env, *, reverse: bool) -> Callable[[Any], Any]:
@@ -593,134 +639,13 @@ def _on_missing(rule: RuleSpec, sources: list[tuple[str, ...]], label: str) -> C
 
 # -- one step builder per kind of rule ------------------------------------------------------------
 
-_Kind = Literal["each", "split", "key", "path"]
 
-
-def _kind(parts: _Compiled, rule: RuleSpec) -> _Kind:
+def _kind(parts: Compiled, rule: RuleSpec) -> Kind:
     if parts.children:
         return "each"
-    if rule.name == "split":
+    if rule.name == "split" or (rule.split is not None and len(parts.targets) > 1):
         return "split"
     return "key" if len(parts.targets[0]) == 1 else "path"
-
-
-def _key_step(parts: _Compiled) -> _Step:
-    """The common rule, one value to one top-level key, without the path walk."""
-    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
-    key = parts.targets[0][0]
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            value = transform(value)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-        if value is not _MISSING:
-            target[key] = value
-
-    return step
-
-
-def _path_step(parts: _Compiled) -> _Step:
-    """One value to a nested path, creating the missing parents."""
-    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
-    path = parts.targets[0]
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            value = transform(value)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-        if value is not _MISSING:
-            put(target, path, value)
-
-    return step
-
-
-def _split_step(parts: _Compiled) -> _Step:
-    """A full name to its family, middle and given name paths (empty parts are not written)."""
-    read, missing, transform, label = parts.read, parts.missing, parts.transform, parts.label
-    paths = parts.targets
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            value = transform(value)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-        if value is _MISSING:
-            return
-        for path, part in zip(paths, split_name(value), strict=False):
-            if part:
-                put(target, path, part)
-
-    return step
-
-
-def _each_step(parts: _Compiled) -> _Step:
-    """A list of objects (a single object counts as a list of one), each mapped by the child
-    rules; the value itself is not transformed."""
-    read, missing, children, label = parts.read, parts.missing, parts.children, parts.label
-    path = parts.targets[0]
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        if value is _MISSING:
-            value = missing()
-            if value is _MISSING:
-                return
-        try:
-            items = value if isinstance(value, list) else [value]
-            out = []
-            for item in items:
-                obj: dict[str, Any] = {}
-                for child in children:
-                    child(item, obj, ctx)
-                out.append(obj)
-            put(target, path, out)
-        except MappingError as e:
-            raise MappingError(f"{label}: {e}") from None
-
-    return step
-
-
-def _echo_step(
-    read: Callable[[Any, Context], Any], expected: Callable[[Any, Context], Any], label: str
-) -> _Step:
-    """An answer's echo of the request (its request id): the mapping fails when the answer
-    names another one, so that an answer for another request is never passed on."""
-
-    def step(source: Any, target: dict[str, Any], ctx: Context) -> None:
-        value = read(source, ctx)
-        sent = expected(source, ctx)
-        if value is _MISSING or sent is _MISSING or value == sent:
-            return
-        raise MappingError(
-            f"{label}: the answer is for {value!r}, not {sent!r}: it does not answer this request"
-        )
-
-    return step
-
-
-_STEP_BUILDERS: dict[_Kind, Callable[[_Compiled], _Step]] = {
-    "each": _each_step,
-    "split": _split_step,
-    "key": _key_step,
-    "path": _path_step,
-}
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -730,6 +655,7 @@ def compile_mapping(
     spec: Mapping[str, Any],
     code_lists: Mapping[str, Mapping[str, str]] | None = None,
     settings: Mapping[str, Any] | None = None,
+    national: National | None = None,
 ) -> CompiledMapping:
     """Validate and compile a mapping document; errors name the rule and field.
 
@@ -738,6 +664,8 @@ def compile_mapping(
         code_lists: the tables `codes:` rules name.
         settings: the values `setting:` rules name, of one configuration (e.g. a
             service's adapter_config); a value None writes nothing.
+        national: the adapter's national conventions (gateway/conversion/mapping/
+            national.py), which `national:` rules and `echo: national` use.
 
     Raises:
         ValueError: a declaration is invalid; the message names the rule (rules.<i>).
@@ -752,7 +680,7 @@ def compile_mapping(
         parsed = MappingSpec.model_validate(spec)
     except ValidationError as e:
         raise ValueError("; ".join(_message(err) for err in e.errors())) from None
-    return CompiledMapping(parsed, code_lists or {}, settings)
+    return CompiledMapping(parsed, code_lists or {}, settings, national)
 
 
 def _message(error: Any) -> str:

@@ -345,19 +345,24 @@ class NumberSpec(BaseModel):
         return self
 
 
-def _text_number_regex(seps: Separators) -> re.Pattern[str]:
-    whole = r"\d+"
+def _text_number_regex(seps: Separators, integer: bool) -> re.Pattern[str]:
+    # ASCII digits only (\d would take "١٢"); an integer has no decimal part at all, so
+    # "12.0", "12a" and "1e3" are refused, not read as 12 or 1000.
+    whole = r"[0-9]+"
     if seps.group is not None:
-        whole = rf"(?:\d{{1,3}}(?:{re.escape(seps.group)}\d{{3}})+|\d+)"
-    return re.compile(rf"\A([+-]?)({whole})(?:{re.escape(seps.decimal)}(\d+))?\Z")
+        whole = rf"(?:[0-9]{{1,3}}(?:{re.escape(seps.group)}[0-9]{{3}})+|[0-9]+)"
+    fraction = "" if integer else rf"(?:{re.escape(seps.decimal)}([0-9]+))?"
+    return re.compile(rf"\A([+-]?)({whole}){fraction}\Z")
 
 
 def _reader(seps: Separators | None, integer: bool) -> Callable[[Any], Decimal]:
     kind = "an integer" if integer else "a number"
+    allowed: tuple[type, ...] = (int,) if integer else (int, float)
     if seps is None:
 
         def from_json(value: Any) -> Decimal:
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            # An integer is a JSON integer: 12.0 or 1e3 (floats once parsed) are refused.
+            if isinstance(value, bool) or not isinstance(value, allowed):
                 raise MappingError(f"{value!r} is not {kind}")
             try:
                 number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
@@ -368,7 +373,7 @@ def _reader(seps: Separators | None, integer: bool) -> Callable[[Any], Decimal]:
             return number
 
         return from_json
-    regex = _text_number_regex(seps)
+    regex = _text_number_regex(seps, integer)
     group = seps.group or ""
 
     def from_text(value: Any) -> Decimal:
@@ -376,7 +381,8 @@ def _reader(seps: Separators | None, integer: bool) -> Callable[[Any], Decimal]:
         if m is None:
             example = _writer(seps, None, integer)(Decimal("1234.5") if not integer else 1234)
             raise MappingError(f"{value!r} is not {kind} written like {example!r}")
-        sign, whole, fraction = m.groups()
+        sign, whole = m[1], m[2]
+        fraction = m[3] if m.re.groups > 2 else None
         return Decimal(f"{sign}{whole.replace(group, '')}.{fraction or '0'}")
 
     return from_text

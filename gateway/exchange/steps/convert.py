@@ -4,6 +4,8 @@ Services without an adapter (passthrough) skip both."""
 
 from __future__ import annotations
 
+import hashlib
+
 from gateway.conversion.mapping.engine import Context
 from gateway.exchange.context import Exchange
 
@@ -18,8 +20,9 @@ def to_provider(x: Exchange) -> None:
         return
     # Named even when the adapter refuses: the auditor sees which version said no.
     x.event.adapter, x.event.adapter_version = adapter.name, adapter.VERSION
-    caller, who, outbound = x.caller, x.who, x.outbound
+    caller, who, outbound, service = x.caller, x.who, x.outbound, x.service
     assert caller is not None and who is not None and outbound is not None
+    assert service is not None
     x.context = Context(
         request_id=x.request_id,
         client=caller.client.code,
@@ -28,8 +31,11 @@ def to_provider(x: Exchange) -> None:
         procedure=who.procedure,
         case=who.case,
         now=x.event.started_at.isoformat(),
+        service="/".join(service.key),
     )
     x.outbound = adapter.request(outbound, x.context)
+    # The provider's side of the exchange, exactly as sent (the intent records it too).
+    x.event.provider_request_sha256 = hashlib.sha256(x.outbound.body).hexdigest()
 
 
 def from_provider(x: Exchange) -> None:

@@ -10,6 +10,7 @@ refusal a span event.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import timedelta
 
@@ -50,6 +51,9 @@ async def record(
     exchange could not be recorded)."""
     event, service = x.event, x.service
     event.status = response.status
+    if event.adapter is not None and isinstance(response.body, bytes):
+        # A converted exchange: what the caller received is not what the provider answered.
+        event.caller_response_sha256 = hashlib.sha256(response.body).hexdigest()
     elapsed = time.perf_counter() - x.t0
     event.duration_ms = round(elapsed * 1000, 3)
     event.finished_at = event.started_at + timedelta(seconds=elapsed)

@@ -202,6 +202,8 @@ async def test_the_index_holds_keyed_hashes_never_the_number(gateway: Harness) -
     assert CITIZEN not in subjects and hashlib.sha256(CITIZEN.encode()).hexdigest() not in subjects
     assert (h.state.settings.keys_dir / KEY_FILE).stat().st_mode & 0o077 == 0
     assert identifiers(f"/x/{CITIZEN}1/{OTHER}?a=123456789") == {OTHER, "123456789"}
+    # Not a number inside a token: a request id's last group, a code, a word.
+    assert identifiers(f'{{"id": "0b0e2f4c-1a2b-4c3d-8e9f-{CITIZEN}", "c": "X{OTHER}"}}') == set()
 
 
 async def test_an_id_asked_for_or_returned_in_a_body_is_in_the_citizen_report(

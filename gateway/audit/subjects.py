@@ -46,8 +46,10 @@ __all__ = [
 
 KEY_FILE = "audit-subjects.key"
 BODY_SCAN = 256 << 10  # bytes of a body searched for identifiers
-# A run of exactly 12 or exactly 9 digits, not part of a longer run.
-_ID = re.compile(r"(?<!\d)(\d{12}|\d{9})(?!\d)")
+# A run of exactly 12 or exactly 9 digits standing alone: not part of a longer run, of a
+# word or of a hyphenated token (a UUID's last group is often 12 digits: a request id
+# echoed in an answer was indexed as a citizen's number).
+_ID = re.compile(r"(?<![\w-])(\d{12}|\d{9})(?![\w-])")
 
 
 def identifiers(text: str) -> set[str]:

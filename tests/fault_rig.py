@@ -40,6 +40,7 @@ from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditRecord
 from tests.conftest import (
+    LGSP,
     PROVINCE_ID,
     PROVINCE_SECRET,
     REPO,
@@ -65,6 +66,7 @@ __all__ = [
     "records",
     "seed",
     "send",
+    "spawn",
     "statuses",
     "tansu",
     "token",
@@ -323,6 +325,14 @@ def gateway_env(
 
 def process(env: dict[str, str], log: Path) -> GatewayProcess:
     return GatewayProcess(env, int(env["LGSP_PORT"]), log)
+
+
+def spawn(gw: GatewayProcess) -> None:
+    """Start `gw` without waiting for it to answer (to kill it while it starts)."""
+    with gw.log.open("ab") as log:
+        gw.proc = subprocess.Popen(
+            [*LGSP, "serve", "--no-migrate"], env=gw.env, cwd=REPO, stdout=log, stderr=log
+        )
 
 
 async def token(gw: GatewayProcess, secret: str, client: str = "motcua") -> str:

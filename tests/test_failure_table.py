@@ -279,8 +279,7 @@ async def test_a_node_lost_with_its_disk_loses_what_its_spool_had_not_shipped(
                 public_url="http://gateway.test",  # one issuer: either takes the token
             )
             nodes.append(process(env, tmp_path / f"{name}.log"))
-        for gw in nodes:
-            gw.start()
+        await asyncio.gather(*(asyncio.to_thread(gw.start) for gw in nodes))
         lost_node, kept = nodes
         try:
             bearer = await token(lost_node, secret)

@@ -279,9 +279,9 @@ async def test_a_node_lost_with_its_disk_loses_what_its_spool_had_not_shipped(
                 public_url="http://gateway.test",  # one issuer: either takes the token
             )
             nodes.append(process(env, tmp_path / f"{name}.log"))
-        await asyncio.gather(*(asyncio.to_thread(gw.start) for gw in nodes))
         lost_node, kept = nodes
         try:
+            await asyncio.gather(*(asyncio.to_thread(gw.start) for gw in nodes))
             bearer = await token(lost_node, secret)
             async with indexer_running(database_url, broker, topic, 1, "node-indexer"):
                 on_lost = await _both(lost_node.url, bearer, 30)

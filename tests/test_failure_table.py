@@ -1,16 +1,19 @@
 """The rows of the docs' "What is lost in which failure" table that no other module
 counts (issue 21): the store stopped in embedded mode, the spool's bound reached while
-the broker is away, and a node lost with its disk. Each runs the gateway as its own
-process against PostgreSQL (and Tansu), sends a fail_closed service (the test policy's
-echo) and a fail_open one side by side with request ids of its own, and counts per
-request id what the caller was answered, what reached the provider, what the audit store
-holds and what the gateway's log names. The other rows: docs/auditor.md.
+the broker is away, a node lost with its disk, and a spool corrupted on disk. Each runs
+the gateway as its own process against PostgreSQL (and Tansu), sends a fail_closed
+service (the test policy's echo) and a fail_open one side by side with request ids of
+its own, and counts per request id what the caller was answered, what reached the
+provider, what the audit store holds and what the gateway's log names. The other rows:
+docs/auditor.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import struct
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from gateway.audit.verify import verify_store
 from gateway.store.db import create_engine, session_factory
+from gateway.store.models import AuditFinding
 from tests.conftest import ECHO
 
 __all__ = ["broker"]
@@ -358,4 +363,77 @@ async def test_a_node_lost_with_its_disk_loses_what_its_spool_had_not_shipped(
         f"({closed_lost} fail_closed), {unshipped} spool records unshipped at the kill "
         f"({checkpoints} checkpoints); chain of the lost node: {chain}; "
         f"kept node: {len(on_kept)} answered, 0 missing"
+    )
+
+
+async def test_a_corrupted_spool_loses_the_damaged_record_and_says_so(
+    database_url: str, broker: Broker, tmp_path: Path
+) -> None:
+    """The broker away, exchanges wait in the spool; the gateway is SIGKILLed, one byte of
+    one spooled record is flipped on disk, and the gateway and the broker come back. The
+    damaged record is quarantined and reported; every other exchange is audited once."""
+    topic, instance = "lgsp.audit.corrupt", "gw-corrupt"
+    async with upstream() as sim:
+        secret = (await seed(database_url, sim.url, fail_open_echo=True))["motcua"]
+        env = gateway_env(database_url, tmp_path, instance, broker=broker, topic=topic)
+        gw = process(env, tmp_path / "gateway.log")
+        gw.start()
+        try:
+            bearer = await token(gw, secret)
+            broker.stop()
+            answers = await _both(gw.url, bearer, 40)
+            gw.kill()
+            [segment] = sorted((tmp_path / "spool" / instance).glob("*.seg"))[-1:]
+            data = bytearray(segment.read_bytes())
+            frames = []  # (position, payload) of each record, as tests/test_spool.py reads them
+            pos = 0
+            while pos < len(data):
+                _magic, _offset, length, _crc = struct.unpack_from(">4sQII", data, pos)
+                frames.append((pos, bytes(data[pos + 20 : pos + 20 + length])))
+                pos += 20 + length
+            victim_pos, victim = frames[len(frames) // 2]
+            damaged = json.loads(victim)
+            data[victim_pos + 20 + 5] ^= 0x40
+            segment.write_bytes(data)
+            broker.start()
+            gw.start()
+            async with indexer_running(database_url, broker, topic, 1, "corrupt-indexer"):
+                ids = {a.request_id for a in answers}
+
+                async def indexed() -> bool:
+                    stored = await records(database_url, instance)
+                    have = {r for c in stored.values() for r in c}
+                    return len(ids - have) <= 1
+
+                await until(indexed, 60, "every undamaged exchange to be indexed")
+                stored = await records(database_url, instance)
+                engine = create_engine(database_url)
+                try:
+                    report = await verify_store(session_factory(engine), instance=instance)
+                    async with session_factory(engine)() as s:
+                        findings = (await s.scalars(select(AuditFinding))).all()
+                finally:
+                    await engine.dispose()
+        finally:
+            gw.terminate()
+
+    assert {a.status for a in answers} == {200}
+
+    # The damaged record is one event (or a checkpoint): only its exchange lacks it.
+    def lacks(a: Answer) -> bool:
+        if a.request_id.startswith("closed"):
+            return (stored["intent"][a.request_id], stored["outcome"][a.request_id]) != (1, 1)
+        return stored[""][a.request_id] != 1
+
+    lacking = [a.request_id for a in answers if lacks(a)]
+    assert lacking == ([damaged["request_id"]] if "request_id" in damaged else []), lacking
+    kinds = Counter(f.kind for f in findings)
+    assert kinds["spool_corrupt"] == 1, kinds
+    assert list((tmp_path / "spool" / instance / "quarantine").iterdir())
+    assert not report.ok  # the chain shows the gap where the record was
+    assert [f.kind for f in report.findings] == ["missing"], report.as_dict()
+    assert len(logged(gw.log, "audit spool corrupted")) == 1
+    print(
+        f"{len(answers)} answered, 1 record damaged ({damaged.get('phase') or 'event'} of "
+        f"{damaged.get('request_id', 'a checkpoint')}); {len(lacking)} exchange lacks a record"
     )

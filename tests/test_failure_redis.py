@@ -117,7 +117,7 @@ async def test_a_redis_outage_with_two_replicas(
                     await probed("probes")
                     return not any(_health(gw.url)["degraded"] for gw in replicas)
 
-                await until(on_redis, 20, "both replicas to count in Redis")
+                await until(on_redis, 60, "both replicas to count in Redis")
                 marks = [gw.log.stat().st_size for gw in replicas]
                 await each(10, "before")
                 relay.cut()
@@ -133,7 +133,7 @@ async def test_a_redis_outage_with_two_replicas(
                         for gw, mark in zip(replicas, marks, strict=True)
                     )
 
-                await until(back, 20, "both replicas to say rate limits restored")
+                await until(back, 60, "both replicas to say rate limits restored")
                 await each(BUDGET // 2, "after")
             finally:
                 for gw in replicas:

@@ -3,7 +3,7 @@
 
 `RedisLimiter` (gateway/limits/ratelimit.py) in this process, as a gateway worker runs
 it, against the local Redis (`LGSP_TEST_REDIS_URL`, default 127.0.0.1:6379) reached
-through a relay in a thread of its own (tests/relay.py) that is cut (every connection
+through a relay in a process of its own (`python -m tests.relay`) that is cut (every connection
 reset, new ones refused) for `--outage` seconds and given back. C concurrent callers
 check one limit in a closed loop for the whole run; each check's latency is kept with the
 time it started, and reported per window of `--window` seconds: checks, p50, p99, max,
@@ -19,15 +19,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from urllib.parse import urlsplit
 
 from gateway.limits.ratelimit import Limit, RedisLimiter
-from tests.relay import Relay
 
 __all__ = ["main"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -40,11 +49,23 @@ def _pct(values: list[float], q: float) -> float:
 async def _run(args: argparse.Namespace) -> None:
     url = os.environ.get("LGSP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     target = urlsplit(url)
-    relay = Relay(target.hostname or "127.0.0.1", target.port or 6379)
-    relay.restore()
+    port = _free_port()
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.relay",
+            str(port),
+            target.hostname or "127.0.0.1",
+            str(target.port or 6379),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert relay.stdout is not None
+    relay.stdout.readline()  # "relaying"
     db = target.path.lstrip("/") or "0"
     limiter = RedisLimiter(
-        f"redis://127.0.0.1:{relay.port}/{db}",
+        f"redis://127.0.0.1:{port}/{db}",
         timeout_ms=args.timeout_ms,
         key_prefix=f"bench:{uuid.uuid4().hex[:8]}:",
     )
@@ -65,19 +86,20 @@ async def _run(args: argparse.Namespace) -> None:
     callers = [asyncio.create_task(caller()) for _ in range(args.concurrency)]
     await asyncio.sleep(args.before)
     cut_at = time.perf_counter() - t0
-    await asyncio.to_thread(relay.cut)
+    relay.send_signal(signal.SIGUSR1)
     await asyncio.sleep(args.outage)
     back_at = time.perf_counter() - t0
-    await asyncio.to_thread(relay.restore)
+    relay.send_signal(signal.SIGUSR2)
     await asyncio.sleep(args.after)
     stop.set()
     await asyncio.gather(*callers)
     await limiter.close()
-    relay.close()
+    relay.kill()
+    relay.wait()
 
     print(
         f"concurrency {args.concurrency}, timeout {args.timeout_ms} ms; Redis cut at "
-        f"{cut_at:.2f} s, back at {back_at:.2f} s; {relay.accepted} connections opened"
+        f"{cut_at:.2f} s, back at {back_at:.2f} s"
     )
     print(f"{'window':>13} {'checks':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'local':>6}")
     end = max(s[0] for s in samples)

@@ -82,3 +82,24 @@ class Relay:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
+
+
+def _serve(listen_port: int, host: str, port: int) -> None:
+    """`python -m tests.relay LISTEN_PORT HOST PORT`: the relay in a process of its own
+    (no GIL shared with what it measures); SIGUSR1 cuts, SIGUSR2 restores."""
+    import signal
+
+    relay = Relay(host, port)
+    relay.port = listen_port
+    relay.restore()
+    signal.signal(signal.SIGUSR1, lambda *_: relay.cut())
+    signal.signal(signal.SIGUSR2, lambda *_: relay.restore())
+    signal.signal(signal.SIGTERM, lambda *_: relay.close())
+    print("relaying", flush=True)
+    relay._thread.join()
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

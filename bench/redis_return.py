@@ -55,14 +55,12 @@ async def _run(args: argparse.Namespace) -> None:
             sys.executable,
             "-m",
             "tests.relay",
-            str(port),
-            target.hostname or "127.0.0.1",
-            str(target.port or 6379),
+            f"127.0.0.1:{port}={target.hostname or '127.0.0.1'}:{target.port or 6379}",
         ],
         stdout=subprocess.PIPE,
     )
     assert relay.stdout is not None
-    relay.stdout.readline()  # "relaying"
+    relay.stdout.readline()  # "ready"
     db = target.path.lstrip("/") or "0"
     limiter = RedisLimiter(
         f"redis://127.0.0.1:{port}/{db}",

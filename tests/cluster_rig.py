@@ -8,7 +8,7 @@ relay to the machine's shared services, processes inside the hosts, HAProxy in f
   `<n>` is chosen per run (a subnet already on an interface is skipped, and a lock file
   per subnet keeps two runs, such as two xdist workers, from taking the same one); the
   names carry a random run id. `down()` removes it all, and is safe to call twice.
-- `Relay` runs tests/tcp_relay.py on the bridge address for the services that listen on
+- `Relay` runs tests/relay.py on the bridge address for the services that listen on
   127.0.0.1 only (PostgreSQL, Redis): a host cannot reach the root namespace's loopback.
 - `HostProcess` is one program started with `ip netns exec <host>`: `ip` execs it, so the
   process's pid is the program's own and SIGKILL and SIGTERM reach it directly.
@@ -253,10 +253,10 @@ class HostProcess:
 
 
 class Relay(HostProcess):
-    """tests/tcp_relay.py in the root namespace: `listen` -> `target`, each host:port."""
+    """tests/relay.py in the root namespace: `listen` -> `target`, each host:port."""
 
     def __init__(self, pairs: dict[str, str], log: Path) -> None:
-        argv = [sys.executable, "-m", "tests.tcp_relay", *(f"{a}={b}" for a, b in pairs.items())]
+        argv = [sys.executable, "-m", "tests.relay", *(f"{a}={b}" for a, b in pairs.items())]
         super().__init__("relay", argv, {**os.environ, "PYTHONPATH": str(REPO)}, log)
 
     def start(self) -> None:

@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import time
+import unittest.mock
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
@@ -548,11 +550,21 @@ def _lgsp_in_process(
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
+    logging_before = structlog.get_config()
+    configure = structlog.configure
+
+    def uncached(**settings: Any) -> None:
+        # The command configures logging as for a process of its own; here a logger
+        # cached on first use would keep the command's stderr and processors for the
+        # rest of this worker's tests.
+        configure(**{**settings, "cache_logger_on_first_use": False})
+
     try:
         with (
             contextlib.chdir(cwd),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
+            unittest.mock.patch.object(structlog, "configure", uncached),
         ):
             try:
                 lgsp_main(args)
@@ -565,6 +577,9 @@ def _lgsp_in_process(
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        # As it was, the same processors list included: loggers bound before the command
+        # hold that list, which `capture_logs` fills in place.
+        structlog.configure(**logging_before)
     return subprocess.CompletedProcess([*LGSP, *args], code, out.getvalue(), err.getvalue())
 
 

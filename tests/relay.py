@@ -1,6 +1,13 @@
 """A TCP relay that can cut a part (PostgreSQL, Redis) away from the processes that use
-it and give it back on the same port; used by the fault tests (tests/fault_rig.py) and by
-bench/redis_return.py. No pytest here, so that the benchmarks can import it."""
+it and give it back on the same port; used by the fault tests (tests/fault_rig.py), by
+the cluster test (tests/cluster_rig.py: the machine's PostgreSQL and Redis listen on
+127.0.0.1, which a network namespace cannot reach, so a relay in the root namespace
+listens on the bridge address) and by bench/redis_return.py. Standard library only, no
+pytest, so that it starts in tens of milliseconds and the benchmarks can import it.
+
+    python -m tests.relay LISTEN=TARGET ...   each a host:port; prints `ready`;
+                                             SIGUSR1 cuts, SIGUSR2 restores
+"""
 
 from __future__ import annotations
 
@@ -25,9 +32,9 @@ class Relay:
     closes the listener and every connection through it (the part is gone, as a crashed
     server or a broken network looks to the gateway); `restore()` listens again."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, listen: tuple[str, int] | None = None) -> None:
         self.target = (host, port)
-        self.port = _free_port()
+        self.host, self.port = listen or ("127.0.0.1", _free_port())
         self.accepted = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -51,7 +58,9 @@ class Relay:
         self._thread.join(5)
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            self._relay, self.host, self.port, reuse_address=True
+        )
 
     async def _cut(self) -> None:
         if self._server is not None:
@@ -84,22 +93,32 @@ class Relay:
         self._writers -= {writer, up_writer}
 
 
-def _serve(listen_port: int, host: str, port: int) -> None:
-    """`python -m tests.relay LISTEN_PORT HOST PORT`: the relay in a process of its own
-    (no GIL shared with what it measures); SIGUSR1 cuts, SIGUSR2 restores."""
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: list[str]) -> None:
+    """`python -m tests.relay LISTEN=TARGET ...`: relays in a process of their own (no GIL
+    shared with what they carry); `ready` once every listener is bound; SIGUSR1 cuts
+    them, SIGUSR2 restores them, SIGTERM ends them."""
     import signal
 
-    relay = Relay(host, port)
-    relay.port = listen_port
-    relay.restore()
-    signal.signal(signal.SIGUSR1, lambda *_: relay.cut())
-    signal.signal(signal.SIGUSR2, lambda *_: relay.restore())
-    signal.signal(signal.SIGTERM, lambda *_: relay.close())
-    print("relaying", flush=True)
-    relay._thread.join()
+    relays = []
+    for arg in argv:
+        listen, _, target = arg.partition("=")
+        relay = Relay(*_address(target), listen=_address(listen))
+        relay.restore()
+        relays.append(relay)
+    signal.signal(signal.SIGUSR1, lambda *_: [r.cut() for r in relays])
+    signal.signal(signal.SIGUSR2, lambda *_: [r.restore() for r in relays])
+    signal.signal(signal.SIGTERM, lambda *_: [r.close() for r in relays])
+    print("ready", flush=True)
+    for r in relays:
+        r._thread.join()
 
 
 if __name__ == "__main__":
     import sys
 
-    _serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1:])

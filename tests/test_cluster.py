@@ -15,7 +15,7 @@ them but what a real cluster shares over the network:
 The machine's PostgreSQL and Redis listen on 127.0.0.1, which inside a namespace is the
 namespace's own loopback. Rather than reconfigure them (listen_addresses, bind) or route
 to the root namespace's loopback (DNAT and route_localnet, machine-wide), a small TCP
-relay (tests/tcp_relay.py, standard library) listens on the bridge address and forwards
+relay (tests/relay.py, standard library) listens on the bridge address and forwards
 there: the hosts see a database host and a Redis host at 10.213.<n>.1, and the servers
 see local clients (PostgreSQL's trust rule for 127.0.0.1 applies). Tansu and the
 simulator are started by the test, so they listen on the bridge address themselves.

@@ -19,6 +19,8 @@ from gateway.edge.console import (
     access,
     credentials,
     dashboard,
+    editing,
+    kinds,
     pages,
     password,
     people,
@@ -54,4 +56,5 @@ def add_routes(app: web.Application) -> None:
     versions.add_routes(app)
     access.add_routes(app)
     credentials.add_routes(app)
+    editing.add_routes(app, kinds.CATALOGUE)
     app.router.add_get(f"{PREFIX}/static/console.css", stylesheet)

@@ -529,6 +529,9 @@ class Account(Base):
     # A password the gateway generated (create, reset) is for one sign-in: then the
     # person chooses their own.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Signed in through the province's OpenID provider (migration 0019): "<issuer> <sub>",
+    # the only thing an IdP's sign-in is matched on (never the name); None for local ones.
+    external_subject: Mapped[str | None] = mapped_column(String(512), unique=True, default=None)
 
 
 class ConsoleSession(Base):

@@ -21,6 +21,7 @@ from gateway.edge.console import (
     dashboard,
     editing,
     kinds,
+    oidc,
     pages,
     password,
     people,
@@ -48,6 +49,7 @@ def add_routes(app: web.Application) -> None:
         >>> add_routes(web.Application())
     """
     signin.add_routes(app)
+    oidc.add_routes(app)
     pages.add_routes(app)
     dashboard.add_routes(app)
     password.add_routes(app)

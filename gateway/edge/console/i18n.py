@@ -259,6 +259,52 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "kind.rate_limit": ("giới hạn tần suất", "rate limit"),
     "kind.issuer": ("bên phát hành tin cậy", "trusted issuer"),
     "kind.topic": ("chủ đề", "topic"),
+    # Signing in through the province's OpenID provider (oidc.py).
+    "oidc.sign_in": (
+        "Đăng nhập bằng tài khoản của tỉnh (SSO)",
+        "Sign in with the province's account (SSO)",
+    ),
+    "oidc.refused_title": ("Không đăng nhập được", "Not signed in"),
+    "oidc.try_again": ("Quay lại trang đăng nhập", "Back to signing in"),
+    "oidc.done_title": ("Đã đăng nhập", "Signed in"),
+    "oidc.continue": ("Tiếp tục vào bảng điều khiển", "Continue to the console"),
+    "oidc.refused_state": (
+        "Phiên đăng nhập này không do trình duyệt của bạn bắt đầu, hoặc đã quá hạn. "
+        "Hãy đăng nhập lại từ đầu.",
+        "This sign-in was not started by your browser, or it has expired. Start again.",
+    ),
+    "oidc.refused_provider_said": (
+        "Hệ thống đăng nhập của tỉnh đã không cho phép đăng nhập.",
+        "The province's sign-in service did not let you sign in.",
+    ),
+    "oidc.refused_provider": (
+        "Không liên lạc được với hệ thống đăng nhập của tỉnh. Hãy thử lại sau.",
+        "The province's sign-in service cannot be reached. Try again later.",
+    ),
+    "oidc.refused_token": (
+        "Kết quả đăng nhập không hợp lệ và đã bị từ chối.",
+        "The sign-in's result is not valid and was refused.",
+    ),
+    "oidc.refused_mfa": (
+        "Hệ thống đăng nhập của tỉnh không xác nhận bạn đã dùng xác thực hai lớp; "
+        "bảng điều khiển đòi hỏi điều đó.",
+        "The province's sign-in service does not say you gave a second factor; "
+        "the console requires one.",
+    ),
+    "oidc.refused_roles": (
+        "Tài khoản của bạn không thuộc nhóm nào được giao vai trò trong bảng điều khiển. "
+        "Hãy đề nghị quản trị viên cấp quyền.",
+        "Your account is in no group that has a role in the console. Ask an administrator for one.",
+    ),
+    "oidc.refused_name": (
+        "Tên tài khoản từ hệ thống đăng nhập không dùng được ở đây.",
+        "The account name the sign-in service gives cannot be used here.",
+    ),
+    "oidc.refused_taken": (
+        "Đã có một tài khoản nội bộ cùng tên; quản trị viên cần xử lý trước.",
+        "A local account has that name; an administrator must resolve it first.",
+    ),
+    "oidc.refused_disabled": ("Tài khoản đã bị khoá.", "The account is disabled."),
     "error.stale": (
         "Biểu mẫu không đầy đủ; hãy mở lại trang dịch vụ.",
         "The form is incomplete; open the service's page again.",

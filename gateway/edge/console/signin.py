@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from gateway.edge.console import oidc
 from gateway.edge.console.i18n import LANGUAGES
 from gateway.edge.console.views import (
     LANG_COOKIE,
@@ -76,7 +77,11 @@ async def sign_in_form(view: View) -> web.StreamResponse:
         view.request.query.get("m", "")
     )
     return view.render(
-        "signin.html", name="", error=None, notice=view.t(notice) if notice else None
+        "signin.html",
+        name="",
+        error=None,
+        notice=view.t(notice) if notice else None,
+        oidc=oidc.enabled(view),
     )
 
 
@@ -107,7 +112,12 @@ async def sign_in(view: View) -> web.StreamResponse:
     if account is None:
         await state.auth_failures.failed([f"addr:{_address(view)}"])
         return view.render(
-            "signin.html", status=401, name=name, error=view.t("signin.failed"), notice=None
+            "signin.html",
+            status=401,
+            name=name,
+            error=view.t("signin.failed"),
+            notice=None,
+            oidc=oidc.enabled(view),
         )
     response = redirect(f"{PREFIX}/sign-in/code")
     set_session_cookie(response, token, state)

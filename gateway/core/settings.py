@@ -178,6 +178,11 @@ class Settings(BaseSettings):
     # gave a second factor there, as local accounts must here; the console asks none.
     console_oidc_require_mfa: bool = True
     console_oidc_mfa_acr: list[str] = []
+    # Passkeys (WebAuthn) as a second factor beside TOTP: the relying party's id (the
+    # console's host name; never an IP address) and the origin the browser shows;
+    # default both from public_url.
+    console_webauthn_rp_id: str | None = None
+    console_webauthn_origin: str | None = None
     problem_type_base: str = "urn:lgsp:problem:"
     log_level: str = "INFO"
 

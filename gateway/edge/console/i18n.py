@@ -305,6 +305,40 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "A local account has that name; an administrator must resolve it first.",
     ),
     "oidc.refused_disabled": ("Tài khoản đã bị khoá.", "The account is disabled."),
+    # Passkeys (passkeys.py, the second factor's page).
+    "nav.passkeys": ("Khoá truy cập", "Passkeys"),
+    "passkeys.title": ("Khoá truy cập (passkey)", "Passkeys"),
+    "passkeys.help": (
+        "Một khoá truy cập (khoá bảo mật, điện thoại hoặc máy tính của bạn) thay được mã "
+        "xác thực khi đăng nhập, sau mật khẩu.",
+        "A passkey (a security key, your phone or computer) can stand in for the "
+        "authentication code when you sign in, after the password.",
+    ),
+    "passkeys.name": ("Tên gợi nhớ", "Name"),
+    "passkeys.unnamed": ("Khoá truy cập", "Passkey"),
+    "passkeys.created": ("Thêm lúc", "Added"),
+    "passkeys.last_used": ("Dùng lần cuối", "Last used"),
+    "passkeys.remove": ("Gỡ", "Remove"),
+    "passkeys.add": ("Thêm khoá truy cập", "Add a passkey"),
+    "passkeys.added": ("Đã thêm khoá truy cập.", "The passkey is added."),
+    "passkeys.none": ("Bạn chưa có khoá truy cập nào.", "You have no passkey yet."),
+    "passkeys.refused": (
+        "Khoá truy cập không được chấp nhận. Hãy thử lại.",
+        "The passkey was not accepted. Try again.",
+    ),
+    "passkeys.failed": (
+        "Trình duyệt không tạo hoặc dùng được khoá truy cập",
+        "The browser could not make or use a passkey",
+    ),
+    "signin.use_passkey": ("Dùng khoá truy cập", "Use a passkey"),
+    "signin.passkey_help": (
+        "Hoặc dùng một khoá truy cập đã thêm vào tài khoản.",
+        "Or use a passkey added to your account.",
+    ),
+    "signin.passkey_failed": (
+        "Khoá truy cập không được chấp nhận.",
+        "The passkey was not accepted.",
+    ),
     "error.stale": (
         "Biểu mẫu không đầy đủ; hãy mở lại trang dịch vụ.",
         "The form is incomplete; open the service's page again.",

@@ -69,10 +69,19 @@ def _flow_cookie(view: View, response: web.StreamResponse, value: str, max_age: 
     )
 
 
-def _refused(view: View, reason: str) -> web.Response:
-    response = view.render(
-        "oidc_refused.html", status=403, message=view.t(f"oidc.refused_{reason}")
+def _refusal_page(view: View, status: int, reason: str) -> web.Response:
+    message = view.t(f"oidc.refused_{reason}")
+    return view.render(
+        "error.html",
+        status=status,
+        message=message,
+        title="oidc.refused_title",
+        back_to_sign_in=True,
     )
+
+
+def _refused(view: View, reason: str) -> web.Response:
+    response = _refusal_page(view, 403, reason)
     _flow_cookie(view, response, "", 0)
     return response
 
@@ -88,7 +97,7 @@ async def start(view: View) -> web.StreamResponse:
             provider = await oidc.discover(http, issuer)
     except (oidc.Refused, aiohttp.ClientError, TimeoutError) as e:
         log.warning("oidc provider unreachable", issuer=issuer, error=str(e))
-        return view.render("oidc_refused.html", status=502, message=view.t("oidc.refused_provider"))
+        return _refusal_page(view, 502, "provider")
     flow = oidc.new_flow()
     response = redirect(oidc.authorize_url(provider, _client(view), flow))
     _flow_cookie(view, response, flow.cookie(), FLOW_SECONDS)

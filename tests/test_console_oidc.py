@@ -175,6 +175,17 @@ async def test_a_person_signs_in_at_the_provider_and_lands_with_the_mapped_role(
     await page.wait_for_url(f"{gateway.url}/console/")
     actions = [e.action for e in await events(gateway) if e.target == "person:quantri"]
     assert actions.count("account.create") == 1 and actions.count("account.sign-in") == 2
+    # Signed in anew in the same browser (the provider remembers the person: no pages),
+    # the earlier session ends: its token opens nothing.
+    (before,) = [c["value"] for c in await page.context.cookies() if "console" in c["name"]]
+    await page.goto(f"{gateway.url}/console/sign-in/oidc")
+    await page.wait_for_url(f"{gateway.url}/console/")
+    (after,) = [c["value"] for c in await page.context.cookies() if "console" in c["name"]]
+    assert after != before
+    r = await gateway.http.get(
+        "/console/agencies", headers={"Cookie": f"__Host-lgsp_console={before}"}
+    )
+    assert r.headers.get("location") == "/console/sign-in"
     # Such an account has no password here: the local form does not open it.
     await page.goto(f"{gateway.url}/console/sign-in")
     await page.context.clear_cookies()

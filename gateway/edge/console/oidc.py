@@ -24,7 +24,14 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.edge.console.views import PREFIX, View, page, redirect, set_session_cookie
+from gateway.edge.console.views import (
+    PREFIX,
+    View,
+    cookie_name,
+    page,
+    redirect,
+    set_session_cookie,
+)
 from gateway.identity import oidc, websessions
 from gateway.identity.accounts import AccountError, person
 from gateway.store import changes
@@ -149,6 +156,9 @@ async def callback(view: View) -> web.StreamResponse:
             account = await oidc.link_account(
                 s, provider.issuer, claims, roles, view.request.remote or "-"
             )
+            if view.found is not None:  # a session already in this browser ends here
+                secure = settings.console_secure_cookies
+                await websessions.close_session(s, view.request.cookies[cookie_name(secure)])
             token, _ = await websessions.open_session(
                 s,
                 account,

@@ -24,7 +24,7 @@ from gateway.store.models import AdminEvent
 
 from .conftest import Harness
 
-__all__ = ["GOOD", "Person", "events", "person", "sign_in"]
+__all__ = ["GOOD", "Person", "events", "person", "serious", "sign_in"]
 
 
 @dataclass
@@ -69,3 +69,20 @@ async def sign_in(page: Any, url: str, who: Person, code: str | None = None) -> 
     await page.wait_for_url("**/console/sign-in/code")
     await page.fill("#code", code or who.code())
     await page.click("main button[type=submit]")
+
+
+async def serious(page: Any) -> list[str]:
+    """axe-core's serious and critical WCAG 2.1 A/AA violations on the page (run in a
+    context made with `bypass_csp=True`: the console's CSP allows no injected script)."""
+    from axe_playwright_python.async_playwright import Axe
+
+    options = {
+        "resultTypes": ["violations"],
+        "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    }
+    results = await Axe().run(page, options=options)
+    return [
+        f"{page.url}: {v['id']} ({v['impact']}): {v['help']} at {v['nodes'][0]['target']}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

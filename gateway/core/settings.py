@@ -185,6 +185,27 @@ class Settings(BaseSettings):
     console_lockout_failures: int = Field(5, ge=1, le=100)
     console_lockout_minutes: float = Field(15.0, gt=0, le=1440)
     console_password_min_length: int = Field(12, ge=8, le=64)
+    # Sign-in through the province's OpenID Connect provider (authorization code + PKCE),
+    # beside local accounts; off while no issuer is set (docs/administrator.md "Signing in
+    # through the province's identity provider"). The IdP's groups (the claim named
+    # here) map to roles: a person none of whose groups maps to a role is refused.
+    console_oidc_issuer: str | None = None
+    console_oidc_client_id: str = ""
+    console_oidc_client_secret: str = ""
+    console_oidc_scopes: str = "openid profile groups"
+    console_oidc_groups_claim: str = "groups"
+    console_oidc_roles: dict[str, list[str]] = {}
+    # The callback the IdP sends the browser back to; default public_url + the console's.
+    console_oidc_redirect_url: str | None = None
+    # True: the IdP must say (`amr`, RFC 8176, or an `acr` listed below) that the person
+    # gave a second factor there, as local accounts must here; the console asks none.
+    console_oidc_require_mfa: bool = True
+    console_oidc_mfa_acr: list[str] = []
+    # Passkeys (WebAuthn) as a second factor beside TOTP: the relying party's id (the
+    # console's host name; never an IP address) and the origin the browser shows;
+    # default both from public_url.
+    console_webauthn_rp_id: str | None = None
+    console_webauthn_origin: str | None = None
     problem_type_base: str = "urn:lgsp:problem:"
     log_level: str = "INFO"
 

@@ -415,3 +415,32 @@ async def check_second_factor(
     account.totp_last_step, account.failures, account.locked_until = step, 0, None
     await changes.note(session, [_event(account.name, "account.sign-in", address=address)])
     return True
+
+
+async def note_second_factor(
+    session: AsyncSession,
+    account: Account,
+    ok: bool,
+    *,
+    factor: str,
+    policy: LockoutPolicy,
+    address: str,
+) -> None:
+    """A second factor checked elsewhere (a passkey, gateway/identity/passkeys.py): a
+    success is recorded as the sign-in and resets the failure count, a failure counts
+    towards the lock-out as a wrong code does.
+
+    Raises:
+        Locked: the account is locked.
+
+    Example:
+        >>> await note_second_factor(s, account, True, factor="passkey",
+        ...                          policy=LockoutPolicy(), address="::1")
+    """
+    _refuse_if_locked(account)
+    if not ok:
+        await _failed(session, account, factor, policy, address)
+        return
+    account.failures, account.locked_until = 0, None
+    event = _event(account.name, "account.sign-in", address=address, factor=factor)
+    await changes.note(session, [event])

@@ -554,6 +554,9 @@ class Account(Base):
     # A password the gateway generated (create, reset) is for one sign-in: then the
     # person chooses their own.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Signed in through the province's OpenID provider (migration 0019): "<issuer> <sub>",
+    # the only thing an IdP's sign-in is matched on (never the name); None for local ones.
+    external_subject: Mapped[str | None] = mapped_column(String(512), unique=True, default=None)
 
 
 class ConsoleSession(Base):
@@ -571,6 +574,25 @@ class ConsoleSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The WebAuthn challenge the session's page was given (migration 0019), good once.
+    challenge: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
+
+
+class Passkey(Base):
+    """A WebAuthn credential (a passkey) of an account, a second factor beside TOTP
+    (migration 0019): its id, its COSE public key, and the authenticator's counter."""
+
+    __tablename__ = "passkeys"
+    __table_args__ = (Index("ix_passkeys_account", "account_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)  # base64url
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True, default=None)
 
 
 # -- events: topics, published events, subscriptions and their deliveries (migration 0016) --

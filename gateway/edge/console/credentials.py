@@ -38,7 +38,9 @@ def _actor(view: View) -> Actor:
 async def clients(view: View) -> web.StreamResponse:
     """Every client: departmental systems and admin callers."""
     items, _ = await entities.read_all(view.state.sessions, entities.CLIENTS)
-    return view.render("clients.html", items=items)
+    saved = view.request.query.get("saved", "")
+    shown = view.t("agencies.saved", version=saved) if saved.isdigit() else None
+    return view.render("clients.html", items=items, saved=shown)
 
 
 async def _page(

@@ -62,7 +62,11 @@ async def agency_form(view: View) -> web.StreamResponse:
     item = await _agency(view)
     if item is None:
         return view.error(404, "error.not_found")
-    return view.render("agency.html", item=item, errors=[], comment="", may_edit=_may_edit(view))
+    clients, _ = await entities.read_all(view.state.sessions, entities.CLIENTS)
+    systems = [c for c in clients if c["agency"] == item["code"]]  # its systems, to edit
+    return view.render(
+        "agency.html", item=item, errors=[], comment="", may_edit=_may_edit(view), systems=systems
+    )
 
 
 @page(roles=ADMINISTER)

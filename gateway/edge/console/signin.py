@@ -17,7 +17,9 @@ import math
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.edge.console import oidc, passkeys
 from gateway.edge.console.i18n import LANGUAGES
 from gateway.edge.console.views import (
     LANG_COOKIE,
@@ -31,6 +33,7 @@ from gateway.edge.console.views import (
     set_session_cookie,
 )
 from gateway.identity import accounts, websessions
+from gateway.identity import passkeys as keys
 from gateway.identity.accounts import Locked, LockoutPolicy
 from gateway.store import changes
 from gateway.store.models import Account, AdminEvent, utcnow
@@ -76,7 +79,11 @@ async def sign_in_form(view: View) -> web.StreamResponse:
         view.request.query.get("m", "")
     )
     return view.render(
-        "signin.html", name="", error=None, notice=view.t(notice) if notice else None
+        "signin.html",
+        name="",
+        error=None,
+        notice=view.t(notice) if notice else None,
+        oidc=oidc.enabled(view),
     )
 
 
@@ -107,17 +114,29 @@ async def sign_in(view: View) -> web.StreamResponse:
     if account is None:
         await state.auth_failures.failed([f"addr:{_address(view)}"])
         return view.render(
-            "signin.html", status=401, name=name, error=view.t("signin.failed"), notice=None
+            "signin.html",
+            status=401,
+            name=name,
+            error=view.t("signin.failed"),
+            notice=None,
+            oidc=oidc.enabled(view),
         )
     response = redirect(f"{PREFIX}/sign-in/code")
     set_session_cookie(response, token, state)
     return response
 
 
+async def _second_factor_page(
+    view: View, status: int = 200, error: str | None = None
+) -> web.Response:
+    """The second factor's page: the code's form, and a passkey's if the account has one."""
+    return view.render("totp.html", status=status, error=error, passkey=await passkeys.offer(view))
+
+
 @page(stage=websessions.PASSWORD_DONE)
 async def code_form(view: View) -> web.StreamResponse:
     """The second factor's form."""
-    return view.render("totp.html", error=None)
+    return await _second_factor_page(view)
 
 
 @page(stage=websessions.PASSWORD_DONE)
@@ -126,31 +145,72 @@ async def code(view: View) -> web.StreamResponse:
     assert view.found is not None  # page(stage=...) saw to it
     if (throttled := await _throttled(view, "totp.html")) is not None:
         return throttled
-    state, settings = view.state, view.state.settings
+    token = None
     try:
-        async with state.sessions() as s, s.begin():
+        async with view.state.sessions() as s, s.begin():
             account = await s.get(Account, view.found.account.id)
             assert account is not None
             ok = await accounts.check_second_factor(
                 s, account, view.field("code"), policy=_policy(view), address=_address(view)
             )
             if ok:
-                await websessions.close_session(s, _token(view))
-                token, _ = await websessions.open_session(
-                    s,
-                    account,
-                    websessions.SIGNED_IN,
-                    lifetime=timedelta(hours=settings.console_session_hours),
-                    address=_address(view),
-                )
+                token = await _signed_in(view, s, account)
     except Locked as e:
         return _locked(view, "totp.html", e)
-    if not ok:
-        await state.auth_failures.failed([f"addr:{_address(view)}"])
-        return view.render("totp.html", status=401, error=view.t("signin.totp_failed"))
+    return await _second_factor_answer(view, token, "signin.totp_failed")
+
+
+async def _signed_in(view: View, s: AsyncSession, account: Account) -> str:
+    """Both factors given: the half-way session ends, the real one opens (a new token)."""
+    await websessions.close_session(s, _token(view))
+    token, _ = await websessions.open_session(
+        s,
+        account,
+        websessions.SIGNED_IN,
+        lifetime=timedelta(hours=view.state.settings.console_session_hours),
+        address=_address(view),
+    )
+    return token
+
+
+async def _second_factor_answer(view: View, token: str | None, failed: str) -> web.Response:
+    if token is None:
+        await view.state.auth_failures.failed([f"addr:{_address(view)}"])
+        return await _second_factor_page(view, status=401, error=view.t(failed))
     response = redirect(f"{PREFIX}/")
-    set_session_cookie(response, token, state)
+    set_session_cookie(response, token, view.state)
     return response
+
+
+@page(stage=websessions.PASSWORD_DONE)
+async def passkey(view: View) -> web.StreamResponse:
+    """Check a passkey's answer to the page's challenge (instead of the code)."""
+    assert view.found is not None
+    if (throttled := await _throttled(view, "totp.html")) is not None:
+        return throttled
+    challenge = await passkeys.take_challenge(view)
+    token = None
+    try:
+        async with view.state.sessions() as s, s.begin():
+            account = await s.get(Account, view.found.account.id)
+            assert account is not None
+            try:
+                if challenge is None:
+                    raise keys.Refused("no challenge")
+                await keys.authenticate(
+                    s, account, view.field("credential"), challenge, passkeys.party(view)
+                )
+                ok = True
+            except keys.Refused:
+                ok = False
+            await accounts.note_second_factor(
+                s, account, ok, factor="passkey", policy=_policy(view), address=_address(view)
+            )
+            if ok:
+                token = await _signed_in(view, s, account)
+    except Locked as e:
+        return _locked(view, "totp.html", e)
+    return await _second_factor_answer(view, token, "signin.passkey_failed")
 
 
 @page(stage=None, before_new_password=True)
@@ -216,6 +276,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/sign-in", sign_in)
     app.router.add_get(f"{PREFIX}/sign-in/code", code_form)
     app.router.add_post(f"{PREFIX}/sign-in/code", code)
+    app.router.add_post(f"{PREFIX}/sign-in/passkey", passkey)
     app.router.add_post(f"{PREFIX}/sign-out", sign_out)
     app.router.add_post(f"{PREFIX}/sign-out/everywhere", sign_out_everywhere)
     app.router.add_get(f"{PREFIX}/lang/{{lang}}", language)

@@ -5,7 +5,8 @@ Each handler is wrapped by `page(...)`, which, before the handler runs, finds th
 session the cookie names (redirecting to sign-in without one), refuses a POST whose
 synchronizer token is not the session's (or, before sign-in, not the pre-session
 cookie's), refuses an account whose roles do not grant the page (deny unless granted);
-and after it, sets the Content-Security-Policy (no script at all, styles from the
+and after it, sets the Content-Security-Policy (no script, but the console's own on a
+page that asks for it (`View.script`: passkeys), styles from the
 console only), frame-ancestors 'none' and X-Frame-Options DENY, no-store caching,
 nosniff and no referrer.
 
@@ -65,6 +66,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+SCRIPT_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace(
+    "default-src 'none';", "default-src 'none'; script-src 'self';"
+)
+
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("gateway.edge.console", "templates"),
     autoescape=True,  # every value an outsider can put on a page is escaped
@@ -121,6 +126,9 @@ class View:
     form: MultiDictProxy[str | bytes | bytearray | web.FileField] | None = None
     pre_token: str = ""
     extra_cookies: dict[str, str] = field(default_factory=dict)
+    # The page runs the console's own script (/console/static/*.js; passkeys): its CSP
+    # then allows scripts from the console, and still none inline.
+    script: bool = False
 
     @property
     def csrf(self) -> str:
@@ -195,6 +203,8 @@ def page(
             response = await _checked(view, handler, stage, roles, before_new_password)
             for k, v in SECURITY_HEADERS.items():
                 response.headers[k] = v
+            if view.script:
+                response.headers["Content-Security-Policy"] = SCRIPT_CSP
             if view.pre_token:
                 _cookie(response, PRE_COOKIE, view.pre_token, state.settings.console_secure_cookies)
             return response

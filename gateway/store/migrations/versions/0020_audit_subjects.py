@@ -2,7 +2,7 @@
 indexes the auditors' console searches by (case number, officer, calling agency)
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0018"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -88,6 +88,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin import credentials as credential_ops
+from gateway.audit.subjects import load_subject_key
 from gateway.audit.verify import verify_store
 from gateway.config import versions as policy_state
 from gateway.events.secrets import SecretBox
@@ -385,7 +386,8 @@ async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
 
         keys = tmp_path / "keys"  # made once, copied to every host's disk
         KeyStore(keys, None).load()
-        SecretBox(keys).seal("x", 0)
+        SecretBox(keys).ensure_key()
+        load_subject_key(keys)
         lb = Balancer(
             {n: f"{net.address(n)}:{PORT}" for n in NODES},
             _free_ports("127.0.0.1", 1)[0],

@@ -474,3 +474,24 @@ def test_serve_refuses_a_port_in_use(env: dict[str, str]) -> None:
         )
     assert done.returncode != 0
     assert "already in use" in done.stderr
+
+
+def test_serve_makes_every_key_hosts_must_share_before_its_workers_start(tmp_path: Path) -> None:
+    """The token-signing key, the events key (webhook secrets) and the whose-data index
+    key, made once at start: a keys directory copied from there serves every host."""
+    from gateway.audit.subjects import KEY_FILE as SUBJECTS_KEY
+    from gateway.core.settings import Settings
+    from gateway.events.secrets import KEY_FILE as EVENTS_KEY
+    from gateway.ops.serve import prepare
+
+    keys = tmp_path / "keys"
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", keys_dir=keys, schemas_dir=""
+    )
+    prepare(settings)
+    made = {p.name: p.stat().st_mode & 0o777 for p in keys.iterdir() if p.is_file()}
+    assert made[EVENTS_KEY] == 0o600 and made[SUBJECTS_KEY] == 0o600
+    assert any(name.endswith(".pem") for name in made)
+    before = {name: (keys / name).read_bytes() for name in made}
+    prepare(settings)  # a second start keeps them
+    assert {name: (keys / name).read_bytes() for name in made} == before

@@ -2,11 +2,11 @@
 shown once when a subscription is made, then kept encrypted with AES-256-GCM under the
 gateway's events key, because signing needs the secret itself (a digest would not do).
 
-The events key is 32 random bytes in `<keys_dir>/events-secrets.key`, created on first
-use with file mode 0600, beside the token-signing keys (gateway/identity/keys.py); every
-replica sharing the keys directory can sign. The subscription's id is bound into each
-ciphertext (associated data), so a secret copied onto another subscription's row does
-not decrypt.
+The events key is 32 random bytes in `<keys_dir>/events-secrets.key`, created at start
+by `lgsp serve` (or on first use) with file mode 0600, beside the token-signing keys
+(gateway/identity/keys.py); every replica sharing the keys directory can sign. The
+subscription's id is bound into each ciphertext (associated data), so a secret copied
+onto another subscription's row does not decrypt.
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ class SecretBox:
     def __init__(self, keys_dir: Path) -> None:
         self._path = keys_dir / KEY_FILE
         self._aead: AESGCM | None = None
+
+    def ensure_key(self) -> None:
+        """Make the events key now if it does not exist (`lgsp serve` does, at start, so
+        that hosts sharing a copied keys directory share it too)."""
+        self._cipher()
 
     def _cipher(self) -> AESGCM:
         if self._aead is None:

@@ -36,12 +36,14 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.audit.subjects import load_subject_key
 from gateway.core.logging import log
 from gateway.core.settings import Settings
 from gateway.core.tls import server_context
 from gateway.edge.app import create_app
 from gateway.edge.protocol import GatewayRunner
 from gateway.edge.state import STATE
+from gateway.events.secrets import SecretBox
 from gateway.identity.keys import KeyStore
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
@@ -94,6 +96,11 @@ def prepare(settings: Settings) -> None:
     checked_tls(settings)
     # Workers must verify each other's tokens: the signing key is made once, here.
     KeyStore(settings.keys_dir, settings.key_passphrase, settings.token_algorithms[0]).load()
+    # So are the keys beside it: the events key (webhook secrets sealed by one host open on
+    # another) and the whose-data index key (every host and the indexer digest a number
+    # alike). Made lazily, each host of a cluster would have made its own.
+    SecretBox(settings.keys_dir).ensure_key()
+    load_subject_key(settings.keys_dir)
     if settings.schemas_dir.parts:
 
         async def register() -> None:

@@ -125,3 +125,14 @@ async def test_a_service_that_is_not_there_has_no_matrix(gateway: Harness, brows
     await page.wait_for_url("**/console/")
     r = await page.goto(f"{gateway.url}/console/access/000.00.00.H49/nothing/v1")
     assert r is not None and r.status == 404
+
+
+def test_a_declared_adapter_s_operations_are_the_service_s_endpoints() -> None:
+    from gateway.admin.grants import endpoints
+
+    land = {"provider": "p", "code": "dat", "version": "v1", "adapter": "land_registry"}
+    echo = {"provider": "p", "code": "echo", "version": "v1"}
+    land["access"] = [{"client": "a"}, {"group": "g", "method": "GET", "path": "/x/*"}]
+    doc = {"services": [land, echo]}
+    assert endpoints(doc, "p/dat/v1") == [("POST", "/thua-dat/tra-cuu"), ("GET", "/x/*")]
+    assert endpoints(doc, "p/echo/v1") == []  # passthrough: the paths are the caller's

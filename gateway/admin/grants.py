@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.admin import edits
 from gateway.config.versions import PolicyCommit
+from gateway.conversion.catalogue import declared_operations
 from gateway.core.problems import NOT_FOUND, Problem
 
 __all__ = [
@@ -121,8 +122,9 @@ def _service(doc: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def endpoints(doc: dict[str, Any], key: str) -> list[Endpoint]:
-    """The endpoints (method, path glob) the rights on the service name, narrower than the
-    whole service, a client's or a group's, in order.
+    """The service's endpoints (method, path glob): those its adapter declares (a declared
+    adapter's operations), then those its rights name, narrower than the whole service,
+    a client's or a group's, in order.
 
     Example:
         >>> endpoints(doc, "000.00.00.H49/echo/v1")
@@ -134,7 +136,9 @@ def endpoints(doc: dict[str, Any], key: str) -> list[Endpoint]:
         for r in (service or {}).get("access", [])
         if not _whole(r) or r.get("group") is not None
     }
-    return sorted(e for e in found if e != ("*", "/**") and e != ("*", "**"))
+    declared = declared_operations((service or {}).get("adapter", "passthrough"))
+    named = sorted(e for e in found if e != ("*", "/**") and e != ("*", "**"))
+    return declared + [e for e in named if e not in declared]
 
 
 def endpoint_grants(doc: dict[str, Any], key: str) -> set[EndpointGrant]:

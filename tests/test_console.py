@@ -458,6 +458,7 @@ async def test_every_page_passes_axe_without_serious_or_critical_violations(
         "/console/versions",
         "/console/versions/compare?a=1&b=2",
         "/console/access",
+        "/console/access/000.00.00.H49/echo/v1?method=GET&path=/hello",
         "/console/clients",
         "/console/clients/motcua",
         "/console/accounts",

@@ -20,10 +20,22 @@ from typing import Any
 
 from gateway.admin import edits
 from gateway.config.versions import PolicyCommit
+from gateway.conversion.catalogue import declared_operations
+from gateway.core.problems import NOT_FOUND, Problem
 
-__all__ = ["other_rights", "service_key", "set_whole_service_grants", "whole_service_grants"]
+__all__ = [
+    "endpoint_grants",
+    "endpoints",
+    "other_rights",
+    "service_key",
+    "set_endpoint_grants",
+    "set_whole_service_grants",
+    "whole_service_grants",
+]
 
 Grant = tuple[str, str]  # (client code, service key)
+Endpoint = tuple[str, str]  # (method or "*", path glob), as an access right holds them
+EndpointGrant = tuple[str, str, str]  # (client code, method, path glob)
 
 
 def service_key(service: dict[str, Any]) -> str:
@@ -101,5 +113,80 @@ async def set_whole_service_grants(editor: edits.Editor, grants: set[Grant]) -> 
             held = {r["client"] for r in kept if _whole(r)}
             added = [{"client": c} for c, k in sorted(grants) if k == key and c not in held]
             s["access"] = kept + added
+
+    return await edits.edit(editor, "The access rights are not valid", change)
+
+
+def _service(doc: dict[str, Any], key: str) -> dict[str, Any] | None:
+    return next((s for s in doc["services"] if service_key(s) == key), None)
+
+
+def endpoints(doc: dict[str, Any], key: str) -> list[Endpoint]:
+    """The service's endpoints (method, path glob): those its adapter declares (a declared
+    adapter's operations), then those its rights name, narrower than the whole service,
+    a client's or a group's, in order.
+
+    Example:
+        >>> endpoints(doc, "000.00.00.H49/echo/v1")
+        [('GET', '/public/**')]
+    """
+    service = _service(doc, key)
+    found = {
+        (r.get("method", "*"), r.get("path", "/**"))
+        for r in (service or {}).get("access", [])
+        if not _whole(r) or r.get("group") is not None
+    }
+    declared = declared_operations((service or {}).get("adapter", "passthrough"))
+    named = sorted(e for e in found if e != ("*", "/**") and e != ("*", "**"))
+    return declared + [e for e in named if e not in declared]
+
+
+def endpoint_grants(doc: dict[str, Any], key: str) -> set[EndpointGrant]:
+    """The (client, method, path) rights clients hold on one endpoint of the service.
+
+    Example:
+        >>> endpoint_grants(doc, "000.00.00.H49/echo/v1")
+        {('hotich', 'GET', '/public/**')}
+    """
+    service = _service(doc, key)
+    return {
+        (r["client"], r.get("method", "*"), r.get("path", "/**"))
+        for r in (service or {}).get("access", [])
+        if r.get("client") is not None and not _whole(r)
+    }
+
+
+async def set_endpoint_grants(
+    editor: edits.Editor, key: str, shown: set[Endpoint], chosen: set[EndpointGrant]
+) -> PolicyCommit:
+    """Make the clients' rights on the `shown` endpoints of one service exactly `chosen`,
+    leaving whole-service rights, group rights and other endpoints as they are; one policy
+    version (none if nothing changes), the same edit as any other change of the policy.
+
+    Raises:
+        Problem: 403 for an operator; 404 for a service that is not there; 422 for a
+        method or a path glob that is not valid, or a client that is not there.
+
+    Example:
+        >>> await set_endpoint_grants(editor, key, {("GET", "/a")}, {("nsd", "GET", "/a")})
+    """
+    wanted = {(c, m.upper(), p) for c, m, p in chosen if (m.upper(), p) in shown}
+
+    def change(doc: dict[str, Any]) -> None:
+        service = _service(doc, key)
+        if service is None:
+            raise Problem(NOT_FOUND, f"No service {key}.")
+        kept: list[dict[str, Any]] = []
+        held: set[EndpointGrant] = set()
+        for r in service.get("access", []):
+            at = (r.get("method", "*"), r.get("path", "/**"))
+            mine = r.get("client") is not None and not _whole(r) and at in shown
+            if mine and (r["client"], *at) not in wanted:
+                continue
+            if mine:
+                held.add((r["client"], *at))
+            kept.append(r)
+        added = [{"client": c, "method": m, "path": p} for c, m, p in sorted(wanted - held)]
+        service["access"] = kept + added
 
     return await edits.edit(editor, "The access rights are not valid", change)

@@ -32,7 +32,12 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from gateway.conversion.declared import DECLARATION, DeclaredAdapter, declared_adapter
+from gateway.conversion.declared import (
+    DECLARATION,
+    DeclaredAdapter,
+    declared_adapter,
+    read_declaration,
+)
 from gateway.conversion.sdk import NATIONAL_FILE, Adapter
 
 
@@ -63,6 +68,20 @@ def _registry() -> dict[str, type[Adapter[Any]]]:
 
 def known_adapters() -> frozenset[str]:
     return frozenset(_registry())
+
+
+def declared_operations(name: str) -> list[tuple[str, str]]:
+    """The endpoints (method, path under the service) a declared adapter declares, in the
+    order of its `adapter.yaml`; none for any other adapter, whose paths are the caller's.
+
+    Example:
+        >>> declared_operations("land_registry")
+        [('POST', '/thua-dat/tra-cuu')]
+    """
+    cls = _registry().get(name)
+    if not (isinstance(cls, type) and issubclass(cls, DeclaredAdapter)):
+        return []
+    return [(op.method, op.path) for op in read_declaration(cls.folder).operations]
 
 
 def adapter_config_errors(name: str, config: Mapping[str, Any]) -> list[str]:

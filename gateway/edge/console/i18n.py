@@ -393,6 +393,36 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "access.preview_title": ("Xác nhận thay đổi quyền truy cập", "Confirm the access rights"),
     "access.back": ("Quay lại ma trận", "Back to the matrix"),
+    "access.by_endpoint": (
+        "Quyền theo từng điểm cuối của {service}",
+        "Rights by endpoint of {service}",
+    ),
+    "access.service_title": (
+        "Quyền truy cập: hệ thống × điểm cuối của {service}",
+        "Access rights: systems × endpoints of {service}",
+    ),
+    "access.service_help": (
+        "Ô được đánh dấu: hệ thống chỉ được gọi điểm cuối đó (phương thức và mẫu đường dẫn). "
+        "Quyền toàn bộ dịch vụ và quyền qua nhóm được ghi ở cột cuối, sửa ở ma trận chung "
+        "hoặc ở nhóm.",
+        "A ticked cell: the system may call that endpoint only (a method and a path "
+        "pattern). Rights to the whole service and through a group are written in the last "
+        "column, and changed in the full matrix or the group.",
+    ),
+    "access.method": ("Phương thức", "Method"),
+    "access.path": ("Mẫu đường dẫn", "Path pattern"),
+    "access.add_endpoint": ("Thêm cột điểm cuối", "Add an endpoint column"),
+    "access.elsewhere": ("Quyền khác", "Other rights"),
+    "access.whole_held": ("toàn bộ dịch vụ", "the whole service"),
+    "access.endpoint": (
+        "{client} được gọi {method} {path}",
+        "{client} may call {method} {path}",
+    ),
+    "access.no_endpoints": (
+        "Chưa có quyền theo điểm cuối nào; thêm một cột để cấp.",
+        "No rights by endpoint yet; add a column to grant one.",
+    ),
+    "access.no_service": ("Không có dịch vụ này.", "No such service."),
     "nav.clients": ("Hệ thống & khoá", "Systems & keys"),
     "clients.title": ("Hệ thống kết nối", "Client systems"),
     "clients.code": ("Mã hệ thống", "Client id"),

@@ -51,3 +51,4 @@ class Exchange:
     outbound: OutboundRequest | None = None  # forward (after the adapter's request hook)
     context: Context | None = None  # what an adapter may read; None without an adapter
     answer: UpstreamResponse | None = None  # forward (after the adapter's response hook)
+    deferred: str | None = None  # defer: the message id of an async service's request

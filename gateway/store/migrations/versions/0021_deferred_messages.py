@@ -52,9 +52,7 @@ def upgrade() -> None:
         sa.Column("answer_headers", sa.JSON()),
         sa.Column("answer_body", sa.LargeBinary()),
     )
-    op.create_index(
-        "ix_deferred_messages_due", "deferred_messages", ["state", "next_attempt_at"]
-    )
+    op.create_index("ix_deferred_messages_due", "deferred_messages", ["state", "next_attempt_at"])
 
 
 def downgrade() -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from gateway.store.models import Base, utcnow
 
-__all__ = ["Leased", "Queue", "Settlement", "settle", "take"]
+__all__ = ["Leased", "Queue", "Settlement", "Taken", "settle", "take"]
 
 
 class Leased(Protocol):
@@ -52,6 +52,15 @@ class Settlement:
 
 
 @dataclass(frozen=True, slots=True)
+class Taken:
+    """What `take` leased: the lease's name, and the rows it asked for (those another
+    worker won meanwhile do not carry the lease: read them back by id *and* lease)."""
+
+    lease: str
+    ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Queue:
     """A table used as a leased queue."""
 
@@ -74,9 +83,9 @@ async def take(
     limit: int,
     free: Mapping[Hashable, int],
     default: int,
-) -> str | None:
+) -> Taken | None:
     """Lease up to `limit` due rows, at most `free[group]` (else `default`) per group;
-    the lease's name (to read what it holds), or None when nothing was due."""
+    the lease and the rows asked for, or None when nothing was due."""
     now = utcnow()
     c = q.column
     due = [
@@ -120,7 +129,7 @@ async def take(
             .where(c("id").in_(chosen), *due[:1], due[2])
             .values(lease_owner=lease, lease_until=utcnow() + timedelta(seconds=lease_seconds))
         )
-    return lease
+    return Taken(lease, chosen)
 
 
 async def settle(

@@ -134,7 +134,7 @@ class SqlOutbox:
         free: dict[Hashable, int],
         default: int,
     ) -> list[ClaimedMessage]:
-        lease = await take(
+        taken = await take(
             self.sessions,
             MESSAGES,
             owner,
@@ -143,12 +143,13 @@ class SqlOutbox:
             free=free,
             default=default,
         )
-        if lease is None:
+        if taken is None:
             return []
+        lease = taken.lease
         async with self.sessions() as s:
             rows = await s.scalars(
                 select(DeferredMessage)
-                .where(DeferredMessage.lease_owner == lease)
+                .where(DeferredMessage.id.in_(taken.ids), DeferredMessage.lease_owner == lease)
                 .order_by(DeferredMessage.id)
             )
             return [

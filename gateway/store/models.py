@@ -610,7 +610,15 @@ class EventDelivery(Base):
     __tablename__ = "event_deliveries"
     __table_args__ = (
         Index("ix_event_deliveries_due", "state", "next_attempt_at"),
-        Index("ix_event_deliveries_order", "subscription_id", "order_key", "event_seq"),
+        # With `state`: "is an earlier delivery of this key still pending?" is one index
+        # seek, not a walk over the key's whole delivered history (migration 0021).
+        Index(
+            "ix_event_deliveries_pending_order",
+            "subscription_id",
+            "order_key",
+            "state",
+            "event_seq",
+        ),
     )
 
     id: Mapped[int] = mapped_column(

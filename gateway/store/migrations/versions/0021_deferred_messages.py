@@ -1,4 +1,6 @@
-"""store-and-forward: services declared async, and the messages they keep
+"""store-and-forward: services declared async, and the messages they keep; event
+deliveries' ordering index with `state`, so the claim's "earlier pending delivery of this
+key?" is one seek instead of a walk over the key's delivered history
 
 Revision ID: 0021
 Revises: 0016
@@ -53,9 +55,21 @@ def upgrade() -> None:
         sa.Column("answer_body", sa.LargeBinary()),
     )
     op.create_index("ix_deferred_messages_due", "deferred_messages", ["state", "next_attempt_at"])
+    op.create_index(
+        "ix_event_deliveries_pending_order",
+        "event_deliveries",
+        ["subscription_id", "order_key", "state", "event_seq"],
+    )
+    op.drop_index("ix_event_deliveries_order", table_name="event_deliveries")
 
 
 def downgrade() -> None:
+    op.create_index(
+        "ix_event_deliveries_order",
+        "event_deliveries",
+        ["subscription_id", "order_key", "event_seq"],
+    )
+    op.drop_index("ix_event_deliveries_pending_order", table_name="event_deliveries")
     op.drop_table("deferred_messages")
     with op.batch_alter_table("services") as batch:
         batch.drop_column("async_delivery")

@@ -16,9 +16,11 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from gateway.audit import AuditUnavailable
 from gateway.config import versions as policy_state
 from gateway.core.settings import Settings
-from gateway.store.models import AuditRecord, DeferredMessage
+from gateway.edge.reload import reload_config
+from gateway.store.models import AdminEvent, AuditRecord, DeferredMessage
 from simulator.edxml import DOCUMENT_EXCHANGE, DocumentExchange
 from tests.conftest import PROVINCE_ID, REPO, Harness, add_to_policy
 
@@ -55,6 +57,9 @@ async def dx(gateway: Harness) -> Harness:
 
     def change(doc: dict[str, Any]) -> None:
         doc["agencies"].extend(shipped["agencies"])
+        doc["clients"].append(
+            {"code": "vanhanh", "agency": PROVINCE_ID, "name": "Ops", "roles": ["operator"]}
+        )
         for up in doc["upstreams"]:
             if up["name"] == "ndxp":
                 up["circuit_breaker"] = {"open_seconds": 0.2}
@@ -246,7 +251,74 @@ async def test_a_message_is_dead_after_its_window_and_says_why(
     assert answer.status_code in (502, 503)
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.headers["x-message-state"] == "dead"
-    exchange(dx).down = False
-    assert exchange(dx).documents == {}
     rows = [r for r in await records(dx, body["requestId"]) if r.path.startswith("/r1/")]
     assert rows[-1].phase == "outcome" and rows[-1].status in (502, 503)
+    assert exchange(dx).documents == {}
+    # An operator lists it and sends it again, once the exchange is back: recorded.
+    ops = {"Authorization": f"Bearer {await dx.token('vanhanh')}"}
+    listed = (await dx.http.get("/admin/v1/messages?state=dead", headers=ops)).json()["items"]
+    assert [m["message_id"] for m in listed] == [body["messageId"]]
+    exchange(dx).down = False
+    r = await dx.http.post(
+        "/admin/v1/messages/replay?comment=back",
+        json={"messages": [body["messageId"]]},
+        headers=ops,
+    )
+    assert r.json() == {"queued": 1}, r.text
+    await eventually(
+        lambda: _all(dx, auth, [body], lambda m: m["state"] == "answered"), "answered after replay"
+    )
+    assert list(exchange(dx).documents) == [letter(70)["documentId"]]
+    async with dx.state.sessions() as s:
+        replays = list(
+            await s.scalars(select(AdminEvent).where(AdminEvent.action == "messages.replay"))
+        )
+    assert [(e.actor, e.comment) for e in replays] == [("admin-api:vanhanh", "back")]
+
+
+async def test_a_right_withdrawn_before_delivery_is_not_sent(dx: Harness) -> None:
+    """Deny by default at every attempt: a letter accepted while the caller held a right,
+    whose right is withdrawn before it goes out, is answered 403 and never sent."""
+    auth = {"Authorization": f"Bearer {await dx.token('motcua')}", **OFFICER}
+    exchange(dx).down = True
+    r = await dx.http.post(f"{DOCUMENTS}/documents", json=letter(80), headers=auth)
+    assert r.status_code == 202
+    body = r.json()
+
+    def withdraw(doc: dict[str, Any]) -> None:
+        for service in doc["services"]:
+            if service["code"] == "lien-thong-van-ban":
+                service["access"] = [{"client": "hotich", "method": "*", "path": "/documents/**"}]
+
+    async with dx.state.sessions() as s, s.begin():
+        await policy_state.edit_policy(s, withdraw, actor="test", source="test")
+    await reload_config(dx.state)
+    exchange(dx).down = False
+    m = await eventually(
+        lambda: _all(dx, auth, [body], lambda m: m["state"] == "answered"), "settled"
+    )
+    assert m[0]["answer"]["status"] == 403
+    answer = await dx.http.get(body["answer"], headers=auth)
+    assert answer.status_code == 403 and answer.json()["type"].endswith(":access-denied")
+    assert exchange(dx).documents == {}
+
+
+async def test_an_acceptance_the_audit_log_cannot_record_is_not_sent(
+    dx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fail_closed service: the 202 is withheld (503 audit-unavailable) and the
+    message dropped, so nothing goes out that the audit log does not show was asked."""
+    auth = {"Authorization": f"Bearer {await dx.token('motcua')}", **OFFICER}
+    write = dx.state.audit.write
+
+    async def failing(event: Any) -> None:
+        if event.phase == "accepted":
+            raise AuditUnavailable("the test's audit log is full")
+        await write(event)
+
+    monkeypatch.setattr(dx.state.audit, "write", failing)
+    r = await dx.http.post(f"{DOCUMENTS}/documents", json=letter(90), headers=auth)
+    assert r.status_code == 503 and r.json()["type"].endswith(":audit-unavailable"), r.text
+    async with dx.state.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(DeferredMessage)) == 0
+    assert exchange(dx).documents == {}

@@ -109,9 +109,15 @@ class ForwardWorker(LeasedWorker[ClaimedMessage]):
         await self.stop_loop()
 
     async def claim(self, capacity: int, free: dict[Hashable, int]) -> list[ClaimedMessage]:
+        # A lease outlives the slowest attempt (an async service's timeout, retries
+        # within it), or a message still being sent would be taken and sent again.
+        longest = max(
+            (s.timeout.total or 0.0 for s in self.config().services.values() if s.deferred),
+            default=0.0,
+        )
         return await self.outbox.claim(
             self.instance,
-            lease_seconds=self.rules.lease_seconds,
+            lease_seconds=max(self.rules.lease_seconds, 2 * longest + 5),
             limit=capacity,
             free=free,
             default=self.rules.per_subscriber,

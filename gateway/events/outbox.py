@@ -200,20 +200,6 @@ class SqlOutbox:
                 answer_body=r.answer_body,
             )
 
-    async def replay(self, message_ids: list[str]) -> int:
-        """Queue dead messages again, each with a fresh retry window; the count queued."""
-        now = utcnow()
-        m = DeferredMessage
-        async with self.sessions() as s, s.begin():
-            result = await s.execute(
-                update(m)
-                .where(m.message_id.in_(message_ids), m.state == "dead")
-                .values(state="pending", attempts=0, since=now, next_attempt_at=now)
-            )
-        for wake in self.woken:
-            wake()
-        return int(getattr(result, "rowcount", 0) or 0)
-
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}

@@ -301,8 +301,15 @@ class DocumentExchange:
     is_authorised: Callable[[web.Request], bool]
     organs: dict[str, str] = field(default_factory=lambda: dict(ORGANS))
     documents: dict[str, Document] = field(default_factory=dict)
+    down: bool = False
+    """An outage (``/_sim/outage/document-exchange``): every call answered 503."""
+    refused_while_down: int = 0
 
     async def soap(self, request: web.Request) -> web.Response:
+        if self.down:
+            self.refused_while_down += 1
+            fault = _Fault("Trục liên thông văn bản đang bảo trì", "ServiceUnavailable", "Server")
+            return _fault_response(fault, 503, {"Retry-After": "1"})
         if not self.is_authorised(request):
             fault = _client_fault(
                 "Lỗi xác thực: access token không hợp lệ hoặc đã hết hạn", "Unauthenticated"
@@ -757,3 +764,19 @@ def setup(app: web.Application, is_authorised: Callable[[web.Request], bool]) ->
     exchange = DocumentExchange(is_authorised)
     app[DOCUMENT_EXCHANGE] = exchange
     app.router.add_post(SOAP_PATH, exchange.soap)
+
+    async def outage(request: web.Request) -> web.Response:
+        # A test and demo helper, like the other /_sim/ routes: {"down": true} starts an
+        # outage of the document exchange, {"down": false} ends it.
+        try:
+            asked = await request.json()
+        except ValueError:
+            asked = None
+        if not isinstance(asked, dict) or not isinstance(asked.get("down"), bool):
+            return web.json_response(
+                {"error": 'send {"down": true} or {"down": false}'}, status=400
+            )
+        exchange.down = asked["down"]
+        return web.json_response({"down": exchange.down, "documents": len(exchange.documents)})
+
+    app.router.add_post("/_sim/outage/document-exchange", outage)

@@ -177,9 +177,42 @@ async def _call_in(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def _publish(request: web.Request) -> web.Response:
+    """The national public service portal publishes an event to a province's gateway:
+    a token for its client of that gateway (client credentials), then the event posted
+    to `/events/v1/{topic}` (a test and demo helper)."""
+    try:
+        asked = orjson.loads(await request.read())
+        gateway, topic = str(asked["gateway"]).rstrip("/"), str(asked["topic"])
+        client, secret, event = str(asked["client_id"]), str(asked["client_secret"]), asked["event"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        hint = 'send {"gateway", "topic", "client_id", "client_secret", "event"} as JSON'
+        return web.json_response({"error": hint}, status=400)
+    if not gateway.startswith(("http://", "https://")):
+        return web.json_response({"error": "gateway must be an http(s) URL"}, status=400)
+    timeout = aiohttp.ClientTimeout(total=15)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(
+                f"{gateway}/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=aiohttp.BasicAuth(client, secret),
+            ) as r:
+                token = (await r.json()).get("access_token", "")
+            async with session.post(
+                f"{gateway}/events/v1/{topic}",
+                json=event,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as r:
+                return web.json_response({"status": r.status, "body": await r.json()})
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        return web.json_response({"error": f"the gateway could not be called: {e}"}, status=502)
+
+
 def setup(app: web.Application, issuer: NationalIssuer | None = None) -> None:
     """Add the platform's JWKS and call-in endpoints to the simulator."""
     app[NATIONAL_ISSUER] = issuer or NationalIssuer()
     app.router.add_get(JWKS_PATH, _jwks)
     app.router.add_post(ROTATE_PATH, _rotate)
     app.router.add_post(CALL_IN_PATH, _call_in)
+    app.router.add_post("/_sim/publish", _publish)

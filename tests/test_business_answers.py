@@ -41,6 +41,9 @@ async def national(gateway: Harness) -> dict[str, str]:
         await policy_state.edit_policy(s, agencies, actor="test", source="test")
     [service] = shipped["services"]
     assert service["upstream"] == "ndxp"
+    # Letters sent synchronously: these tests read the breaker after each answer
+    # (store-and-forward is tests/test_store_and_forward.py's).
+    service.pop("async_delivery", None)
     await add_to_policy(gateway, [service])
     return {"Authorization": f"Bearer {await gateway.token('motcua')}", **ACCOUNT}
 

@@ -175,6 +175,29 @@ DEFAULT_FAILURE_STATUSES: tuple[int, ...] = (502, 503, 504)
 FailureStatus = Annotated[StrictInt, Field(ge=400, le=599)]
 
 
+class AsyncRequestSpec(_Strict):
+    """Which calls of an async service are stored and forwarded: a method and an
+    endpoint path glob, as in an access right."""
+
+    method: str = "POST"
+    path: str = "/**"
+
+    @model_validator(mode="after")
+    def _valid(self) -> AsyncRequestSpec:
+        if self.method != "*" and self.method.upper() not in HTTP_METHODS:
+            raise ValueError(f"method must be '*' or one of {sorted(HTTP_METHODS)}")
+        compile_glob(self.path)
+        return self
+
+
+class AsyncDeliverySpec(_Strict):
+    """Store-and-forward: a matching call is answered `202 Accepted` with a message id
+    at once, and delivered to the provider when it can be (docs/developer.md
+    "Store-and-forward"); other calls of the service stay synchronous."""
+
+    requests: list[AsyncRequestSpec] = Field([AsyncRequestSpec()], min_length=1, max_length=50)
+
+
 class ServiceSpec(_Strict):
     provider: AgencyCode
     code: Code
@@ -198,6 +221,8 @@ class ServiceSpec(_Strict):
     audit: Literal["fail_closed", "fail_open"] = "fail_closed"
     enabled: bool = True
     access: list[AccessSpec] = []
+    # Set: the service is async (store-and-forward) for the calls it names.
+    async_delivery: AsyncDeliverySpec | None = None
     # Set by the gateway, not written in files: the SHA-256 of the adapter's mapping
     # files validated when this configuration was applied (catalogue.mapping_digest),
     # so that editing a mapping is a change `policy apply` makes and a reload picks up.

@@ -109,10 +109,17 @@ class ServiceEntry:
     # Answer statuses that count as the upstream failing (the policy's
     # upstream_failure_statuses); the adapter may still call one a business answer.
     failure_statuses: frozenset[int] = DEFAULT_FAILURES
+    # Store-and-forward: the calls (method, endpoint glob) answered 202 and delivered
+    # later (policy `async_delivery`); empty: the service is synchronous.
+    deferred: tuple[Rule, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.provider, self.code, self.version)
+
+    def defers(self, method: str, endpoint: str) -> bool:
+        """Is this call stored and forwarded (async) rather than forwarded now?"""
+        return bool(self.deferred) and is_allowed(self.deferred, method, endpoint)
 
     def grants(self, client: ClientEntry) -> bool:
         """Does `client` (or one of its groups) hold any right on this service?"""
@@ -230,6 +237,12 @@ def _resolve(
     if not match:
         return None, f"schema {subject} version {wanted} is not in the registry"
     return _validator(match[0][1]), None
+
+
+def _deferred(spec: dict[str, Any] | None) -> tuple[Rule, ...]:
+    if not spec:
+        return ()
+    return tuple(_rule(r.get("method", "POST"), r.get("path", "/**")) for r in spec["requests"])
 
 
 @functools.lru_cache(maxsize=65536)
@@ -462,6 +475,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             adapter_error=adapter_error,
             retry=_retry(svc),
             failure_statuses=_failure_statuses(svc.upstream_failure_statuses),
+            deferred=_deferred(svc.async_delivery),
         )
         services[service_entry.key] = service_entry
     return RuntimeConfig(

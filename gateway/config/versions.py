@@ -156,6 +156,7 @@ async def current_policy(session: AsyncSession) -> PolicySet:
                 "enabled": s.enabled,
                 "access": rights[s.id],
                 "adapter_mappings": s.adapter_mappings,
+                "async_delivery": s.async_delivery,
             }
             for s in await session.execute(select(Service.__table__))
         ],
@@ -574,6 +575,9 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
             "audit_mode": s.audit,
             "enabled": s.enabled,
             "adapter_mappings": s.adapter_mappings,
+            "async_delivery": (
+                None if s.async_delivery is None else s.async_delivery.model_dump(mode="json")
+            ),
         }
 
     services = await _put_rows(

@@ -208,6 +208,16 @@ EVENTS_UNAVAILABLE = _t(
 CALLBACK_REFUSED = _t(
     "callback-refused", 422, "The callback URL may not be called by the gateway", Side.CALLER
 )
+# Store-and-forward (async services): the message store, and a message's answer.
+MESSAGES_UNAVAILABLE = _t(
+    "messages-unavailable",
+    503,
+    "The message could not be stored for delivery; nothing was accepted",
+    Side.GATEWAY,
+)
+NOT_ANSWERED = _t(
+    "message-not-answered", 409, "The provider has not answered this message yet", Side.CALLER
+)
 
 CATALOGUE: tuple[ProblemType, ...] = tuple(
     v for v in globals().values() if isinstance(v, ProblemType)

@@ -16,7 +16,7 @@ from gateway.config.runtime import RuntimeConfig
 from gateway.core.logging import log
 from gateway.core.networks import NetworkAllowList
 from gateway.core.settings import Settings
-from gateway.edge import admin_api, audit_api, console, events_api, registry_api
+from gateway.edge import admin_api, audit_api, console, events_api, messages_api, registry_api
 from gateway.edge import discovery_api as discovery
 from gateway.edge.health import METRICS_ALLOWED, _refresh_gauges_loop, healthz, metrics, readyz
 from gateway.edge.oauth import jwks, oauth_metadata, token_endpoint
@@ -25,6 +25,8 @@ from gateway.edge.reload import reload_config, watch_config
 from gateway.edge.state import STATE, GatewayState
 from gateway.edge.toolkit import problem_middleware
 from gateway.events.delivery import DeliveryRules, DeliveryWorker
+from gateway.events.forward import ForwardWorker
+from gateway.events.outbox import SqlOutbox
 from gateway.events.retry import RetryRules
 from gateway.events.secrets import SecretBox
 from gateway.events.store import SqlEventStore
@@ -111,16 +113,10 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         events,
         secrets,
     )
+    outbox = SqlOutbox(sessions)
+    state.outbox = pipeline.outbox = outbox
     if settings.events_delivery_enabled:
-        state.delivery = DeliveryWorker(
-            events,
-            secrets,
-            OutboundPolicy.from_settings(settings),
-            sink,
-            lambda: state.pipeline.config,
-            instance=settings.instance_id,
-            rules=delivery_rules(settings),
-        )
+        _add_workers(state, OutboundPolicy.from_settings(settings))
     app[STATE] = state
     app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)
 
@@ -134,8 +130,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await limiter.start()
         await sink.start()
         await reload_config(state)
-        if state.delivery is not None:
-            await state.delivery.start()
+        await _workers(state, start=True)
         tasks = [
             asyncio.create_task(watch_config(state), name="config-watcher"),
             asyncio.create_task(_refresh_gauges_loop(state), name="metrics-gauges"),
@@ -160,8 +155,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         _, stuck = await asyncio.wait(tasks, timeout=BACKGROUND_STOP_SECONDS)
         if stuck:
             log.warning("background tasks did not stop", tasks=sorted(t.get_name() for t in stuck))
-        if state.delivery is not None:
-            await state.delivery.close()
+        await _workers(state, start=False)
         gateway_metrics.flush()  # what was counted since the last second
         await sink.close()
         await limiter.close()
@@ -196,12 +190,44 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     audit_api.add_routes(app)
     console.add_routes(app)
     events_api.add_routes(app)
+    messages_api.add_routes(app)
     return app
 
 
 async def _close_tracer(tracer: Tracer | None) -> None:
     if tracer is not None:
         await asyncio.to_thread(tracer.close)  # blocks until the queue is sent
+
+
+async def _workers(state: GatewayState, *, start: bool) -> None:
+    for worker in (state.delivery, state.forwarder):
+        if worker is not None:
+            await (worker.start() if start else worker.close())
+
+
+def _add_workers(state: GatewayState, outbound: OutboundPolicy) -> None:
+    """Event delivery, and store-and-forward, which shares its switch, rules and
+    machinery (gateway/events/worker.py)."""
+    settings = state.settings
+    assert state.outbox is not None
+    state.delivery = DeliveryWorker(
+        state.events,
+        state.secrets,
+        outbound,
+        state.audit,
+        lambda: state.pipeline.config,
+        instance=settings.instance_id,
+        rules=delivery_rules(settings),
+    )
+    state.forwarder = ForwardWorker(
+        state.outbox,
+        state.upstream,
+        state.audit,
+        lambda: state.pipeline.config,
+        instance=settings.instance_id,
+        rules=delivery_rules(settings),
+        type_base=settings.problem_type_base,
+    )
 
 
 def delivery_rules(settings: Settings) -> DeliveryRules:

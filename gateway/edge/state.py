@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.audit.sink import AuditSink
 from gateway.core.settings import Settings
 from gateway.events.delivery import DeliveryWorker
+from gateway.events.forward import ForwardWorker
+from gateway.events.outbox import SqlOutbox
 from gateway.events.secrets import SecretBox
 from gateway.events.store import EventStore
 from gateway.exchange.pipeline import ExchangePipeline
@@ -43,6 +45,9 @@ class GatewayState:
     events: EventStore
     secrets: SecretBox
     delivery: DeliveryWorker | None = None
+    # Store-and-forward: async services' messages, and this process's worker for them.
+    outbox: SqlOutbox | None = None
+    forwarder: ForwardWorker | None = None
     config_version: int = -1
     # Set on SIGTERM: /readyz answers 503 and answers close their connections.
     draining: bool = False

@@ -1,6 +1,7 @@
 """The delivery worker: pushes pending deliveries to subscribers' callbacks.
 
-Each gateway process (`lgsp serve`) runs one. It claims due deliveries from the store
+Each gateway process (`lgsp serve`) runs one, on the leased-queue loop it shares with
+store-and-forward (gateway/events/worker.py). It claims due deliveries from the store
 with a lease, so replicas share the work; sends each as a Standard Webhooks request
 (gateway/events/signing.py) through the outbound allow-list (a callback's address is
 judged again at every connection, as an upstream's is); audits every attempt; and
@@ -17,13 +18,12 @@ sending) is claimed again, which is the "at least once".
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 import aiohttp
 
@@ -31,17 +31,17 @@ from gateway.audit import AuditSink, AuditUnavailable
 from gateway.config.runtime import RuntimeConfig
 from gateway.core.logging import log
 from gateway.events.audit import delivery_event
-from gateway.events.retry import RetryRules, retry_after_seconds
+from gateway.events.retry import RetryRules
 from gateway.events.secrets import SecretBox
 from gateway.events.signing import signed_headers
 from gateway.events.store import Claimed, EventStore, Settlement
+from gateway.events.worker import LeasedWorker, again_or_dead
 from gateway.store.models import utcnow
 from gateway.upstream.allowlist import GuardedResolver, OutboundPolicy, address_refused
 
 __all__ = ["DeliveryRules", "DeliveryWorker"]
 
 _ANSWER_BYTES = 64 * 1024  # what is read of a subscriber's answer (then dropped)
-CLOSE_SECONDS = 10.0  # how long close() waits for cancelled deliveries to end
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +62,10 @@ class _Outcome:
     retry_after: str | None = None
 
 
-class DeliveryWorker:
+class DeliveryWorker(LeasedWorker[Claimed]):
     """Claims, sends, audits and settles deliveries until closed."""
+
+    name = "event-delivery"
 
     def __init__(
         self,
@@ -76,6 +78,11 @@ class DeliveryWorker:
         instance: str,
         rules: DeliveryRules,
     ) -> None:
+        super().__init__(
+            concurrency=rules.concurrency,
+            per_group=rules.per_subscriber,
+            poll_seconds=rules.poll_seconds,
+        )
         self.store = store
         self.box = box
         self.outbound = outbound
@@ -83,12 +90,7 @@ class DeliveryWorker:
         self.config = config
         self.instance = instance
         self.rules = rules
-        self._wake = asyncio.Event()
-        self._inflight: dict[asyncio.Task[None], int] = {}
-        self._loop_task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._settling: list[tuple[Settlement, asyncio.Future[None]]] = []
-        self._settler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -97,65 +99,32 @@ class DeliveryWorker:
             limit_per_host=0,
         )
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        self._loop_task = asyncio.create_task(self._run(), name="event-delivery")
-
-    def wake(self) -> None:
-        """Look for due deliveries now (an event was just published)."""
-        self._wake.set()
+        self.start_loop()
 
     async def close(self) -> None:
         """Stop claiming; deliveries in flight are cancelled (their leases run out and
         another worker, or this one after a restart, sends them again)."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        for task in list(self._inflight):
-            task.cancel()
-        if self._inflight:
-            # Bounded: a stop must not wait on a delivery that does not end when cancelled.
-            _, stuck = await asyncio.wait(set(self._inflight), timeout=CLOSE_SECONDS)
-            if stuck:
-                log.warning("event deliveries did not stop when cancelled", count=len(stuck))
+        await self.stop_loop()
         if self._http is not None:
             await self._http.close()
 
-    async def _run(self) -> None:
-        while True:
-            claimed = 0
-            capacity = self.rules.concurrency - len(self._inflight)
-            if capacity > 0:
-                claimed = await self._claim(capacity)
-            if claimed and claimed >= capacity:
-                await asyncio.sleep(0)  # more may be due: ask again at once
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.rules.poll_seconds)
+    async def claim(self, capacity: int, free: dict[Hashable, int]) -> list[Claimed]:
+        return await self.store.claim(
+            self.instance,
+            lease_seconds=self.rules.lease_seconds,
+            limit=capacity,
+            free=cast(dict[int, int], free),
+            default=self.rules.per_subscriber,
+        )
 
-    async def _claim(self, capacity: int) -> int:
-        busy = Counter(self._inflight.values())
-        free = {sub: self.rules.per_subscriber - n for sub, n in busy.items()}
-        try:
-            claims = await self.store.claim(
-                self.instance,
-                lease_seconds=self.rules.lease_seconds,
-                limit=capacity,
-                free=free,
-                default=self.rules.per_subscriber,
-            )
-        except Exception as e:  # the store is down: try again at the next poll
-            log.warning("event deliveries could not be claimed", error=str(e))
-            return 0
-        for claim in claims:
-            task = asyncio.create_task(self._deliver(claim), name=f"delivery-{claim.id}")
-            self._inflight[task] = claim.subscription_id
-            task.add_done_callback(self._done)
-        return len(claims)
+    def group(self, item: Claimed) -> Hashable:
+        return item.subscription_id
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
-        self._wake.set()  # a slot is free, and the next event of that key may be due
+    async def run_one(self, item: Claimed) -> None:
+        await self._deliver(item)
+
+    async def store_settle(self, settlements: list[Settlement]) -> None:
+        await self.store.settle(settlements)
 
     def _permitted(self, claim: Claimed) -> bool:
         # Deny by default at every attempt too: a subscriber disabled, or whose right on
@@ -176,7 +145,7 @@ class DeliveryWorker:
             detail = "the subscriber no longer holds a right to the topic, or is disabled"
             await self._audit(claim, started, 0.0, _Outcome(0, "subscriber-not-permitted", detail))
             with contextlib.suppress(Exception):
-                await self._settle(Settlement(claim, "dead", None, detail))
+                await self.settle(Settlement(claim, "dead", None, detail))
             return
         outcome = await self._send(claim, started)
         latency_ms = (time.perf_counter() - t0) * 1000
@@ -184,44 +153,22 @@ class DeliveryWorker:
         now = utcnow()
         try:
             if 200 <= outcome.status < 300:
-                await self._settle(Settlement(claim, "delivered", outcome.status, None))
+                await self.settle(Settlement(claim, "delivered", outcome.status, None))
                 return
             await self._retry_or_dead(claim, outcome, now)
         except Exception as e:  # not settled: the lease runs out and it is sent again
             log.warning("event delivery not settled", delivery=claim.id, error=str(e))
 
     async def _retry_or_dead(self, claim: Claimed, outcome: _Outcome, now: datetime) -> None:
-        after = retry_after_seconds(outcome.retry_after, now)
-        due = self.rules.retry.next_attempt(claim.attempts + 1, claim.since, now, after)
+        due = again_or_dead(
+            self.rules.retry, claim.attempts + 1, claim.since, now, outcome.retry_after
+        )
         error = outcome.error or f"the subscriber answered {outcome.status}"
         if due is None:
             log.warning("event delivery dead", delivery=claim.id, subscriber=claim.subscriber)
-            await self._settle(Settlement(claim, "dead", outcome.status, error))
+            await self.settle(Settlement(claim, "dead", outcome.status, error))
         else:
-            await self._settle(Settlement(claim, "pending", outcome.status, error, due))
-
-    async def _settle(self, settlement: Settlement) -> None:
-        """Settle, in a batch with whatever else settles meanwhile (a group commit);
-        return once it is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._settling.append((settlement, done))
-        if self._settler is None or self._settler.done():
-            self._settler = asyncio.create_task(self._settle_batches(), name="event-settle")
-        await done
-
-    async def _settle_batches(self) -> None:
-        while self._settling:
-            batch, self._settling = self._settling, []
-            try:
-                await self.store.settle([x for x, _ in batch])
-            except Exception as e:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(e)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+            await self.settle(Settlement(claim, "pending", outcome.status, error, due))
 
     async def _send(self, claim: Claimed, at: datetime) -> _Outcome:
         assert self._http is not None

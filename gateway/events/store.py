@@ -3,9 +3,9 @@ embedded implementation in the gateway's database (`SqlEventStore`).
 
 Publishing writes the event and one pending delivery per matching subscription in one
 transaction, before the publisher's 202: nothing is accepted that is not durable. A
-delivery worker claims due deliveries with a lease (a compare-and-set on the row, so
-replicas sharing the database share the work and one claim wins), delivers, and settles
-each one: delivered, retried later, or dead after its retry window. Per subscription and
+delivery worker claims due deliveries with a lease (gateway/events/leases.py, shared with
+store-and-forward), delivers, and settles each one: delivered, retried later, or dead
+after its retry window. Per subscription and
 key only the oldest pending delivery can be claimed, which keeps each key in order.
 """
 
@@ -13,19 +13,27 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol, cast
 
-from sqlalchemy import Table, bindparam, exists, func, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
+from gateway.events.leases import Queue, Settlement, Taken, settle, take
 from gateway.events.model import Publication, envelope, matches
 from gateway.store.models import EventDelivery, EventRecord, EventSubscription, utcnow
 
-__all__ = ["Claimed", "EventStore", "Published", "PulledEvent", "Settlement", "SqlEventStore"]
+__all__ = [
+    "DELIVERIES",
+    "Claimed",
+    "EventStore",
+    "Published",
+    "PulledEvent",
+    "Settlement",
+    "SqlEventStore",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +66,12 @@ class Claimed:
     since: datetime  # start of the retry window
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """An attempt's outcome: "delivered", "pending" (again at `next_attempt_at`) or "dead"."""
-
-    claim: Claimed
-    state: str
-    status: int | None
-    error: str | None
-    next_attempt_at: datetime | None = None
+DELIVERIES = Queue(
+    EventDelivery,
+    EventDelivery.subscription_id,
+    order_key=EventDelivery.order_key,
+    order_seq=EventDelivery.event_seq,
+)
 
 
 class EventStore(Protocol):
@@ -160,53 +165,19 @@ class SqlEventStore:
     async def claim(
         self, owner: str, *, lease_seconds: float, limit: int, free: dict[int, int], default: int
     ) -> list[Claimed]:
-        now = utcnow()
-        d, e = EventDelivery, aliased(EventDelivery)
-        earlier = exists().where(
-            e.subscription_id == d.subscription_id,
-            e.order_key == d.order_key,
-            e.state == "pending",
-            e.event_seq < d.event_seq,
+        taken = await take(
+            self.sessions,
+            DELIVERIES,
+            owner,
+            lease_seconds=lease_seconds,
+            limit=limit,
+            free=cast(dict[Hashable, int], free),
+            default=default,
         )
-        full = [sub for sub, n in free.items() if n <= 0]
-        q = (
-            select(d.id, d.subscription_id)
-            .where(
-                d.state == "pending",
-                d.next_attempt_at <= now,
-                (d.lease_until.is_(None)) | (d.lease_until < now),
-                ~earlier,
-            )
-            .order_by(d.next_attempt_at, d.id)
-            .limit(limit * 4)
-        )
-        if full:
-            q = q.where(d.subscription_id.not_in(full))
-        async with self.sessions() as s:
-            candidates = (await s.execute(q)).all()
-        chosen: list[int] = []
-        taken: dict[int, int] = {}
-        for delivery_id, sub in candidates:
-            if taken.get(sub, 0) >= free.get(sub, default) or len(chosen) >= limit:
-                continue
-            taken[sub] = taken.get(sub, 0) + 1
-            chosen.append(delivery_id)
-        if not chosen:
-            return []
-        lease = f"{owner}:{uuid.uuid4().hex[:12]}"
-        async with self.sessions() as s, s.begin():
-            await s.execute(
-                update(d)
-                .where(
-                    d.id.in_(chosen),
-                    d.state == "pending",
-                    (d.lease_until.is_(None)) | (d.lease_until < now),
-                )
-                .values(lease_owner=lease, lease_until=utcnow() + timedelta(seconds=lease_seconds))
-            )
-        return await self._claimed(lease)
+        return [] if taken is None else await self._claimed(taken)
 
-    async def _claimed(self, lease: str) -> list[Claimed]:
+    async def _claimed(self, taken: Taken) -> list[Claimed]:
+        lease = taken.lease
         d, sub, ev = EventDelivery, EventSubscription, EventRecord
         async with self.sessions() as s:
             rows = await s.execute(
@@ -224,7 +195,9 @@ class SqlEventStore:
                 )
                 .join(sub, sub.id == d.subscription_id)
                 .join(ev, ev.id == d.event_seq)
-                .where(d.lease_owner == lease)
+                # By id (the primary key), then the lease: lease_owner has no index, and
+                # a scan of it cost a walk over every delivery ever made, per claim.
+                .where(d.id.in_(taken.ids), d.lease_owner == lease)
                 .order_by(d.event_seq)
             )
             return [
@@ -245,38 +218,4 @@ class SqlEventStore:
             ]
 
     async def settle(self, settlements: list[Settlement]) -> None:
-        now = utcnow()
-        rows = [
-            {
-                "b_id": x.claim.id,
-                "b_lease": x.claim.lease,
-                "b_state": x.state,
-                "b_status": x.status,
-                "b_error": x.error[:2000] if x.error else None,
-                "b_next": (x.next_attempt_at or now) if x.state == "pending" else None,
-                "b_settled": None if x.state == "pending" else now,
-            }
-            for x in settlements
-        ]
-        t = cast(Table, EventDelivery.__table__)
-        # One statement for many rows, in one transaction (the worker's group commit):
-        # SQLite has one writer, shared with the audit log, and a commit per delivery
-        # kept the others waiting.
-        stmt = (
-            update(t)
-            .where(t.c.id == bindparam("b_id"), t.c.lease_owner == bindparam("b_lease"))
-            .values(
-                state=bindparam("b_state"),
-                attempts=t.c.attempts + 1,
-                last_status=bindparam("b_status"),
-                last_error=bindparam("b_error"),
-                lease_owner=None,
-                lease_until=None,
-                next_attempt_at=func.coalesce(
-                    bindparam("b_next", type_=t.c.next_attempt_at.type), t.c.next_attempt_at
-                ),
-                settled_at=bindparam("b_settled", type_=t.c.settled_at.type),
-            )
-        )
-        async with self.sessions() as s, s.begin():
-            await s.execute(stmt, rows)
+        await settle(self.sessions, DELIVERIES, settlements)

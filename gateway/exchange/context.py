@@ -54,3 +54,4 @@ class Exchange:
     answer: UpstreamResponse | None = None  # forward (after the adapter's response hook)
     # What the exchange notes for its spans; None when traces are off or not recorded.
     span: ExchangeSpan | None = None
+    deferred: str | None = None  # defer: the message id of an async service's request

@@ -20,6 +20,8 @@ gateway/exchange/steps/.
                            it cannot be), sent with the gateway's
                            credentials, timeouts, retries, breaker and
                            concurrency limit
+                           (an async service's call is kept instead and
+                           answered 202: steps/defer.py, store-and-forward)
     9  respond             a 2xx answer checked by its schema, then the  502
                            answer with the request id and its digest
     10 audit               always, whatever happened above; fail_closed  503
@@ -48,6 +50,8 @@ from gateway.exchange.steps.authenticate import authenticate
 from gateway.exchange.steps.authorise import authorise
 from gateway.exchange.steps.body import read_body, validate_request
 from gateway.exchange.steps.convert import from_provider, to_provider
+from gateway.exchange.steps.defer import Outbox, defer
+from gateway.exchange.steps.defer import settle as settle_deferred
 from gateway.exchange.steps.forward import forward, prepare_outbound
 from gateway.exchange.steps.identify import check_headers, identify
 from gateway.exchange.steps.intent import record_intent
@@ -63,6 +67,11 @@ from gateway.telemetry.spans import Tracer
 from gateway.upstream.client import UpstreamClient
 
 __all__ = ["ExchangePipeline"]
+
+
+def _defers(x: Exchange) -> bool:
+    assert x.service is not None and x.address is not None
+    return x.service.defers(x.request.method, x.address.endpoint)
 
 
 class ExchangePipeline:
@@ -82,6 +91,7 @@ class ExchangePipeline:
         body_timeout: float = 30.0,
         issuers: TrustedIssuers | None = None,
         tracing: Tracer | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -94,6 +104,9 @@ class ExchangePipeline:
         self.problem_type_base = problem_type_base
         self.body_timeout = body_timeout
         self.tracing = tracing  # None: no traces exported, no span noted
+        # Where async services' requests are kept (store-and-forward); None: every
+        # service is forwarded at once.
+        self.outbox = outbox
 
     def swap_config(self, config: RuntimeConfig) -> None:
         # Requests already running keep the table they read at their start.
@@ -112,11 +125,14 @@ class ExchangePipeline:
             validate_request(x)
             prepare_outbound(x)
             to_provider(x)
-            await record_intent(x, self.audit)
-            await forward(x, self.upstream, self.metrics)
-            from_provider(x)
-            validate_answer(x)
-            response = respond(x)
+            if self.outbox is not None and _defers(x):
+                response = await defer(x, self.outbox)  # async: 202, delivered later
+            else:
+                await record_intent(x, self.audit)
+                await forward(x, self.upstream, self.metrics)
+                from_provider(x)
+                validate_answer(x)
+                response = respond(x)
         except Problem as problem:
             response = problem_response(x, problem, self.problem_type_base)
         except asyncio.CancelledError:
@@ -126,6 +142,8 @@ class ExchangePipeline:
                 EXCHANGE_CANCELLED, "The gateway stopped before the exchange ended."
             )
             await self._audit(x, problem_response(x, cancelled, self.problem_type_base))
+            if self.outbox is not None:
+                await settle_deferred(x, False, self.outbox)
             raise
         except Exception as exc:
             log.exception("exchange failed", request_id=x.request_id)
@@ -133,7 +151,11 @@ class ExchangePipeline:
                 INTERNAL_ERROR, f"Unexpected {type(exc).__name__}; quote the request id."
             )
             response = problem_response(x, internal, self.problem_type_base)
-        return await self._audit(x, response)
+        answered = await self._audit(x, response)
+        if self.outbox is not None and x.deferred is not None:
+            # Sent only if the 202 is what the caller gets: its acceptance is recorded.
+            await settle_deferred(x, answered is response and response.status == 202, self.outbox)
+        return answered
 
     async def _audit(self, x: Exchange, response: web.Response) -> web.Response:
         return await record(x, response, self.audit, self.metrics, self.problem_type_base)

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from gateway.core.settings import Settings
 from gateway.edge.app import create_app
 from gateway.edge.protocol import GatewayRunner
 from gateway.identity import accounts
+from gateway.ops.demo_receiver import receiver_app
 from gateway.registry.bundled import load_bundled
 from gateway.store.db import create_engine, session_factory
 from gateway.store.migrate import upgrade_async
@@ -52,6 +54,8 @@ DOSSIER_STATUS = "/r1/000.00.31.H49/motcua-ho-so/v1/ho-so/000.00.31.H49-251122-0
 PROVINCE_AUDIENCE = "urn:lgsp:000.00.00.H49"  # what the platform's tokens must be for
 # Department to department: health reads a birth registration from Justice (civil-status.yaml).
 HEALTH_CLIENT = "yte"
+# Events: the national portal publishes dossier updates as this client (dossier-events.yaml).
+PUBLISHER = "dvcqg-sukien"
 BIRTHS = "/r1/000.00.12.H49/khai-sinh/v1/khai-sinh/049225000123"
 
 
@@ -71,6 +75,102 @@ def _get_token(variable: str, client: str, secret: str, gateway: str) -> str:
     )
 
 
+def _send_letter(gateway: str, accountability: str, number: str) -> str:
+    """A shell line that sends a letter and puts the 202's JSON in $LETTER."""
+    return (
+        f"LETTER=$(curl -s -X POST {gateway}{DOCUMENTS}/documents \\\n"
+        f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
+        "  -H 'Content-Type: application/json' -d '"
+        '{"to": [{"organId": "000.00.31.H49", "organName": "Trung tâm Phục vụ hành chính '
+        f'công tỉnh"}}], "documentId": "000.00.00.H49,2025/11/22,\'"{number}"\'/UBND-VP", '
+        '"code": {"number": "123", "notation": "UBND-VP"}, '
+        '"promulgation": {"place": "Thành phố Huế", "date": "2025-11-22"}, '
+        '"type": {"code": "1", "name": "Công văn"}, '
+        '"subject": "Về việc triển khai Nền tảng tích hợp, chia sẻ dữ liệu cấp tỉnh", '
+        '"signer": {"fullName": "Nguyễn Văn Bình", "position": "Chủ tịch"}, '
+        '"attachments": [{"name": "123-UBND-VP.pdf", "contentType": "application/pdf", '
+        '"contentBase64": "JVBERi0xLjcKJSVFT0YK"}]}\') \\\n'
+        '&& STATUS=$(echo "$LETTER" | python3 -c \'import json,sys; '
+        'print(json.load(sys.stdin)["status"])\')'
+    )
+
+
+def _await_answer(gateway: str) -> str:
+    """A shell line that polls $STATUS's answer (for up to 30 s) and prints it."""
+    return (
+        'for i in $(seq 150); do ANSWER=$(curl -s -H "Authorization: Bearer $TOKEN" '
+        f'"{gateway}$STATUS/answer"); case "$ANSWER" in *message-not-answered*) sleep 0.2;; '
+        '*) break;; esac; done; echo "$ANSWER"'
+    )
+
+
+def _event_and_outage_steps(
+    gateway: str,
+    simulator: str,
+    receiver: str,
+    publisher_secret: str,
+    accountability: str,
+    python: str,
+) -> list[Step]:
+    outage = f"curl -s -o /dev/null -X POST {simulator}/_sim/outage/document-exchange"
+    event = (
+        '{"type": "dossier.updated", "key": "000.00.31.H49-251122-0001", "data": '
+        '{"dossierId": "000.00.31.H49-251122-0001", "status": "processing"}}'
+    )
+    verify = (
+        "import json,os,sys; from standardwebhooks.webhooks import Webhook; "
+        "r = json.load(sys.stdin)[-1]; "
+        'Webhook(os.environ["SUB_SECRET"]).verify(r["body"], r["headers"]); '
+        'print("signature verified:", r["headers"]["webhook-id"], r["body"])'
+    )
+    return [
+        Step(
+            "Subscribe the one-stop-shop system to dossier updates from the national portal "
+            "(admin API); the answer shows the signing secret once",
+            'SUB_SECRET=$(curl -s -X POST -H "Authorization: Bearer $ADMIN_TOKEN" \\\n'
+            '  -H \'Content-Type: application/json\' -d \'{"topic": "dvcqg-ho-so", '
+            f'"client": "{DEMO_CLIENT}", "callback_url": "{receiver}/hooks/lgsp"}}\' '
+            f"\\\n  '{gateway}/admin/v1/subscriptions?comment=demo' \\\n"
+            "  | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"secret\"])') "
+            '&& echo "subscribed; secret ${SUB_SECRET:0:10}..."',
+            "subscribed; secret whsec_",
+        ),
+        Step(
+            "The national portal publishes a dossier update (the simulator posts it to "
+            "/events/v1/dvcqg-ho-so): 202 once it is stored",
+            f"curl -s -w '\\n' -X POST {simulator}/_sim/publish \\\n"
+            "  -H 'Content-Type: application/json'"
+            f' -d \'{{"gateway": "{gateway}", "topic": "dvcqg-ho-so", '
+            f'"client_id": "{PUBLISHER}", "client_secret": "{publisher_secret}", '
+            f'"event": {event}}}\'',
+            '"status": 202',
+        ),
+        Step(
+            "The demo's small receiver got it, signed: check the Standard Webhooks signature "
+            "with the subscription's secret",
+            f"for i in $(seq 100); do curl -s {receiver}/received | grep -q webhook-id && break; "
+            "sleep 0.1; done; \\\n"
+            f"curl -s {receiver}/received | SUB_SECRET=\"$SUB_SECRET\" {python} -c '{verify}'",
+            "signature verified:",
+        ),
+        Step(
+            "The national document exchange goes down (the simulator's switch); a letter sent "
+            "now is accepted at once and kept: its status says pending, and why",
+            f"{outage} -d '{{\"down\": true}}' \\\n&& "
+            + _send_letter(gateway, accountability, "$(date +%s)9")
+            + " \\\n&& sleep 1 && curl -s -w '\\n' -H \"Authorization: Bearer $TOKEN\" "
+            f'"{gateway}$STATUS"',
+            '"state":"pending"',
+        ),
+        Step(
+            "The exchange is back: the letter goes out by itself, and its answer waits at "
+            "the status URL",
+            f"{outage} -d '{{\"down\": false}}' \\\n&& " + _await_answer(gateway),
+            '"name":"arrived"',
+        ),
+    ]
+
+
 def demo_steps(
     gateway: str,
     secret: str,
@@ -78,6 +178,9 @@ def demo_steps(
     admin_secret: str,
     simulator: str = "http://127.0.0.1:8090",
     health_secret: str = "",
+    receiver: str = "http://127.0.0.1:8092",
+    publisher_secret: str = "",
+    python: str = "python3",
 ) -> list[Step]:
     post = f"curl -s -i -w '\\n' -X POST {gateway}{POPULATION_SERVICE}"
     accountability = (
@@ -131,19 +234,11 @@ def demo_steps(
         ),
         Step(
             "Send an official letter with an attachment to another agency (edXML over SOAP "
-            "on the national side)",
-            f"curl -s -w '\\n' -X POST {gateway}{DOCUMENTS}/documents \\\n"
-            f'  -H "Authorization: Bearer $TOKEN" {accountability} \\\n'
-            "  -H 'Content-Type: application/json' -d '"
-            '{"to": [{"organId": "000.00.31.H49", "organName": "Trung tâm Phục vụ hành chính '
-            'công tỉnh"}], "documentId": "000.00.00.H49,2025/11/22,\'"$(date +%s)"\'/UBND-VP", '
-            '"code": {"number": "123", "notation": "UBND-VP"}, '
-            '"promulgation": {"place": "Thành phố Huế", "date": "2025-11-22"}, '
-            '"type": {"code": "1", "name": "Công văn"}, '
-            '"subject": "Về việc triển khai Nền tảng tích hợp, chia sẻ dữ liệu cấp tỉnh", '
-            '"signer": {"fullName": "Nguyễn Văn Bình", "position": "Chủ tịch"}, '
-            '"attachments": [{"name": "123-UBND-VP.pdf", "contentType": "application/pdf", '
-            '"contentBase64": "JVBERi0xLjcKJSVFT0YK"}]}\'',
+            "on the national side): accepted at once (202, store-and-forward), its answer "
+            "fetched from the status URL",
+            _send_letter(gateway, accountability, "$(date +%s)")
+            + ' && echo "$LETTER" \\\n&& '
+            + _await_answer(gateway),
             '"name":"arrived"',
         ),
         Step(
@@ -205,6 +300,9 @@ def demo_steps(
             f"{lgsp} policy history",
             f"admin-api:{DEMO_ADMIN}",
         ),
+        *_event_and_outage_steps(
+            gateway, simulator, receiver, publisher_secret, accountability, python
+        ),
         Step(
             "Operations: is it ready (store, keys, audit), and what has it served (Prometheus)",
             f"curl -s -w '\\n' {gateway}/readyz && curl -s {gateway}/metrics \\\n"
@@ -221,6 +319,10 @@ def _lgsp_command() -> str:
             return str(local.relative_to(Path.cwd()))
         return str(local)
     return shutil.which("lgsp") or "lgsp"
+
+
+def _python_command() -> str:
+    return _lgsp_command().removesuffix("lgsp") + "python"
 
 
 async def _people(session: AsyncSession) -> list[tuple[list[str], accounts.Issued]]:
@@ -243,7 +345,7 @@ def _print_people(gateway: str, people: list[tuple[list[str], accounts.Issued]])
     for roles, p in people:
         print(f"  {p.name:9} {', '.join(roles):14} password {p.password}")
         print(f"  {'':9} {'':14} TOTP secret {p.totp_secret}  ({p.uri})")
-    python = _lgsp_command().removesuffix("lgsp") + "python"
+    python = _python_command()
     secret = people[0][1].totp_secret
     code = f"{python} -c 'import pyotp; print(pyotp.TOTP(\"{secret}\").now())'"
     print(f"  without an app, {people[0][1].name}'s current code: {code}")
@@ -251,7 +353,7 @@ def _print_people(gateway: str, people: list[tuple[list[str], accounts.Issued]])
 
 async def _prepare(
     settings: Settings, policies: Path
-) -> tuple[str, str, str, list[tuple[list[str], accounts.Issued]]]:
+) -> tuple[str, str, str, str, list[tuple[list[str], accounts.Issued]]]:
     await upgrade_async(settings.database_url)
     policy = load_policy_dir(policies)
     engine = create_engine(settings.database_url)
@@ -270,9 +372,10 @@ async def _prepare(
                 await credential_ops.issue(
                     session, client_code=code, kind="secret", actor="demo", revoke_others=True
                 )
-                for code in (DEMO_CLIENT, DEMO_ADMIN, HEALTH_CLIENT)
+                for code in (DEMO_CLIENT, DEMO_ADMIN, HEALTH_CLIENT, PUBLISHER)
             ]
-            return secrets_[0], secrets_[1], secrets_[2], await _people(session)
+            client, admin, health, publisher = secrets_
+            return client, admin, health, publisher, await _people(session)
     finally:
         await engine.dispose()
 
@@ -349,12 +452,21 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
     settings = Settings(
         port=port, upstream_allowed_networks=["loopback"], console_secure_cookies=False
     )
-    secret, admin_secret, health_secret, people = await _prepare(settings, policies)
+    secret, admin_secret, health_secret, publisher_secret, people = await _prepare(
+        settings, policies
+    )
     simulator = await _start_simulator(simulator_port, national_secret)
     runner = GatewayRunner(create_app(settings), access_log=None)
+    # The one-stop-shop system's webhook receiver, on a port of its own.
+    hooks = web.AppRunner(receiver_app(), access_log=None)
     try:
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
+        await hooks.setup()
+        hook_socket = socket.socket()
+        hook_socket.bind(("127.0.0.1", 0))
+        await web.SockSite(hooks, hook_socket).start()
+        receiver = f"http://127.0.0.1:{hook_socket.getsockname()[1]}"
         gateway = f"http://{settings.host}:{settings.port}"
         print(f"gateway listening on {gateway}  (database {settings.database_url})")
         print(f"national simulator on http://127.0.0.1:{simulator_port}")
@@ -364,7 +476,15 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
             'networks (docs/administrator.md, "Outbound safety")'
         )
         steps = demo_steps(
-            gateway, secret, _lgsp_command(), admin_secret, simulator_url, health_secret
+            gateway,
+            secret,
+            _lgsp_command(),
+            admin_secret,
+            simulator_url,
+            health_secret,
+            receiver,
+            publisher_secret,
+            _python_command(),
         )
         _print_people(gateway, people)
         if check:
@@ -379,6 +499,7 @@ async def _run(port: int, simulator_port: int, policies: Path, check: bool) -> i
         return 0
     finally:
         await runner.cleanup()
+        await hooks.cleanup()
         simulator.terminate()
         await simulator.wait()
 

@@ -181,6 +181,8 @@ class Service(Base):
     upstream_failure_statuses: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     # SHA-256 of the adapter's mapping files validated when the policy was applied.
     adapter_mappings: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Store-and-forward ({"requests": [{"method", "path"}]}); NULL: synchronous (0021).
+    async_delivery: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     max_request_bytes: Mapped[int] = mapped_column(Integer, default=1024 * 1024)
     max_response_bytes: Mapped[int] = mapped_column(Integer, default=10 * 1024 * 1024)
     require_officer: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -655,7 +657,15 @@ class EventDelivery(Base):
     __tablename__ = "event_deliveries"
     __table_args__ = (
         Index("ix_event_deliveries_due", "state", "next_attempt_at"),
-        Index("ix_event_deliveries_order", "subscription_id", "order_key", "event_seq"),
+        # With `state`: "is an earlier delivery of this key still pending?" is one index
+        # seek, not a walk over the key's whole delivered history (migration 0021).
+        Index(
+            "ix_event_deliveries_pending_order",
+            "subscription_id",
+            "order_key",
+            "state",
+            "event_seq",
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -679,3 +689,49 @@ class EventDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     settled_at: Mapped[datetime | None] = mapped_column()
+
+
+class DeferredMessage(Base):
+    """A call to an async service (store-and-forward): accepted with 202, kept until the
+    provider has answered (or its retry window is over), with the answer for the caller.
+
+    `state`: held (accepted, its audit record not yet durable: never sent), pending (to
+    be sent; leased like an event delivery), answered (the provider's answer is kept),
+    dead (the retry window ended without an answer). The request is kept as the gateway
+    would have forwarded it (converted, the caller's identity headers added)."""
+
+    __tablename__ = "deferred_messages"
+    __table_args__ = (Index("ix_deferred_messages_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    accept_event_id: Mapped[str] = mapped_column(String(36))  # the audit event of the 202
+    provider: Mapped[str] = mapped_column(String(35))
+    service_code: Mapped[str] = mapped_column(String(64))
+    service_version: Mapped[str] = mapped_column(String(16))
+    upstream: Mapped[str] = mapped_column(String(64))  # concurrency group of the worker
+    client_code: Mapped[str] = mapped_column(String(64))
+    # What the audit events of the attempts repeat: the accepted exchange's fields.
+    exchange: Mapped[dict[str, Any]] = mapped_column(JSON)
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(4096))
+    query: Mapped[str] = mapped_column(Text, default="")
+    headers: Mapped[list[Any]] = mapped_column(JSON)  # [[name, value], ...]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="held")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    settled_at: Mapped[datetime | None] = mapped_column()
+    # The answer as the caller would have had it synchronously (problem+json included).
+    answer_status: Mapped[int | None] = mapped_column(Integer)
+    answer_headers: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    answer_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

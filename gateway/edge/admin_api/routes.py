@@ -11,7 +11,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.edge.admin_api import collections, credentials, events, policy, subscriptions
+from gateway.edge.admin_api import (
+    collections,
+    credentials,
+    events,
+    messages,
+    policy,
+    subscriptions,
+)
 from gateway.edge.admin_api.api import ADMIN, PREFIX
 from gateway.edge.toolkit import Call, DocInfo, NoQuery, Reply, Route, build_document
 
@@ -84,5 +91,6 @@ ROUTES: tuple[Route, ...] = (
     *collections.crud_routes(collections.RATE_LIMITS),
     *collections.crud_routes(collections.TOPICS),
     *subscriptions.ROUTES,
+    *messages.ROUTES,
     *events.ROUTES,
 )

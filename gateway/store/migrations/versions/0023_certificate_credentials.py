@@ -5,7 +5,7 @@ its public key or by its subject DN; `secret_sha256` holds the pin's digest (loo
 connection like the others) and `pin` the pin itself, which is no secret, for listings.
 
 Revision ID: 0023
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-04
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023"
-down_revision: str | None = "0020"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

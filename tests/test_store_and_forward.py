@@ -322,3 +322,57 @@ async def test_an_acceptance_the_audit_log_cannot_record_is_not_sent(
     async with dx.state.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(DeferredMessage)) == 0
     assert exchange(dx).documents == {}
+
+
+async def test_a_message_left_held_by_a_crash_after_its_202_still_goes_out(
+    dx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway dies between auditing the acceptance and releasing the message (here:
+    the release fails): the caller has its 202, the message is held. The forward worker's
+    sweep releases it once its acceptance is in the audit store, and it goes out once; a
+    held message whose acceptance never arrived (its caller got no 202) is dropped after
+    the retry window, never sent."""
+    from datetime import timedelta
+
+    from gateway.events.outbox import SqlOutbox
+    from gateway.store.models import utcnow
+
+    auth = {"Authorization": f"Bearer {await dx.token('motcua')}", **OFFICER}
+    outbox, forwarder = dx.state.outbox, dx.state.forwarder
+    assert outbox is not None and forwarder is not None
+
+    async def crash(self: SqlOutbox, message_id: str) -> None:
+        raise OSError("the process died here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SqlOutbox, "release", crash)
+        r = await dx.http.post(f"{DOCUMENTS}/documents", json=letter(95), headers=auth)
+    assert r.status_code == 202, r.text
+    await asyncio.sleep(0.3)  # several polls of the worker: a held message is not sent
+    assert exchange(dx).documents == {}
+    assert (await dx.http.get(r.json()["status"], headers=auth)).status_code == 404
+
+    # An orphan: held for two days, its acceptance in no audit record.
+    async with dx.state.sessions() as s, s.begin():
+        held = await s.scalar(select(DeferredMessage).where(DeferredMessage.state == "held"))
+        assert held is not None
+        orphan = DeferredMessage(
+            **{
+                c.key: getattr(held, c.key)
+                for c in DeferredMessage.__table__.columns
+                if c.key not in ("id",)
+            }
+        )
+        orphan.message_id, orphan.accept_event_id = "orphan-message", "no-such-event"
+        orphan.since = utcnow() - timedelta(days=2)
+        s.add(orphan)
+
+    assert await forwarder.sweep_held(grace=timedelta(0)) == (1, 1)
+    await eventually(
+        lambda: _all(dx, auth, [r.json()], lambda m: m["state"] == "answered"), "answered"
+    )
+    assert [d for d in exchange(dx).documents] == [letter(95)["documentId"]]
+    async with dx.state.sessions() as s:
+        left = await s.scalar(select(func.count()).select_from(DeferredMessage))
+        assert left == 1  # the letter, answered; the orphan is gone
+    assert await forwarder.sweep_held(grace=timedelta(0)) == (0, 0)

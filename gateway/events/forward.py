@@ -55,6 +55,11 @@ __all__ = ["ATTEMPT", "RETRYABLE_STATUSES", "ForwardWorker"]
 ATTEMPT = "attempt"  # audit phase of an attempt tried again later
 OUTCOME = "outcome"  # ... and of the attempt that settled the message
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Held messages a crash left behind (SqlOutbox.recover_held): looked for this often, and
+# only once older than this, so that an exchange still between its audit and its release
+# is left to finish.
+HELD_SWEEP_SECONDS = 10.0
+HELD_GRACE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ class ForwardWorker(LeasedWorker[ClaimedMessage]):
         self.instance = instance
         self.rules = rules
         self.type_base = type_base
+        self._swept = 0.0
 
     async def start(self) -> None:
         self.outbox.woken.append(self.wake)
@@ -109,6 +115,9 @@ class ForwardWorker(LeasedWorker[ClaimedMessage]):
         await self.stop_loop()
 
     async def claim(self, capacity: int, free: dict[Hashable, int]) -> list[ClaimedMessage]:
+        if time.monotonic() - self._swept >= HELD_SWEEP_SECONDS:
+            self._swept = time.monotonic()
+            await self.sweep_held()
         # A lease outlives the slowest attempt (an async service's timeout, retries
         # within it), or a message still being sent would be taken and sent again.
         longest = max(
@@ -122,6 +131,18 @@ class ForwardWorker(LeasedWorker[ClaimedMessage]):
             free=free,
             default=self.rules.per_subscriber,
         )
+
+    async def sweep_held(self, grace: timedelta = HELD_GRACE) -> tuple[int, int]:
+        """Release the held messages whose acceptance is audited (the gateway died before
+        releasing them); drop those whose acceptance never arrived in the retry window."""
+        released, dropped = await self.outbox.recover_held(
+            older_than=grace, give_up_after=max(grace, self.rules.retry.window)
+        )
+        if released or dropped:
+            log.warning(
+                "held async messages recovered", released=released, dropped_unaccepted=dropped
+            )
+        return released, dropped
 
     def group(self, item: ClaimedMessage) -> Hashable:
         return item.upstream

@@ -8,22 +8,27 @@ forward worker (gateway/events/forward.py), and settled: *answered* (the provide
 answer kept for the caller), pending again later, or *dead* once the retry window is
 over. Messages are grouped by upstream for the worker's concurrency, and are not ordered
 among themselves (one letter stuck does not hold the next).
+
+A gateway that dies between auditing an acceptance and releasing its message leaves it
+held although the caller had its 202: `recover_held` releases such a message once its
+acceptance is in the audit store (in Kafka mode, once the indexer has it), and drops one
+whose acceptance never arrived within the retry window (its caller got no 202).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from multidict import CIMultiDict
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.messages import DeferredRequest, OutboundRequest
 from gateway.events.leases import Queue, Settlement, settle, take
-from gateway.store.models import DeferredMessage, utcnow
+from gateway.store.models import AuditRecord, DeferredMessage, utcnow
 
 __all__ = ["MESSAGES", "ClaimedMessage", "MessageView", "SqlOutbox"]
 
@@ -119,6 +124,33 @@ class SqlOutbox:
             )
         for wake in self.woken:
             wake()
+
+    async def recover_held(
+        self, *, older_than: timedelta, give_up_after: timedelta
+    ) -> tuple[int, int]:
+        """Release held messages older than `older_than` whose acceptance is in the audit
+        store; drop those held longer than `give_up_after` whose acceptance is not.
+        Returns (released, dropped)."""
+        now = utcnow()
+        m = DeferredMessage
+        accepted = exists().where(AuditRecord.event_id == m.accept_event_id)
+        async with self.sessions() as s, s.begin():
+            released = await s.execute(
+                update(m)
+                .where(m.state == "held", m.since < now - older_than, accepted)
+                .values(state="pending", since=now, next_attempt_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            dropped = await s.execute(
+                delete(m)
+                .where(m.state == "held", m.since < now - give_up_after, ~accepted)
+                .execution_options(synchronize_session=False)
+            )
+        counts = (int(released.rowcount or 0), int(dropped.rowcount or 0))  # type: ignore[attr-defined]
+        if counts[0]:
+            for wake in self.woken:
+                wake()
+        return counts
 
     async def discard(self, message_id: str) -> None:
         m = DeferredMessage

@@ -1,10 +1,10 @@
 """The kinds of entity the console creates, changes and deletes (editing.py), each with
-its form: services, upstreams, systems (clients), groups and rate limits. Who may change
+its form: agencies, services, upstreams, systems (clients), groups and rate limits. Who may change
 each is who may through the admin API (gateway/edge/admin_api/collections.py).
 
 Example:
     >>> [e.slug for e in CATALOGUE]
-    ['services', 'upstreams', 'clients', 'groups', 'rate-limits']
+    ['agencies', 'services', 'upstreams', 'clients', 'groups', 'rate-limits']
 """
 
 from __future__ import annotations
@@ -14,8 +14,22 @@ from gateway.admin.actor import ADMINISTER, OPERATE
 from gateway.edge.console.editing import Entity, Field
 from gateway.edge.console.views import PREFIX
 
-__all__ = ["CATALOGUE", "CLIENTS", "GROUPS", "RATE_LIMITS", "SERVICES", "UPSTREAMS"]
+__all__ = ["AGENCIES", "CATALOGUE", "CLIENTS", "GROUPS", "RATE_LIMITS", "SERVICES", "UPSTREAMS"]
 
+# Listed and edited on the agency pages (pages.py), which also show an agency's systems;
+# created here. Deleting one goes through the admin API (its systems must go first).
+AGENCIES = Entity(
+    "agencies",
+    entities.AGENCIES,
+    "agencies.title",
+    (
+        Field("code", "agencies.code"),
+        Field("name", "agencies.name"),
+        Field("doc_code", "agencies.doc_code", optional=True),
+    ),
+    ADMINISTER,
+    list_url=f"{PREFIX}/agencies",
+)
 SERVICES = Entity(
     "services",
     entities.SERVICES,
@@ -104,4 +118,4 @@ RATE_LIMITS = Entity(
     columns=("client", "service", "rate.requests", "rate.per", "quota_per_day"),
     key_sizes=(1, 3),
 )
-CATALOGUE = (SERVICES, UPSTREAMS, CLIENTS, GROUPS, RATE_LIMITS)
+CATALOGUE = (AGENCIES, SERVICES, UPSTREAMS, CLIENTS, GROUPS, RATE_LIMITS)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.admin import collections as entities
+from gateway.core.problems import Problem
 from gateway.edge.console.editing import key_path, parse_key
 from gateway.edge.console.kinds import RATE_LIMITS, SERVICES
 
@@ -268,6 +269,8 @@ async def test_every_editing_page_passes_axe(gateway: Harness, browser: Any) -> 
         "/console/new/clients",
         "/console/new/groups",
         "/console/new/rate-limits",
+        "/console/new/agencies",
+        f"/console/edit/agencies/{AGENCY}",
         f"/console/edit/services/{ECHO}",
         "/console/edit/upstreams/sim-open",
         "/console/edit/clients/motcua",
@@ -290,3 +293,54 @@ async def test_every_editing_page_passes_axe(gateway: Harness, browser: Any) -> 
     await page.wait_for_selector("#form-errors")
     found += await serious(page)
     assert found == []
+
+
+async def test_an_administrator_creates_an_agency_and_gives_it_a_system(
+    gateway: Harness, browser: Any
+) -> None:
+    page = await _signed_in(gateway, browser, "nva", ["administrator"])
+    await page.goto(f"{gateway.url}/console/agencies")
+    await page.click("#new")
+    # The policy's own rule for an agency code (the national format) is named at the field.
+    await _preview(page, {"#code": "so-y-te", "#name": "Sở Y tế"})
+    assert await page.locator("#code-error").count() == 1
+    await _preview(page, {"#code": "000.00.16.H49", "#name": "Sở Y tế"})
+    assert await page.text_content("#changes li strong") == "Thêm cơ quan 000.00.16.H49"
+    await _confirm(page, "cơ quan mới theo quyết định 20/QĐ-UBND", "/console/agencies")
+    row = await page.text_content("tr[data-code='000.00.16.H49']")
+    assert row is not None and "Sở Y tế" in row
+    await page.goto(f"{gateway.url}/console/agencies/000.00.16.H49")
+    await page.click("#new-system")
+    await _preview(page, {"#code": "his-soyte", "#name": "Hệ thống thông tin y tế"})
+    await _confirm(page, "hệ thống của Sở Y tế", "/console/clients")
+    item, _ = await entities.read_one(gateway.state.sessions, entities.CLIENTS, ("his-soyte",))
+    assert item["agency"] == "000.00.16.H49"
+    mine = [e for e in await events(gateway) if e.actor == "person:nva"]
+    assert [(e.action, e.target) for e in mine if e.action.startswith("policy.")] == [
+        ("policy.agency", "000.00.16.H49"),
+        ("policy.client", "his-soyte"),
+    ]
+
+
+async def test_an_operator_may_not_create_an_agency(gateway: Harness, browser: Any) -> None:
+    page = await _signed_in(gateway, browser, "vanhanh", ["operator"])
+    await page.goto(f"{gateway.url}/console/agencies")
+    assert await page.locator("#new").count() == 0
+    assert (await page.request.get(f"{gateway.url}/console/new/agencies")).status == 403
+    await page.goto(f"{gateway.url}/console/new/agencies")
+    csrf = await page.get_attribute("input[name=csrf]", "value")
+    for step in ("preview", "confirm"):
+        r = await page.request.post(
+            f"{gateway.url}/console/edit/agencies/{step}",
+            form={
+                "csrf": csrf or "",
+                "op": "create",
+                "key": "",
+                "body": '{"code": "000.00.16.H49", "name": "Sở Y tế"}',
+                "version": "0",
+                "comment": "x",
+            },
+        )
+        assert r.status == 403
+    with pytest.raises(Problem):  # 404: nothing was made
+        await entities.read_one(gateway.state.sessions, entities.AGENCIES, ("000.00.16.H49",))

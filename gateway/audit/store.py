@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.audit import stats
 from gateway.audit.chain import (
     GENESIS,
     AuditSigner,
@@ -125,7 +126,12 @@ class AuditStore:
                     .on_conflict_do_nothing(index_elements=["event_id"])
                     .returning(AuditRecord.event_id)
                 )
-                inserted = set((await s.scalars(stmt, [e.as_dict() for e in events])).all())
+                docs = [e.as_dict() for e in events]
+                inserted = set((await s.scalars(stmt, docs)).all())
+                # The statistics roll-up counts them in this transaction (gateway/audit/stats.py).
+                await stats.add_events(
+                    s, {d["event_id"]: d for d in docs if d["event_id"] in inserted}.values()
+                )
                 result.inserted = len(inserted)
                 result.duplicates = len(events) - len(inserted)
                 if self._subject_key is not None and inserted:

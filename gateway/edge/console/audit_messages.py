@@ -110,6 +110,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "audit.export_csv": ("Xuất CSV", "Export CSV"),
     "audit.export_jsonl": ("Xuất JSON Lines", "Export JSON Lines"),
+    "audit.export_unmasked": (
+        "Xuất không che dữ liệu cá nhân",
+        "Export with personal data shown",
+    ),
+    "audit.export_unmasked_csv": ("Xuất CSV không che", "Export CSV unmasked"),
+    "audit.export_unmasked_jsonl": ("Xuất JSON Lines không che", "Export JSON Lines unmasked"),
     "audit.chain_title": ("Vị trí trong chuỗi băm", "Place in the hash chain"),
     "audit.unchained": ("(ngoài chuỗi)", "(not chained)"),
     "audit.before": ("Liên kết trước", "Link before"),

@@ -180,12 +180,24 @@ async def add_events(s: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None
             "n": int(v[0]),
             "duration_ms": v[1],
         }
-        for k, v in delta.items()
+        for k, v in sorted(delta.items())  # one order of row locks for every writer
         if v[0] or v[1]
     ]
     if values:
         await s.execute(_upsert(s), values)
-        await s.execute(delete(AuditStat).where(AuditStat.n <= 0))
+    # A row an outcome emptied goes (only those: the table is not scanned per batch).
+    for k, v in delta.items():
+        if v[0] < 0:
+            await s.execute(
+                delete(AuditStat).where(
+                    AuditStat.month == k[0],
+                    AuditStat.agency == k[1],
+                    AuditStat.service == k[2],
+                    AuditStat.procedure == k[3],
+                    AuditStat.outcome == k[4],
+                    AuditStat.n <= 0,
+                )
+            )
 
 
 async def refill(s: AsyncSession, months: Iterable[str]) -> None:

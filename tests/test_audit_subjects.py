@@ -15,10 +15,11 @@ from sqlalchemy import select
 from gateway.audit.chain import Chain
 from gateway.audit.event import AuditEvent
 from gateway.audit.retention import purge
-from gateway.audit.store import AuditStore
+from gateway.audit.store import AuditStore, index_stored
 from gateway.audit.subjects import load_subject_key
 from gateway.store.db import create_engine, session_factory
 from gateway.store.models import AuditSubject
+from tests.conftest import lgsp
 
 pytestmark = pytest.mark.dialects("sqlite", "postgresql")
 
@@ -73,3 +74,45 @@ async def test_the_index_follows_the_records_in_and_out(sessions: Any, tmp_path:
     done = await purge(sessions, cutoff=datetime.now(UTC) - timedelta(days=30), actor="test")
     assert done is not None and done.count == 1
     assert await _index(sessions) == {(key.digest(A), new.event_id)}
+
+
+async def test_records_stored_without_the_index_are_indexed_by_their_paths_once(
+    sessions: Any, tmp_path: Path
+) -> None:
+    key = load_subject_key(tmp_path)
+    bare = AuditStore(sessions, source="test")  # as before migration 0020: no index
+    chain = Chain("gw-1")
+    now = datetime.now(UTC)
+    by_path = _event(chain, f"/r1/x/cong-dan/{A}?cmnd=123456789", now)
+    in_body = _event(chain, "/r1/x/ho-so", now, subjects=(key.digest(B),))
+    plain = _event(chain, "/r1/x/ho-so/1", now)
+    assert (await bare.ingest([by_path, in_body, plain])).inserted == 3
+    assert await _index(sessions) == set()
+    # A record indexed already (by a keyed writer) keeps its rows.
+    keyed = AuditStore(sessions, source="test", subject_key=key)
+    later = _event(chain, f"/r1/x/cong-dan/{B}", now)
+    await keyed.ingest([later])
+    assert await index_stored(sessions, key, batch=2) == (4, 2)
+    assert await _index(sessions) == {
+        (key.digest(A), by_path.event_id),
+        (key.digest("123456789"), by_path.event_id),
+        (key.digest(B), later.event_id),
+    }  # the body's digest (B in `in_body`) was never stored: it cannot be found again
+    assert await index_stored(sessions, key) == (4, 0)
+
+
+async def test_lgsp_audit_index_subjects_indexes_the_stored_paths(env: dict[str, str]) -> None:
+    assert lgsp(env, "migrate").returncode == 0
+    engine = create_engine(env["LGSP_DATABASE_URL"])
+    try:
+        sessions = session_factory(engine)
+        chain = Chain("gw-1")
+        old = _event(chain, f"/r1/x/cong-dan/{A}", datetime.now(UTC))
+        await AuditStore(sessions, source="test").ingest([old])
+        out = lgsp(env, "audit", "index-subjects")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "read 1 records; 1 index rows added (from their paths)"
+        key = load_subject_key(Path(env["LGSP_KEYS_DIR"]))
+        assert await _index(sessions) == {(key.digest(A), old.event_id)}
+    finally:
+        await engine.dispose()

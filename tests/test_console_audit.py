@@ -153,7 +153,13 @@ async def test_an_auditor_finds_opens_verifies_exports_and_reports(
     await page.goto(f"{h.url}{AUDIT}/stats?by=month")
     month = datetime.now(UTC).astimezone(VN_TZ).strftime("%Y-%m")
     assert await page.text_content(f"#stats tr[data-key='{month}'] .count") == "4"
+    assert await page.get_attribute("#stats-source", "data-source") == "rollup"
     assert await page.locator("svg#chart rect").count() >= 1
+    # A filter the roll-up cannot answer is counted from the records, and says so.
+    await page.goto(f"{h.url}{AUDIT}/stats?by=month&case={CASE}")
+    assert await page.text_content(f"#stats tr[data-key='{month}'] .count") == "2"
+    assert await page.get_attribute("#stats-source", "data-source") == "records"
+    await page.goto(f"{h.url}{AUDIT}/stats?by=month")
     await page.check("input[name=by][value=procedure]")
     await page.click("#stats-form button[type=submit]")
     assert await page.text_content("#stats tr[data-key='1.001234'] .count") == "4"
@@ -250,8 +256,9 @@ async def test_statistics_group_by_month_in_vietnam_time_on_postgresql(gateway: 
     await _exchanges(h)
     month = datetime.now(UTC).astimezone(VN_TZ).strftime("%Y-%m")
     async with h.state.sessions() as s:
-        by_month = await grouped(s, AuditFilter(), "month")
-        by_procedure = await grouped(s, AuditFilter(case=CASE), "procedure")
+        by_month, rolled_up = await grouped(s, AuditFilter(), "month")
+        by_procedure, by_records = await grouped(s, AuditFilter(case=CASE), "procedure")
+    assert rolled_up and not by_records
     assert [(g["key"], g["count"], g["success"]) for g in by_month] == [(month, 4, 4)]
     assert [(g["key"], g["count"]) for g in by_procedure] == [("1.001234", 2)]
 
@@ -311,17 +318,39 @@ async def test_an_unmasking_asks_a_reason_and_is_in_the_record_of_reads(
     await page.click("#unmask button[type=submit]")
     await page.wait_for_selector("#unmasked")
 
+    # The unmasked export: its own form on the search page, asking a reason.
+    await page.goto(f"{h.url}{AUDIT}/exchanges?case={CASE}")
+    assert await page.get_attribute("#export-reason", "required") is not None
+    await page.fill("#export-reason", "cung cấp cho thanh tra")
+    text = await _download(page, "#export-unmasked-csv")
+    lines = list(csv.reader(io.StringIO(text)))
+    meta = orjson.loads(lines[0][0].removeprefix("# lgsp audit export "))
+    assert meta["masked"] is False and meta["filter"]["case"] == CASE
+    assert CITIZEN in text and len(lines) == 2 + 2  # the line saying what it is, header, 2
+    await page.goto(f"{h.url}{AUDIT}/exchanges?case={CASE}")
+    await page.fill("#export-reason", "bản JSON cho thanh tra")
+    jsonl = (await _download(page, "#export-unmasked-jsonl")).splitlines()
+    assert orjson.loads(jsonl[0])["masked"] is False and CITIZEN in "".join(jsonl[1:])
+
     await page.goto(f"{h.url}{AUDIT}/reads?unmasked=1")
     rows = page.locator("#reads tbody tr")
-    assert await rows.count() == 2
+    assert await rows.count() == 4
     assert await rows.first.locator(".actor").text_content() == "person:ktv-pii"
     reasons = await page.locator("#reads .reason").all_text_contents()
-    assert reasons == ["đối chiếu bản ghi", "Thanh tra hồ sơ 0001 theo QĐ 12/QĐ-TTr"]
+    assert reasons == [
+        "bản JSON cho thanh tra",
+        "cung cấp cho thanh tra",
+        "đối chiếu bản ghi",
+        "Thanh tra hồ sơ 0001 theo QĐ 12/QĐ-TTr",
+    ]
     unmasked = [r for r in await _reads(h) if r.unmasked]
     assert [(r.action, r.query["reason"]) for r in unmasked] == [
         ("search", "Thanh tra hồ sơ 0001 theo QĐ 12/QĐ-TTr"),
         ("record", "đối chiếu bản ghi"),
+        ("export", "cung cấp cho thanh tra"),
+        ("export", "bản JSON cho thanh tra"),
     ]
+    assert unmasked[2].records == 2
 
 
 async def test_an_operator_and_a_system_cannot_open_the_auditor_pages(

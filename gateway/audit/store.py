@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.audit import stats
 from gateway.audit.chain import (
     GENESIS,
     AuditSigner,
@@ -28,7 +29,7 @@ from gateway.audit.chain import (
     public_key_text,
 )
 from gateway.audit.event import AuditEvent
-from gateway.audit.subjects import SubjectKey, index_rows
+from gateway.audit.subjects import SubjectKey, identifiers, index_rows
 from gateway.store.models import (
     AuditCheckpoint,
     AuditFinding,
@@ -125,7 +126,12 @@ class AuditStore:
                     .on_conflict_do_nothing(index_elements=["event_id"])
                     .returning(AuditRecord.event_id)
                 )
-                inserted = set((await s.scalars(stmt, [e.as_dict() for e in events])).all())
+                docs = [e.as_dict() for e in events]
+                inserted = set((await s.scalars(stmt, docs)).all())
+                # The statistics roll-up counts them in this transaction (gateway/audit/stats.py).
+                await stats.add_events(
+                    s, {d["event_id"]: d for d in docs if d["event_id"] in inserted}.values()
+                )
                 result.inserted = len(inserted)
                 result.duplicates = len(events) - len(inserted)
                 if self._subject_key is not None and inserted:
@@ -286,3 +292,48 @@ class AuditStore:
                 )
                 .on_conflict_do_nothing(index_elements=["key_id"])
             )
+
+
+async def index_stored(
+    sessions: async_sessionmaker[AsyncSession], key: SubjectKey, *, batch: int = 1000
+) -> tuple[int, int]:
+    """Index the identifiers in the paths of records already stored (those stored before
+    migration 0020, or by a writer without the key): (records read, index rows added).
+    Safe to run again: a row already there is left as it is. The identifiers of bodies
+    cannot be found this way (a record keeps their digests, not the bodies).
+
+    Example::
+
+        read, added = await index_stored(sessions, load_subject_key(settings.keys_dir))
+    """
+    last, read, added = 0, 0, 0
+    while True:
+        async with sessions() as s, s.begin():
+            got = (
+                await s.execute(
+                    select(
+                        AuditRecord.id,
+                        AuditRecord.event_id,
+                        AuditRecord.path,
+                        AuditRecord.started_at,
+                    )
+                    .where(AuditRecord.id > last)
+                    .order_by(AuditRecord.id)
+                    .limit(batch)
+                )
+            ).all()
+            if not got:
+                return read, added
+            last, read = got[-1].id, read + len(got)
+            rows = [
+                {"subject": key.digest(found), "event_id": r.event_id, "started_at": r.started_at}
+                for r in got
+                for found in sorted(identifiers(r.path))
+            ]
+            if rows:
+                stmt = (
+                    _insert(s, AuditSubject)
+                    .on_conflict_do_nothing(index_elements=["subject", "event_id"])
+                    .returning(AuditSubject.event_id)
+                )
+                added += len((await s.scalars(stmt, rows)).all())

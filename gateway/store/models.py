@@ -339,6 +339,23 @@ class AuditSubject(Base):
     started_at: Mapped[datetime] = mapped_column()
 
 
+class AuditStat(Base):
+    """The statistics roll-up (gateway/audit/stats.py, migration 0024): exchanges and the
+    sum of their durations per Vietnam-time month, agency, service, procedure and outcome,
+    kept with the records in the transaction that writes or purges them. A missing code
+    is ''."""
+
+    __tablename__ = "audit_stats"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM, UTC+7
+    agency: Mapped[str] = mapped_column(String(35), primary_key=True)
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    procedure: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(8), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[float] = mapped_column()  # the sum, for the mean
+
+
 class AuditCheckpoint(Base):
     """A gateway instance's signed statement that its chain reached `seq` with `hash`."""
 

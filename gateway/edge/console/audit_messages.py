@@ -110,6 +110,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "audit.export_csv": ("Xuất CSV", "Export CSV"),
     "audit.export_jsonl": ("Xuất JSON Lines", "Export JSON Lines"),
+    "audit.export_unmasked": (
+        "Xuất không che dữ liệu cá nhân",
+        "Export with personal data shown",
+    ),
+    "audit.export_unmasked_csv": ("Xuất CSV không che", "Export CSV unmasked"),
+    "audit.export_unmasked_jsonl": ("Xuất JSON Lines không che", "Export JSON Lines unmasked"),
     "audit.chain_title": ("Vị trí trong chuỗi băm", "Place in the hash chain"),
     "audit.unchained": ("(ngoài chuỗi)", "(not chained)"),
     "audit.before": ("Liên kết trước", "Link before"),
@@ -158,6 +164,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "audit.mean_ms": ("Thời gian TB (ms)", "Mean time (ms)"),
     "audit.total": ("Tổng", "Total"),
     "audit.chart_title": ("Số trao đổi theo {by}: tổng {n}", "Exchanges by {by}: {n} in all"),
+    "audit.from_rollup": (
+        "Đếm từ bảng tổng hợp theo tháng (giờ Việt Nam), cơ quan, dịch vụ, thủ tục và kết quả.",
+        "Counted from the monthly roll-up (Vietnam time) by agency, service, procedure and "
+        "outcome.",
+    ),
+    "audit.from_records": (
+        "Đếm từ từng bản ghi: điều kiện không chỉ gồm tháng trọn vẹn, cơ quan, dịch vụ, "
+        "thủ tục và kết quả.",
+        "Counted record by record: the filter is not only whole months, agency, service, "
+        "procedure and outcome.",
+    ),
     "audit.stats_caption": ("Số trao đổi theo {by}", "Exchanges by {by}"),
     "audit.report_made": ("Lập lúc {at} (giờ Việt Nam)", "Made at {at} (Vietnam time)"),
     "audit.report_filter": ("Điều kiện", "Filter"),

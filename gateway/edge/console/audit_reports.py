@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import ColumnElement, case, func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit import query
+from gateway.audit import stats as rollup
 from gateway.audit.subjects import identifiers, load_subject_key
 from gateway.audit.verify import verify_store
 from gateway.edge.console.audit_common import (
@@ -41,25 +42,36 @@ FINDINGS_SHOWN = 200
 BAR_H, GAP, LABEL_W, CHART_W = 22, 6, 220, 640
 
 
-def _month(dialect: str) -> ColumnElement[str]:
-    """The Vietnam-time month of `started_at`, YYYY-MM, in the store's SQL."""
-    if dialect == "postgresql":
-        return func.to_char(func.timezone(query.VN_ZONE_NAME, AuditRecord.started_at), "YYYY-MM")
-    return func.strftime("%Y-%m", AuditRecord.started_at, "+7 hours")
-
-
 def _key(dimension: str, dialect: str) -> Any:
     return {
-        "month": _month(dialect),
+        "month": rollup.month_column(dialect),
         "agency": AuditRecord.client_agency_code,
         "service": AuditRecord.service_code,
         "procedure": AuditRecord.procedure_code,
     }[dimension]
 
 
-async def grouped(s: AsyncSession, f: query.AuditFilter, dimension: str) -> list[dict[str, Any]]:
-    """Exchanges per value of `dimension`, by outcome, with the mean duration: one SQL
-    GROUP BY over the filter's records (the API's filter, `AuditFilter.clauses`)."""
+async def grouped(
+    s: AsyncSession, f: query.AuditFilter, dimension: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """Exchanges per value of `dimension`, by outcome, with the mean duration, and whether
+    they came from the roll-up: it answers a filter of whole Vietnam-time months, agency,
+    service, procedure and outcome (gateway/audit/stats.py); any other filter is one SQL
+    GROUP BY over its records (the API's filter, `AuditFilter.clauses`)."""
+    if rollup.answers(f):
+        return _sorted(await rollup.grouped(s, f, dimension), dimension), True
+    return _sorted(await _from_records(s, f, dimension), dimension), False
+
+
+def _sorted(out: list[dict[str, Any]], dimension: str) -> list[dict[str, Any]]:
+    if dimension == "month":
+        return sorted(out, key=lambda g: g["key"])
+    return sorted(out, key=lambda g: (-g["count"], g["key"]))
+
+
+async def _from_records(
+    s: AsyncSession, f: query.AuditFilter, dimension: str
+) -> list[dict[str, Any]]:
     dialect = s.get_bind().dialect.name
     key = _key(dimension, dialect).label("key")
     if dialect == "postgresql":
@@ -81,7 +93,7 @@ async def grouped(s: AsyncSession, f: query.AuditFilter, dimension: str) -> list
         .group_by(key)
     )
     rows = [r._mapping for r in (await s.execute(stmt)).all()]
-    out = [
+    return [
         {
             "key": "" if r["key"] is None else str(r["key"]),
             "count": int(r["n"]),
@@ -92,9 +104,6 @@ async def grouped(s: AsyncSession, f: query.AuditFilter, dimension: str) -> list
         }
         for r in rows
     ]
-    if dimension == "month":
-        return sorted(out, key=lambda g: g["key"])
-    return sorted(out, key=lambda g: (-g["count"], g["key"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +147,10 @@ async def stats(view: View) -> web.StreamResponse:
         dimension = "month"
     f, error = parse_filter(values)
     groups: list[dict[str, Any]] = []
+    rolled_up = False
     if error is None:
         async with view.state.sessions() as s:
-            groups = await grouped(s, f, dimension)
+            groups, rolled_up = await grouped(s, f, dimension)
         total = sum(g["count"] for g in groups)
         await record_read(view, "stats", {**f.as_dict(), "by": dimension}, records=total)
     bars, height = chart(groups)
@@ -152,6 +162,7 @@ async def stats(view: View) -> web.StreamResponse:
         dimension=dimension,
         dimensions=DIMENSIONS,
         groups=groups,
+        rolled_up=rolled_up,
         total=sum(g["count"] for g in groups),
         bars=bars,
         height=height,

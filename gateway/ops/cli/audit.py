@@ -270,6 +270,25 @@ def cmd_audit_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_index_subjects(args: argparse.Namespace) -> int:
+    from gateway.audit.store import index_stored
+    from gateway.audit.subjects import load_subject_key
+
+    settings = settings_from(args)
+    key = load_subject_key(settings.keys_dir)
+
+    async def run() -> tuple[int, int]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await index_stored(session_factory(engine), key)
+        finally:
+            await engine.dispose()
+
+    read, added = asyncio.run(run())
+    print(f"read {read} records; {added} index rows added (from their paths)")
+    return 0
+
+
 def cmd_audit_indexer(args: argparse.Namespace) -> int:
     """Consume the audit topic into the store until SIGINT/SIGTERM."""
     from gateway.audit.indexer import Indexer
@@ -358,6 +377,10 @@ def add_commands(sub: Any) -> None:
     prg = asub.add_parser("purge", help="remove records older than the retention period")
     prg.add_argument("--before", help="cutoff (default: now - LGSP_AUDIT_RETENTION_DAYS)")
     prg.set_defaults(func=cmd_audit_purge)
+    asub.add_parser(
+        "index-subjects",
+        help="index the ids in the paths of records stored before the whose-data index",
+    ).set_defaults(func=cmd_audit_index_subjects)
 
     add_tree_commands(asub)
 

@@ -344,3 +344,30 @@ async def test_an_operator_may_not_create_an_agency(gateway: Harness, browser: A
         assert r.status == 403
     with pytest.raises(Problem):  # 404: nothing was made
         await entities.read_one(gateway.state.sessions, entities.AGENCIES, ("000.00.16.H49",))
+
+
+async def test_an_operator_sets_a_services_schema_and_required_fields(
+    gateway: Harness, browser: Any
+) -> None:
+    headers = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
+    call = f"/r1/{ECHO}/x"
+    assert (await gateway.http.get(call, headers=headers)).status_code == 200
+    page = await _signed_in(gateway, browser, "vanhanh", ["operator"])
+    await page.goto(f"{gateway.url}/console/edit/services/{ECHO}")
+    # A schema that is not in the registry is refused, named, as `policy apply` would.
+    await page.fill("#schemas-response-subject", "khong-co-luoc-do")
+    await page.click("#entity-form button[type=submit]")
+    errors = await page.locator("main").text_content() or ""
+    assert "khong-co-luoc-do" in errors
+    await page.fill("#schemas-response-subject", "")
+    await page.fill("#require", "officer")
+    await page.select_option("#audit", "fail_open")
+    await page.click("#entity-form button[type=submit]")
+    detail = await page.text_content("#changes") or ""
+    assert "require" in detail and "fail_open" in detail
+    await _confirm(page, "bắt buộc mã cán bộ", "/console/services")
+    r = await gateway.http.get(call, headers=headers)
+    assert r.status_code == 400 and r.json()["type"].endswith(":missing-accountability-fields")
+    assert (
+        await gateway.http.get(call, headers={**headers, "X-Officer-Id": "CB-1"})
+    ).status_code == 200

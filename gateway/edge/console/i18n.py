@@ -178,6 +178,19 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "services.connect_ms": ("Thời gian chờ kết nối (ms)", "Connect timeout (ms)"),
     "services.total_ms": ("Thời gian chờ toàn bộ (ms)", "Total timeout (ms)"),
     "services.attempts": ("Số lần thử (1: không thử lại)", "Attempts (1: no retry)"),
+    "services.request_schema": (
+        "Lược đồ yêu cầu (tên trong kho lược đồ)",
+        "Request schema (subject in the registry)",
+    ),
+    "services.response_schema": (
+        "Lược đồ trả lời (tên trong kho lược đồ)",
+        "Response schema (subject in the registry)",
+    ),
+    "services.require": (
+        "Trường trách nhiệm bắt buộc (officer, procedure, case)",
+        "Required accountability fields (officer, procedure, case)",
+    ),
+    "services.audit": ("Khi không ghi được nhật ký", "When the audit cannot be written"),
     "services.access": ("Quyền truy cập", "Access rights"),
     "services.access_help": (
         "Quyền truy cập do quản trị viên thay đổi.",

@@ -71,8 +71,9 @@ async def test_an_operator_creates_an_upstream_and_a_service_on_it(
     assert "số nguyên" in (await page.text_content("#max_concurrency-error") or "")
     await page.fill("#max_concurrency", "20")
     await page.click("#entity-form button[type=submit]")
-    # The policy's own rule (the address's shape) is named next to its field.
-    assert "pattern" in (await page.text_content("#base_url-error") or "")
+    # The policy's own rule (the address's shape) is named next to its field, in the
+    # person's language (pydantic's words are English).
+    assert "Không đúng định dạng" in (await page.text_content("#base_url-error") or "")
     assert await page.get_attribute("#base_url", "aria-invalid") == "true"
     await page.fill("#base_url", str(simulator.make_url("")).rstrip("/"))
     await page.click("#entity-form button[type=submit]")
@@ -98,7 +99,7 @@ async def test_an_operator_creates_an_upstream_and_a_service_on_it(
             "#timeouts-total_ms": "5",
         },
     )
-    assert "10" in (await page.text_content("#timeouts-total_ms-error") or "")
+    assert await page.text_content("#timeouts-total_ms-error") == "Phải lớn hơn hoặc bằng 10."
     assert await page.input_value("#name") == "Dịch vụ mới"  # what was typed stays
     await page.fill("#timeouts-total_ms", "")  # empty: the default
     await page.click("#entity-form button[type=submit]")
@@ -223,6 +224,11 @@ async def test_a_preview_summary_is_in_the_language_chosen(gateway: Harness, bro
     await page.click("#entity-form button[type=submit]")
     assert await page.text_content("#changes li strong") == f"updated service {ECHO}"
     assert await page.text_content("h1") == f"Confirm the change to service {ECHO}"
+    # A refusal of a field, in English too.
+    await page.goto(f"{gateway.url}/console/edit/services/{ECHO}")
+    await page.fill("#timeouts-total_ms", "5")
+    await page.click("#entity-form button[type=submit]")
+    assert await page.text_content("#timeouts-total_ms-error") == "Must be at least 10."
 
 
 async def test_an_observer_reads_the_forms_but_changes_nothing(

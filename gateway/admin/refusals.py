@@ -67,18 +67,20 @@ def message_errors(message: str) -> FieldErrors:
 
 
 def validation_errors(e: ValidationError) -> FieldErrors:
-    """A pydantic error as one `{"field", "detail"}` per field.
+    """A pydantic error as one `{"field", "detail"}` per field, with pydantic's `code`
+    and its parameters when the field's own check did not word it.
 
     Example:
-        >>> validation_errors(error_of(TimeoutsSpec, {"total_ms": 1}))
-        [{'field': 'total_ms', 'detail': 'Input should be greater than or equal to 10'}]
+        >>> [error] = validation_errors(error_of(TimeoutsSpec, {"total_ms": 1}))
+        >>> error["detail"], error["code"], error["ge"]
+        ('Input should be greater than or equal to 10', 'greater_than_equal', '10')
     """
     errors: FieldErrors = []
     for err in e.errors(include_url=False):
         detail = str(err["msg"]).removeprefix("Value error, ")
         path = _field_path(err["loc"])
         if path:
-            errors.append({"field": path, "detail": detail})
+            errors.append({"field": path, "detail": detail, **_code(err)})
         else:  # a check of the whole: its message names the fields
             errors += message_errors(detail)
     # One entry per field: a union's members each add their own complaint.
@@ -89,6 +91,18 @@ def validation_errors(e: ValidationError) -> FieldErrors:
         else:
             merged[item["field"] or f"#{len(merged)}"] = item
     return list(merged.values())
+
+
+def _code(err: Any) -> dict[str, str]:
+    """pydantic's error type as `code`, and its parameters (`ge`, `pattern`, ...), so that
+    a face in another language (the console in Vietnamese) can word the message."""
+    if err["type"] == "value_error":  # the field's own check: only its message says why
+        return {}
+    ctx = {str(k): str(v) for k, v in (err.get("ctx") or {}).items() if k not in _KEPT}
+    return {"code": str(err["type"]), **ctx}
+
+
+_KEPT = frozenset({"field", "detail", "code"})
 
 
 def _entity_name(doc: dict[str, Any] | None, path: str) -> str | None:
@@ -146,7 +160,7 @@ def refused(
             detail = f"{who} still refers to {deleting}"
         elif who := _entity_name(doc, field):
             detail = f"{detail} (in {who})"
-        named.append({"field": field, "detail": detail})
+        named.append({**err, "field": field, "detail": detail})
     lines = "; ".join(f"{e['field']}: {e['detail']}" if e["field"] else e["detail"] for e in named)
     return Problem(INVALID_CONFIGURATION, f"{what}: {lines}", errors=named)
 

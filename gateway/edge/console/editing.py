@@ -33,6 +33,7 @@ from gateway.admin.refusals import refused
 from gateway.config.versions import PolicyCommit
 from gateway.core.problems import Problem
 from gateway.edge.admin_api.api import changes_out
+from gateway.edge.console.i18n import CATALOGUE
 from gateway.edge.console.views import COMMENT_MAX, PREFIX, View, page, person_editor, redirect
 from gateway.edge.reload import reload_config
 
@@ -270,9 +271,23 @@ async def _one(view: View, entity: Entity, path: str) -> tuple[dict[str, Any], i
         return None
 
 
-def _refusal(p: Problem) -> list[dict[str, str]]:
+def _refusal(view: View, p: Problem) -> list[dict[str, str]]:
     errors: list[dict[str, str]] = p.extensions.get("errors") or [{"field": "", "detail": p.detail}]
-    return errors
+    return [{**e, "detail": worded(view, e)} for e in errors]
+
+
+def worded(view: View, error: dict[str, str]) -> str:
+    """The policy's refusal of a field in the person's language: pydantic's error `code`
+    worded from the catalogue (`invalid.<code>`, its parameters filled in) where the
+    catalogue has it; else the policy's own words (its checks' messages are English)."""
+    code = error.get("code")
+    key = f"invalid.{code}"
+    if code is None or key not in CATALOGUE:
+        return error["detail"]
+    try:
+        return view.t(key, **{k: v for k, v in error.items() if k not in ("field", "detail")})
+    except (KeyError, IndexError):
+        return error["detail"]
 
 
 async def _preview_page(
@@ -291,7 +306,7 @@ async def _preview_page(
         commit = await _change(view, entity, op, key, body, comment=None)
     except Problem as p:
         values = _typed(view, entity)
-        return _form(view, entity, item, status=p.status, values=values, errors=_refusal(p))
+        return _form(view, entity, item, status=p.status, values=values, errors=_refusal(view, p))
     return view.render(
         "entity_preview.html",
         status=status,

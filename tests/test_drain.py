@@ -137,10 +137,10 @@ async def test_sigterm_under_keep_alive_load_resets_nothing(
     counts = Counter(tally.outcome.values())
     assert not tally.details, (counts, tally.details[:10])
     assert counts["reset"] == 0
-    # The callers went on well into the drain, and were all sent away by a refused connect.
+    # The callers were all sent away by a refused connect, at the end ...
     assert counts["refused"] == 7, counts
-    assert counts["answered-200"] >= 50, counts
-    # ... and they kept sending after SIGTERM, through the drain delay.
+    # ... having kept sending after SIGTERM, through the drain delay (how many in all is
+    # the machine's speed: a count of answers before SIGTERM failed a loaded CI run).
     assert tally.after_sigterm >= 10, tally.after_sigterm
     print(counts, tally.after_sigterm)
     assert set(counts) <= {"answered-200", "answered-503", "refused"}, counts

@@ -25,7 +25,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from gateway.core.logging import log
 from gateway.core.settings import Settings

@@ -257,10 +257,10 @@ async def run(n: int, repeat: int) -> None:
                 "stats by agency, 27 days (roll-up)": (
                     "GET", f"{base}/stats?by=agency&since={month}-01&until={month}-28", {},
                 ),
-                "stats by month, 27 days across two months (roll-up)": (
+                "stats, 27 days across two months (roll-up)": (
                     "GET", f"{base}/stats?by=month&since={month}-15&until={after}-11", {},
                 ),
-                "stats by agency, 27 days, one client (records)": (
+                "stats, 27 days, one client (records)": (
                     "GET",
                     f"{base}/stats?by=agency&client=he-thong-5"
                     f"&since={month}-01&until={month}-28",

@@ -37,7 +37,7 @@ from aiohttp import web
 from sqlalchemy import func, select, text
 
 from gateway.audit import stats as rollup
-from gateway.audit.stats import month_of
+from gateway.audit.stats import day_of
 from gateway.audit.subjects import load_subject_key
 from gateway.core.settings import Settings
 from gateway.edge.app import create_app
@@ -151,7 +151,7 @@ async def fill_rollup(url: str) -> float:
                     select(func.min(AuditRecord.started_at), func.max(AuditRecord.started_at))
                 )
             ).one()
-            await rollup.refill(s, rollup.months_between(month_of(first), month_of(last)))
+            await rollup.refill(s, rollup.days_between(day_of(first), day_of(last)))
         async with engine.begin() as conn:
             await conn.execute(text("ANALYZE audit_stats"))
     finally:
@@ -254,8 +254,17 @@ async def run(n: int, repeat: int) -> None:
                 "stats by month, one agency (roll-up)": (
                     "GET", f"{base}/stats?by=month&agency=000.00.05.H49", {},
                 ),
-                "stats by agency, 27 days (records)": (
+                "stats by agency, 27 days (roll-up)": (
                     "GET", f"{base}/stats?by=agency&since={month}-01&until={month}-28", {},
+                ),
+                "stats, 27 days across two months (roll-up)": (
+                    "GET", f"{base}/stats?by=month&since={month}-15&until={after}-11", {},
+                ),
+                "stats, 27 days, one client (records)": (
+                    "GET",
+                    f"{base}/stats?by=agency&client=he-thong-5"
+                    f"&since={month}-01&until={month}-28",
+                    {},
                 ),
                 "record of reads": ("GET", f"{base}/reads", {}),
                 "citizen report (busy citizen)": (

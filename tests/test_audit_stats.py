@@ -1,8 +1,9 @@
 """The statistics roll-up (gateway/audit/stats.py) equals a GROUP BY over the records: after
-a mix of exchanges (months on either side of a Vietnam-time month boundary, missing codes,
-every outcome, two-phase exchanges in and out of order, events delivered twice), after a
-retention run, and as migration 0024 fills it; and the statistics page's figures from it
-equal those from the records. On SQLite and PostgreSQL."""
+a mix of exchanges (days on either side of a Vietnam-time midnight that is also a month
+boundary, missing codes, every outcome, two-phase exchanges in and out of order, events
+delivered twice), after a retention run, and as migration 0024 fills it; and the
+statistics page's figures from it equal those from the records, for whole months and for
+day ranges (27 days, across a month boundary). On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ async def _rollup(sessions: Any) -> dict[tuple[str, ...], tuple[int, float]]:
     async with sessions() as s:
         rows = (await s.execute(select(AuditStat))).scalars().all()
     return {
-        (r.month, r.agency, r.service, r.procedure, r.outcome): (r.n, round(r.duration_ms, 6))
+        (r.day, r.agency, r.service, r.procedure, r.outcome): (r.n, round(r.duration_ms, 6))
         for r in rows
     }
 
@@ -69,9 +70,9 @@ async def _rollup(sessions: Any) -> dict[tuple[str, ...], tuple[int, float]]:
 async def _from_the_records(sessions: Any) -> dict[tuple[str, ...], tuple[int, float]]:
     """The reference: a GROUP BY over the records the statistics page counts."""
     async with sessions() as s:
-        month = stats.month_column(s.get_bind().dialect.name)
+        day = stats.day_column(s.get_bind().dialect.name)
         cols = (
-            month,
+            day,
             AuditRecord.client_agency_code,
             AuditRecord.service_code,
             AuditRecord.procedure_code,
@@ -124,10 +125,10 @@ async def test_the_rollup_follows_the_records_in_and_out(sessions: Any) -> None:
         await store.ingest(batch)
         assert await _rollup(sessions) == await _from_the_records(sessions), f"batch {i}"
     rollup = await _rollup(sessions)
-    assert rollup[("2026-11", "", "ho-tich", "", "success")][0] == 1  # 00:30 on 1 November
-    assert ("2026-11", "000.00.01.H49", "ho-tich", "1.001234", "failed") in rollup  # the answer
+    assert rollup[("2026-11-01", "", "ho-tich", "", "success")][0] == 1  # 00:30 on 1 November
+    assert ("2026-11-12", "000.00.01.H49", "ho-tich", "1.001234", "failed") in rollup  # answer
     assert sum(n for n, _ in rollup.values()) == 10  # 13 records, 3 intents answered
-    # Retention, cutting mid-October: October's roll-up is recomputed from what is left.
+    # Retention, cutting into 20 October: that day's roll-up is recomputed from what is left.
     done = await purge(sessions, cutoff=OCT + timedelta(minutes=90), actor="test")
     assert done is not None and done.count >= 2
     assert await _rollup(sessions) == await _from_the_records(sessions)
@@ -163,7 +164,8 @@ async def test_the_page_counts_the_same_from_the_rollup_as_from_the_records(
                 assert sorted(from_rollup, key=str) == sorted(by_records, key=str), key
         # Anything else is counted from the records.
         for other in (
-            AuditFilter(since=nov + timedelta(days=3)),
+            AuditFilter(since=nov + timedelta(hours=3)),
+            AuditFilter(until=nov + timedelta(days=3, minutes=1)),
             AuditFilter(client="he-thong-1"),
             AuditFilter(status=200),
             AuditFilter(case="HS-1"),
@@ -186,3 +188,50 @@ async def test_the_migration_fills_the_rollup_from_the_records_stored_before_it(
     finally:
         await upgrade_async(database_url)  # the session's database goes back to head
     assert await _rollup(sessions) == expected and expected
+
+
+async def test_day_ranges_are_answered_by_the_rollup_as_by_the_records(sessions: Any) -> None:
+    """Since/until on Vietnam midnights (what the form's dates give) are the roll-up's,
+    whatever the span: 27 days inside a month, and days across a month boundary."""
+    store = AuditStore(sessions, source="test")
+    chain = Chain("gw-1")
+    for batch in _mix(chain):
+        await store.ingest(batch)
+    # Every day from 15 October to 20 November, at 23:59 Vietnam time (16:59Z), and one at
+    # 00:00 exactly: the first and last minutes of a day are that day's.
+    day0 = datetime(2026, 10, 14, 17, 0, tzinfo=UTC)  # 00:00 on 15 October, Vietnam time
+    await store.ingest(
+        [_event(chain, day0 + timedelta(days=d, hours=23, minutes=59), 200 + d) for d in range(37)]
+        + [_event(chain, day0 + timedelta(days=5), 404, service_code="thue")]
+    )
+    midnight = datetime(2026, 10, 31, 17, 0, tzinfo=UTC)  # 1 November, Vietnam time
+    ranges = [
+        (day0, day0 + timedelta(days=27)),  # 15 October to 10 November: across the month
+        (midnight, midnight + timedelta(days=27)),  # 27 days of November
+        (day0 + timedelta(days=5), day0 + timedelta(days=6)),  # one day
+        (midnight - timedelta(days=1), midnight + timedelta(days=1)),  # 31 Oct, 1 Nov
+    ]
+    async with sessions() as s:
+        for since, until in ranges:
+            for f in (
+                AuditFilter(since=since, until=until),
+                AuditFilter(since=since, until=until, service="thue"),
+                AuditFilter(since=since, agency="000.00.01.H49", outcome="success"),
+            ):
+                assert stats.answers(f), f
+                for dimension in ("month", "agency", "service", "procedure"):
+                    from_rollup, rolled_up = await grouped(s, f, dimension)
+                    assert rolled_up
+                    by_records = await _from_records(s, f, dimension)
+                    assert sorted(from_rollup, key=str) == sorted(by_records, key=str), (
+                        dimension,
+                        f,
+                    )
+        # The cross-month range counts on both sides: the 17 October days and the 10
+        # November ones, each with its exchange at 23:59, and the EDGE ones of 1 November.
+        months, _ = await grouped(
+            s, AuditFilter(since=day0, until=day0 + timedelta(days=27)), "month"
+        )
+        by_month = {g["key"]: g["count"] for g in months}
+        assert set(by_month) == {"2026-10", "2026-11"}
+        assert by_month["2026-10"] >= 17 and by_month["2026-11"] >= 10

@@ -62,17 +62,17 @@ async def purge(
             return None
         # The subject index goes with the records it points at (gateway/audit/subjects.py).
         gone = select(AuditRecord.event_id).where(doomed)
-        # The statistics roll-up is recomputed for the months the purge touched: those of
+        # The statistics roll-up is recomputed for the days the purge touched: those of
         # the purged records, and of intents whose purged outcome stood in for them.
-        months = set(stats.months_between(stats.month_of(first), stats.month_of(latest)))
+        days = set(stats.days_between(stats.day_of(first), stats.day_of(latest)))
         freed = select(AuditRecord.started_at).where(
             AuditRecord.phase == "intent",
             AuditRecord.event_id.in_(select(AuditRecord.intent_id).where(doomed)),
         )
-        months |= {stats.month_of(at) for at in (await s.scalars(freed)).all()}
+        days |= {stats.day_of(at) for at in (await s.scalars(freed)).all()}
         await s.execute(delete(AuditSubject).where(AuditSubject.event_id.in_(gone)))
         await s.execute(delete(AuditRecord).where(doomed))
-        await stats.refill(s, months)
+        await stats.refill(s, days)
         record = AuditPurge(
             actor=actor,
             cutoff=cutoff,

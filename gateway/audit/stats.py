@@ -1,13 +1,15 @@
-"""The statistics roll-up: exchanges per Vietnam-time month, agency, service, procedure
-and outcome, with the sum of their durations (table ``audit_stats``, migration 0024).
+"""The statistics roll-up: exchanges per Vietnam-time day, agency, service, procedure
+and outcome, with the sum of their durations (table ``audit_stats``, migration 0024). The
+page's months are the first seven characters of its days ('YYYY-MM-DD').
 
 It is kept where records are written and removed, in the same transaction:
 `AuditStore.ingest` adds each new exchange (`add_events`: an upsert that adds counts), and
-retention recomputes the months it purged from (`refill`). It counts what the statistics
+retention recomputes the days it purged from (`refill`). It counts what the statistics
 page counts, one row per exchange: a two-phase exchange's intent while it has no outcome,
 and then its outcome instead (`gateway/audit/query.py`).
 
-The statistics page reads it when the filter is made of whole months and the roll-up's
+The statistics page reads it when the filter is made of whole days (since and until on
+Vietnam midnights, as the form's dates always are) and the roll-up's
 dimensions (`answers`), and groups the records otherwise.
 
 Example::
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, case, cast, delete, func, insert, literal, select
@@ -35,19 +37,21 @@ __all__ = [
     "Key",
     "add_events",
     "answers",
+    "day_column",
+    "day_of",
+    "days_between",
     "grouped",
     "month_column",
     "month_of",
-    "months_between",
     "refill",
 ]
 
-Key = tuple[str, str, str, str, str]  # month, agency, service, procedure, outcome
+Key = tuple[str, str, str, str, str]  # day, agency, service, procedure, outcome
 
-# The filter's fields the roll-up can answer besides whole-month since/until.
+# The filter's fields the roll-up can answer besides whole-day since/until.
 _ANSWERABLE = {"agency": "agency", "service": "service", "procedure": "procedure"}
-DIMENSION_COLUMNS = {
-    "month": AuditStat.month,
+DIMENSION_COLUMNS: dict[str, Any] = {
+    "month": func.substr(AuditStat.day, 1, 7),
     "agency": AuditStat.agency,
     "service": AuditStat.service,
     "procedure": AuditStat.procedure,
@@ -61,34 +65,59 @@ def month_column(dialect: str) -> ColumnElement[str]:
     return func.strftime("%Y-%m", AuditRecord.started_at, "+7 hours")
 
 
+def day_column(dialect: str) -> ColumnElement[str]:
+    """The Vietnam-time day of a record's `started_at`, YYYY-MM-DD, in the store's SQL."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone(VN_ZONE_NAME, AuditRecord.started_at), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", AuditRecord.started_at, "+7 hours")
+
+
+def _local(at: datetime) -> datetime:
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return aware.astimezone(VN_TZ)
+
+
 def month_of(at: datetime) -> str:
     """The Vietnam-time month of an instant (naive means UTC, as SQLite returns it)."""
-    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return aware.astimezone(VN_TZ).strftime("%Y-%m")
+    return _local(at).strftime("%Y-%m")
 
 
-def _month_start(month: str) -> datetime:
-    year, mon = (int(p) for p in month.split("-"))
-    return datetime(year, mon, 1, tzinfo=VN_TZ).astimezone(UTC)
+def day_of(at: datetime) -> str:
+    """The Vietnam-time day of an instant (naive means UTC, as SQLite returns it)."""
+    return _local(at).strftime("%Y-%m-%d")
 
 
-def _next(month: str) -> str:
-    year, mon = (int(p) for p in month.split("-"))
-    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+def _day_start(day: str) -> datetime:
+    return datetime.combine(date.fromisoformat(day), time(), VN_TZ).astimezone(UTC)
 
 
-def months_between(first: str, last: str) -> list[str]:
-    """Every month from `first` to `last`, both included.
+def _next(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def days_between(first: str, last: str) -> list[str]:
+    """Every day from `first` to `last`, both included.
 
     Example:
-        >>> months_between("2026-11", "2027-01")
-        ['2026-11', '2026-12', '2027-01']
+        >>> days_between("2026-11-30", "2026-12-02")
+        ['2026-11-30', '2026-12-01', '2026-12-02']
     """
-    out, month = [], first
-    while month <= last:
-        out.append(month)
-        month = _next(month)
+    out, day = [], first
+    while day <= last:
+        out.append(day)
+        day = _next(day)
     return out
+
+
+def _runs(days: Iterable[str]) -> list[tuple[str, str]]:
+    """Consecutive days as (first, last) pairs, so a refill is one statement per run."""
+    runs: list[tuple[str, str]] = []
+    for day in sorted(set(days)):
+        if runs and _next(runs[-1][1]) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 def _outcome(status: int) -> str:
@@ -97,7 +126,7 @@ def _outcome(status: int) -> str:
 
 def _key_of(row: Mapping[str, Any]) -> Key:
     return (
-        month_of(row["started_at"]),
+        day_of(row["started_at"]),
         row.get("client_agency_code") or "",
         row.get("service_code") or "",
         row.get("procedure_code") or "",
@@ -109,7 +138,7 @@ def _upsert(s: AsyncSession) -> Any:
     dialect = s.get_bind().dialect.name
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditStat)
     return stmt.on_conflict_do_update(
-        index_elements=["month", "agency", "service", "procedure", "outcome"],
+        index_elements=["day", "agency", "service", "procedure", "outcome"],
         set_={
             "n": AuditStat.n + stmt.excluded.n,
             "duration_ms": AuditStat.duration_ms + stmt.excluded.duration_ms,
@@ -172,7 +201,7 @@ async def add_events(s: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None
             d[1] -= float(o.duration_ms)
     values = [
         {
-            "month": k[0],
+            "day": k[0],
             "agency": k[1],
             "service": k[2],
             "procedure": k[3],
@@ -190,7 +219,7 @@ async def add_events(s: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None
         if v[0] < 0:
             await s.execute(
                 delete(AuditStat).where(
-                    AuditStat.month == k[0],
+                    AuditStat.day == k[0],
                     AuditStat.agency == k[1],
                     AuditStat.service == k[2],
                     AuditStat.procedure == k[3],
@@ -200,19 +229,20 @@ async def add_events(s: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None
             )
 
 
-async def refill(s: AsyncSession, months: Iterable[str]) -> None:
-    """Recompute the roll-up of `months` from the records (after a purge, or to build it)."""
+async def refill(s: AsyncSession, days: Iterable[str]) -> None:
+    """Recompute the roll-up of `days` from the records (after a purge, or to build it):
+    one DELETE and one INSERT ... SELECT ... GROUP BY per run of consecutive days."""
     dialect = s.get_bind().dialect.name
-    month = month_column(dialect)
+    day = day_column(dialect)
     status = AuditRecord.status
     outcome = case(
         (status < 400, literal("success")), (status < 500, literal("refused")), else_="failed"
     )
-    for m in sorted(set(months)):
-        await s.execute(delete(AuditStat).where(AuditStat.month == m))
+    for first, last in _runs(days):
+        await s.execute(delete(AuditStat).where(AuditStat.day >= first, AuditStat.day <= last))
         source = (
             select(
-                month,
+                day,
                 func.coalesce(AuditRecord.client_agency_code, ""),
                 func.coalesce(AuditRecord.service_code, ""),
                 func.coalesce(AuditRecord.procedure_code, ""),
@@ -222,11 +252,11 @@ async def refill(s: AsyncSession, months: Iterable[str]) -> None:
             )
             .where(
                 _ONE_ROW_PER_EXCHANGE,
-                AuditRecord.started_at >= _month_start(m),
-                AuditRecord.started_at < _month_start(_next(m)),
+                AuditRecord.started_at >= _day_start(first),
+                AuditRecord.started_at < _day_start(_next(last)),
             )
             .group_by(
-                month,
+                day,
                 AuditRecord.client_agency_code,
                 AuditRecord.service_code,
                 AuditRecord.procedure_code,
@@ -235,25 +265,25 @@ async def refill(s: AsyncSession, months: Iterable[str]) -> None:
         )
         await s.execute(
             insert(AuditStat).from_select(
-                ["month", "agency", "service", "procedure", "outcome", "n", "duration_ms"],
+                ["day", "agency", "service", "procedure", "outcome", "n", "duration_ms"],
                 source,
             )
         )
 
 
-def _whole_month(at: datetime | None) -> bool:
-    return at is None or _month_start(month_of(at)) == at.astimezone(UTC)
+def _whole_day(at: datetime | None) -> bool:
+    return at is None or _day_start(day_of(at)) == at.astimezone(UTC)
 
 
 def answers(f: AuditFilter) -> bool:
-    """Whether the roll-up can answer `f`: since/until on Vietnam-time month starts (or
-    unset), and no field but agency, service, procedure and outcome."""
+    """Whether the roll-up can answer `f`: since/until on Vietnam midnights (or unset: a
+    bare date is one), and no field but agency, service, procedure and outcome."""
     for name, value in f.as_dict().items():
         if name in ("since", "until", "outcome"):
             continue
         if name not in _ANSWERABLE or not value:
             return False
-    return _whole_month(f.since) and _whole_month(f.until)
+    return _whole_day(f.since) and _whole_day(f.until)
 
 
 async def grouped(s: AsyncSession, f: AuditFilter, dimension: str) -> list[dict[str, Any]]:
@@ -261,9 +291,9 @@ async def grouped(s: AsyncSession, f: AuditFilter, dimension: str) -> list[dict[
     key = DIMENSION_COLUMNS[dimension].label("key")
     where: list[ColumnElement[bool]] = []
     if f.since is not None:
-        where.append(AuditStat.month >= month_of(f.since))
+        where.append(AuditStat.day >= day_of(f.since))
     if f.until is not None:
-        where.append(AuditStat.month < month_of(f.until))
+        where.append(AuditStat.day < day_of(f.until))
     for name, column in _ANSWERABLE.items():
         value = getattr(f, name)
         if value is not None:

@@ -341,13 +341,13 @@ class AuditSubject(Base):
 
 class AuditStat(Base):
     """The statistics roll-up (gateway/audit/stats.py, migration 0024): exchanges and the
-    sum of their durations per Vietnam-time month, agency, service, procedure and outcome,
+    sum of their durations per Vietnam-time day, agency, service, procedure and outcome,
     kept with the records in the transaction that writes or purges them. A missing code
     is ''."""
 
     __tablename__ = "audit_stats"
 
-    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM, UTC+7
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC+7
     agency: Mapped[str] = mapped_column(String(35), primary_key=True)
     service: Mapped[str] = mapped_column(String(64), primary_key=True)
     procedure: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -165,14 +165,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "audit.total": ("Tổng", "Total"),
     "audit.chart_title": ("Số trao đổi theo {by}: tổng {n}", "Exchanges by {by}: {n} in all"),
     "audit.from_rollup": (
-        "Đếm từ bảng tổng hợp theo tháng (giờ Việt Nam), cơ quan, dịch vụ, thủ tục và kết quả.",
-        "Counted from the monthly roll-up (Vietnam time) by agency, service, procedure and "
-        "outcome.",
+        "Đếm từ bảng tổng hợp theo ngày (giờ Việt Nam), cơ quan, dịch vụ, thủ tục và kết quả.",
+        "Counted from the daily roll-up (Vietnam time) by agency, service, procedure and outcome.",
     ),
     "audit.from_records": (
-        "Đếm từ từng bản ghi: điều kiện không chỉ gồm tháng trọn vẹn, cơ quan, dịch vụ, "
+        "Đếm từ từng bản ghi: điều kiện không chỉ gồm ngày trọn vẹn, cơ quan, dịch vụ, "
         "thủ tục và kết quả.",
-        "Counted record by record: the filter is not only whole months, agency, service, "
+        "Counted record by record: the filter is not only whole days, agency, service, "
         "procedure and outcome.",
     ),
     "audit.stats_caption": ("Số trao đổi theo {by}", "Exchanges by {by}"),

@@ -55,7 +55,7 @@ async def grouped(
     s: AsyncSession, f: query.AuditFilter, dimension: str
 ) -> tuple[list[dict[str, Any]], bool]:
     """Exchanges per value of `dimension`, by outcome, with the mean duration, and whether
-    they came from the roll-up: it answers a filter of whole Vietnam-time months, agency,
+    they came from the roll-up: it answers a filter of whole Vietnam-time days, agency,
     service, procedure and outcome (gateway/audit/stats.py); any other filter is one SQL
     GROUP BY over its records (the API's filter, `AuditFilter.clauses`)."""
     if rollup.answers(f):

@@ -1,6 +1,7 @@
 """audit_stats: the statistics roll-up (gateway/audit/stats.py), filled from the records
 
-Exchanges and the sum of their durations per Vietnam-time month, agency, service,
+Exchanges and the sum of their durations per Vietnam-time day ('YYYY-MM-DD'; the page's
+months are its first seven characters), agency, service,
 procedure and outcome, counted one row per exchange as the statistics page counts them (a
 two-phase exchange's intent only while it has no outcome). From here on the store keeps
 it as it writes and purges records.
@@ -20,13 +21,13 @@ down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_MONTH = {
-    "postgresql": "to_char(timezone('Asia/Ho_Chi_Minh', r.started_at), 'YYYY-MM')",
-    "sqlite": "strftime('%Y-%m', r.started_at, '+7 hours')",
+_DAY = {
+    "postgresql": "to_char(timezone('Asia/Ho_Chi_Minh', r.started_at), 'YYYY-MM-DD')",
+    "sqlite": "strftime('%Y-%m-%d', r.started_at, '+7 hours')",
 }
 _FILL = """
-INSERT INTO audit_stats (month, agency, service, procedure, outcome, n, duration_ms)
-SELECT {month}, coalesce(r.client_agency_code, ''), coalesce(r.service_code, ''),
+INSERT INTO audit_stats (day, agency, service, procedure, outcome, n, duration_ms)
+SELECT {day}, coalesce(r.client_agency_code, ''), coalesce(r.service_code, ''),
        coalesce(r.procedure_code, ''),
        CASE WHEN r.status < 400 THEN 'success' WHEN r.status < 500 THEN 'refused'
             ELSE 'failed' END,
@@ -41,17 +42,17 @@ GROUP BY 1, 2, 3, 4, 5
 def upgrade() -> None:
     op.create_table(
         "audit_stats",
-        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("day", sa.String(length=10), nullable=False),
         sa.Column("agency", sa.String(length=35), nullable=False),
         sa.Column("service", sa.String(length=64), nullable=False),
         sa.Column("procedure", sa.String(length=64), nullable=False),
         sa.Column("outcome", sa.String(length=8), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.Column("duration_ms", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("month", "agency", "service", "procedure", "outcome"),
+        sa.PrimaryKeyConstraint("day", "agency", "service", "procedure", "outcome"),
     )
     dialect = op.get_bind().dialect.name
-    op.execute(_FILL.format(month=_MONTH.get(dialect, _MONTH["sqlite"])))
+    op.execute(_FILL.format(day=_DAY.get(dialect, _DAY["sqlite"])))
 
 
 def downgrade() -> None:

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from gateway.audit.indexer import Indexer
-from gateway.audit.kafka import KafkaSettings
-from gateway.audit.store import AuditStore
-from gateway.store.db import create_engine, session_factory
+from tests.fault_rig import indexer_running
 from tests.test_audit_kafka import (
     TOPIC,
     Rig,
@@ -40,25 +37,8 @@ def _audit(rig: Rig) -> dict[str, object]:
     return dict(httpx.get(rig.gateway.url + "/healthz").json()["audit"])
 
 
-@contextlib.asynccontextmanager
-async def _indexer(rig: Rig, group: str) -> AsyncIterator[Indexer]:
-    engine = create_engine(rig.database_url)
-    indexer = Indexer(
-        AuditStore(session_factory(engine), source="indexer"),
-        KafkaSettings(bootstrap=rig.broker.bootstrap, topic=TOPIC, partitions=2, idempotence=False),
-        group=group,
-    )
-    task = asyncio.create_task(indexer.run())
-    try:
-        yield indexer
-    finally:
-        indexer.stop()
-        done, _ = await asyncio.wait([task], timeout=10)
-        if not done:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        await engine.dispose()
+def _indexer(rig: Rig, group: str) -> contextlib.AbstractAsyncContextManager[Indexer]:
+    return indexer_running(rig.database_url, rig.broker, TOPIC, 2, group)
 
 
 async def _stop(indexer: Indexer) -> None:

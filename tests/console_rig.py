@@ -86,3 +86,13 @@ async def serious(page: Any) -> list[str]:
         for v in results.response["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+
+
+async def signed_in(gateway: Harness, browser: Any, name: str, roles: list[str]) -> Any:
+    """A page of a new browser context, signed in as a new account `name` with `roles`,
+    on the console's home page."""
+    who = await person(gateway, name, roles)
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, gateway.url, who)
+    await page.wait_for_url("**/console/")
+    return page

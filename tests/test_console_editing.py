@@ -17,20 +17,12 @@ from gateway.edge.console.editing import key_path, parse_key
 from gateway.edge.console.kinds import RATE_LIMITS, SERVICES
 
 from .conftest import Harness
-from .console_rig import events, person, serious, sign_in
+from .console_rig import events, person, serious, sign_in, signed_in
 
 pytestmark = pytest.mark.dialects("sqlite")  # the console is above the store
 
 AGENCY = "000.00.12.H49"  # "Sở Tư pháp" in the test policy
 ECHO = "000.00.00.H49/echo/v1"
-
-
-async def _signed_in(gateway: Harness, browser: Any, name: str, roles: list[str]) -> Any:
-    who = await person(gateway, name, roles)
-    page = await (await browser.new_context()).new_page()
-    await sign_in(page, gateway.url, who)
-    await page.wait_for_url("**/console/")
-    return page
 
 
 async def _preview(page: Any, values: dict[str, str]) -> None:
@@ -63,7 +55,7 @@ async def test_an_operator_creates_an_upstream_and_a_service_on_it(
     headers = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
     call = "/r1/000.00.00.H49/moi/v1/x"
     assert (await gateway.http.get(call, headers=headers)).status_code == 404
-    page = await _signed_in(gateway, browser, "vanhanh", ["operator"])
+    page = await signed_in(gateway, browser, "vanhanh", ["operator"])
     await page.click("nav a[href='/console/upstreams']")
     await page.click("#new")
     await _preview(page, {"#name": "sim-moi", "#base_url": "not a url", "#max_concurrency": "x"})
@@ -122,7 +114,7 @@ async def test_an_operator_creates_an_upstream_and_a_service_on_it(
 async def test_an_administrator_adds_a_system_to_an_agency_and_puts_it_in_a_group(
     gateway: Harness, browser: Any
 ) -> None:
-    page = await _signed_in(gateway, browser, "nva", ["administrator"])
+    page = await signed_in(gateway, browser, "nva", ["administrator"])
     await page.goto(f"{gateway.url}/console/groups")
     await page.click("#new")
     await _preview(page, {"#code": "tu-phap", "#name": "Ngành tư pháp"})
@@ -181,7 +173,7 @@ async def test_an_operator_sets_a_rate_limit_and_it_holds_then_lifts_it(
 ) -> None:
     headers = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
     call = f"/r1/{ECHO}/x"
-    page = await _signed_in(gateway, browser, "vanhanh", ["operator"])
+    page = await signed_in(gateway, browser, "vanhanh", ["operator"])
     await page.click("nav a[href='/console/rate-limits']")
     await page.click("#new")
     await page.fill("#client", "motcua")
@@ -212,7 +204,7 @@ async def test_an_operator_sets_a_rate_limit_and_it_holds_then_lifts_it(
 
 
 async def test_a_preview_summary_is_in_the_language_chosen(gateway: Harness, browser: Any) -> None:
-    page = await _signed_in(gateway, browser, "vanhanh", ["operator"])
+    page = await signed_in(gateway, browser, "vanhanh", ["operator"])
     await page.goto(f"{gateway.url}/console/edit/services/{ECHO}")
     await page.fill("#name", "Echo")
     await page.click("#entity-form button[type=submit]")
@@ -234,7 +226,7 @@ async def test_a_preview_summary_is_in_the_language_chosen(gateway: Harness, bro
 async def test_an_observer_reads_the_forms_but_changes_nothing(
     gateway: Harness, browser: Any
 ) -> None:
-    page = await _signed_in(gateway, browser, "xem", ["observer"])
+    page = await signed_in(gateway, browser, "xem", ["observer"])
     await page.goto(f"{gateway.url}/console/upstreams")
     assert await page.locator("#new").count() == 0
     await page.goto(f"{gateway.url}/console/edit/upstreams/sim-open")
@@ -304,7 +296,7 @@ async def test_every_editing_page_passes_axe(gateway: Harness, browser: Any) -> 
 async def test_an_administrator_creates_an_agency_and_gives_it_a_system(
     gateway: Harness, browser: Any
 ) -> None:
-    page = await _signed_in(gateway, browser, "nva", ["administrator"])
+    page = await signed_in(gateway, browser, "nva", ["administrator"])
     await page.goto(f"{gateway.url}/console/agencies")
     await page.click("#new")
     # The policy's own rule for an agency code (the national format) is named at the field.
@@ -329,7 +321,7 @@ async def test_an_administrator_creates_an_agency_and_gives_it_a_system(
 
 
 async def test_an_operator_may_not_create_an_agency(gateway: Harness, browser: Any) -> None:
-    page = await _signed_in(gateway, browser, "vanhanh", ["operator"])
+    page = await signed_in(gateway, browser, "vanhanh", ["operator"])
     await page.goto(f"{gateway.url}/console/agencies")
     assert await page.locator("#new").count() == 0
     assert (await page.request.get(f"{gateway.url}/console/new/agencies")).status == 403
@@ -358,7 +350,7 @@ async def test_an_operator_sets_a_services_schema_and_required_fields(
     headers = {"Authorization": f"Bearer {await gateway.token('motcua')}"}
     call = f"/r1/{ECHO}/x"
     assert (await gateway.http.get(call, headers=headers)).status_code == 200
-    page = await _signed_in(gateway, browser, "vanhanh", ["operator"])
+    page = await signed_in(gateway, browser, "vanhanh", ["operator"])
     await page.goto(f"{gateway.url}/console/edit/services/{ECHO}")
     # A schema that is not in the registry is refused, named, as `policy apply` would.
     await page.fill("#schemas-response-subject", "khong-co-luoc-do")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .conftest import Harness
-from .console_rig import events, person, sign_in
+from .console_rig import events, person, sign_in, signed_in
 
 ECHO_KEY = "000.00.00.H49/echo/v1"
 
@@ -69,10 +69,7 @@ async def test_an_administrator_takes_an_endpoint_right_away(
     headers = {"Authorization": f"Bearer {await gateway.token('hotich')}"}
     public = f"/r1/{ECHO_KEY}/public/a"
     assert (await gateway.http.get(public, headers=headers)).status_code == 200
-    who = await person(gateway, "nva", ["administrator"])
-    page = await (await browser.new_context()).new_page()
-    await sign_in(page, gateway.url, who)
-    await page.wait_for_url("**/console/")
+    page = await signed_in(gateway, browser, "nva", ["administrator"])
     await page.goto(f"{gateway.url}/console/access/{ECHO_KEY}")
     await page.uncheck("tr[data-client='hotich'] td[data-endpoint='GET /public/**'] input")
     await page.click("main form[method=post] button[type=submit]")
@@ -93,10 +90,7 @@ async def test_an_administrator_takes_an_endpoint_right_away(
 async def test_an_operator_reads_the_endpoints_but_cannot_change_them(
     gateway: Harness, browser: Any
 ) -> None:
-    who = await person(gateway, "vanhanh", ["operator"])
-    page = await (await browser.new_context()).new_page()
-    await sign_in(page, gateway.url, who)
-    await page.wait_for_url("**/console/")
+    page = await signed_in(gateway, browser, "vanhanh", ["operator"])
     await page.goto(f"{gateway.url}/console/access/{ECHO_KEY}")
     box = page.locator("tr[data-client='hotich'] td[data-endpoint='GET /public/**'] input")
     assert await box.is_checked() and await box.is_disabled()
@@ -119,10 +113,7 @@ async def test_an_operator_reads_the_endpoints_but_cannot_change_them(
 
 
 async def test_a_service_that_is_not_there_has_no_matrix(gateway: Harness, browser: Any) -> None:
-    who = await person(gateway, "nva", ["administrator"])
-    page = await (await browser.new_context()).new_page()
-    await sign_in(page, gateway.url, who)
-    await page.wait_for_url("**/console/")
+    page = await signed_in(gateway, browser, "nva", ["administrator"])
     r = await page.goto(f"{gateway.url}/console/access/000.00.00.H49/nothing/v1")
     assert r is not None and r.status == 404
 

@@ -15,7 +15,9 @@ Rows a-c carry the national lookup the gateway's adapter sends and its national 
 d and e carry the canonical lookup and answer. Rows run interleaved for `--rounds`
 rounds; the best round (highest requests/s) of each row is reported. Then the latency
 added at half load: each proxy row paced (wrk `delay()`, closed loop with think time) to
-about half its saturated rate, and row a paced the same way for comparison.
+about half its saturated rate, and row a paced the same way for comparison. Last, row d's
+CPU per exchange by part (server, pipeline steps, mapping, validation, audit, upstream
+client...): py-spy's samples of its worker at saturation (bench/budget.py).
 
     .venv/bin/python -m bench.proxies [--duration 10] [--rounds 2] [--connections 32]
                                       [--audit kafka|store]
@@ -49,6 +51,8 @@ import aiohttp
 import orjson
 import yaml
 
+from bench.budget import Budget, measure
+from bench.budget import table as budget_table
 from bench.http_load import (
     HEADERS,
     client_token,
@@ -547,6 +551,7 @@ async def bench(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path) 
         wrk = Wrk(wrk_bin, stack.place, work, args.connections)
         best, all_rps = await saturated(args, wrk, targets)
         half = await half_load(args, wrk, targets, best)
+        budget = await cpu_budget(args, wrk, targets["d"], stack)
     finally:
         stack.procs.stop_all()
 
@@ -594,6 +599,25 @@ async def bench(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path) 
         f"\nadded p99 over a at the same pacing: d - a = {p99['d'] - p99['a as d']:+.2f} ms "
         f"(target <= 2 ms)   c - a = {p99['c'] - p99['a as c']:+.2f} ms"
     )
+    print(
+        f"\nrow d's CPU per exchange by part (bench/budget.py): py-spy samples of the worker "
+        f"at saturation,\n{budget.exchanges} exchanges, times its CPU per exchange in the same "
+        f"window (py-spy pauses it to sample: req/s there is lower, CPU per exchange is not)"
+    )
+    for line in budget_table(budget.parts, budget.cpu_us_per_exchange):
+        print(line)
+
+
+async def cpu_budget(args: argparse.Namespace, wrk: Wrk, target: Target, stack: Stack) -> Budget:
+    """Row d's worker sampled at saturation: where its CPU per exchange goes."""
+    worker = workers_of(stack.procs.running["w1"].pid)[0]
+
+    async def load(seconds: float) -> int:
+        return (await wrk.run(target, seconds)).requests
+
+    say(f"CPU budget: row d sampled by py-spy for {args.duration:g} s")
+    await wrk.run(target, args.warmup)
+    return await measure(load, worker, args.duration, stack.place.pin(stack.place.load))
 
 
 # -- soak -----------------------------------------------------------------------------------

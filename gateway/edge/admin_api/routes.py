@@ -90,6 +90,7 @@ ROUTES: tuple[Route, ...] = (
     *collections.crud_routes(collections.SERVICES),
     *collections.crud_routes(collections.RATE_LIMITS),
     *collections.crud_routes(collections.TOPICS),
+    *collections.crud_routes(collections.JOBS),
     *subscriptions.ROUTES,
     *messages.ROUTES,
     *events.ROUTES,

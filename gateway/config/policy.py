@@ -338,7 +338,8 @@ class JobSpec(_Strict):
     client: Code  # the province's system the job acts as: its rights, its audit trail
     service: ServiceKey
     method: Literal["GET", "POST"] = "GET"
-    path: Annotated[str, StringConstraints(pattern=r"^/[^\s?#]*$", max_length=1024)] = "/"
+    # Under the service's address ("": the address itself), as a caller's endpoint.
+    path: Annotated[str, StringConstraints(pattern=r"^(/[^\s?#]*)?$", max_length=1024)] = ""
     mode: Literal["since_last_success", "as_of"] = "since_last_success"
     as_of: date | None = None
     # The first run's "since" (no watermark yet); none: the first run takes everything.
@@ -569,7 +570,7 @@ def _job_references(policy: PolicySet, clients: set[Any], groups: set[Any]) -> l
         elif j.client in clients and not _granted(service, j, client_groups[j.client]):
             errors.append(
                 f"jobs[{i}].service: client {j.client!r} holds no right to "
-                f"{j.method} {j.path} of {j.service}"
+                f"{j.method} {j.path or '/'} of {j.service}"
             )
         elif service is not None:
             given = {k for k in ("officer", "procedure", "case") if getattr(j.accountability, k)}
@@ -595,7 +596,8 @@ def _granted(service: ServiceSpec, job: JobSpec, groups: set[str]) -> bool:
         if a.client != job.client and a.group not in groups:
             continue
         pattern = compile_glob(a.path)
-        if a.method in ("*", job.method) and (pattern is None or pattern.fullmatch(job.path)):
+        endpoint = job.path or "/"
+        if a.method in ("*", job.method) and (pattern is None or pattern.fullmatch(endpoint)):
             return True
     return False
 

@@ -25,7 +25,7 @@ then: the latest change per citizen or dossier made at or before it. Each change
 The sample data is deterministic: 24 residence changes and 18 dossier updates, one every
 seven hours from 2026-11-01 08:00 Vietnam time. Tests reach the ``ChangeFeeds`` object at
 ``app[FEEDS]``: ``add_residence`` appends a change, ``fail_from_page`` makes the feeds
-answer 503 from that page on, ``delay_ms`` slows each page.
+answer 503 from that page on, ``delay_ms`` slows each page, ``gate`` holds pages back.
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ class ChangeFeeds:
     fail_from_page: int | None = None  # answer 503 from this page (1-based) on
     delay_ms: int = 0
     pages_served: int = 0
+    # Set both: a page from `gate_from_page` on waits until `gate` is set (`waiting` counts
+    # those waiting), so a test can stop the caller mid-run.
+    gate_from_page: int | None = None
+    gate: asyncio.Event | None = None
+    waiting: int = 0
 
     def add_residence(self, at: datetime, number: str = "049095001122") -> dict[str, Any]:
         """Append a residence change made at `at`; the change."""
@@ -185,6 +190,10 @@ def _handler(
             page, body = build(feeds, request.query)
         except _Invalid as e:
             return _answer({"MaLoi": "400", "MoTa": str(e)}, 400)
+        gate = feeds.gate
+        if gate is not None and feeds.gate_from_page is not None and page >= feeds.gate_from_page:
+            feeds.waiting += 1
+            await gate.wait()
         if feeds.fail_from_page is not None and page >= feeds.fail_from_page:
             return _answer({"MaLoi": "503", "MoTa": "Hệ thống đang bận"}, 503)
         feeds.pages_served += 1

@@ -60,6 +60,7 @@ from gateway.core.messages import OutboundRequest
 from gateway.core.problems import (
     ACCESS_DENIED,
     AUDIT_UNAVAILABLE,
+    INTERNAL_ERROR,
     INVALID_EVENT,
     JOB_ANSWER_UNREADABLE,
     JOB_PAGE_LIMIT,
@@ -228,6 +229,10 @@ class JobScheduler:
             except Problem as p:
                 await self._finish(job, run, p.ptype.slug, p.detail)
                 return
+            except Exception as e:  # a bug, not the provider: said so, not retried forever
+                log.exception("job run broke", job=spec.code, run=run.run_id)
+                await self._finish(job, run, INTERNAL_ERROR.slug, f"{type(e).__name__}: {e}")
+                return
             run = await self.store.save_page(
                 run,
                 self.owner,
@@ -368,6 +373,7 @@ class JobScheduler:
             query.append((paging.size_param, str(paging.size)))
         headers: CIMultiDict[str] = CIMultiDict({REQUEST_ID_HEADER: request_id})
         headers["Accept"] = "application/json"
+        headers["Accept-Encoding"] = "identity"  # the job reads the page: uncompressed
         who = spec.accountability
         for header, value in (
             (OFFICER_HEADER, who.officer),

@@ -12,13 +12,17 @@ The scheduler is driven here by `tick()` (the gateway's own loop is off:
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from sqlalchemy import select, update
+from standardwebhooks.webhooks import Webhook
 
 from gateway.config import versions as policy_state
 from gateway.core.settings import Settings
@@ -326,6 +330,24 @@ async def test_a_topic_run_publishes_each_record_once_as_the_gateway(gateway: Ha
     h = gateway
     await _declare(h)
     admin = await _auth(h, "quantri")
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks", receive)
+    receiver = TestServer(app, host="127.0.0.1")
+    await receiver.start_server()
+    body = {
+        "topic": "thay-doi-cu-tru",
+        "client": "motcua",
+        "callback_url": str(receiver.make_url("/hooks")),
+    }
+    r = await h.http.post("/admin/v1/subscriptions", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    hook = Webhook(r.json()["secret"])
     run_id = await _ask(h, admin, "cu-tru-su-kien")
     await _scheduler(h).tick()
     (run,) = await _runs(h, "cu-tru-su-kien")
@@ -343,6 +365,15 @@ async def test_a_topic_run_publishes_each_record_once_as_the_gateway(gateway: Ha
         publishers = set(await s.scalars(select(EventRecord.publisher)))
     assert publishers == {"lgsp:job:cu-tru-su-kien"}
     assert len(await h.audit(f"job:cu-tru-su-kien:{run_id}:5")) == 1
+
+    # Pushed too, signed, as any published event: the subscriber gets each one.
+    deadline = time.monotonic() + 20
+    while len({h["webhook-id"] for h, _ in got}) < 24 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert {h["webhook-id"] for h, _ in got} == {e["id"] for e in events}
+    for headers, payload in got:
+        hook.verify(payload, headers)
+    await receiver.close()
 
 
 async def test_a_record_the_topic_refuses_fails_the_run(gateway: Harness) -> None:

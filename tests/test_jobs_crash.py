@@ -60,6 +60,8 @@ def _policy(simulator_url: str) -> PolicySet:
                     "name": "Residence changes",
                     "upstream": "ndxp",
                     "upstream_path": "/csdldc/v1/thay-doi-cu-tru",
+                    # The lease is at least twice this plus 5 s: 7 s to wait out.
+                    "timeouts": {"total_ms": 1000},
                     "access": [{"client": "lgsp-lich", "method": "GET"}],
                 }
             ],

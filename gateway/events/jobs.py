@@ -181,7 +181,7 @@ class JobScheduler:
         await self.store.ensure_state(spec.code, spec.cron, next_fire(spec.cron, now))
         if not await self.store.pending(spec.code, now):
             return False
-        if not await self.store.acquire(spec.code, self.owner, self.lease_seconds):
+        if not await self.store.acquire(spec.code, self.owner, self._lease(job)):
             return False
         try:
             return await self._take_and_run(job)
@@ -191,6 +191,13 @@ class JobScheduler:
         finally:
             await asyncio.shield(self.store.release(spec.code, self.owner))
 
+    def _lease(self, job: JobEntry) -> float:
+        # A lease outlives the slowest page (the service's timeout, retries within it),
+        # or a page still being read would be taken over and asked for again.
+        service = self.config().services.get(job.spec.service_key)
+        slowest = (service.timeout.total or 0.0) if service is not None else 0.0
+        return max(self.lease_seconds, 2 * slowest + 5)
+
     async def _take_and_run(self, job: JobEntry) -> bool:
         spec, now = job.spec, utcnow()
         state = await self.store.state(spec.code)
@@ -198,7 +205,7 @@ class JobScheduler:
         run = await self.store.take_run(
             spec.code,
             self.owner,
-            self.lease_seconds,
+            self._lease(job),
             due=due,
             mode=spec.mode,
             as_of=spec.as_of.isoformat() if spec.as_of else None,
@@ -236,7 +243,7 @@ class JobScheduler:
             run = await self.store.save_page(
                 run,
                 self.owner,
-                self.lease_seconds,
+                self._lease(job),
                 cursor=page.next_cursor,
                 records=len(page.records),
                 latest_change=latest,

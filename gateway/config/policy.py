@@ -638,6 +638,11 @@ def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     ):
         if name in item:
             item[name] = sorted(set(item[name]))
+    package = (item.get("output") or {}).get("package")
+    if package and package.get("access"):  # a job's downloaders: a set too
+        package["access"] = sorted(
+            package["access"], key=lambda r: (r.get("client") or "", r.get("group") or "")
+        )
     if "access" in item:
         for right in item["access"]:
             if "method" in right:

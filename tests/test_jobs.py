@@ -417,6 +417,8 @@ async def test_a_failed_run_leaves_the_watermark_and_the_next_asks_from_it(
     assert package is not None and package.state == "failed"
     r = await h.http.get("/bulk/v1/cu-tru-goi/packages", headers=await _auth(h, "motcua"))
     assert failing not in {p["run_id"] for p in r.json()["items"]}  # never downloadable
+    r = await h.http.get("/admin/v1/job-runs?state=failed", headers=admin)
+    assert [(x["job"], x["run_id"]) for x in r.json()["items"]] == [("cu-tru-goi", failing)]
 
     feeds.fail_from_page = None
     await _ask(h, admin, "cu-tru-goi")

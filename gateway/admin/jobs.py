@@ -19,13 +19,15 @@ from gateway.core.problems import CONFLICT, UNKNOWN_JOB, Problem
 from gateway.events.jobs import next_fire
 from gateway.events.jobstore import SqlJobStore
 from gateway.store.changes import note
+from gateway.store.jobs import JobRun
 from gateway.store.models import AdminEvent, utcnow
 
-__all__ = ["JobView", "RunView", "job_view", "request_run", "runs"]
+__all__ = ["JobView", "RunView", "all_runs", "job_view", "request_run", "runs"]
 
 
 @dataclass(frozen=True, slots=True)
 class RunView:
+    job: str
     run_id: str
     trigger: str
     requested_by: str | None
@@ -90,36 +92,49 @@ async def job_view(
         next_due_at=state.next_due_at if state else next_fire(spec.cron, utcnow()),
         lease_owner=state.lease_owner if state and lease_live else None,
         lease_until=state.lease_until if state and lease_live else None,
-        runs=[
-            RunView(
-                r.run_id,
-                r.trigger,
-                r.requested_by,
-                r.state,
-                r.mode,
-                r.since,
-                r.as_of,
-                r.pages,
-                r.records,
-                r.cursor,
-                r.latest_change,
-                r.attempts,
-                r.holder,
-                r.package_id,
-                r.error_type,
-                r.error,
-                r.requested_at,
-                r.started_at,
-                r.finished_at,
-            )
-            for r in rows
-        ],
+        runs=[_view(r) for r in rows],
+    )
+
+
+def _view(r: JobRun) -> RunView:
+    return RunView(
+        r.job_code,
+        r.run_id,
+        r.trigger,
+        r.requested_by,
+        r.state,
+        r.mode,
+        r.since,
+        r.as_of,
+        r.pages,
+        r.records,
+        r.cursor,
+        r.latest_change,
+        r.attempts,
+        r.holder,
+        r.package_id,
+        r.error_type,
+        r.error,
+        r.requested_at,
+        r.started_at,
+        r.finished_at,
     )
 
 
 async def runs(store: SqlJobStore, config: RuntimeConfig, code: str, limit: int) -> JobView:
     """`job_view` with `limit` runs (the admin API's runs listing)."""
     return await job_view(store, config, code, limit=limit)
+
+
+async def all_runs(store: SqlJobStore, *, state: str | None, limit: int) -> list[RunView]:
+    """The latest runs of every job, newest first (only those in `state` if given): what
+    an operator looks at for failed runs.
+
+    Example:
+        >>> [r.job for r in await all_runs(store, state="failed", limit=10)]
+        ['thay-doi-cu-tru']
+    """
+    return [_view(r) for r in await store.runs(None, limit, state=state)]
 
 
 async def request_run(

@@ -272,16 +272,16 @@ class SqlJobStore:
             await _finish_in(s, run.job_code, run.run_id, run.package_id, run.records,
                              error_type, error, watermark, keep_packages)  # fmt: skip
 
-    async def runs(self, code: str, limit: int) -> list[JobRun]:
-        """The job's latest runs, newest first."""
+    async def runs(self, code: str | None, limit: int, *, state: str | None = None) -> list[JobRun]:
+        """The latest runs of the job (of every job: `code` None), newest first; only
+        those in `state` when it is given."""
+        q = select(JobRun).order_by(JobRun.id.desc()).limit(limit)
+        if code is not None:
+            q = q.where(JobRun.job_code == code)
+        if state is not None:
+            q = q.where(JobRun.state == state)
         async with self.sessions() as s:
-            rows = await s.scalars(
-                select(JobRun)
-                .where(JobRun.job_code == code)
-                .order_by(JobRun.id.desc())
-                .limit(limit)
-            )
-            return list(rows)
+            return list(await s.scalars(q))
 
     async def packages(self, code: str, limit: int) -> list[BulkPackage]:
         """The job's downloadable packages, newest first."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -21,6 +22,7 @@ __all__ = ["ROUTES"]
 
 
 class RunOut(_Out):
+    job: str
     run_id: str = Field(description="named in each page's request id: job:<job>:<run>:<page>")
     trigger: str = Field(description='"schedule" or "manual"')
     requested_by: str | None
@@ -59,6 +61,17 @@ class RunRequested(_Out):
     state: str
 
 
+class RunList(_Out):
+    items: list[RunOut]
+
+
+class AllRunsQuery(QueryModel):
+    state: Literal["requested", "running", "succeeded", "failed"] | None = Field(
+        None, description="Only runs in this state."
+    )
+    limit: WholeNumber = Field(50, ge=1, le=1000, description="At most this many runs.")
+
+
 class RunsQuery(QueryModel):
     limit: WholeNumber = Field(20, ge=1, le=500, description="At most this many runs.")
 
@@ -69,6 +82,13 @@ async def list_runs(call: Call[RunsQuery]) -> web.StreamResponse:
         call.state.jobs, call.state.pipeline.config, call.path["code"], call.query.limit
     )
     return respond(JobRunsOut.model_validate(dataclasses.asdict(view)).model_dump(mode="json"))
+
+
+async def list_all_runs(call: Call[AllRunsQuery]) -> web.StreamResponse:
+    assert call.state.jobs is not None
+    views = await ops.all_runs(call.state.jobs, state=call.query.state, limit=call.query.limit)
+    items = [RunOut.model_validate(dataclasses.asdict(v)).model_dump(mode="json") for v in views]
+    return respond({"items": items})
 
 
 async def request_run(call: Call[CommentQuery]) -> web.StreamResponse:
@@ -86,6 +106,15 @@ async def request_run(call: Call[CommentQuery]) -> web.StreamResponse:
 
 
 ROUTES: tuple[Route, ...] = (
+    ADMIN.route(
+        "GET",
+        "/job-runs",
+        list_all_runs,
+        "The latest runs of every scheduled job (the failed ones, say), newest first",
+        reply=Reply(200, "Runs of every job, newest first.", RunList),
+        roles=READ,
+        query=AllRunsQuery,
+    ),
     ADMIN.route(
         "GET",
         "/jobs/{code}/runs",

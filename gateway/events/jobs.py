@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import time
 import uuid
@@ -136,6 +137,7 @@ class JobScheduler:
         self.lease_seconds = lease_seconds
         self.delivered = delivered  # wakes the delivery worker after a page of events
         self._task: asyncio.Task[None] | None = None
+        self._running: dict[str, asyncio.Task[bool]] = {}
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -143,13 +145,17 @@ class JobScheduler:
         self._task = asyncio.create_task(self._loop(), name="lgsp-jobs")
 
     async def close(self) -> None:
-        """Stop the loop; a run cut short is resumed from its last page by the next holder
-        (the lease is given back at once rather than left to run out)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the loop and the runs in progress; a run cut short is resumed from its
+        last page by the next holder (the lease is given back at once rather than left to
+        run out)."""
+        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._task = None
+        self._running.clear()
 
     def wake(self) -> None:
         """Look at the jobs now (an operator asked for a run)."""
@@ -158,22 +164,39 @@ class JobScheduler:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the store unreachable, say: try again next tick
+                self._spawn()
+            except Exception as e:  # the configuration being swapped, say: next tick
                 log.warning("scheduled jobs not looked at", error=str(e))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
             self._wake.clear()
 
-    async def tick(self) -> int:
-        """Look at every enabled job once; the runs this process made."""
-        ran = 0
+    def _spawn(self) -> None:
+        # Each job in a task of its own: a long run of one does not hold the others back,
+        # and a job already being looked at in this process is not looked at twice.
         for job in list(self.config().jobs.values()):
-            if job.spec.enabled and await self.consider(job):
-                ran += 1
-        return ran
+            if job.spec.enabled and job.code not in self._running:
+                task = asyncio.create_task(self._guarded(job), name=f"lgsp-job-{job.code}")
+                self._running[job.code] = task
+                task.add_done_callback(functools.partial(self._done, job.code))
+
+    def _done(self, code: str, _: asyncio.Task[bool]) -> None:
+        self._running.pop(code, None)
+
+    async def _guarded(self, job: JobEntry) -> bool:
+        try:
+            return await self.consider(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the store unreachable, say: the job is looked at next tick
+            log.warning("scheduled job not looked at", job=job.code, error=str(e))
+            return False
+
+    async def tick(self) -> int:
+        """Look at every enabled job once, at the same time; the runs this process made."""
+        jobs = [j for j in self.config().jobs.values() if j.spec.enabled]
+        made = await asyncio.gather(*(self._guarded(j) for j in jobs))
+        return sum(made)
 
     async def consider(self, job: JobEntry) -> bool:
         """Run the job if there is something to do and this process wins its lease."""

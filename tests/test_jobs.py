@@ -161,6 +161,7 @@ def _scheduler(h: Harness, name: str = "test-a") -> JobScheduler:
         lambda: h.state.pipeline.config,
         instance=name,
         lease_seconds=30,
+        metrics=h.state.metrics,
     )
 
 
@@ -247,6 +248,11 @@ async def test_a_package_run_pages_through_the_feed_and_a_granted_system_downloa
     assert r.status_code == 404 and r.json()["type"].endswith(":unknown-job")
     refused = [a for a in await h.audit() if a.client_code == "outsider"]
     assert len(refused) == 2 and {a.status for a in refused} == {403}
+
+    # Counted as exchanges of the job's client, for /metrics.
+    h.state.metrics.flush()
+    r = await h.http.get("/metrics")
+    assert 'client="lgsp-lich",outcome="ok"' in r.text, r.text[-2000:]
 
     # The operator's view, and the admin event naming who asked.
     r = await h.http.get("/admin/v1/jobs/cu-tru-goi/runs", headers=admin)

@@ -139,6 +139,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
             tick_seconds=settings.jobs_tick_seconds,
             lease_seconds=settings.jobs_lease_seconds,
             delivered=lambda: state.delivery.wake() if state.delivery is not None else None,
+            metrics=gateway_metrics,
         )
     app[STATE] = state
     app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)

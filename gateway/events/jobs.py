@@ -74,6 +74,7 @@ from gateway.events.jobstore import Ending, LeaseLost, RunProgress, SqlJobStore
 from gateway.events.model import Publication
 from gateway.events.store import SqlEventStore
 from gateway.store.models import utcnow
+from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstream.client import UpstreamClient
 
 __all__ = ["VIETNAM", "JobScheduler", "Page", "next_fire", "publisher_of"]
@@ -124,6 +125,7 @@ class JobScheduler:
         tick_seconds: float = 15.0,
         lease_seconds: float = 120.0,
         delivered: Callable[[], None] | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
         self.events = events
@@ -136,6 +138,7 @@ class JobScheduler:
         self.tick_seconds = tick_seconds
         self.lease_seconds = lease_seconds
         self.delivered = delivered  # wakes the delivery worker after a page of events
+        self.metrics = metrics  # each page counted as an exchange of the job's client
         self._task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[bool]] = {}
         self._wake = asyncio.Event()
@@ -384,9 +387,16 @@ class JobScheduler:
             event.status = event.status or p.ptype.status
             event.error_type, event.error_detail = p.ptype.slug, p.detail
             await self._audit(event, t0, body)
+            self._count(spec, event, t0)
             raise
         await self._audit(event, t0, body)
+        self._count(spec, event, t0)
         return page
+
+    def _count(self, spec: JobSpec, event: AuditEvent, t0: float) -> None:
+        if self.metrics is not None:
+            outcome = event.error_type or "ok"
+            self.metrics.exchange(spec.service_key, spec.client, outcome, time.perf_counter() - t0)
 
     def _outbound(self, spec: JobSpec, run: RunProgress, request_id: str) -> OutboundRequest:
         query: list[tuple[str, str]] = []

@@ -76,6 +76,10 @@ def test_a_job_naming_unknown_things_is_refused_with_each_reference() -> None:
         PolicySet.model_validate(policy(service=f"{BCA}/khong-co/v1"))
     with pytest.raises(ValueError, match=r"jobs\[0\].output.topic: no topic 'khong-co'"):
         PolicySet.model_validate(policy(output={"topic": "khong-co"}))
+    doc = policy(output={"topic": "cu-tru"})
+    doc["topics"][0]["provider"] = PROVINCE_ID
+    with pytest.raises(ValueError, match=r"carries events of agency 000\.00\.00\.H49, not of"):
+        PolicySet.model_validate(doc)
 
 
 def test_a_job_needs_its_client_s_right_and_the_accountability_the_service_requires() -> None:

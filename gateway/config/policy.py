@@ -558,7 +558,7 @@ def _topic_references(
 
 def _job_references(policy: PolicySet, clients: set[Any], groups: set[Any]) -> list[str]:
     services = {s.key: s for s in policy.services}
-    topics = {t.code for t in policy.topics}
+    topics = {t.code: t for t in policy.topics}
     client_groups = {c.code: set(c.groups) for c in policy.clients}
     errors: list[str] = []
     for i, j in enumerate(policy.jobs):
@@ -578,8 +578,15 @@ def _job_references(policy: PolicySet, clients: set[Any], groups: set[Any]) -> l
                 f"jobs[{i}].accountability.{k}: the service requires it"
                 for k in sorted(set(service.require) - given)
             ]
-        if j.output.topic is not None and j.output.topic not in topics:
+        topic = topics.get(j.output.topic) if j.output.topic is not None else None
+        if j.output.topic is not None and topic is None:
             errors.append(f"jobs[{i}].output.topic: no topic {j.output.topic!r}")
+        elif topic is not None and service is not None and topic.provider != service.provider:
+            # A topic says whose events it carries: a job may not pass others' off as them.
+            errors.append(
+                f"jobs[{i}].output.topic: topic {topic.code!r} carries events of agency "
+                f"{topic.provider}, not of the service's provider {service.provider}"
+            )
         for k, a in enumerate(j.output.package.access if j.output.package else []):
             if a.client is not None and a.client not in clients:
                 errors.append(

@@ -141,6 +141,7 @@ class JobScheduler:
         self.metrics = metrics  # each page counted as an exchange of the job's client
         self._task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[bool]] = {}
+        self._states: dict[str, str] = {}  # jobs whose state row holds this cron already
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -204,7 +205,9 @@ class JobScheduler:
     async def consider(self, job: JobEntry) -> bool:
         """Run the job if there is something to do and this process wins its lease."""
         spec, now = job.spec, utcnow()
-        await self.store.ensure_state(spec.code, spec.cron, next_fire(spec.cron, now))
+        if self._states.get(spec.code) != spec.cron:  # a write: once per job and cron
+            await self.store.ensure_state(spec.code, spec.cron, next_fire(spec.cron, now))
+            self._states[spec.code] = spec.cron
         if not await self.store.pending(spec.code, now):
             return False
         if not await self.store.acquire(spec.code, self.owner, self._lease(job)):

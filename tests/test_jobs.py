@@ -12,6 +12,7 @@ The scheduler is driven here by `tick()` (the gateway's own loop is off:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,6 +237,9 @@ async def test_a_package_run_pages_through_the_feed_and_a_granted_system_downloa
     assert (package["run_id"], package["records"]) == (run_id, 24)
     r = await h.http.get(f"/bulk/v1/cu-tru-goi/packages/{package['id']}", headers=motcua)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+    r_sha = hashlib.sha256(r.content).hexdigest()
+    assert r.headers["x-package-sha256"] == r_sha
+    assert r.headers["x-package-records"] == "24"
     lines = [orjson.loads(x) for x in r.content.splitlines()]
     assert [x["MaThayDoi"] for x in lines] == [x["MaThayDoi"] for x in _feeds(h).residence]
 
@@ -246,6 +250,10 @@ async def test_a_package_run_pages_through_the_feed_and_a_granted_system_downloa
         assert r.json()["type"].endswith(":access-denied")
     r = await h.http.get("/bulk/v1/no-such-job/packages", headers=motcua)
     assert r.status_code == 404 and r.json()["type"].endswith(":unknown-job")
+    (served,) = [
+        a for a in await h.audit() if a.client_code == "motcua" and a.path.endswith(package["id"])
+    ]
+    assert served.status == 200 and served.response_sha256 == r_sha
     refused = [a for a in await h.audit() if a.client_code == "outsider"]
     assert len(refused) == 2 and {a.status for a in refused} == {403}
 

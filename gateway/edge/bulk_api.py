@@ -22,6 +22,7 @@ from pydantic import Field
 
 from gateway.audit import AuditEvent, AuditUnavailable
 from gateway.config.runtime import JobEntry
+from gateway.core.headers import REQUEST_ID_HEADER
 from gateway.core.logging import log
 from gateway.core.problems import (
     ACCESS_DENIED,
@@ -104,11 +105,12 @@ def _job(call: Call[Any]) -> JobEntry:
     return job
 
 
-async def _served(call: Call[Any], body: bytes, content_type: str, **headers: str) -> web.Response:
+async def _audited(call: Call[Any], size: int, digest: str) -> None:
+    """The served call's audit event, before its answer goes: withheld if it cannot be."""
     event = _event(call.request, call.request_id)
     event.status = 200
-    event.response_bytes = len(body)
-    event.response_sha256 = hashlib.sha256(body).hexdigest()
+    event.response_bytes = size
+    event.response_sha256 = digest
     try:
         await call.state.audit.write(event)
     except AuditUnavailable as e:
@@ -116,7 +118,6 @@ async def _served(call: Call[Any], body: bytes, content_type: str, **headers: st
             AUDIT_UNAVAILABLE,
             "The download could not be recorded in the audit log, so it is withheld; retry later.",
         ) from e
-    return web.Response(body=body, content_type=content_type, headers=headers)
 
 
 def _package_out(p: Any) -> dict[str, Any]:
@@ -138,23 +139,40 @@ async def list_packages(call: Call[PackagesQuery]) -> web.StreamResponse:
     assert call.state.jobs is not None
     packages = await call.state.jobs.packages(job.code, call.query.limit)
     body = orjson.dumps({"items": [_package_out(p) for p in packages]})
-    return await _served(call, body, "application/json")
+    await _audited(call, len(body), hashlib.sha256(body).hexdigest())
+    return web.Response(body=body, content_type="application/json")
 
 
 async def download(call: Call[Any]) -> web.StreamResponse:
     job = _job(call)
-    assert call.state.jobs is not None
-    found = await call.state.jobs.package(job.code, call.path["id"])
-    if found is None:
+    store = call.state.jobs
+    assert store is not None
+    package = await store.package(job.code, call.path["id"])
+    if package is None:
         raise Problem(NOT_FOUND, f"Job '{job.code}' has no complete package {call.path['id']!r}.")
-    package, bodies = found
-    body = b"".join(b + b"\n" for b in bodies)
-    return await _served(
-        call,
-        body,
-        "application/x-ndjson",
-        **{"X-Package-Records": str(len(bodies)), "X-Package-Run": package.run_id},
+    # Two passes over the records, a chunk at a time: the digest and size first, so the
+    # download is audited (or withheld) before a byte goes; then the records themselves.
+    digest, size = hashlib.sha256(), 0
+    async for chunk in store.package_chunks(package.id):
+        for body in chunk:
+            digest.update(body + b"\n")
+            size += len(body) + 1
+    await _audited(call, size, digest.hexdigest())
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-ndjson",
+            "X-Package-Records": str(package.records),
+            "X-Package-Run": package.run_id,
+            "X-Package-Sha256": digest.hexdigest(),
+            REQUEST_ID_HEADER: call.request_id,
+        }
     )
+    response.content_length = size
+    await response.prepare(call.request)
+    async for chunk in store.package_chunks(package.id):
+        await response.write(b"".join(b + b"\n" for b in chunk))
+    await response.write_eof()
+    return response
 
 
 ROUTES: tuple[Route, ...] = (

@@ -13,6 +13,7 @@ past its lease cannot write a page over the one that took over.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -294,18 +295,37 @@ class SqlJobStore:
             )
             return list(rows)
 
-    async def package(self, code: str, package_id: str) -> tuple[BulkPackage, list[bytes]] | None:
-        """A downloadable package of the job and its records in order, or None."""
+    async def package(self, code: str, package_id: str) -> BulkPackage | None:
+        """A downloadable package of the job, or None."""
         async with self.sessions() as s:
             p = await s.get(BulkPackage, package_id)
-            if p is None or p.job_code != code or p.state != "complete":
-                return None
-            bodies = await s.scalars(
-                select(BulkPackageRecord.body)
-                .where(BulkPackageRecord.package_id == package_id)
-                .order_by(BulkPackageRecord.seq)
-            )
-            return p, list(bodies)
+        if p is None or p.job_code != code or p.state != "complete":
+            return None
+        return p
+
+    async def package_chunks(
+        self, package_id: str, *, chunk: int = 1000
+    ) -> AsyncIterator[list[bytes]]:
+        """A package's records in order, `chunk` at a time: a large package is never
+        all in memory."""
+        after = -1
+        while True:
+            async with self.sessions() as s:
+                rows = (
+                    await s.execute(
+                        select(BulkPackageRecord.seq, BulkPackageRecord.body)
+                        .where(
+                            BulkPackageRecord.package_id == package_id,
+                            BulkPackageRecord.seq > after,
+                        )
+                        .order_by(BulkPackageRecord.seq)
+                        .limit(chunk)
+                    )
+                ).all()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield [body for _, body in rows]
 
 
 async def _finish_in(

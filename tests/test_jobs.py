@@ -499,3 +499,38 @@ async def test_asking_twice_before_a_run_starts_is_refused(gateway: Harness) -> 
     assert r.status_code == 404 and r.json()["type"].endswith(":unknown-job")
     r = await h.http.post("/admin/v1/jobs/cu-tru-goi/runs", headers=await _auth(h, "motcua"))
     assert r.status_code == 403
+
+
+async def test_an_operator_backfills_from_a_time_and_the_watermark_stays(
+    gateway: Harness,
+) -> None:
+    h = gateway
+    await _declare(h)
+    admin = await _auth(h, "quantri")
+    scheduler = _scheduler(h)
+    await _ask(h, admin, "cu-tru-goi")
+    await scheduler.tick()
+    watermark = (await _state(h, "cu-tru-goi")).watermark
+    feeds = _feeds(h)
+    since = feeds.residence[19]["ThoiDiemCapNhat"]  # the last four changes come after it
+    r = await h.http.post(
+        "/admin/v1/jobs/cu-tru-goi/runs?comment=lost+a+night", json={"since": since}, headers=admin
+    )
+    assert r.status_code == 202, r.text
+    await scheduler.tick()
+    run = (await _runs(h, "cu-tru-goi"))[-1]
+    assert (run.run_id, run.state, run.records) == (r.json()["run_id"], "succeeded", 4)
+    assert run.since == datetime.fromisoformat(since)
+    assert (await _state(h, "cu-tru-goi")).watermark == watermark  # never moved back
+    async with h.state.sessions() as s:
+        asked = list(await s.scalars(select(AdminEvent).where(AdminEvent.action == "job.run")))
+    assert asked[-1].after == {"run_id": run.run_id, "since": since}
+
+    r = await h.http.post("/admin/v1/jobs/ho-so-ngay/runs", json={"since": since}, headers=admin)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "since"
+    r = await h.http.post(
+        "/admin/v1/jobs/ho-so-ngay/runs", json={"as_of": "2026-11-02"}, headers=admin
+    )
+    assert r.status_code == 202
+    await scheduler.tick()
+    assert (await _runs(h, "ho-so-ngay"))[-1].as_of == "2026-11-02"

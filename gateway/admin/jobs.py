@@ -9,11 +9,14 @@ state and runs are not, and live in their own tables (gateway/store/jobs.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.actor import Actor
+from gateway.admin.refusals import parse, refused
 from gateway.config.runtime import RuntimeConfig
 from gateway.core.problems import CONFLICT, UNKNOWN_JOB, Problem
 from gateway.events.jobs import next_fire
@@ -22,7 +25,18 @@ from gateway.store.changes import note
 from gateway.store.jobs import JobRun
 from gateway.store.models import AdminEvent, utcnow
 
-__all__ = ["JobView", "RunView", "all_runs", "job_view", "request_run", "runs"]
+__all__ = ["JobView", "RunIn", "RunView", "all_runs", "job_view", "request_run", "runs"]
+
+
+class RunIn(BaseModel):
+    """A run asked for now, as the job declares it (no body), or from another point: a
+    delta job's changes `since` a time (a backfill; the watermark never moves back), an
+    as-of job's data `as_of` another date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime | None = None
+    as_of: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +157,11 @@ async def request_run(
     config: RuntimeConfig,
     actor: Actor,
     code: str,
+    body: dict[str, Any] | None = None,
 ) -> str:
-    """Ask for a run of the job now (the next replica to look takes it); its run id. An
-    admin event names who asked. 409 when one is already asked for and not yet taken.
+    """Ask for a run of the job now (the next replica to look takes it), as `body`
+    (`RunIn`) says; its run id. An admin event names who asked. 409 when one is already
+    asked for and not yet taken; 422 for a `since` on an as-of job or the other way.
 
     Example:
         >>> await request_run(store, sessions, config, actor, "thay-doi-cu-tru")
@@ -155,7 +171,17 @@ async def request_run(
     spec = config.jobs[code].spec
     if not spec.enabled:
         raise Problem(CONFLICT, f"The job {code!r} is disabled: enable it in the policy first.")
-    run_id = await store.request_run(code, spec.mode, actor.name)
+    asked = parse(RunIn, body or {}, "The run")
+    wrong = "since" if asked.since and spec.mode == "as_of" else None
+    if asked.as_of and spec.mode != "as_of":
+        wrong = "as_of"
+    if wrong is not None:
+        raise refused(
+            "The run",
+            [{"field": wrong, "detail": f"the job's mode is {spec.mode}: it takes no {wrong}"}],
+        )
+    as_of = asked.as_of.isoformat() if asked.as_of else None
+    run_id = await store.request_run(code, spec.mode, actor.name, since=asked.since, as_of=as_of)
     if run_id is None:
         raise Problem(CONFLICT, f"A run of {code!r} is already asked for and not yet started.")
     async with sessions() as s, s.begin():
@@ -167,7 +193,11 @@ async def request_run(
                     actor=actor.name,
                     action="job.run",
                     target=f"job {code}",
-                    after={"run_id": run_id},
+                    after={
+                        "run_id": run_id,
+                        **({"since": asked.since.isoformat()} if asked.since else {}),
+                        **({"as_of": as_of} if as_of else {}),
+                    },
                     comment=actor.comment,
                 )
             ],

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -145,9 +145,18 @@ class SqlJobStore:
         if int(getattr(result, "rowcount", 0) or 0) != 1:
             raise LeaseLost(code)
 
-    async def request_run(self, code: str, mode: str, by: str | None) -> str | None:
-        """Ask for a run now (an operator); its id, or None when one is already asked for
-        and not yet taken."""
+    async def request_run(
+        self,
+        code: str,
+        mode: str,
+        by: str | None,
+        *,
+        since: datetime | None = None,
+        as_of: str | None = None,
+    ) -> str | None:
+        """Ask for a run now (an operator), from `since` or as of `as_of` rather than the
+        job's own (watermark, date) when given; its id, or None when one is already asked
+        for and not yet taken."""
         async with self.sessions() as s, s.begin():
             waiting = await s.scalar(
                 select(JobRun.run_id).where(JobRun.job_code == code, JobRun.state == REQUESTED)
@@ -155,7 +164,9 @@ class SqlJobStore:
             if waiting is not None:
                 return None
             run_id = str(uuid.uuid4())
-            s.add(_new_run(run_id, code, "manual", by, mode, REQUESTED))
+            run = _new_run(run_id, code, "manual", by, mode, REQUESTED)
+            run.since, run.as_of = since, as_of  # set: the operator's, kept when taken
+            s.add(run)
         return run_id
 
     async def take_run(
@@ -193,10 +204,12 @@ class SqlJobStore:
                 s.add(run)
             if run.state == REQUESTED:
                 state = await s.get(JobState, code)
-                run.state, run.started_at, run.mode, run.as_of = RUNNING, utcnow(), mode, as_of
-                run.since = (state.watermark if state else None) or start_from
+                run.state, run.started_at, run.mode = RUNNING, utcnow(), mode
+                run.as_of = run.as_of or as_of
                 if mode == "as_of":
                     run.since = None
+                elif run.since is None:
+                    run.since = (state.watermark if state else None) or start_from
                 if package:
                     run.package_id = str(uuid.uuid4())
                     s.add(_new_package(run))
@@ -352,9 +365,13 @@ async def _finish_in(
         )
     )
     if ok and watermark is not None:
+        # Forward only: a backfill from an earlier time leaves a later watermark as it was.
         await s.execute(
             update(JobState)
-            .where(JobState.job_code == code)
+            .where(
+                JobState.job_code == code,
+                or_(JobState.watermark.is_(None), JobState.watermark < watermark),
+            )
             .values(watermark=watermark, updated_at=now)
         )
     if package_id is not None:

@@ -13,9 +13,9 @@ from pydantic import Field
 
 from gateway.admin import jobs as ops
 from gateway.admin.actor import OPERATE, READ
-from gateway.edge.admin_api.api import ADMIN, editor
+from gateway.edge.admin_api.api import ADMIN, BODY, editor
 from gateway.edge.admin_api.models import CommentQuery, _Out
-from gateway.edge.toolkit import Call, QueryModel, Reply, Route, WholeNumber
+from gateway.edge.toolkit import Body, Call, QueryModel, Reply, Route, WholeNumber
 from gateway.edge.toolkit import json_response as respond
 
 __all__ = ["ROUTES"]
@@ -99,6 +99,7 @@ async def request_run(call: Call[CommentQuery]) -> web.StreamResponse:
         call.state.pipeline.config,
         editor(call).actor,
         call.path["code"],
+        await call.json(BODY) if call.request.body_exists else None,
     )
     if call.state.scheduler is not None:
         call.state.scheduler.wake()
@@ -131,6 +132,7 @@ ROUTES: tuple[Route, ...] = (
         "Run a scheduled job now (taken by the next replica to look; an admin event)",
         reply=Reply(202, "The run, asked for.", RunRequested),
         roles=OPERATE,
+        body=Body(ops.RunIn),
         query=CommentQuery,
     ),
 )

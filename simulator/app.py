@@ -2,7 +2,8 @@
 
 It plays the national systems as a province sees them (the population database here;
 the business registry, document exchange, dossier sync and land registry in
-business.py, edxml.py, dossier.py and land.py, each added by its ``setup``):
+business.py, edxml.py, dossier.py and land.py, each added by its ``setup``; the change
+feeds scheduled pulls read in feeds.py):
 
 * the national data-sharing platform (NDXP), which issues OAuth2 access tokens to
   registered provincial systems (client credentials grant, RFC 6749 §4.4), and
@@ -51,7 +52,17 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
-from simulator import business, dossier, edxml, land, national_issuer, provincial, relay, witness
+from simulator import (
+    business,
+    dossier,
+    edxml,
+    feeds,
+    land,
+    national_issuer,
+    provincial,
+    relay,
+    witness,
+)
 
 TOKENS_ISSUED: web.AppKey[int] = web.AppKey("tokens_issued", int)
 """Number of access tokens issued since the app was created."""
@@ -427,6 +438,9 @@ def create_app(
     # the public service portal's dossier sync (JSON), behind the same bearer token.
     business.setup(app, _has_valid_token)
     edxml.setup(app, _has_valid_token)
+    # Change feeds for scheduled pulls; before the dossier record's /ho-so/{maHoSo}, which
+    # would otherwise take /ho-so/cap-nhat (simulator/feeds.py).
+    feeds.setup(app, _has_valid_token)
     dossier.setup(app, _has_valid_token)
     land.setup(app, _has_valid_token)  # the land registry's parcel lookup (SOAP 1.1)
     # The platform as the witness of each province's audit log (no token: the protocol

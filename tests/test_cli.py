@@ -47,7 +47,7 @@ def test_demo_steps_work_as_printed(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     oks = [line for line in out.stdout.splitlines() if line.startswith("[ok]")]
-    assert len(oks) == 21, out.stdout
+    assert len(oks) == 22, out.stdout
     # The console's sample people, with what they need to sign in, which the store takes.
     assert "/console/" in out.stdout
     printed = dict(re.findall(r"^  (\w+) .* password (\S+)$", out.stdout, re.M))

@@ -14,7 +14,14 @@ from pydantic import Field, ValidationError
 
 from gateway.config.policy import CircuitBreakerSpec, RateSpec, SchemaRef, UpstreamSpec
 from gateway.core.problems import Problem
-from gateway.edge import admin_api, audit_api, discovery_api, events_api, registry_api
+from gateway.edge import (
+    admin_api,
+    audit_api,
+    bulk_api,
+    discovery_api,
+    events_api,
+    registry_api,
+)
 from gateway.edge.toolkit import (
     DocInfo,
     Flag,
@@ -114,7 +121,7 @@ def test_query_parameters_carry_the_bounds_the_model_enforces() -> None:
     assert by_name["client"]["schema"] == {"type": "string", "pattern": "^[a-z]+$"}
 
 
-# -- the five APIs' route tables --------------------------------------------------------------
+# -- the six APIs' route tables --------------------------------------------------------------
 
 
 TABLES: dict[str, tuple[Route, ...]] = {
@@ -123,6 +130,7 @@ TABLES: dict[str, tuple[Route, ...]] = {
     "registry": registry_api.ROUTES,
     "discovery": discovery_api.ROUTES,
     "events": events_api.ROUTES,
+    "bulk": bulk_api.ROUTES,
 }
 ERRORS = {
     code: (name, name)

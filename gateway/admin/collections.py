@@ -23,6 +23,7 @@ from gateway.config.policy import (
     AgencySpec,
     ClientSpec,
     GroupSpec,
+    JobSpec,
     RateLimitSpec,
     ServiceSpec,
     TopicSpec,
@@ -35,6 +36,7 @@ __all__ = [
     "AGENCIES",
     "CLIENTS",
     "GROUPS",
+    "JOBS",
     "RATE_LIMITS",
     "SERVICES",
     "TOPICS",
@@ -97,6 +99,7 @@ CLIENTS = Collection("clients", "client", ClientSpec, ("code",))
 UPSTREAMS = Collection("upstreams", "upstream", UpstreamSpec, ("name",))
 SERVICES = Collection("services", "service", ServiceSpec, ("provider", "code", "version"))
 TOPICS = Collection("topics", "topic", TopicSpec, ("code",))
+JOBS = Collection("jobs", "scheduled job", JobSpec, ("code",))
 RATE_LIMITS = Collection(
     "rate_limits", "rate limit", RateLimitSpec, ("client", "service"), optional_keys=True
 )

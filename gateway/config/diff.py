@@ -25,6 +25,7 @@ KINDS = (
     "rate_limit",
     "issuer",
     "topic",
+    "job",
 )
 _LABELS = {
     "agency": "agency",
@@ -36,6 +37,7 @@ _LABELS = {
     "rate_limit": "rate limit",
     "issuer": "trusted issuer",
     "topic": "topic",
+    "job": "scheduled job",
 }
 
 Op = Literal["create", "update", "delete"]
@@ -131,6 +133,8 @@ def entities(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
             out["access"][key] = {"rights": [list(r) for r in rights]}
     for t in doc.get("topics", []):
         out["topic"][t["code"]] = {k: v for k, v in t.items() if k != "code"}
+    for j in doc.get("jobs", []):
+        out["job"][j["code"]] = {k: v for k, v in j.items() if k != "code"}
     for r in doc["rate_limits"]:
         out["rate_limit"][rate_limit_key(r.get("client"), r.get("service"))] = r
     for i in doc.get("issuers", []):

@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "rate_limits": "rate limit",
     "issuers": "trusted issuer",
     "topics": "topic",
+    "jobs": "job",
 }
 _INDEXED = re.compile(r"^(" + "|".join(KINDS) + r")\[(\d+)\](?:\.(.*?))?: (.*)$", re.S)
 _VALUE_ERROR = "Value error, "

@@ -13,11 +13,14 @@ from __future__ import annotations
 import functools
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from croniter import croniter
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -270,6 +273,106 @@ class TopicSpec(_Strict):
     access: list[TopicAccessSpec] = []
 
 
+# -- scheduled pulls (docs/administrator.md "Scheduled pulls") ------------------------------
+
+_FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+_Param = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+_EventType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+
+
+class JobPagingSpec(_Strict):
+    """How a job pages through the provider's answers: by the cursor each page gives for
+    the next (`next_field`, null or absent on the last), or by page number from 1 (the
+    last page: `pages_field` reached, or an empty page)."""
+
+    kind: Literal["cursor", "page"] = "cursor"
+    param: _Param = "cursor"  # the query parameter carrying the cursor or page number
+    next_field: _FieldName = "next"
+    pages_field: _FieldName = "pages"
+    size_param: _Param | None = "limit"  # None: the provider's own page size
+    size: StrictInt = Field(100, ge=1, le=10_000)
+    # A bound on one run: a provider that never says "last page" fails the run here.
+    max_pages: StrictInt = Field(1000, ge=1, le=1_000_000)
+
+
+class JobAccountabilitySpec(_Strict):
+    """Who asks and why, as the job's exchanges carry them (the gateway's own officer and
+    procedure, stated here because no person is behind a scheduled call)."""
+
+    officer: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    procedure: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    case: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class JobPackageSpec(_Strict):
+    """A bulk package per successful run, downloaded over `/bulk/v1/{job}/packages` by a
+    client or group granted here (deny by default)."""
+
+    access: list[TopicAccessSpec] = []
+    keep: StrictInt = Field(30, ge=1, le=10_000)  # packages kept; older ones are deleted
+
+
+class JobOutputSpec(_Strict):
+    """Where a run's records go: each published as an event of `topic` (type
+    `event_type`, key the record's `key_field`), or into a bulk `package`."""
+
+    topic: Code | None = None
+    event_type: _EventType = "record.changed"
+    package: JobPackageSpec | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> JobOutputSpec:
+        if (self.topic is None) == (self.package is None):
+            raise ValueError("a job's output names exactly one of 'topic' or 'package'")
+        return self
+
+
+class JobSpec(_Strict):
+    """A scheduled bulk or delta pull: when (cron, Vietnam time), which service as which
+    client of the province, what (the changes since the last successful run, or the data
+    as of a date), how to page, and where the records go."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=255)
+    cron: Annotated[str, StringConstraints(min_length=9, max_length=120)]
+    client: Code  # the province's system the job acts as: its rights, its audit trail
+    service: ServiceKey
+    method: Literal["GET", "POST"] = "GET"
+    # Under the service's address ("": the address itself), as a caller's endpoint.
+    path: Annotated[str, StringConstraints(pattern=r"^(/[^\s?#]*)?$", max_length=1024)] = ""
+    mode: Literal["since_last_success", "as_of"] = "since_last_success"
+    as_of: date | None = None
+    # The first run's "since" (no watermark yet); none: the first run takes everything.
+    start_from: AwareDatetime | None = None
+    since_param: _Param = "since"
+    as_of_param: _Param = "as_of"
+    items_field: _FieldName = "items"
+    key_field: _FieldName | None = None  # the record's field an event is keyed (ordered) by
+    # The record's change time (ISO 8601 with offset): the watermark is the latest one a
+    # successful run read; none: the time the run started.
+    changed_field: _FieldName | None = None
+    paging: JobPagingSpec = JobPagingSpec()
+    accountability: JobAccountabilitySpec = JobAccountabilitySpec()
+    output: JobOutputSpec
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _valid(self) -> JobSpec:
+        if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
+            raise ValueError(
+                f"cron: {self.cron!r} is not a 5-field cron expression "
+                "(minute hour day-of-month month day-of-week, Vietnam time)"
+            )
+        if (self.mode == "as_of") != (self.as_of is not None):
+            raise ValueError("mode 'as_of' needs 'as_of: <date>', and only it takes one")
+        return self
+
+    @property
+    def service_key(self) -> tuple[str, str, str]:
+        provider, code, version = self.service.split("/")
+        return provider, code, version
+
+
 class RateSpec(_Strict):
     requests: StrictInt = Field(ge=1, le=1_000_000)
     per: Literal["second", "minute", "hour"] = "second"
@@ -330,6 +433,7 @@ class PolicySet(_Strict):
     rate_limits: list[RateLimitSpec] = []
     topics: list[TopicSpec] = []
     issuers: list[IssuerSpec] = []
+    jobs: list[JobSpec] = []
     # Where each entity was written, when read from files (load_policy_dir).
     _places: Places | None = PrivateAttr(default=None)
 
@@ -354,6 +458,8 @@ class PolicySet(_Strict):
         _unique("issuer", [i.issuer for i in self.issuers], errors)
         errors += _issuer_references(self.issuers, self.clients)
         errors += _topic_references(self.topics, agencies, clients, groups)
+        _unique("job", [j.code for j in self.jobs], errors)
+        errors += _job_references(self, clients, groups)
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -450,6 +556,59 @@ def _topic_references(
     return errors
 
 
+def _job_references(policy: PolicySet, clients: set[Any], groups: set[Any]) -> list[str]:
+    services = {s.key: s for s in policy.services}
+    topics = {t.code: t for t in policy.topics}
+    client_groups = {c.code: set(c.groups) for c in policy.clients}
+    errors: list[str] = []
+    for i, j in enumerate(policy.jobs):
+        if j.client not in clients:
+            errors.append(f"jobs[{i}].client: no client {j.client!r}")
+        service = services.get(j.service)
+        if service is None:
+            errors.append(f"jobs[{i}].service: no service {j.service!r}")
+        elif j.client in clients and not _granted(service, j, client_groups[j.client]):
+            errors.append(
+                f"jobs[{i}].service: client {j.client!r} holds no right to "
+                f"{j.method} {j.path or '/'} of {j.service}"
+            )
+        elif service is not None:
+            given = {k for k in ("officer", "procedure", "case") if getattr(j.accountability, k)}
+            errors += [
+                f"jobs[{i}].accountability.{k}: the service requires it"
+                for k in sorted(set(service.require) - given)
+            ]
+        topic = topics.get(j.output.topic) if j.output.topic is not None else None
+        if j.output.topic is not None and topic is None:
+            errors.append(f"jobs[{i}].output.topic: no topic {j.output.topic!r}")
+        elif topic is not None and service is not None and topic.provider != service.provider:
+            # A topic says whose events it carries: a job may not pass others' off as them.
+            errors.append(
+                f"jobs[{i}].output.topic: topic {topic.code!r} carries events of agency "
+                f"{topic.provider}, not of the service's provider {service.provider}"
+            )
+        for k, a in enumerate(j.output.package.access if j.output.package else []):
+            if a.client is not None and a.client not in clients:
+                errors.append(
+                    f"jobs[{i}].output.package.access[{k}].client: no client {a.client!r}"
+                )
+            if a.group is not None and a.group not in groups:
+                errors.append(f"jobs[{i}].output.package.access[{k}].group: no group {a.group!r}")
+    return errors
+
+
+def _granted(service: ServiceSpec, job: JobSpec, groups: set[str]) -> bool:
+    """Does one of the service's rights let the job's client make the job's call?"""
+    for a in service.access:
+        if a.client != job.client and a.group not in groups:
+            continue
+        pattern = compile_glob(a.path)
+        endpoint = job.path or "/"
+        if a.method in ("*", job.method) and (pattern is None or pattern.fullmatch(endpoint)):
+            return True
+    return False
+
+
 def document_key(section: str, item: dict[str, Any]) -> str:
     """The key of one entity of a policy document section (as in `policy_document`)."""
     if section == "services":
@@ -486,6 +645,11 @@ def _canonical(item: dict[str, Any]) -> dict[str, Any]:
     ):
         if name in item:
             item[name] = sorted(set(item[name]))
+    package = (item.get("output") or {}).get("package")
+    if package and package.get("access"):  # a job's downloaders: a set too
+        package["access"] = sorted(
+            package["access"], key=lambda r: (r.get("client") or "", r.get("group") or "")
+        )
     if "access" in item:
         for right in item["access"]:
             if "method" in right:

@@ -17,7 +17,7 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.config.policy import DEFAULT_FAILURE_STATUSES
+from gateway.config.policy import DEFAULT_FAILURE_STATUSES, JobSpec
 from gateway.conversion.catalogue import build_adapter, mapping_digest
 from gateway.conversion.sdk import Adapter
 from gateway.core.logging import log
@@ -26,6 +26,7 @@ from gateway.identity.directory import ClientEntry, CredentialEntry
 from gateway.identity.issuers import IssuerEntry
 from gateway.limits.ratelimit import Limit
 from gateway.registry.schema import Validator, compile_validator, parse
+from gateway.store.jobs import Job
 from gateway.store.models import (
     AccessRight,
     Agency,
@@ -166,6 +167,36 @@ class TopicEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class JobEntry:
+    """A scheduled pull as the scheduler and the bulk API read it (gateway/events/jobs.py)."""
+
+    spec: JobSpec
+    # Who may download its packages: client codes and group codes (deny by default).
+    downloader_clients: frozenset[str] = frozenset()
+    downloader_groups: frozenset[str] = frozenset()
+
+    @property
+    def code(self) -> str:
+        return self.spec.code
+
+    def may_download(self, client: ClientEntry) -> bool:
+        """Does `client`, or one of its groups, hold the right to this job's packages?"""
+        return client.code in self.downloader_clients or not client.groups.isdisjoint(
+            self.downloader_groups
+        )
+
+
+def _job(doc: dict[str, Any]) -> JobEntry:
+    spec = JobSpec.model_validate(doc)
+    access = spec.output.package.access if spec.output.package else []
+    return JobEntry(
+        spec,
+        frozenset(a.client for a in access if a.client),
+        frozenset(a.group for a in access if a.group),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     services: dict[tuple[str, str, str], ServiceEntry]
     clients: dict[str, ClientEntry]
@@ -183,6 +214,7 @@ class RuntimeConfig:
     # External token issuers the gateway trusts, by their `iss`.
     issuers: dict[str, IssuerEntry] = field(default_factory=dict)
     topics: dict[str, TopicEntry] = field(default_factory=dict)
+    jobs: dict[str, JobEntry] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> RuntimeConfig:
@@ -375,6 +407,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
         limit_rows = (await s.execute(select(RateLimitRule.__table__))).all()
         issuer_rows = (await s.execute(select(TrustedIssuer.__table__))).all()
         topic_docs = list(await s.scalars(select(Topic.document)))
+        job_docs = list(await s.scalars(select(Job.document)))
         schema_subjects = {
             ref["subject"]
             for svc in services_rows
@@ -501,6 +534,7 @@ async def load_runtime_config(sessions: async_sessionmaker[AsyncSession]) -> Run
             for i in issuer_rows
         },
         topics={d["code"]: _topic(d, schema_versions) for d in topic_docs},
+        jobs={d["code"]: _job(d) for d in job_docs},
     )
 
 

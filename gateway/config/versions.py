@@ -31,6 +31,7 @@ from gateway.config.policy import (
 from gateway.config.schema_refs import unregistered_schemas
 from gateway.core.tls import client_context
 from gateway.store.changes import config_version, record_all, serialize_changes
+from gateway.store.jobs import Job
 from gateway.store.models import (
     AccessRight,
     AdminEvent,
@@ -165,6 +166,7 @@ async def current_policy(session: AsyncSession) -> PolicySet:
         ],
         "issuers": [_issuer_doc(i) for i in await session.execute(select(TrustedIssuer.__table__))],
         "topics": [dict(d) for d in await session.scalars(select(Topic.document))],
+        "jobs": [dict(d) for d in await session.scalars(select(Job.document))],
     }
     return PolicySet.model_validate(doc)
 
@@ -632,6 +634,14 @@ async def _write(session: AsyncSession, new: PolicySet, changes: list[Change]) -
         lambda c: {"code": c.key, "document": topic_specs[c.key].model_dump(mode="json")},
         lambda: _ids(session, Topic, "code"),
     )
+    job_specs = {j.code: j for j in new.jobs}
+    await _put_rows(
+        session,
+        Job,
+        upserts["job"],
+        lambda c: {"code": c.key, "document": job_specs[c.key].model_dump(mode="json")},
+        lambda: _ids(session, Job, "code"),
+    )
     for ch in changes:
         if ch.op == "delete":
             await _delete(session, ch, agencies, groups, clients, upstreams, services)
@@ -673,6 +683,8 @@ async def _delete(
         await session.execute(delete(TrustedIssuer).where(TrustedIssuer.issuer == ch.key))
     elif ch.kind == "topic":
         await session.execute(delete(Topic).where(Topic.code == ch.key))
+    elif ch.kind == "job":  # its state, runs and packages stay: history, not policy
+        await session.execute(delete(Job).where(Job.code == ch.key))
     elif ch.kind == "rate_limit":
         await _delete_rate_limit(session, before.get("client"), before.get("service"))
     elif ch.kind == "access":

@@ -196,6 +196,14 @@ AUTHENTICATION_THROTTLED = _t(
     Side.CALLER,
 )
 UNKNOWN_TOPIC = _t("unknown-topic", 404, "No such topic of events", Side.CALLER)
+# Scheduled pulls: a job the bulk API or the admin API names, and a run's own failures.
+UNKNOWN_JOB = _t("unknown-job", 404, "No such scheduled job", Side.CALLER)
+JOB_PAGE_LIMIT = _t(
+    "job-page-limit", 502, "The provider gave more pages than the job allows", Side.UPSTREAM
+)
+JOB_ANSWER_UNREADABLE = _t(
+    "job-answer-unreadable", 502, "The provider's page is not one the job can read", Side.UPSTREAM
+)
 INVALID_EVENT = _t(
     "invalid-event", 400, "The event does not conform to the topic's schema", Side.CALLER
 )

@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     # How often the worker looks for due deliveries when nothing woke it.
     events_poll_seconds: float = Field(0.2, gt=0, le=60)
 
+    # -- scheduled pulls (docs/administrator.md "Scheduled pulls") --
+    # Each gateway process runs the scheduler; a lease in the store lets one run a job.
+    jobs_enabled: bool = True
+    # How often the scheduler looks at the jobs (a cron minute is never missed at <= 60).
+    jobs_tick_seconds: float = Field(15.0, gt=0, le=60)
+    # A run's lease, renewed after each page: how long a dead holder's run waits before
+    # another replica resumes it. Longer than the slowest page.
+    jobs_lease_seconds: float = Field(120.0, ge=1, le=3600)
+
     # -- serving (docs/operator.md "Workers", "Draining on SIGTERM") --
     # Worker processes on the one port (SO_REUSEPORT). 0: one per core when rate limits
     # are shared through Redis, else 1, since without Redis each worker counts on its own.

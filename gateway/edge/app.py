@@ -16,7 +16,15 @@ from gateway.config.runtime import RuntimeConfig
 from gateway.core.logging import log
 from gateway.core.networks import NetworkAllowList
 from gateway.core.settings import Settings
-from gateway.edge import admin_api, audit_api, console, events_api, messages_api, registry_api
+from gateway.edge import (
+    admin_api,
+    audit_api,
+    bulk_api,
+    console,
+    events_api,
+    messages_api,
+    registry_api,
+)
 from gateway.edge import discovery_api as discovery
 from gateway.edge.health import METRICS_ALLOWED, _refresh_gauges_loop, healthz, metrics, readyz
 from gateway.edge.oauth import jwks, oauth_metadata, token_endpoint
@@ -26,6 +34,8 @@ from gateway.edge.state import STATE, GatewayState
 from gateway.edge.toolkit import problem_middleware
 from gateway.events.delivery import DeliveryRules, DeliveryWorker
 from gateway.events.forward import ForwardWorker
+from gateway.events.jobs import JobScheduler
+from gateway.events.jobstore import SqlJobStore
 from gateway.events.outbox import SqlOutbox
 from gateway.events.retry import RetryRules
 from gateway.events.secrets import SecretBox
@@ -117,6 +127,20 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     state.outbox = pipeline.outbox = outbox
     if settings.events_delivery_enabled:
         _add_workers(state, OutboundPolicy.from_settings(settings))
+    state.jobs = SqlJobStore(sessions)
+    if settings.jobs_enabled:
+        state.scheduler = JobScheduler(
+            state.jobs,
+            events,
+            upstream,
+            sink,
+            lambda: pipeline.config,
+            instance=settings.instance_id,
+            tick_seconds=settings.jobs_tick_seconds,
+            lease_seconds=settings.jobs_lease_seconds,
+            delivered=lambda: state.delivery.wake() if state.delivery is not None else None,
+            metrics=gateway_metrics,
+        )
     app[STATE] = state
     app[METRICS_ALLOWED] = NetworkAllowList(settings.metrics_allowed_networks)
 
@@ -190,6 +214,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
     audit_api.add_routes(app)
     console.add_routes(app)
     events_api.add_routes(app)
+    bulk_api.add_routes(app)
     messages_api.add_routes(app)
     return app
 
@@ -200,7 +225,7 @@ async def _close_tracer(tracer: Tracer | None) -> None:
 
 
 async def _workers(state: GatewayState, *, start: bool) -> None:
-    for worker in (state.delivery, state.forwarder):
+    for worker in (state.delivery, state.forwarder, state.scheduler):
         if worker is not None:
             await (worker.start() if start else worker.close())
 

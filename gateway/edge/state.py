@@ -12,6 +12,8 @@ from gateway.audit.sink import AuditSink
 from gateway.core.settings import Settings
 from gateway.events.delivery import DeliveryWorker
 from gateway.events.forward import ForwardWorker
+from gateway.events.jobs import JobScheduler
+from gateway.events.jobstore import SqlJobStore
 from gateway.events.outbox import SqlOutbox
 from gateway.events.secrets import SecretBox
 from gateway.events.store import EventStore
@@ -48,6 +50,9 @@ class GatewayState:
     # Store-and-forward: async services' messages, and this process's worker for them.
     outbox: SqlOutbox | None = None
     forwarder: ForwardWorker | None = None
+    # Scheduled pulls: their state in the store, and this process's scheduler.
+    jobs: SqlJobStore | None = None
+    scheduler: JobScheduler | None = None
     config_version: int = -1
     # Set on SIGTERM: /readyz answers 503 and answers close their connections.
     draining: bool = False

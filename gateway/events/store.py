@@ -111,45 +111,59 @@ class SqlEventStore:
     async def publish(
         self, topic: str, publisher: str, p: Publication, may_receive: Callable[[str], bool]
     ) -> Published:
-        event_id = str(uuid.uuid4())
+        async with self.sessions() as s, s.begin():
+            return await self.publish_in(s, topic, publisher, p, may_receive)
+
+    async def publish_in(
+        self,
+        s: AsyncSession,
+        topic: str,
+        publisher: str,
+        p: Publication,
+        may_receive: Callable[[str], bool],
+        event_id: str | None = None,
+    ) -> Published:
+        """`publish` in the caller's transaction (a scheduled pull writes a page's events
+        with the run's progress), under `event_id` when it names one."""
+        event_id = event_id or str(uuid.uuid4())
         now = utcnow()
         body = envelope(event_id, topic, p, now)
-        async with self.sessions() as s, s.begin():
-            if s.get_bind().dialect.name == "postgresql":
-                # One publisher at a time per topic: ids then commit in order, so a puller
-                # reading `after` a cursor never skips an event committed late.
-                lock = zlib.crc32(f"lgsp-events:{topic}".encode())
-                await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
-            record = EventRecord(
-                event_id=event_id,
-                topic=topic,
-                event_type=p.type,
-                key=p.key,
-                publisher=publisher,
-                published_at=now,
-                body=body,
+        if s.get_bind().dialect.name == "postgresql":
+            # One publisher at a time per topic: ids then commit in order, so a puller
+            # reading `after` a cursor never skips an event committed late.
+            lock = zlib.crc32(f"lgsp-events:{topic}".encode())
+            await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+        record = EventRecord(
+            event_id=event_id,
+            topic=topic,
+            event_type=p.type,
+            key=p.key,
+            publisher=publisher,
+            published_at=now,
+            body=body,
+        )
+        s.add(record)
+        await s.flush()
+        subs = await s.execute(
+            select(
+                EventSubscription.id, EventSubscription.client_code, EventSubscription.filters
+            ).where(EventSubscription.topic == topic, EventSubscription.enabled.is_(True))
+        )
+        rows = [
+            EventDelivery(
+                subscription_id=sub_id,
+                event_seq=record.id,
+                order_key=p.key or "",
+                since=now,
+                next_attempt_at=now,
+                state="pending",
+                attempts=0,
             )
-            s.add(record)
-            await s.flush()
-            subs = await s.execute(
-                select(
-                    EventSubscription.id, EventSubscription.client_code, EventSubscription.filters
-                ).where(EventSubscription.topic == topic, EventSubscription.enabled.is_(True))
-            )
-            rows = [
-                EventDelivery(
-                    subscription_id=sub_id,
-                    event_seq=record.id,
-                    order_key=p.key or "",
-                    since=now,
-                    next_attempt_at=now,
-                    state="pending",
-                    attempts=0,
-                )
-                for sub_id, client, filters in subs.all()
-                if matches(filters or {}, p.type, p.data) and may_receive(client)
-            ]
-            s.add_all(rows)
+            for sub_id, client, filters in subs.all()
+            if matches(filters or {}, p.type, p.data) and may_receive(client)
+        ]
+        s.add_all(rows)
+        await s.flush()
         return Published(event_id, record.id, len(rows))
 
     async def read_after(self, topic: str, cursor: int, limit: int) -> list[PulledEvent]:

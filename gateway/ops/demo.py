@@ -171,6 +171,23 @@ def _event_and_outage_steps(
     ]
 
 
+def _scheduled_pull_step(gateway: str, python: str) -> Step:
+    job = f"{gateway}/admin/v1/jobs/thay-doi-cu-tru/runs"
+    packages = f"{gateway}/bulk/v1/thay-doi-cu-tru/packages"
+    first = 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])'
+    return Step(
+        "Run the nightly pull of residence changes now (a scheduled job); the one-stop-shop "
+        "system downloads its bulk package",
+        f'curl -s -o /dev/null -X POST -H "Authorization: Bearer $ADMIN_TOKEN" '
+        f"'{job}?comment=demo' \\\n"
+        f'&& for i in $(seq 150); do curl -s -H "Authorization: Bearer $ADMIN_TOKEN" '
+        f"'{job}?limit=1' | grep -q '\"state\":\"succeeded\"' && break; sleep 0.2; done; \\\n"
+        f"PKG=$(curl -s -H \"Authorization: Bearer $TOKEN\" {packages} | {python} -c '{first}') "
+        f'\\\n&& curl -s -H "Authorization: Bearer $TOKEN" "{packages}/$PKG" | head -n 2',
+        '"MaThayDoi":"TDCT-000001"',
+    )
+
+
 def demo_steps(
     gateway: str,
     secret: str,
@@ -303,6 +320,7 @@ def demo_steps(
         *_event_and_outage_steps(
             gateway, simulator, receiver, publisher_secret, accountability, python
         ),
+        _scheduled_pull_step(gateway, python),
         Step(
             "Operations: is it ready (store, keys, audit), and what has it served (Prometheus)",
             f"curl -s -w '\\n' {gateway}/readyz && curl -s {gateway}/metrics \\\n"

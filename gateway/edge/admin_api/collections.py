@@ -27,6 +27,7 @@ __all__ = [
     "AGENCIES",
     "CLIENTS",
     "GROUPS",
+    "JOBS",
     "RATE_LIMITS",
     "SERVICES",
     "TOPICS",
@@ -268,4 +269,14 @@ TOPICS = Resource(
     list_note=" of events, with who publishes and who may subscribe",
     put_note=" (its publishers, event schema and subscribers' rights)",
     delete_note=" (its events and subscriptions stay in the store)",
+)
+JOBS = Resource(
+    entities.JOBS,
+    "/jobs",
+    "jobs",
+    ADMINISTER,
+    item="/{code}",
+    list_note=" (scheduled pulls): what each calls, when, and where its records go",
+    put_note=" (its schedule, service, paging and output)",
+    delete_note=" (its runs, watermark and packages stay in the store)",
 )

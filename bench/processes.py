@@ -59,7 +59,8 @@ class Placement:
             return "pinning: none (taskset missing, fewer than 2 CPUs, or --no-pin)"
         return (
             f"pinning (taskset): server under test (rows b-d) on CPU {self.sut}; wrk, the "
-            f"upstream nginx and the broker on CPU {self.load}. Row a: the upstream is the "
+            f"upstream nginx, the broker and the audit indexers on CPU {self.load}. Row a: "
+            f"the upstream is the "
             f"server, on CPU {self.load} with wrk. Row e: the 2 gateway workers on CPUs "
             f"{self.both}, wrk unpinned, so wrk, upstream and broker share both cores."
         )

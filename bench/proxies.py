@@ -8,7 +8,7 @@ fixed concurrency (wrk, one thread), for
   d  the gateway, `lgsp serve --workers 1`, full pipeline on a population lookup through
      csdlqg-dancu v2: token verification, access check, accountability headers, schema
      validation both ways, the population adapter's mapping, durable audit (spool +
-     Kafka on a Tansu broker, or the store);
+     Kafka on a Tansu broker with `lgsp audit-indexer` into the store, or the store);
   e  the same with `--workers 2`.
 
 Rows a-c carry the national lookup the gateway's adapter sends and its national answer;
@@ -196,6 +196,7 @@ async def start_gateway(
     upstream_url: str,
     audit_env: dict[str, str],
     pin: list[str],
+    pin_indexer: list[str],
 ) -> Gateway:
     home = work / name
     home.mkdir()
@@ -211,6 +212,13 @@ async def start_gateway(
     if workers is not None:
         argv += ["--workers", str(workers)]
     pid = procs.start(name, argv, env)
+    if "LGSP_AUDIT_KAFKA_BOOTSTRAP" in env:
+        # As in production: without an indexer the store never confirms the spool, which
+        # then keeps everything and, after LGSP_AUDIT_RESHIP_AFTER_SECONDS, sends it all
+        # again (a broker that lost records, to the gateway). On the load's CPU, as it
+        # would be on a host of its own.
+        idx = [*pin_indexer, sys.executable, "-m", "gateway", "audit-indexer"]
+        procs.start(f"{name}-indexer", idx, env)
     url = f"http://127.0.0.1:{port}"
     await wait_http(f"{url}/healthz", 60, lambda: procs.check(name))
     if workers is not None and workers > 1:
@@ -457,8 +465,9 @@ async def build_targets(args: argparse.Namespace, nginx: str, stack: Stack) -> d
     if not stack.workers_flag:
         stack.notes.append("note: `lgsp serve` has no --workers flag yet: row d is plain serve")
     gw = await start_gateway(
-        procs, stack.work, "w1", one, stack.upstream_url, stack.audit_env, place.pin(place.sut)
-    )
+        procs, stack.work, "w1", one, stack.upstream_url, stack.audit_env,
+        place.pin(place.sut), place.pin(place.load),
+    )  # fmt: skip
     targets["d"] = gateway_target("d", gw, place.load)
     stack.notes.append(f"event loop: bare proxy {event_loop_of(procs.running['bare'].pid)}, "
                        f"gateway {event_loop_of(workers_of(gw.pid)[0])}")  # fmt: skip
@@ -466,7 +475,7 @@ async def build_targets(args: argparse.Namespace, nginx: str, stack: Stack) -> d
         try:
             gw2 = await start_gateway(
                 procs, stack.work, "w2", 2, stack.upstream_url, stack.audit_env,
-                place.pin(place.both),
+                place.pin(place.both), place.pin(place.load),
             )  # fmt: skip
             targets["e"] = gateway_target("e", gw2, place.both)
         except RuntimeError as e:
@@ -641,7 +650,7 @@ async def soak(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path) -
         cpus = place.both if (workers or 1) > 1 else place.sut
         gw = await start_gateway(
             stack.procs, work, "soak", workers, stack.upstream_url, stack.audit_env,
-            place.pin(cpus),
+            place.pin(cpus), place.pin(place.load),
         )  # fmt: skip
         target = gateway_target("soak", gw, place.both if cpus == place.both else place.load)
         target.headers["Authorization"] = f"Bearer {await gw.token()}"
@@ -713,7 +722,7 @@ async def profile(args: argparse.Namespace, nginx: str, wrk_bin: str, work: Path
     try:
         gw = await start_gateway(
             stack.procs, work, "profile", 1 if stack.workers_flag else None,
-            stack.upstream_url, stack.audit_env, place.pin(place.sut),
+            stack.upstream_url, stack.audit_env, place.pin(place.sut), place.pin(place.load),
         )  # fmt: skip
         target = gateway_target("profile", gw, place.load)
         target.headers["Authorization"] = f"Bearer {await gw.token()}"

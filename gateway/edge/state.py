@@ -12,6 +12,8 @@ from gateway.audit.sink import AuditSink
 from gateway.core.settings import Settings
 from gateway.events.delivery import DeliveryWorker
 from gateway.events.forward import ForwardWorker
+from gateway.events.kafka_delivery import KafkaDelivery
+from gateway.events.kafka_store import Fanout
 from gateway.events.outbox import SqlOutbox
 from gateway.events.secrets import SecretBox
 from gateway.events.store import EventStore
@@ -45,6 +47,8 @@ class GatewayState:
     events: EventStore
     secrets: SecretBox
     delivery: DeliveryWorker | None = None
+    # With the Kafka event store: its fan-out and delivery-queue consumers.
+    event_pumps: list[Fanout | KafkaDelivery] = field(default_factory=list)
     # Store-and-forward: async services' messages, and this process's worker for them.
     outbox: SqlOutbox | None = None
     forwarder: ForwardWorker | None = None

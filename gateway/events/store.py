@@ -77,6 +77,12 @@ DELIVERIES = Queue(
 class EventStore(Protocol):
     """What the events API and the delivery worker need of the store."""
 
+    async def start(self) -> None:
+        """Connect (the gateway's start)."""
+        ...
+
+    async def close(self) -> None: ...
+
     async def publish(
         self, topic: str, publisher: str, p: Publication, may_receive: Callable[[str], bool]
     ) -> Published:
@@ -107,6 +113,12 @@ class SqlEventStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+
+    async def start(self) -> None:
+        return None  # the store's engine is the gateway's
+
+    async def close(self) -> None:
+        return None
 
     async def publish(
         self, topic: str, publisher: str, p: Publication, may_receive: Callable[[str], bool]

@@ -8,14 +8,16 @@ in order per key; a slow or failing subscriber does not hold the others back; de
 letters after the retry window, replayed; pulling after a cursor; a right withdrawn.
 Then what only Kafka mode has: two delivery consumers in one group (two replicas)
 share the queue's partitions and lose nothing; an operator's "replay since" reads the
-topic again from a time.
+topic again from a time. The crash and broker tests: tests/test_events_kafka_crash.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,30 @@ async def test_two_replicas_in_one_group_share_the_deliveries_and_lose_none(
     finally:
         await second.close()
         await worker.close()
+
+
+async def test_replay_since_reads_the_topic_again_from_that_time(
+    gateway: Harness, receivers: Callable[[], Awaitable[Receiver]]
+) -> None:
+    h = gateway
+    await with_topic(h)
+    admin, publisher = await auth(h, "quantri"), await auth(h, "dancu")
+    operator = await auth(h, "vanhanh")
+    rcv = await receivers()
+    sub = await subscribe(h, admin, "motcua", rcv.url)
+    early = [await publish(h, publisher, "k", n) for n in range(3)]
+    await eventually(lambda: rcv.accepted_ids() == early, "the first three delivered")
+    await asyncio.sleep(0.05)  # the broker's clock is in milliseconds
+    since = datetime.now(UTC)
+    late = [await publish(h, publisher, "k", n) for n in range(3, 6)]
+    await eventually(lambda: rcv.accepted_ids() == early + late, "all six delivered")
+    r = await h.http.post(
+        f"/admin/v1/subscriptions/{sub['id']}/replay",
+        json={"since": since.isoformat()},
+        headers=operator,
+    )
+    assert r.status_code == 200 and r.json() == {"queued": 3}, r.text
+    # Delivered again, in order, with their first webhook-ids; the earlier ones not.
+    await eventually(lambda: rcv.accepted_ids() == early + late + late, "the three replayed")
+    await asyncio.sleep(0.5)
+    assert rcv.accepted_ids() == early + late + late

@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.core.logging import log
 from gateway.events.delivery import DeliveryWorker, Verdict
-from gateway.events.kafka_store import KafkaEventStore, Parked
+from gateway.events.kafka_store import KafkaEventStore, LogReset, Parked, Watch
 from gateway.events.store import Claimed
 from gateway.store.models import utcnow
 
@@ -126,6 +126,7 @@ class KafkaDelivery:
         self._freed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._no_commit = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-delivery-kafka")
@@ -147,6 +148,7 @@ class KafkaDelivery:
         while True:
             consumer: AIOKafkaConsumer | None = None
             helpers: list[asyncio.Task[None]] = []
+            reset = False
             try:
                 await self.store.ensure_topics()
                 consumer = AIOKafkaConsumer(
@@ -168,6 +170,8 @@ class KafkaDelivery:
                 raise
             except Exception as e:
                 failures += 1
+                reset = isinstance(e, LogReset)
+                self.store.forget_topics()
                 log.error(
                     "event delivery consumer error; reconnecting",
                     error=f"{type(e).__name__}: {e}",
@@ -176,15 +180,19 @@ class KafkaDelivery:
             finally:
                 for t in helpers:
                     t.cancel()
-                await self._drop(set(self._offsets))
+                # A log that began anew is not committed to: the next consumer reads
+                # from what the group holds.
+                self._no_commit = reset
+                await self._drop(set(self._offsets), consumer)
                 if consumer is not None:
-                    with contextlib.suppress(Exception):
-                        await self._commit(consumer)
                     await asyncio.gather(consumer.stop(), return_exceptions=True)
                 self._consumer = None
+                self._no_commit = False
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        watch = Watch()
         while True:
+            await watch.check(consumer)
             while self._buffered >= self.max_buffer:
                 self._relieve(pressure=True)
                 self._freed.clear()
@@ -383,6 +391,8 @@ class KafkaDelivery:
                 log.info("event offsets not committed yet", error=f"{type(e).__name__}: {e}")
 
     async def _commit(self, consumer: AIOKafkaConsumer, only: set[Any] | None = None) -> None:
+        if self._no_commit:
+            return
         offsets = {}
         for tp, track in self._offsets.items():
             if only is not None and tp not in only:
@@ -395,14 +405,19 @@ class KafkaDelivery:
             for tp, position in offsets.items():
                 self._offsets[tp].committed = position
 
-    async def _drop(self, partitions: set[Any]) -> None:
-        """Stop the chains of these partitions (revoked, or the consumer gone): what they
-        hold was not committed, and is read again by the partition's next owner."""
+    async def _drop(self, partitions: set[Any], consumer: AIOKafkaConsumer | None) -> None:
+        """Stop the chains of these partitions (revoked, or the consumer stopping), commit
+        what they settled, and forget them: what was not settled is read again by the
+        partition's next owner. Stopped first, so that two processes never send one key
+        at once."""
         chains = [c for c in self._chains.values() if c.queue and c.queue[0].tp in partitions]
         for chain in chains:
             if chain.task is not None:
                 chain.task.cancel()
         await asyncio.gather(*(c.task for c in chains if c.task), return_exceptions=True)
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._commit(consumer, only=partitions)
         for chain in chains:
             self._buffered -= len(chain.queue)
             chain.queue.clear()
@@ -411,17 +426,7 @@ class KafkaDelivery:
             self._offsets.pop(tp, None)
 
     async def revoked(self, partitions: set[Any]) -> None:
-        if self._consumer is not None:
-            # Stop sending first, then commit what is settled, so the next owner starts
-            # where this one stopped.
-            chains = [c for c in self._chains.values() if c.queue and c.queue[0].tp in partitions]
-            for chain in chains:
-                if chain.task is not None:
-                    chain.task.cancel()
-            await asyncio.gather(*(c.task for c in chains if c.task), return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self._commit(self._consumer, only=partitions)
-        await self._drop(partitions)
+        await self._drop(partitions, self._consumer)
 
 
 class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]

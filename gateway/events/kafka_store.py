@@ -69,9 +69,12 @@ __all__ = [
     "Fanout",
     "KafkaEventSettings",
     "KafkaEventStore",
+    "LogReset",
     "Parked",
     "Subscription",
     "Subscriptions",
+    "Watch",
+    "queue_delivery",
 ]
 
 # The parked deliveries of the Kafka mode: in order per (subscription, key) by their own
@@ -248,6 +251,10 @@ class KafkaEventStore:
                 await client.stop()
         self._producer = self._reader = None
 
+    def forget_topics(self) -> None:
+        """Check the topics again before the next use (after a broker error)."""
+        self._topics.clear()
+
     async def ensure_topics(self) -> None:
         """Make the events topic and the delivery queue if missing."""
         ks = self.settings
@@ -278,7 +285,29 @@ class KafkaEventStore:
         body = envelope(event_id, topic, p, now)
         producer = await self._connect()
         await self.ensure_topics()
-        sent = await producer.send_and_wait(
+        try:
+            sent = await self._send(producer, topic, body, p, event_id, publisher)
+        except Exception:
+            self.forget_topics()  # a broker that lost its topics: made again next time
+            raise
+        subs = await self.subscriptions.of_topic(topic)
+        queued = sum(
+            1
+            for x in subs
+            if x.enabled and matches(x.filters, p.type, p.data) and may_receive(x.client)
+        )
+        return Published(event_id, sent.offset + 1, queued)
+
+    async def _send(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        body: bytes,
+        p: Publication,
+        event_id: str,
+        publisher: str,
+    ) -> Any:
+        return await producer.send_and_wait(
             self.settings.events,
             value=body,
             key=(p.key or "").encode(),
@@ -289,27 +318,24 @@ class KafkaEventStore:
                 ("publisher", publisher.encode()),
             ],
         )
-        subs = await self.subscriptions.of_topic(topic)
-        queued = sum(
-            1
-            for x in subs
-            if x.enabled and matches(x.filters, p.type, p.data) and may_receive(x.client)
-        )
-        return Published(event_id, sent.offset + 1, queued)
+
+    async def _reading(self) -> AIOKafkaConsumer:
+        """The consumer pulls and replays read with (no group: positions its own)."""
+        if self._reader is None:
+            reader = AIOKafkaConsumer(
+                **self.settings.client.client_options(),
+                group_id=None,
+                enable_auto_commit=False,
+            )
+            await reader.start()
+            self._reader = reader
+        return self._reader
 
     async def read_after(self, topic: str, cursor: int, limit: int) -> list[PulledEvent]:
         await self.ensure_topics()
         tp = TopicPartition(self.settings.events, self.settings.partition_of(topic))
         async with self._read_lock:
-            if self._reader is None:
-                reader = AIOKafkaConsumer(
-                    **self.settings.client.client_options(),
-                    group_id=None,
-                    enable_auto_commit=False,
-                )
-                await reader.start()
-                self._reader = reader
-            reader = self._reader
+            reader = await self._reading()
             reader.assign([tp])
             end = (await reader.end_offsets([tp]))[tp]
             if cursor >= end:
@@ -326,6 +352,43 @@ class KafkaEventStore:
                     if _header(m.headers, "topic") == topic and len(got) < limit:
                         got.append(PulledEvent(m.offset + 1, bytes(m.value)))
             return got
+
+    async def replay_since(self, sub_id: int, since: datetime) -> int:
+        """Queue again, for one subscription, every event of its topic published since a
+        time, delivered or not ("replay since"): the events topic is read again from
+        that time (the broker's time index); the count queued."""
+        sub = await self.subscriptions.get(sub_id)
+        if sub is None:
+            return 0
+        await self.ensure_topics()
+        producer = await self._connect()
+        tp = TopicPartition(self.settings.events, self.settings.partition_of(sub.topic))
+        at = int(since.timestamp() * 1000)
+        sent: list[asyncio.Future[Any]] = []
+        async with self._read_lock:
+            reader = await self._reading()
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[tp]
+            try:
+                found = (await reader.offsets_for_times({tp: at}))[tp]
+                start = end if found is None else found.offset
+            except Exception:  # a broker without a time index: from the first, by time
+                start = 0
+            if start >= end:
+                return 0
+            reader.seek(tp, start)
+            position = start
+            while position < end:
+                batch = await reader.getmany(tp, timeout_ms=1000, max_records=500)
+                for m in batch.get(tp, []):
+                    position = m.offset + 1
+                    if m.timestamp < at or _header(m.headers, "topic") != sub.topic:
+                        continue
+                    ev = orjson.loads(m.value)
+                    if matches(sub.filters, str(ev.get("type")), ev.get("data") or {}):
+                        sent.append(await queue_delivery(producer, self.settings, sub, m, ev))
+        await asyncio.gather(*sent)
+        return len(sent)
 
     async def claim(
         self, owner: str, *, lease_seconds: float, limit: int, free: dict[int, int], default: int
@@ -434,6 +497,65 @@ class KafkaEventStore:
                 await s.flush()  # one at a time: ids in this order, the key's order
 
 
+async def queue_delivery(
+    producer: AIOKafkaProducer,
+    ks: KafkaEventSettings,
+    sub: Subscription,
+    m: Any,
+    ev: dict[str, Any],
+) -> asyncio.Future[Any]:
+    """Append an event (the events topic's record `m`, `ev` parsed) to the delivery
+    queue for a subscription; the broker's acknowledgement to await."""
+    published = datetime.fromtimestamp(m.timestamp / 1000, UTC).isoformat()
+    headers = [
+        ("sub", str(sub.id).encode()),
+        ("publisher", (_header(m.headers, "publisher") or "").encode()),
+        ("event-id", str(ev["id"]).encode()),
+        ("topic", sub.topic.encode()),
+        ("published", published.encode()),
+    ]
+    key = f"{sub.id}:{ev.get('key', '')}".encode()
+    future: asyncio.Future[Any] = await producer.send(
+        ks.deliveries, value=m.value, key=key, headers=headers
+    )
+    return future
+
+
+class LogReset(Exception):
+    """The broker's log is not the one this consumer read: a partition ends before the
+    position it reached (a broker that lost its data, a topic made again), or the group
+    gave this consumer no partition for a while. The consumer starts again, committing
+    nothing, and reads from what the group committed (the beginning, on a new log)."""
+
+
+class Watch:
+    """Checks a consumer every few seconds for a `LogReset`."""
+
+    def __init__(self, every: float = 2.0, unassigned: float = 20.0) -> None:
+        self.every = every
+        self.unassigned = unassigned
+        self._next = time.monotonic() + every
+        self._assigned_at = time.monotonic()
+
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every
+        assigned = list(consumer.assignment())
+        if assigned:
+            self._assigned_at = now
+        elif now - self._assigned_at > self.unassigned:
+            raise LogReset(f"no partition assigned for {self.unassigned:g} s")
+        if not assigned:
+            return
+        ends = await consumer.end_offsets(assigned)
+        for tp in assigned:
+            position = await consumer.position(tp)
+            if ends[tp] < position:
+                raise LogReset(f"{tp.topic}[{tp.partition}] ends at {ends[tp]}, read to {position}")
+
+
 class Fanout:
     """Reads the event topics in the fan-out group, and appends a delivery per matching
     subscription to the delivery queue; commits after the broker acknowledged them."""
@@ -479,7 +601,9 @@ class Fanout:
                 await consumer.start()
                 self._consumer = consumer
                 failures = 0
+                watch = Watch()
                 while True:
+                    await watch.check(consumer)
                     batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
                     if batches:
                         await self._fan(producer, batches)
@@ -488,6 +612,7 @@ class Fanout:
                 raise
             except Exception as e:
                 failures += 1
+                self.store.forget_topics()
                 log.error("event fan-out error; reconnecting", error=f"{type(e).__name__}: {e}")
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
             finally:
@@ -507,8 +632,6 @@ class Fanout:
                 code = _header(m.headers, "topic") or ""
                 subs = await self.store.subscriptions.of_topic(code)
                 ev = orjson.loads(m.value)
-                key = str(ev.get("key", ""))
-                published = datetime.fromtimestamp(m.timestamp / 1000, UTC).isoformat()
                 for sub in subs:
                     if not (
                         sub.enabled
@@ -516,21 +639,7 @@ class Fanout:
                         and self._may_receive(code, sub.client)
                     ):
                         continue
-                    headers = [
-                        ("sub", str(sub.id).encode()),
-                        ("publisher", (_header(m.headers, "publisher") or "").encode()),
-                        ("event-id", str(ev["id"]).encode()),
-                        ("topic", code.encode()),
-                        ("published", published.encode()),
-                    ]
-                    sent.append(
-                        await producer.send(
-                            ks.deliveries,
-                            value=m.value,
-                            key=f"{sub.id}:{key}".encode(),
-                            headers=headers,
-                        )
-                    )
+                    sent.append(await queue_delivery(producer, ks, sub, m, ev))
         if sent:
             await asyncio.gather(*sent)
             self.fanned += len(sent)

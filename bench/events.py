@@ -143,6 +143,15 @@ async def setup(tmp: Path, stuck: bool):  # type: ignore[no-untyped-def]
         schemas_dir=Path(),
         events_subscriber_concurrency=PER_SUB,
     )
+    if KAFKA:  # as in production: the audit log through its spool to the broker too
+        settings = settings.model_copy(
+            update={
+                "audit_kafka_bootstrap": KAFKA,
+                "audit_kafka_idempotence": False,
+                "audit_kafka_topic": f"bench-audit-{os.getpid()}-{time.monotonic_ns()}",
+                "audit_spool_dir": tmp / "spool",
+            }
+        )
     engine = create_engine(url)
     sessions = session_factory(engine)
     box = SecretBox(settings.keys_dir)

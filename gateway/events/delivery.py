@@ -18,6 +18,7 @@ sending) is claimed again, which is the "at least once".
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
@@ -172,25 +173,41 @@ class DeliveryWorker(LeasedWorker[Claimed]):
     async def attempt(self, claim: Claimed) -> Verdict:
         """One attempt at a delivery, audited, and what becomes of it (not settled: the
         caller records the verdict in its queue, the store's or Kafka's)."""
+        verdict, audited = await self.attempt_audited_later(claim)
+        await audited
+        return verdict
+
+    async def attempt_audited_later(self, claim: Claimed) -> tuple[Verdict, asyncio.Task[None]]:
+        """As `attempt`, returning as soon as the subscriber has answered, with the audit
+        write still going (a group commit shared with others): what the Kafka path uses to
+        send a key's next event while this one's audit record is made durable. Settle
+        only once `audited` is done."""
         started = utcnow()
         t0 = time.perf_counter()
         if not self._permitted(claim):
             detail = "the subscriber no longer holds a right to the topic, or is disabled"
-            await self._audit(claim, started, 0.0, _Outcome(0, "subscriber-not-permitted", detail))
-            return Verdict("dead", None, detail)
+            outcome = _Outcome(0, "subscriber-not-permitted", detail)
+            return Verdict("dead", None, detail), self._audit_task(claim, started, 0.0, outcome)
         outcome = await self._send(claim, started)
         latency_ms = (time.perf_counter() - t0) * 1000
-        await self._audit(claim, started, latency_ms, outcome)
+        audited = self._audit_task(claim, started, latency_ms, outcome)
         if outcome.delivered:
-            return Verdict("delivered", outcome.status, None)
+            return Verdict("delivered", outcome.status, None), audited
         due = again_or_dead(
             self.rules.retry, claim.attempts + 1, claim.since, utcnow(), outcome.retry_after
         )
         error = outcome.error or f"the subscriber answered {outcome.status}"
         if due is None:
             log.warning("event delivery dead", delivery=claim.id, subscriber=claim.subscriber)
-            return Verdict("dead", outcome.status, error)
-        return Verdict("pending", outcome.status, error, due)
+            return Verdict("dead", outcome.status, error), audited
+        return Verdict("pending", outcome.status, error, due), audited
+
+    def _audit_task(
+        self, claim: Claimed, started: datetime, latency_ms: float, outcome: Outcome
+    ) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            self._audit(claim, started, latency_ms, outcome), name="event-delivery-audit"
+        )
 
     async def _deliver(self, claim: Claimed) -> None:
         verdict = await self.attempt(claim)

@@ -14,10 +14,10 @@ A record is parked when
 - its attempt failed: it is queued in the store for a retry at its backoff (Retry-After
   honoured), or dead if the retry window is already over; the chain's later records
   are parked behind it (`attempts` 0), in order, until the chain is empty again;
-- it waited `spill_seconds` in its chain without being sent (its subscriber is slow),
-  or the process holds `max_buffer` unsettled records and its subscriber holds the most
-  of them: parking drains a slow subscriber into the store so the partition goes on
-  for the others, and memory stays bounded;
+- it waited `spill_seconds` in its chain while its subscriber had attempts in flight
+  and none ended (the subscriber is stuck), or the process holds `max_buffer` unsettled
+  records and its subscriber holds the most of them: parking drains a slow subscriber
+  into the store so the partition goes on for the others, and memory stays bounded;
 - the store already holds a pending parked delivery of its (subscription, key), looked
   up when a chain starts (after a restart or a rebalance, the store is the truth).
 
@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.core.logging import log
 from gateway.events.delivery import DeliveryWorker, Verdict
-from gateway.events.kafka_store import KafkaEventStore, LogReset, Parked, Watch
+from gateway.events.kafka_store import FETCH_WAIT_MS, KafkaEventStore, LogReset, Parked, Watch
 from gateway.events.store import Claimed
 from gateway.store.models import utcnow
 
@@ -127,6 +127,8 @@ class KafkaDelivery:
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._no_commit = False
+        self._progress: dict[int, float] = {}  # subscription -> when an attempt last ended
+        self._audits: set[asyncio.Task[None]] = set()  # delivered, audit records going
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-delivery-kafka")
@@ -156,6 +158,7 @@ class KafkaDelivery:
                     group_id=ks.delivery_group,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
+                    fetch_max_wait_ms=FETCH_WAIT_MS,
                 )
                 consumer.subscribe([ks.deliveries], listener=_Revoked(self))
                 await consumer.start()
@@ -190,7 +193,7 @@ class KafkaDelivery:
                 self._no_commit = False
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        watch = Watch()
+        watch = Watch(self.store)
         while True:
             await watch.check(consumer)
             while self._buffered >= self.max_buffer:
@@ -201,6 +204,8 @@ class KafkaDelivery:
             room = min(1000, self.max_buffer - self._buffered)
             batches = await consumer.getmany(timeout_ms=200, max_records=room)
             items = [self._item(tp, m) for tp, msgs in batches.items() for m in msgs]
+            for tp, msgs in batches.items():
+                watch.saw(tp, msgs[-1])
             if not items:
                 continue
             fresh = {(i.subscription_id, i.key) for i in items} - set(self._chains)
@@ -258,18 +263,40 @@ class KafkaDelivery:
         if not await self._acquire(chain):
             return  # parked while it waited
         item = chain.queue[0]
+        sub = item.subscription_id
+        if self.worker.elsewhere[sub] == 1:
+            self._progress[sub] = time.monotonic()  # the first in flight: the clock starts
         try:
-            verdict = await self._attempt(item)
+            attempted = await self._attempt(item)
         finally:
+            self._progress[sub] = time.monotonic()
             self._release(chain)
-        if verdict is not None and verdict.state != "delivered":
-            await self._park([self._after(item, verdict)])
-            chain.parked = verdict.state == "pending"
-        elif verdict is not None:
+        if attempted is None:  # the subscription was deleted: nothing to send
+            self._settled(chain.queue.popleft())
+            return
+        verdict, audited = attempted
+        if verdict.state == "delivered":
+            # The key's next event goes at once; this one is settled (its offset may be
+            # committed) once its audit record is durable.
             self.delivered += 1
+            chain.queue.popleft()
+            task = asyncio.create_task(self._settle_audited(item, audited))
+            self._audits.add(task)
+            task.add_done_callback(self._audits.discard)
+            return
+        await asyncio.shield(audited)
+        await self._park([self._after(item, verdict)])
+        chain.parked = verdict.state == "pending"
         self._settled(chain.queue.popleft())
 
-    async def _attempt(self, item: _Item) -> Verdict | None:
+    async def _settle_audited(self, item: _Item, audited: asyncio.Task[None]) -> None:
+        try:
+            await asyncio.shield(audited)
+        except Exception as e:  # logged by the audit; settled all the same, as the store's
+            log.error("delivery attempt not audited", error=f"{type(e).__name__}: {e}")
+        self._settled(item)
+
+    async def _attempt(self, item: _Item) -> tuple[Verdict, asyncio.Task[None]] | None:
         sub = await self.store.subscriptions.get(item.subscription_id)
         if sub is None:
             return None  # deleted: its deliveries are not sent
@@ -286,7 +313,7 @@ class KafkaDelivery:
             attempts=0,
             since=item.published_at,
         )
-        return await self.worker.attempt(claim)
+        return await self.worker.attempt_audited_later(claim)
 
     def _parked(self, item: _Item, **what: Any) -> Parked:
         return Parked(
@@ -368,11 +395,17 @@ class KafkaDelivery:
             queued = len(chain.queue) - (1 if chain.sending else 0)
             if queued <= 0:
                 continue
+            sub = chain.pair[0]
             head = chain.queue[1 if chain.sending else 0]
-            if now - head.arrived > self.spill_seconds:
+            # Stuck: the subscriber has had attempts in flight and none has ended for
+            # `spill_seconds` (a backlog alone, behind a subscriber that answers, is not).
+            stalled = self.worker.busy(sub) > 0 and now - self._progress.get(sub, now) > (
+                self.spill_seconds
+            )
+            if stalled and now - head.arrived > self.spill_seconds:
                 chain.parked = True
             else:
-                waiting[chain.pair[0]] += queued
+                waiting[sub] += queued
         if pressure and waiting:
             [(slowest, _)] = waiting.most_common(1)
             for chain in self._chains.values():
@@ -415,6 +448,8 @@ class KafkaDelivery:
             if chain.task is not None:
                 chain.task.cancel()
         await asyncio.gather(*(c.task for c in chains if c.task), return_exceptions=True)
+        if self._audits:  # delivered: settled once audited, which is a moment
+            await asyncio.wait(set(self._audits), timeout=5)
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await self._commit(consumer, only=partitions)

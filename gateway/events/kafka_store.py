@@ -65,6 +65,7 @@ from gateway.events.store import Claimed, Published, PulledEvent, SqlEventStore
 from gateway.store.models import EventDelivery, EventRecord, EventSubscription, utcnow
 
 __all__ = [
+    "FETCH_WAIT_MS",
     "PARKED",
     "Fanout",
     "KafkaEventSettings",
@@ -85,6 +86,11 @@ PARKED = Queue(
     order_key=EventDelivery.order_key,
     order_seq=EventDelivery.id,
 )
+
+
+# How long the broker may hold a fetch that has nothing yet: what an event waits at most
+# between the stages when the queue is idle (Kafka's default, 500 ms, is a latency floor).
+FETCH_WAIT_MS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +232,7 @@ class KafkaEventStore:
         self._read_lock = asyncio.Lock()
         self._topics: set[str] = set()
         self._topic_lock = asyncio.Lock()
+        self._park_lock = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -331,6 +338,17 @@ class KafkaEventStore:
             self._reader = reader
         return self._reader
 
+    async def event_id_at(self, tp: TopicPartition, offset: int) -> str | None:
+        """The event id of the record at an offset; None if the log has none there."""
+        async with self._read_lock:
+            reader = await self._reading()
+            reader.assign([tp])
+            reader.seek(tp, offset)
+            batch = await reader.getmany(tp, timeout_ms=2000, max_records=1)
+            for m in batch.get(tp, []):
+                return _header(m.headers, "event-id") if m.offset == offset else None
+            return None
+
     async def read_after(self, topic: str, cursor: int, limit: int) -> list[PulledEvent]:
         await self.ensure_topics()
         tp = TopicPartition(self.settings.events, self.settings.partition_of(topic))
@@ -430,7 +448,9 @@ class KafkaEventStore:
         written twice, nor one of a subscription deleted meanwhile."""
         if not items:
             return
-        async with self.sessions() as s, s.begin():
+        # One at a time in a process: two chains parking one event (to two subscribers)
+        # would both insert its record. Across replicas the loser retries, and finds it.
+        async with self._park_lock, self.sessions() as s, s.begin():
             subs = set(
                 await s.scalars(
                     select(EventSubscription.id).where(
@@ -494,7 +514,8 @@ class KafkaEventStore:
                         settled_at=utcnow() if x.state == "dead" else None,
                     )
                 )
-                await s.flush()  # one at a time: ids in this order, the key's order
+            # Inserted in the order added (the unit of work keeps it): ids in the key's
+            # order, which is the parked queue's.
 
 
 async def queue_delivery(
@@ -529,13 +550,23 @@ class LogReset(Exception):
 
 
 class Watch:
-    """Checks a consumer every few seconds for a `LogReset`."""
+    """Checks a consumer every few seconds for a `LogReset`.
 
-    def __init__(self, every: float = 2.0, unassigned: float = 20.0) -> None:
+    A partition whose end offset is at or before the last record this consumer read
+    is suspicious (a broker that lost its log; Tansu also answers a stale end offset, the
+    start of its last batch, so the end alone proves nothing): the record at that offset
+    is read again, and if it is missing or is another event, the log began anew."""
+
+    def __init__(self, store: KafkaEventStore, every: float = 2.0, unassigned: float = 20.0):
+        self.store = store
         self.every = every
         self.unassigned = unassigned
+        self.seen: dict[TopicPartition, tuple[int, str]] = {}  # last record read
         self._next = time.monotonic() + every
         self._assigned_at = time.monotonic()
+
+    def saw(self, tp: TopicPartition, m: Any) -> None:
+        self.seen[tp] = (m.offset, _header(m.headers, "event-id") or "")
 
     async def check(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
@@ -547,13 +578,14 @@ class Watch:
             self._assigned_at = now
         elif now - self._assigned_at > self.unassigned:
             raise LogReset(f"no partition assigned for {self.unassigned:g} s")
-        if not assigned:
+        suspect = [tp for tp in assigned if tp in self.seen]
+        if not suspect:
             return
-        ends = await consumer.end_offsets(assigned)
-        for tp in assigned:
-            position = await consumer.position(tp)
-            if ends[tp] < position:
-                raise LogReset(f"{tp.topic}[{tp.partition}] ends at {ends[tp]}, read to {position}")
+        ends = await consumer.end_offsets(suspect)
+        for tp in suspect:
+            offset, event_id = self.seen[tp]
+            if ends[tp] <= offset and await self.store.event_id_at(tp, offset) != event_id:
+                raise LogReset(f"{tp.topic}[{tp.partition}] no longer holds offset {offset}")
 
 
 class Fanout:
@@ -596,15 +628,18 @@ class Fanout:
                     group_id=ks.fanout_group,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
+                    fetch_max_wait_ms=FETCH_WAIT_MS,
                 )
                 consumer.subscribe([ks.events])
                 await consumer.start()
                 self._consumer = consumer
                 failures = 0
-                watch = Watch()
+                watch = Watch(self.store)
                 while True:
                     await watch.check(consumer)
                     batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
+                    for tp, messages in batches.items():
+                        watch.saw(tp, messages[-1])
                     if batches:
                         await self._fan(producer, batches)
                         await consumer.commit()

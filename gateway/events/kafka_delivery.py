@@ -16,8 +16,9 @@ A record is parked when
   are parked behind it (`attempts` 0), in order, until the chain is empty again;
 - it waited `spill_seconds` in its chain while its subscriber had attempts in flight
   and none ended (the subscriber is stuck), or the process holds `max_buffer` unsettled
-  records and its subscriber holds the most of them: parking drains a slow subscriber
-  into the store so the partition goes on for the others, and memory stays bounded;
+  records and its subscriber holds the most of them, others waiting too: parking drains
+  a slow subscriber into the store so the partition goes on for the others, and memory
+  stays bounded;
 - the store already holds a pending parked delivery of its (subscription, key), looked
   up when a chain starts (after a restart or a rebalance, the store is the truth).
 
@@ -37,11 +38,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway.core.logging import log
 from gateway.events.delivery import DeliveryWorker, Verdict
-from gateway.events.kafka_store import FETCH_WAIT_MS, KafkaEventStore, LogReset, Parked, Watch
+from gateway.events.kafka_store import (
+    FETCH_WAIT_MS,
+    KafkaEventStore,
+    Parked,
+    Rebalanced,
+)
 from gateway.events.store import Claimed
 from gateway.store.models import utcnow
 
@@ -125,7 +131,7 @@ class KafkaDelivery:
         self._sending = 0
         self._freed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
         self._no_commit = False
         self._progress: dict[int, float] = {}  # subscription -> when an attempt last ended
         self._audits: set[asyncio.Task[None]] = set()  # delivered, audit records going
@@ -140,7 +146,7 @@ class KafkaDelivery:
 
     def assigned(self) -> set[TopicPartition]:
         """The delivery queue's partitions this consumer holds now."""
-        return set(self._consumer.assignment()) if self._consumer is not None else set()
+        return set(self.consumer.assignment()) if self.consumer is not None else set()
 
     # -- the consumer ---------------------------------------------------------------------
 
@@ -160,9 +166,9 @@ class KafkaDelivery:
                     auto_offset_reset="earliest",
                     fetch_max_wait_ms=FETCH_WAIT_MS,
                 )
-                consumer.subscribe([ks.deliveries], listener=_Revoked(self))
+                self.consumer = consumer
+                consumer.subscribe([ks.deliveries], listener=Rebalanced(self))
                 await consumer.start()
-                self._consumer = consumer
                 failures = 0
                 helpers = [
                     asyncio.create_task(self._commit_loop(consumer), name="event-commit"),
@@ -173,7 +179,9 @@ class KafkaDelivery:
                 raise
             except Exception as e:
                 failures += 1
-                reset = isinstance(e, LogReset)
+                # After an error nothing is committed on the way out: the broker may be
+                # a new one, where an offset of the old log would skip the new one's.
+                reset = True
                 self.store.forget_topics()
                 log.error(
                     "event delivery consumer error; reconnecting",
@@ -189,13 +197,11 @@ class KafkaDelivery:
                 await self._drop(set(self._offsets), consumer)
                 if consumer is not None:
                     await asyncio.gather(consumer.stop(), return_exceptions=True)
-                self._consumer = None
+                self.consumer = None
                 self._no_commit = False
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        watch = Watch(self.store)
         while True:
-            await watch.check(consumer)
             while self._buffered >= self.max_buffer:
                 self._relieve(pressure=True)
                 self._freed.clear()
@@ -204,12 +210,17 @@ class KafkaDelivery:
             room = min(1000, self.max_buffer - self._buffered)
             batches = await consumer.getmany(timeout_ms=200, max_records=room)
             items = [self._item(tp, m) for tp, msgs in batches.items() for m in msgs]
-            for tp, msgs in batches.items():
-                watch.saw(tp, msgs[-1])
             if not items:
                 continue
-            fresh = {(i.subscription_id, i.key) for i in items} - set(self._chains)
-            parked = await self.store.parked_keys(fresh)
+            # Whether the store holds a parked delivery of a key that has no chain now.
+            # Asked again for keys whose chain ended during the question (it parked and
+            # was done): no await between the last answer and the chains made below.
+            pairs = {(i.subscription_id, i.key) for i in items}
+            asked: set[tuple[int, str]] = set()
+            parked: set[tuple[int, str]] = set()
+            while fresh := pairs - set(self._chains) - asked:
+                parked |= await self.store.parked_keys(fresh)
+                asked |= fresh
             for item in items:
                 self._offsets.setdefault(item.tp, _Offsets()).add(item.offset)
                 self._buffered += 1
@@ -406,7 +417,10 @@ class KafkaDelivery:
                 chain.parked = True
             else:
                 waiting[sub] += queued
-        if pressure and waiting:
+        # Under pressure (the buffer full, nothing more read), the subscriber holding most
+        # of it is parked, if another is waiting behind it: one subscriber alone with a
+        # backlog holds no one back, and drains fastest from Kafka.
+        if pressure and len(waiting) > 1:
             [(slowest, _)] = waiting.most_common(1)
             for chain in self._chains.values():
                 if chain.pair[0] == slowest:
@@ -461,15 +475,4 @@ class KafkaDelivery:
             self._offsets.pop(tp, None)
 
     async def revoked(self, partitions: set[Any]) -> None:
-        await self._drop(partitions, self._consumer)
-
-
-class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, delivery: KafkaDelivery) -> None:
-        self.delivery = delivery
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.delivery.revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        await self._drop(partitions, self.consumer)

@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from sqlalchemy import select
@@ -70,11 +70,10 @@ __all__ = [
     "Fanout",
     "KafkaEventSettings",
     "KafkaEventStore",
-    "LogReset",
     "Parked",
+    "Rebalanced",
     "Subscription",
     "Subscriptions",
-    "Watch",
     "queue_delivery",
 ]
 
@@ -338,17 +337,6 @@ class KafkaEventStore:
             self._reader = reader
         return self._reader
 
-    async def event_id_at(self, tp: TopicPartition, offset: int) -> str | None:
-        """The event id of the record at an offset; None if the log has none there."""
-        async with self._read_lock:
-            reader = await self._reading()
-            reader.assign([tp])
-            reader.seek(tp, offset)
-            batch = await reader.getmany(tp, timeout_ms=2000, max_records=1)
-            for m in batch.get(tp, []):
-                return _header(m.headers, "event-id") if m.offset == offset else None
-            return None
-
     async def read_after(self, topic: str, cursor: int, limit: int) -> list[PulledEvent]:
         await self.ensure_topics()
         tp = TopicPartition(self.settings.events, self.settings.partition_of(topic))
@@ -542,50 +530,17 @@ async def queue_delivery(
     return future
 
 
-class LogReset(Exception):
-    """The broker's log is not the one this consumer read: a partition ends before the
-    position it reached (a broker that lost its data, a topic made again), or the group
-    gave this consumer no partition for a while. The consumer starts again, committing
-    nothing, and reads from what the group committed (the beginning, on a new log)."""
+class Rebalanced(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Calls the consumer's owner back when partitions are revoked."""
 
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
 
-class Watch:
-    """Checks a consumer every few seconds for a `LogReset`.
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.owner.revoked(set(revoked))
 
-    A partition whose end offset is at or before the last record this consumer read
-    is suspicious (a broker that lost its log; Tansu also answers a stale end offset, the
-    start of its last batch, so the end alone proves nothing): the record at that offset
-    is read again, and if it is missing or is another event, the log began anew."""
-
-    def __init__(self, store: KafkaEventStore, every: float = 2.0, unassigned: float = 20.0):
-        self.store = store
-        self.every = every
-        self.unassigned = unassigned
-        self.seen: dict[TopicPartition, tuple[int, str]] = {}  # last record read
-        self._next = time.monotonic() + every
-        self._assigned_at = time.monotonic()
-
-    def saw(self, tp: TopicPartition, m: Any) -> None:
-        self.seen[tp] = (m.offset, _header(m.headers, "event-id") or "")
-
-    async def check(self, consumer: AIOKafkaConsumer) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self.every
-        assigned = list(consumer.assignment())
-        if assigned:
-            self._assigned_at = now
-        elif now - self._assigned_at > self.unassigned:
-            raise LogReset(f"no partition assigned for {self.unassigned:g} s")
-        suspect = [tp for tp in assigned if tp in self.seen]
-        if not suspect:
-            return
-        ends = await consumer.end_offsets(suspect)
-        for tp in suspect:
-            offset, event_id = self.seen[tp]
-            if ends[tp] <= offset and await self.store.event_id_at(tp, offset) != event_id:
-                raise LogReset(f"{tp.topic}[{tp.partition}] no longer holds offset {offset}")
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
 
 
 class Fanout:
@@ -600,7 +555,7 @@ class Fanout:
         self.batch = batch
         self.fanned = 0  # deliveries appended to the queue
         self._task: asyncio.Task[None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-fanout")
@@ -630,19 +585,11 @@ class Fanout:
                     auto_offset_reset="earliest",
                     fetch_max_wait_ms=FETCH_WAIT_MS,
                 )
-                consumer.subscribe([ks.events])
+                self.consumer = consumer
+                consumer.subscribe([ks.events], listener=Rebalanced(self))
                 await consumer.start()
-                self._consumer = consumer
                 failures = 0
-                watch = Watch(self.store)
-                while True:
-                    await watch.check(consumer)
-                    batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
-                    for tp, messages in batches.items():
-                        watch.saw(tp, messages[-1])
-                    if batches:
-                        await self._fan(producer, batches)
-                        await consumer.commit()
+                await self._consume(consumer, producer)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -651,13 +598,23 @@ class Fanout:
                 log.error("event fan-out error; reconnecting", error=f"{type(e).__name__}: {e}")
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
             finally:
-                self._consumer = None
+                self.consumer = None
                 if consumer is not None:
                     await asyncio.gather(consumer.stop(), return_exceptions=True)
 
+    async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.batch)
+            if batches:
+                await self._fan(producer, batches)
+                await consumer.commit()
+
+    async def revoked(self, partitions: set[Any]) -> None:
+        return None  # a batch is committed as soon as it is fanned out
+
     def assigned(self) -> set[TopicPartition]:
         """The events topic's partitions this fan-out holds now."""
-        return set(self._consumer.assignment()) if self._consumer is not None else set()
+        return set(self.consumer.assignment()) if self.consumer is not None else set()
 
     async def _fan(self, producer: AIOKafkaProducer, batches: dict[Any, list[Any]]) -> None:
         ks = self.store.settings

@@ -4,21 +4,26 @@
 
 Design (docs/administrator.md "The Kafka event store"):
 
-- **Events.** Each event topic of the policy is a Kafka topic, `<prefix>.topic.<code>`,
-  of one partition. Publishing appends the event (the envelope, the exact bytes that are
-  delivered and pulled) keyed by the event's key, and answers 202 only once the broker
-  has acknowledged it with `acks=all`. One partition keeps the topic in one order, as
-  the embedded store's table does: a pull's cursor is the offset after the event
-  (`offset + 1`, so `after=0` reads from the first event), one integer as in embedded
-  mode. A provincial topic's rate is far below what one partition carries; the work
-  that needs sharing, delivery, is spread over the delivery queue's partitions.
+- **Events.** Every event topic of the policy shares one Kafka topic,
+  `<prefix>.events`; an event topic lives whole in one of its partitions (chosen by a
+  hash of its code, `partition_of`), keyed by the event's key, with its code, the event
+  id and the publisher in headers. One shared topic, not one per policy topic: adding a
+  topic to the policy makes no Kafka topic and no consumer-group rebalance (a Tansu
+  group takes about 5 s to settle, a real cluster seconds too). Publishing appends the
+  envelope (the exact bytes delivered and pulled) and answers 202 only once the broker
+  has acknowledged it with `acks=all`. An event topic in one partition is in one order,
+  as the embedded store's table is: a pull's cursor is the offset after the event
+  (`offset + 1`, so `after=0` reads from the first), one integer as in embedded mode; a
+  pull skips the other topics' records in that partition. A provincial topic's rate is
+  far below what one partition carries; the work that needs sharing, delivery, is
+  spread over the delivery queue's partitions.
 
 - **Fan-out.** A consumer group (`<prefix>.fanout`) of every gateway process reads the
-  event topics; for each event and each subscription of its topic whose filters match
+  events topic; for each event and each subscription of its topic whose filters match
   and whose subscriber holds a right now, it appends a delivery to the delivery-queue
   topic `<prefix>.deliveries`, keyed by `<subscription id>:<event key>` (so partitioned
   by hash(subscription, key): one key of one subscriber stays in one partition, in
-  order), and commits the event topic's offset only once the broker has acknowledged
+  order), and commits the events topic's offset only once the broker has acknowledged
   every delivery of the batch. A crash in between fans the batch out again: duplicates,
   with the same webhook-id (the event id), never a loss.
 
@@ -36,6 +41,14 @@ Design (docs/administrator.md "The Kafka event store"):
   the order they came (the parked queue orders by its own row id), so the key stays in
   order. Kafka has no idempotent producer on the test broker (Tansu), and the producer
   may send twice on a retry; duplicates are harmless: the same webhook-id.
+
+- **Replay since** a time reads the events topic again from that time (the broker's
+  time index) and appends the subscription's matching events to the delivery queue.
+
+- **Known gap.** A broker that lost its log (a single, unreplicated broker restarted
+  empty) is not noticed: the consumers keep their positions in the old log, whose
+  offsets the new one reuses, and skip the new log's first records up to the old
+  position. Production runs Kafka replicated; tests/test_events_kafka_crash.py xfails it.
 """
 
 from __future__ import annotations

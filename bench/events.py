@@ -15,7 +15,9 @@
 With `--kafka` the same three rows again on the Kafka event store
 (gateway/events/kafka_store.py): published through `KafkaEventStore.publish` (acks=all),
 fanned out to the delivery queue and delivered by one process's consumers (the fan-out
-and one `KafkaDelivery` holding every partition), parked deliveries in the SQLite file.
+and one `KafkaDelivery` holding every partition), parked deliveries in the SQLite file,
+the audit log through its spool to the same broker (as in production; the embedded rows
+audit into the store).
 The broker is LGSP_BENCH_KAFKA_BOOTSTRAP, else a Tansu of the dev dependencies started
 for the run (in memory, no idempotent producer).
 

@@ -11,6 +11,7 @@ are judged again when resolved, at every delivery) and never the gateway itself.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -340,9 +341,18 @@ class ReplayIn(BaseModel):
 
 
 async def replay(
-    sessions: async_sessionmaker[AsyncSession], actor: Actor, sub_id: int, body: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession],
+    actor: Actor,
+    sub_id: int,
+    body: dict[str, Any],
+    *,
+    requeue: Callable[[int, datetime], Awaitable[int]] | None = None,
 ) -> int:
     """Queue deliveries again, each with a fresh retry window; the count queued.
+
+    `requeue`: how the event store queues again every event since a time (the Kafka
+    store reads its topic again: delivered events are not rows there); without it,
+    the store's delivery rows are queued again.
 
     Example:
         >>> await replay(sessions, actor, 3, {})  # every dead letter of subscription 3
@@ -361,10 +371,15 @@ async def replay(
     if asked.deliveries:
         q = q.where(d.id.in_(asked.deliveries))
     async with sessions() as s, s.begin():
-        result = await s.execute(
-            q.values(state="pending", attempts=0, since=now, next_attempt_at=now, settled_at=None)
-        )
-        count = int(getattr(result, "rowcount", 0) or 0)
+        if requeue is not None and asked.since is not None and not asked.deliveries:
+            count = await requeue(sub_id, asked.since)
+        else:
+            result = await s.execute(
+                q.values(
+                    state="pending", attempts=0, since=now, next_attempt_at=now, settled_at=None
+                )
+            )
+            count = int(getattr(result, "rowcount", 0) or 0)
         await record(
             s,
             actor=actor.name,

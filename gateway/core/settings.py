@@ -124,6 +124,18 @@ class Settings(BaseSettings):
     events_subscriber_concurrency: int = Field(16, ge=1, le=1000)
     # How often the worker looks for due deliveries when nothing woke it.
     events_poll_seconds: float = Field(0.2, gt=0, le=60)
+    # Where events and deliveries are kept: "embedded" (tables in the store, the default)
+    # or "kafka" (gateway/events/kafka_store.py: a topic per event topic and a delivery
+    # queue topic; the client settings, security included, are the audit log's, and the
+    # broker is events_kafka_bootstrap, else audit_kafka_bootstrap).
+    events_store: Literal["embedded", "kafka"] = "embedded"
+    events_kafka_bootstrap: str = ""
+    events_kafka_prefix: str = "lgsp.events"
+    # Partitions of the delivery queue (by subscription and key): how many consumers of
+    # the delivery group, across replicas, can share the work.
+    events_kafka_partitions: int = Field(12, ge=1, le=1000)
+    events_kafka_replication: int = Field(1, ge=1, le=10)
+    events_kafka_idempotence: bool = True
 
     # -- scheduled pulls (docs/administrator.md "Scheduled pulls") --
     # Each gateway process runs the scheduler; a lease in the store lets one run a job.
@@ -226,6 +238,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "tls_client_auth needs HTTPS (tls_cert_file, tls_key_file) and the CA that "
                 "issues the systems' certificates (tls_client_ca_file)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _events_broker(self) -> Settings:
+        if self.events_store == "kafka" and not (
+            self.events_kafka_bootstrap or self.audit_kafka_bootstrap
+        ):
+            raise ValueError(
+                "events_store=kafka needs a broker: events_kafka_bootstrap (or the audit "
+                "log's audit_kafka_bootstrap)"
             )
         return self
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.audit.log import audit_log_from_settings
+from gateway.audit.log import audit_log_from_settings, kafka_settings
 from gateway.audit.retention import retention_loop
 from gateway.audit.sink import AuditSink
 from gateway.config.runtime import RuntimeConfig
@@ -36,10 +38,12 @@ from gateway.events.delivery import DeliveryRules, DeliveryWorker
 from gateway.events.forward import ForwardWorker
 from gateway.events.jobs import JobScheduler
 from gateway.events.jobstore import SqlJobStore
+from gateway.events.kafka_delivery import KafkaDelivery
+from gateway.events.kafka_store import Fanout, KafkaEventSettings, KafkaEventStore
 from gateway.events.outbox import SqlOutbox
 from gateway.events.retry import RetryRules
 from gateway.events.secrets import SecretBox
-from gateway.events.store import SqlEventStore
+from gateway.events.store import EventStore, SqlEventStore
 from gateway.exchange.pipeline import ExchangePipeline
 from gateway.identity.issuers import TrustedIssuers
 from gateway.identity.keys import KeyStore
@@ -105,7 +109,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         issuers=issuers,
         tracing=tracer,
     )
-    events = SqlEventStore(sessions)
+    events = event_store_from_settings(settings, sessions)
     secrets = SecretBox(settings.keys_dir)
     state = GatewayState(
         settings,
@@ -153,6 +157,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         await jwks_fetcher.start()
         await limiter.start()
         await sink.start()
+        await events.start()
         await reload_config(state)
         await _workers(state, start=True)
         tasks = [
@@ -180,6 +185,7 @@ def create_app(settings: Settings, *, audit: AuditSink | None = None) -> web.App
         if stuck:
             log.warning("background tasks did not stop", tasks=sorted(t.get_name() for t in stuck))
         await _workers(state, start=False)
+        await events.close()
         gateway_metrics.flush()  # what was counted since the last second
         await sink.close()
         await limiter.close()
@@ -225,9 +231,37 @@ async def _close_tracer(tracer: Tracer | None) -> None:
 
 
 async def _workers(state: GatewayState, *, start: bool) -> None:
+    if not start:
+        for pump in reversed(state.event_pumps):
+            await pump.close()
     for worker in (state.delivery, state.forwarder, state.scheduler):
         if worker is not None:
             await (worker.start() if start else worker.close())
+    if start:
+        for pump in state.event_pumps:
+            pump.start()
+
+
+def event_store_from_settings(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> EventStore:
+    """The embedded store (tables), or Kafka's with `events_store = "kafka"`."""
+    if settings.events_store != "kafka":
+        return SqlEventStore(sessions)
+    client = replace(
+        kafka_settings(settings),
+        bootstrap=settings.events_kafka_bootstrap or settings.audit_kafka_bootstrap,
+        idempotence=settings.events_kafka_idempotence,
+    )
+    return KafkaEventStore(
+        sessions,
+        KafkaEventSettings(
+            client,
+            prefix=settings.events_kafka_prefix,
+            partitions=settings.events_kafka_partitions,
+            replication=settings.events_kafka_replication,
+        ),
+    )
 
 
 def _add_workers(state: GatewayState, outbound: OutboundPolicy) -> None:
@@ -244,6 +278,12 @@ def _add_workers(state: GatewayState, outbound: OutboundPolicy) -> None:
         instance=settings.instance_id,
         rules=delivery_rules(settings),
     )
+    if isinstance(state.events, KafkaEventStore):
+        # The Kafka queue's consumers, beside the worker that retries what they park.
+        state.event_pumps = [
+            Fanout(state.events, lambda: state.pipeline.config),
+            KafkaDelivery(state.events, state.delivery),
+        ]
     state.forwarder = ForwardWorker(
         state.outbox,
         state.upstream,

@@ -14,6 +14,8 @@ from gateway.events.delivery import DeliveryWorker
 from gateway.events.forward import ForwardWorker
 from gateway.events.jobs import JobScheduler
 from gateway.events.jobstore import SqlJobStore
+from gateway.events.kafka_delivery import KafkaDelivery
+from gateway.events.kafka_store import Fanout
 from gateway.events.outbox import SqlOutbox
 from gateway.events.secrets import SecretBox
 from gateway.events.store import EventStore
@@ -47,6 +49,8 @@ class GatewayState:
     events: EventStore
     secrets: SecretBox
     delivery: DeliveryWorker | None = None
+    # With the Kafka event store: its fan-out and delivery-queue consumers.
+    event_pumps: list[Fanout | KafkaDelivery] = field(default_factory=list)
     # Store-and-forward: async services' messages, and this process's worker for them.
     outbox: SqlOutbox | None = None
     forwarder: ForwardWorker | None = None

@@ -18,8 +18,9 @@ sending) is claimed again, which is the "at least once".
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +40,7 @@ from gateway.events.worker import LeasedWorker, again_or_dead
 from gateway.store.models import utcnow
 from gateway.upstream.allowlist import GuardedResolver, OutboundPolicy, address_refused
 
-__all__ = ["DeliveryRules", "DeliveryWorker"]
+__all__ = ["DeliveryRules", "DeliveryWorker", "Outcome", "Verdict"]
 
 _ANSWER_BYTES = 64 * 1024  # what is read of a subscriber's answer (then dropped)
 
@@ -55,11 +56,31 @@ class DeliveryRules:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class Outcome:
+    """One attempt's result: the subscriber's status (0: no answer, or not sent)."""
+
     status: int  # 0: no answer
     error_type: str | None
     error: str | None
     retry_after: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return 200 <= self.status < 300
+
+
+_Outcome = Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What becomes of a delivery after an attempt: "delivered", "pending" again at
+    `next_attempt_at`, or "dead"."""
+
+    state: str
+    status: int | None
+    error: str | None
+    next_attempt_at: datetime | None = None
 
 
 class DeliveryWorker(LeasedWorker[Claimed]):
@@ -91,6 +112,13 @@ class DeliveryWorker(LeasedWorker[Claimed]):
         self.instance = instance
         self.rules = rules
         self._http: aiohttp.ClientSession | None = None
+        # Deliveries in flight outside this loop (the Kafka consumer's, which sends through
+        # `attempt`), per subscription: counted against `per_subscriber` here too.
+        self.elsewhere: Counter[Hashable] = Counter()
+
+    def busy(self, subscription_id: int) -> int:
+        """Deliveries of a subscription in flight in this process, on either path."""
+        return self.elsewhere[subscription_id] + self.in_flight(subscription_id)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -109,12 +137,16 @@ class DeliveryWorker(LeasedWorker[Claimed]):
             await self._http.close()
 
     async def claim(self, capacity: int, free: dict[Hashable, int]) -> list[Claimed]:
+        limit = self.rules.per_subscriber
+        for group, n in self.elsewhere.items():
+            if n > 0:
+                free[group] = free.get(group, limit) - n
         return await self.store.claim(
             self.instance,
             lease_seconds=self.rules.lease_seconds,
             limit=capacity,
             free=cast(dict[int, int], free),
-            default=self.rules.per_subscriber,
+            default=limit,
         )
 
     def group(self, item: Claimed) -> Hashable:
@@ -138,37 +170,55 @@ class DeliveryWorker(LeasedWorker[Claimed]):
             and topic.may_subscribe(client)
         )
 
-    async def _deliver(self, claim: Claimed) -> None:
+    async def attempt(self, claim: Claimed) -> Verdict:
+        """One attempt at a delivery, audited, and what becomes of it (not settled: the
+        caller records the verdict in its queue, the store's or Kafka's)."""
+        verdict, audited = await self.attempt_audited_later(claim)
+        await audited
+        return verdict
+
+    async def attempt_audited_later(self, claim: Claimed) -> tuple[Verdict, asyncio.Task[None]]:
+        """As `attempt`, returning as soon as the subscriber has answered, with the audit
+        write still going (a group commit shared with others): what the Kafka path uses to
+        send a key's next event while this one's audit record is made durable. Settle
+        only once `audited` is done."""
         started = utcnow()
         t0 = time.perf_counter()
         if not self._permitted(claim):
             detail = "the subscriber no longer holds a right to the topic, or is disabled"
-            await self._audit(claim, started, 0.0, _Outcome(0, "subscriber-not-permitted", detail))
-            with contextlib.suppress(Exception):
-                await self.settle(Settlement(claim, "dead", None, detail))
-            return
+            outcome = _Outcome(0, "subscriber-not-permitted", detail)
+            return Verdict("dead", None, detail), self._audit_task(claim, started, 0.0, outcome)
         outcome = await self._send(claim, started)
         latency_ms = (time.perf_counter() - t0) * 1000
-        await self._audit(claim, started, latency_ms, outcome)
-        now = utcnow()
-        try:
-            if 200 <= outcome.status < 300:
-                await self.settle(Settlement(claim, "delivered", outcome.status, None))
-                return
-            await self._retry_or_dead(claim, outcome, now)
-        except Exception as e:  # not settled: the lease runs out and it is sent again
-            log.warning("event delivery not settled", delivery=claim.id, error=str(e))
-
-    async def _retry_or_dead(self, claim: Claimed, outcome: _Outcome, now: datetime) -> None:
+        audited = self._audit_task(claim, started, latency_ms, outcome)
+        if outcome.delivered:
+            return Verdict("delivered", outcome.status, None), audited
         due = again_or_dead(
-            self.rules.retry, claim.attempts + 1, claim.since, now, outcome.retry_after
+            self.rules.retry, claim.attempts + 1, claim.since, utcnow(), outcome.retry_after
         )
         error = outcome.error or f"the subscriber answered {outcome.status}"
         if due is None:
             log.warning("event delivery dead", delivery=claim.id, subscriber=claim.subscriber)
-            await self.settle(Settlement(claim, "dead", outcome.status, error))
-        else:
-            await self.settle(Settlement(claim, "pending", outcome.status, error, due))
+            return Verdict("dead", outcome.status, error), audited
+        return Verdict("pending", outcome.status, error, due), audited
+
+    def _audit_task(
+        self, claim: Claimed, started: datetime, latency_ms: float, outcome: Outcome
+    ) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            self._audit(claim, started, latency_ms, outcome), name="event-delivery-audit"
+        )
+
+    async def _deliver(self, claim: Claimed) -> None:
+        verdict = await self.attempt(claim)
+        try:
+            await self.settle(
+                Settlement(
+                    claim, verdict.state, verdict.status, verdict.error, verdict.next_attempt_at
+                )
+            )
+        except Exception as e:  # not settled: the lease runs out and it is sent again
+            log.warning("event delivery not settled", delivery=claim.id, error=str(e))
 
     async def _send(self, claim: Claimed, at: datetime) -> _Outcome:
         assert self._http is not None

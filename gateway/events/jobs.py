@@ -17,7 +17,9 @@ path as `POST /events/v1/{topic}`, checked against the topic's schema; or added 
 run's bulk package) in one transaction with the run's progress: its next cursor and the
 records so far. A crash loses at most the page in flight, which the next holder asks for
 again; what was written is written once (exactly once: no record is published or
-packaged twice by one run).
+packaged twice by one run). On the Kafka event store the broker acknowledges a page's
+events before the progress commits: a crash between the two publishes them again under
+the same ids (at least once).
 
 A run that succeeds moves the watermark (the latest change time it read, or the time it
 started) and makes its package downloadable; one that fails leaves the watermark where it
@@ -72,7 +74,7 @@ from gateway.core.problems import (
 )
 from gateway.events.jobstore import Ending, LeaseLost, RunProgress, SqlJobStore
 from gateway.events.model import Publication
-from gateway.events.store import SqlEventStore
+from gateway.events.store import EventStore, SqlEventStore
 from gateway.store.models import utcnow
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstream.client import UpstreamClient
@@ -116,7 +118,7 @@ class JobScheduler:
     def __init__(
         self,
         store: SqlJobStore,
-        events: SqlEventStore,
+        events: EventStore,
         upstream: UpstreamClient,
         audit: AuditSink,
         config: Callable[[], RuntimeConfig],
@@ -331,9 +333,13 @@ class JobScheduler:
             for i, p in enumerate(publications):
                 # The same record of the same run has the same event id, whoever writes it.
                 event_id = str(uuid.uuid5(_EVENT_IDS, f"{run.run_id}:{run.records + i}"))
-                await self.events.publish_in(
-                    s, topic.code, publisher_of(spec.code), p, may_receive, event_id
-                )
+                publisher = publisher_of(spec.code)
+                if isinstance(self.events, SqlEventStore):  # with the progress: once
+                    await self.events.publish_in(s, topic.code, publisher, p, may_receive, event_id)
+                else:
+                    # Kafka: acknowledged before the progress commits, so a crash between
+                    # the two publishes the page again under the same ids (at least once).
+                    await self.events.publish(topic.code, publisher, p, may_receive, event_id)
 
         return publish
 

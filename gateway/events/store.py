@@ -77,12 +77,23 @@ DELIVERIES = Queue(
 class EventStore(Protocol):
     """What the events API and the delivery worker need of the store."""
 
+    async def start(self) -> None:
+        """Connect (the gateway's start)."""
+        ...
+
+    async def close(self) -> None: ...
+
     async def publish(
-        self, topic: str, publisher: str, p: Publication, may_receive: Callable[[str], bool]
+        self,
+        topic: str,
+        publisher: str,
+        p: Publication,
+        may_receive: Callable[[str], bool],
+        event_id: str | None = None,
     ) -> Published:
-        """Write the event, and a delivery for each subscription whose filters match and
-        whose subscriber `may_receive` (holds a right now), durably; return once
-        committed."""
+        """Write the event (under `event_id` when given, else a new one), and a delivery
+        for each subscription whose filters match and whose subscriber `may_receive`
+        (holds a right now), durably; return once committed."""
         ...
 
     async def read_after(self, topic: str, cursor: int, limit: int) -> list[PulledEvent]:
@@ -108,11 +119,22 @@ class SqlEventStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
+    async def start(self) -> None:
+        return None  # the store's engine is the gateway's
+
+    async def close(self) -> None:
+        return None
+
     async def publish(
-        self, topic: str, publisher: str, p: Publication, may_receive: Callable[[str], bool]
+        self,
+        topic: str,
+        publisher: str,
+        p: Publication,
+        may_receive: Callable[[str], bool],
+        event_id: str | None = None,
     ) -> Published:
         async with self.sessions() as s, s.begin():
-            return await self.publish_in(s, topic, publisher, p, may_receive)
+            return await self.publish_in(s, topic, publisher, p, may_receive, event_id)
 
     async def publish_in(
         self,

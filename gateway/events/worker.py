@@ -67,6 +67,10 @@ class LeasedWorker(Generic[C]):
 
     # -- the loop -------------------------------------------------------------------------
 
+    def in_flight(self, group: Hashable) -> int:
+        """Items of a group in flight in this worker."""
+        return sum(1 for g in self._inflight.values() if g == group)
+
     def start_loop(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=self.name)
 

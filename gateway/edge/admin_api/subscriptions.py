@@ -18,6 +18,7 @@ from gateway.edge.admin_api.api import ADMIN, BODY, editor
 from gateway.edge.admin_api.models import CommentQuery, _Out
 from gateway.edge.toolkit import NO_STORE, Body, Call, OptionalText, QueryModel, Reply, Route
 from gateway.edge.toolkit import json_response as respond
+from gateway.events.kafka_store import KafkaEventStore
 from gateway.upstream.allowlist import OutboundPolicy
 
 __all__ = ["ROUTES"]
@@ -118,8 +119,13 @@ async def list_dead_letters(call: Call[Any]) -> web.StreamResponse:
 
 async def replay(call: Call[CommentQuery]) -> web.StreamResponse:
     sub_id = call.path_int("id", "subscription")
+    events = call.state.events
     queued = await ops.replay(
-        call.state.sessions, editor(call).actor, sub_id, await call.json(BODY)
+        call.state.sessions,
+        editor(call).actor,
+        sub_id,
+        await call.json(BODY),
+        requeue=events.replay_since if isinstance(events, KafkaEventStore) else None,
     )
     if call.state.delivery is not None:
         call.state.delivery.wake()

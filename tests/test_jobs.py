@@ -156,7 +156,7 @@ def _scheduler(h: Harness, name: str = "test-a") -> JobScheduler:
     assert h.state.jobs is not None
     return JobScheduler(
         h.state.jobs,
-        h.state.events,  # type: ignore[arg-type]  # the embedded store is an SqlEventStore
+        h.state.events,
         h.state.upstream,
         h.state.audit,
         lambda: h.state.pipeline.config,

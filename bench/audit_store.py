@@ -162,32 +162,33 @@ async def start_gateway(url: str, work: Path) -> Gateway:
         audit_spool_dir=work / "spool",
         events_delivery_enabled=False,
     )
+    tail = uuid.uuid4().hex[:6]  # new names each time: a kept database is started again
+    account_name, client, agency_code = f"ktv-{tail}", f"{AUDITOR_CLIENT}-{tail}", AUDITOR_AGENCY
     engine = create_engine(url)
     try:
         async with session_factory(engine)() as s, s.begin():
             await accounts.create_account(
-                s, name="ktv", display_name="ktv", roles=["auditor"], actor="bench",
+                s, name=account_name, display_name="ktv", roles=["auditor"], actor="bench",
                 password="sông Hồng mùa nước nổi",  # noqa: S106 (a throwaway database)
             )  # fmt: skip
-            account = await accounts.find_account(s, "ktv")
+            account = await accounts.find_account(s, account_name)
             assert account is not None
             token, row = await open_session(s, account, SIGNED_IN, lifetime=timedelta(hours=8))
             csrf = row.csrf
 
         def agency(doc: dict[str, Any]) -> None:
-            doc["agencies"].append({"code": AUDITOR_AGENCY, "name": "Thanh tra tỉnh (bench)"})
+            if not any(a["code"] == agency_code for a in doc["agencies"]):
+                doc["agencies"].append({"code": agency_code, "name": "Thanh tra tỉnh (bench)"})
 
         async with session_factory(engine)() as s, s.begin():
             await policy_state.edit_policy(s, agency, actor="bench", source="bench")
         async with session_factory(engine)() as s, s.begin():
             await policy_state.create_client(
-                s, code=AUDITOR_CLIENT, agency_code=AUDITOR_AGENCY, name="bench auditor",
+                s, code=client, agency_code=agency_code, name="bench auditor",
                 actor="bench", roles=["auditor"],
             )  # fmt: skip
         async with session_factory(engine)() as s, s.begin():
-            key = await credential_ops.issue(
-                s, client_code=AUDITOR_CLIENT, kind="api_key", actor="bench"
-            )
+            key = await credential_ops.issue(s, client_code=client, kind="api_key", actor="bench")
     finally:
         await engine.dispose()
     runner = web.AppRunner(create_app(settings))

@@ -276,6 +276,10 @@ class AuditRecord(Base):
         Index("ix_audit_case_started", "case_number", "started_at"),
         Index("ix_audit_officer_started", "officer_id", "started_at"),
         Index("ix_audit_agency_started", "client_agency_code", "started_at"),
+        # The auditor API's search by agency and service (migration 0026; bench/audit_search.py).
+        Index(
+            "ix_audit_agency_service_started", "client_agency_code", "service_code", "started_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -69,8 +69,10 @@ from bench.audit_store import (
     start_gateway,
     timed,
 )
+from gateway.audit import retention
 from gateway.audit.query import VN_TZ
 from gateway.audit.subjects import load_subject_key
+from gateway.store.db import create_engine, session_factory
 
 DATABASE = "lgsp_bench_search"
 BATCH = 50_000
@@ -426,6 +428,58 @@ def report(results: list[tuple[Search, float, float]], repeat: int) -> None:
               f"{p95 / base:7.1f}{runs}")  # fmt: skip
 
 
+async def dense_month(url: str, shape: Shape) -> list[Search]:
+    """The last full day's roll-up rows (the province's rate) copied into each day of the
+    month after the records, with no record behind them: what the console's month
+    statistics read at 2,000,000 exchanges a day. The console searches over that month."""
+    day = shape.end.astimezone(VN_TZ).date() - timedelta(days=1)
+    first = (day.replace(day=1) + timedelta(days=62)).replace(day=1)
+    after = (first + timedelta(days=32)).replace(day=1)
+    conn = await asyncpg.connect(plain(url))
+    try:
+        await conn.execute(
+            """
+            INSERT INTO audit_stats (day, agency, service, procedure, outcome, n, duration_ms)
+            SELECT to_char(d, 'YYYY-MM-DD'), agency, service, procedure, outcome, n, duration_ms
+            FROM audit_stats, generate_series($2::date, $3::date - 1, interval '1 day') AS d
+            WHERE day = $1
+            ON CONFLICT DO NOTHING
+            """,
+            day.isoformat(), first, after,
+        )  # fmt: skip
+        await conn.execute("ANALYZE audit_stats")
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM audit_stats WHERE day >= $1 AND day < $2",
+            first.isoformat(), after.isoformat(),
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    print(f"roll-up of {day} copied into every day of {first:%Y-%m}: {rows:,} rows")
+    month = f"since={first}&until={after}"
+    return [
+        Search(f"console statistics by {by}, a month at 2M a day (roll-up copied)", "console",
+               "GET", f"/console/audit/stats?by={by}&{month}", MONTH_TARGET_MS)
+        for by in ("agency", "service")
+    ]  # fmt: skip
+
+
+async def time_purge(url: str, shape: Shape) -> None:
+    """Retention's purge (the real one) of the oldest month: what a monthly DELETE costs."""
+    cutoff = (shape.start.astimezone(VN_TZ) + timedelta(days=32)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    engine = create_engine(url)
+    try:
+        t0 = time.perf_counter()
+        done = await retention.purge(session_factory(engine), cutoff=cutoff, actor="bench")
+        took = time.perf_counter() - t0
+    finally:
+        await engine.dispose()
+    count = 0 if done is None else done.count
+    print(f"\nretention purge before {cutoff:%Y-%m-%d} (the oldest month): {count:,} records "
+          f"in {took:.1f} s ({count / took if took else 0:,.0f} records/s)")  # fmt: skip
+
+
 async def database_url(name: str) -> str | None:
     admin = await asyncpg.connect(ADMIN)
     try:
@@ -475,6 +529,8 @@ async def run(args: argparse.Namespace) -> None:
         s = await samples(url, shape)
         gateway = await start_gateway(url, work)
         found = searches(shape, s, gateway.csrf, args.stats_repeat)
+        if args.dense_month:
+            found += await dense_month(url, shape)
         if args.only:  # the baseline, and the searches whose name has one of these words
             found = found[:1] + [q for q in found[1:] if any(w in q.name for w in args.only)]
         if args.explain:
@@ -483,6 +539,8 @@ async def run(args: argparse.Namespace) -> None:
         results = await time_searches(gateway, found, args.repeat)
         print(f"load average after timing: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         report(results, args.repeat)
+        if args.purge:
+            await time_purge(url, shape)
     finally:
         if gateway is not None:
             await gateway.close()
@@ -502,6 +560,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
     parser.add_argument("--reuse", action="store_true", help="time a kept database, no load")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN (ANALYZE, BUFFERS)")
+    parser.add_argument(
+        "--dense-month",
+        action="store_true",
+        help="copy a full day's roll-up into a month and time its statistics",
+    )
+    parser.add_argument("--purge", action="store_true", help="then time purging a month")
     parser.add_argument("--only", nargs="*", help="time only the searches naming these words")
     parser.add_argument("--work", help="keys and spool directory (give it again with --reuse)")
     asyncio.run(run(parser.parse_args()))

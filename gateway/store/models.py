@@ -350,6 +350,14 @@ class AuditStat(Base):
     is ''."""
 
     __tablename__ = "audit_stats"
+    # A month's statistics from the index alone on PostgreSQL (migration 0026).
+    __table_args__ = (
+        Index(
+            "ix_audit_stats_day_covering",
+            "day",
+            postgresql_include=["agency", "service", "procedure", "outcome", "n", "duration_ms"],
+        ),
+    )
 
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC+7
     agency: Mapped[str] = mapped_column(String(35), primary_key=True)

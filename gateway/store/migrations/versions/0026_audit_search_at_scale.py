@@ -1,10 +1,14 @@
 """audit search at scale: an index by calling agency and service, for the auditor API's
-search by both (bench/audit_search.py, docs/auditor.md "Searching ten million records")
+search by both, and a covering index of the statistics roll-up by day, for a month's
+statistics (bench/audit_search.py, docs/auditor.md "Ten million records")
 
-Without it the search by agency and service reads every record of the agency (the
-agency's index) and filters on the service: at ten million records, ~40,000 rows for a
-mid-sized agency, all of them when the agency never called the service. Records are not
-partitioned (the docs say why); this index works the same on SQLite and PostgreSQL.
+Without the first, the search by agency and service reads every record of the agency
+(the agency's index) and filters on the service: all of them when the agency never
+called the service. Without the second, a month of the roll-up at a province's rate
+(~3.2 million rows: ~114,000 a day at 2,000,000 exchanges a day) is read through the
+primary key and the table, 6.8 s; from the index alone (PostgreSQL's INCLUDE, an
+index-only scan) 0.9 to 1.0 s. On SQLite the second is a plain index on the day (SQLite
+has no INCLUDE). Records are not partitioned (the docs say why).
 
 Revision ID: 0026
 Revises: 0024
@@ -20,6 +24,9 @@ down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Every other column of audit_stats: the statistics page reads the index alone.
+_ROLLUP_COLUMNS = ["agency", "service", "procedure", "outcome", "n", "duration_ms"]
+
 
 def upgrade() -> None:
     op.create_index(
@@ -27,7 +34,14 @@ def upgrade() -> None:
         "audit_records",
         ["client_agency_code", "service_code", "started_at"],
     )
+    op.create_index(
+        "ix_audit_stats_day_covering",
+        "audit_stats",
+        ["day"],
+        postgresql_include=_ROLLUP_COLUMNS,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_stats_day_covering", table_name="audit_stats")
     op.drop_index("ix_audit_agency_service_started", table_name="audit_records")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select
 
 from bench.audit_store import plain
 from gateway.audit import query
@@ -50,7 +50,6 @@ async def _run(s: Any, q: Search, keys_dir: Path) -> None:
     elif parts.path == "/audit/v1/stats/daily":
         await query.daily_stats(s, _filter(params))
     elif parts.path.endswith("/stats"):
-        await s.execute(text("SET LOCAL jit = off"))  # as the console's stats page does
         await rollup.grouped(s, _filter(params), params["by"])
     elif parts.path.endswith("/citizen"):
         assert q.data is not None

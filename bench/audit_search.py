@@ -35,6 +35,12 @@ captured from the query code the API runs, is shown with EXPLAIN (ANALYZE, BUFFE
 
     .venv/bin/python -m bench.audit_search [--exchanges 10000000] [--repeat 20] [--keep]
     .venv/bin/python -m bench.audit_search --reuse [--explain]   # time a kept database again
+
+`--only WORD...` times the baseline and the searches naming a word; `--dense-month`
+copies the last full day's roll-up rows into each day of a later month and times the
+console's statistics over it (a month's roll-up at the province's rate, which ten million
+records do not hold); `--purge` then times retention's purge of the oldest month (it
+deletes it). Figures and plans: docs/auditor.md, "Ten million records".
 """
 
 from __future__ import annotations

@@ -336,7 +336,11 @@ class AuditSubject(Base):
     row per personal identifier an exchange carried, never the identifier itself."""
 
     __tablename__ = "audit_subjects"
-    __table_args__ = (Index("ix_audit_subjects_subject_started", "subject", "started_at"),)
+    __table_args__ = (
+        Index("ix_audit_subjects_subject_started", "subject", "started_at"),
+        # Retention deletes a purged record's rows by it (migration 0026).
+        Index("ix_audit_subjects_event_id", "event_id"),
+    )
 
     subject: Mapped[str] = mapped_column(String(64), primary_key=True)  # HMAC-SHA256, hex
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)

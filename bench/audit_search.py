@@ -453,7 +453,9 @@ async def dense_month(url: str, shape: Shape) -> list[Search]:
             """,
             day.isoformat(), first, after,
         )  # fmt: skip
-        await conn.execute("ANALYZE audit_stats")
+        # Past days are all-visible once autovacuum has been by: the index-only scan of
+        # the covering index (0026) needs no heap fetch. Without this it took 3.3 s, not 1.
+        await conn.execute("VACUUM ANALYZE audit_stats")
         rows = await conn.fetchval(
             "SELECT count(*) FROM audit_stats WHERE day >= $1 AND day < $2",
             first.isoformat(), after.isoformat(),

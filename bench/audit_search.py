@@ -283,6 +283,11 @@ async def load(url: str, shape: Shape, keys_dir: Path) -> dict[str, float]:
     finally:
         await conn.close()
     took["rollup"] = await fill_rollup(url)
+    conn = await asyncpg.connect(plain(url))
+    try:  # as autovacuum would: the roll-up's index-only scans need its visibility map
+        await conn.execute("VACUUM ANALYZE audit_stats")
+    finally:
+        await conn.close()
     return took
 
 

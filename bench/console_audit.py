@@ -27,156 +27,83 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import asyncpg
-from aiohttp import web
-from sqlalchemy import func, select, text
 
-from gateway.audit import stats as rollup
-from gateway.audit.stats import day_of
+from bench.audit_store import (
+    Batch,
+    Gateway,
+    copy_batches,
+    create_database,
+    drop_database,
+    fill_rollup,
+    start_gateway,
+    timed,
+)
 from gateway.audit.subjects import load_subject_key
-from gateway.core.settings import Settings
-from gateway.edge.app import create_app
-from gateway.identity import accounts
-from gateway.identity.websessions import SIGNED_IN, open_session
-from gateway.store.db import create_engine, session_factory
-from gateway.store.migrate import upgrade_async
-from gateway.store.models import AuditRecord
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BATCH = 50_000
 CITIZENS = 50_000
 BUSY = "001188000777"
-COLUMNS = (
-    "event_id",
-    "request_id",
-    "instance",
-    "client_code",
-    "client_agency_code",
-    "provider_code",
-    "service_code",
-    "service_version",
-    "method",
-    "path",
-    "officer_id",
-    "procedure_code",
-    "case_number",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "request_bytes",
-    "response_bytes",
-    "status",
-    "seq",
-    "prev_hash",
-    "hash",
-)
 
 
 def _citizen(i: int) -> str:
     return f"0{i % 96:02d}0{88 + i % 10:02d}{i:06d}"[:12]
 
 
-async def seed(url: str, n: int, keys_dir: Path) -> float:
-    """N exchanges and their subject rows; seconds taken."""
+def batches(n: int, keys_dir: Path) -> Iterator[Batch]:
+    """N exchanges and their subject rows, BATCH at a time."""
     key = load_subject_key(keys_dir)
     rnd = random.Random(13)  # noqa: S311 (made-up data, reproducible)
     now = datetime.now(UTC)
     span = timedelta(days=365).total_seconds()
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    t0 = time.perf_counter()
-    try:
-        for start in range(0, n, BATCH):
-            rows, subjects = [], []
-            for i in range(start, min(n, start + BATCH)):
-                at = now - timedelta(seconds=span * (n - i) / n)
-                citizen = BUSY if i % (n // 300 or 1) == 0 else _citizen(rnd.randrange(CITIZENS))
-                path = (
-                    f"/r1/000.00.00.G01/csdlqg-dancu/v1/cong-dan/{citizen}"
-                    if i % 2 == 0
-                    else (f"/r1/000.00.00.H49/echo/v1/ho-so/{i}")
-                )
-                event_id = str(uuid.UUID(int=rnd.getrandbits(128)))
-                rows.append(
-                    (
-                        event_id,
-                        f"req-{i}",
-                        "seeded-gw",  # not this gateway: its tree log leaves them be
-                        f"he-thong-{i % 60}",
-                        f"000.00.{i % 40:02d}.H49",
-                        "000.00.00.G01",
-                        f"dich-vu-{i % 25}",
-                        "v1",
-                        "GET",
-                        path,
-                        f"CB-{i % 3000:04d}",
-                        f"1.00{i % 200:04d}",
-                        f"000.00.{i % 40:02d}.H49-{i:08d}",
-                        at,
-                        at + timedelta(milliseconds=40),
-                        40.0 + i % 100,
-                        120,
-                        900,
-                        200 if i % 20 else 403,
-                        i + 1,
-                        "0" * 64,
-                        f"{i:064x}",
-                    )
-                )
-                if i % 2 == 0:
-                    subjects.append((key.digest(citizen), event_id, at))
-            await conn.copy_records_to_table("audit_records", records=rows, columns=COLUMNS)
-            await conn.copy_records_to_table(
-                "audit_subjects", records=subjects, columns=("subject", "event_id", "started_at")
+    for start in range(0, n, BATCH):
+        rows, subjects = [], []
+        for i in range(start, min(n, start + BATCH)):
+            at = now - timedelta(seconds=span * (n - i) / n)
+            citizen = BUSY if i % (n // 300 or 1) == 0 else _citizen(rnd.randrange(CITIZENS))
+            path = (
+                f"/r1/000.00.00.G01/csdlqg-dancu/v1/cong-dan/{citizen}"
+                if i % 2 == 0
+                else (f"/r1/000.00.00.H49/echo/v1/ho-so/{i}")
             )
-        await conn.execute("ANALYZE audit_records; ANALYZE audit_subjects")
-    finally:
-        await conn.close()
-    return time.perf_counter() - t0
-
-
-async def fill_rollup(url: str) -> float:
-    """The statistics roll-up of the COPYed records (COPY goes around the store writer
-    that keeps it); seconds taken."""
-    engine = create_engine(url)
-    t0 = time.perf_counter()
-    try:
-        async with session_factory(engine)() as s, s.begin():
-            first, last = (
-                await s.execute(
-                    select(func.min(AuditRecord.started_at), func.max(AuditRecord.started_at))
+            event_id = str(uuid.UUID(int=rnd.getrandbits(128)))
+            rows.append(
+                (
+                    event_id,
+                    f"req-{i}",
+                    "seeded-gw",  # not this gateway: its tree log leaves them be
+                    f"he-thong-{i % 60}",
+                    f"000.00.{i % 40:02d}.H49",
+                    "000.00.00.G01",
+                    f"dich-vu-{i % 25}",
+                    "v1",
+                    "GET",
+                    path,
+                    f"CB-{i % 3000:04d}",
+                    f"1.00{i % 200:04d}",
+                    f"000.00.{i % 40:02d}.H49-{i:08d}",
+                    at,
+                    at + timedelta(milliseconds=40),
+                    40.0 + i % 100,
+                    120,
+                    900,
+                    200 if i % 20 else 403,
+                    i + 1,
+                    "0" * 64,
+                    f"{i:064x}",
                 )
-            ).one()
-            await rollup.refill(s, rollup.days_between(day_of(first), day_of(last)))
-        async with engine.begin() as conn:
-            await conn.execute(text("ANALYZE audit_stats"))
-    finally:
-        await engine.dispose()
-    return time.perf_counter() - t0
+            )
+            if i % 2 == 0:
+                subjects.append((key.digest(citizen), event_id, at))
+        yield rows, subjects
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-async def timed(
-    http: aiohttp.ClientSession, method: str, url: str, repeat: int, **kw: Any
-) -> tuple[float, float, str]:
-    times = []
-    body = ""
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        async with http.request(method, url, **kw) as r:
-            body = await r.text()
-            assert r.status == 200, (url, r.status, body[:500])
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-    return statistics.median(times), p95, body
 
 
 async def export(http: aiohttp.ClientSession, url: str) -> tuple[int, float, float]:
@@ -190,48 +117,20 @@ async def export(http: aiohttp.ClientSession, url: str) -> tuple[int, float, flo
 
 
 async def run(n: int, repeat: int) -> None:
-    admin = await asyncpg.connect(ADMIN)
-    database = f"lgsp_bench_console_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f'CREATE DATABASE "{database}"')
+    url = await create_database(prefix="lgsp_bench_console")
     work = Path(tempfile.mkdtemp(prefix="lgsp-bench-console-"))
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-    runner: web.AppRunner | None = None
+    gateway: Gateway | None = None
     try:
-        await upgrade_async(url)
-        seconds = await seed(url, n, work / "keys")
+        seconds = await copy_batches(url, batches(n, work / "keys"))
         print(f"seeded {n:,} exchanges (+{n // 2:,} subject rows) in {seconds:.1f} s")
         seconds = await fill_rollup(url)
         print(f"statistics roll-up filled from them (as migration 0024 does) in {seconds:.1f} s")
-        settings = Settings(
-            database_url=url,
-            keys_dir=work / "keys",
-            schemas_dir=Path(""),
-            instance_id="bench-gw",
-            console_secure_cookies=False,
-            audit_spool_dir=work / "spool",
-            events_delivery_enabled=False,
-        )
-        app = create_app(settings)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        base = f"http://127.0.0.1:{port}/console/audit"
-        engine = create_engine(url)
-        async with session_factory(engine)() as s, s.begin():
-            await accounts.create_account(
-                s, name="ktv", display_name="ktv", roles=["auditor"], actor="bench",
-                password="sông Hồng mùa nước nổi",  # noqa: S106 (a throwaway database)
-            )  # fmt: skip
-            account = await accounts.find_account(s, "ktv")
-            assert account is not None
-            token, row = await open_session(s, account, SIGNED_IN, lifetime=timedelta(hours=8))
-            csrf = row.csrf
-        await engine.dispose()
+        gateway = await start_gateway(url, work)
+        port, csrf = gateway.port, gateway.csrf
+        base = f"{gateway.base}/console/audit"
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
-            jar.update_cookies({"lgsp_console": token})
+            jar.update_cookies({"lgsp_console": gateway.session_token})
             month = (datetime.now(UTC) - timedelta(days=100)).strftime("%Y-%m")
             year, mon = (int(p) for p in month.split("-"))
             after = f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"  # the next month
@@ -306,10 +205,9 @@ async def run(n: int, repeat: int) -> None:
                 lines, secs, peak = await export(http, f"{base}/export.{fmt}?since={recent}")
                 print(f"  {fmt:5} {lines:>9,} lines in {secs:5.1f} s, peak RSS {peak:.0f} MB")
     finally:
-        if runner is not None:
-            await runner.cleanup()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+        if gateway is not None:
+            await gateway.close()
+        await drop_database(url)
 
 
 def main() -> None:

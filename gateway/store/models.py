@@ -276,6 +276,10 @@ class AuditRecord(Base):
         Index("ix_audit_case_started", "case_number", "started_at"),
         Index("ix_audit_officer_started", "officer_id", "started_at"),
         Index("ix_audit_agency_started", "client_agency_code", "started_at"),
+        # The auditor API's search by agency and service (migration 0026; bench/audit_search.py).
+        Index(
+            "ix_audit_agency_service_started", "client_agency_code", "service_code", "started_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -332,7 +336,11 @@ class AuditSubject(Base):
     row per personal identifier an exchange carried, never the identifier itself."""
 
     __tablename__ = "audit_subjects"
-    __table_args__ = (Index("ix_audit_subjects_subject_started", "subject", "started_at"),)
+    __table_args__ = (
+        Index("ix_audit_subjects_subject_started", "subject", "started_at"),
+        # Retention deletes a purged record's rows by it (migration 0026).
+        Index("ix_audit_subjects_event_id", "event_id"),
+    )
 
     subject: Mapped[str] = mapped_column(String(64), primary_key=True)  # HMAC-SHA256, hex
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -346,6 +354,14 @@ class AuditStat(Base):
     is ''."""
 
     __tablename__ = "audit_stats"
+    # A month's statistics from the index alone on PostgreSQL (migration 0026).
+    __table_args__ = (
+        Index(
+            "ix_audit_stats_day_covering",
+            "day",
+            postgresql_include=["agency", "service", "procedure", "outcome", "n", "duration_ms"],
+        ),
+    )
 
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC+7
     agency: Mapped[str] = mapped_column(String(35), primary_key=True)

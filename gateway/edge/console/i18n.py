@@ -274,6 +274,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "kind.rate_limit": ("giới hạn tần suất", "rate limit"),
     "kind.issuer": ("bên phát hành tin cậy", "trusted issuer"),
     "kind.topic": ("chủ đề", "topic"),
+    "kind.job": ("lịch đồng bộ", "scheduled pull"),
     # Signing in through the province's OpenID provider (oidc.py).
     "oidc.sign_in": (
         "Đăng nhập bằng tài khoản của tỉnh (SSO)",

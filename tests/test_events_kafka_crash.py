@@ -155,6 +155,8 @@ async def test_a_gateway_on_kafka_killed_mid_delivery_loses_nothing(
             await receiver.close()
 
 
+# The broker is the subject here, not the store: one dialect (the kill test has both).
+@pytest.mark.dialects("sqlite")
 async def test_the_broker_away_refuses_and_publishing_resumes_when_it_is_back(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -209,7 +211,7 @@ async def test_the_broker_away_refuses_and_publishing_resumes_when_it_is_back(
                 # new log reuses its offsets from 0) and skip the new log's first records
                 # until a delivery passes the old position. Not hidden: xfail, so a fix
                 # turns this into a pass.
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 20  # delivered in seconds when it works
                 while not set(got) >= set(accepted) and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
                 missing = set(accepted) - set(got)

@@ -197,6 +197,33 @@ def _latest_residence(feeds: ChangeFeeds) -> datetime:
     return max(datetime.fromisoformat(r["ThoiDiemCapNhat"]) for r in feeds.residence)
 
 
+async def _receiver() -> tuple[TestServer, list[tuple[dict[str, str], bytes]]]:
+    """A started subscriber's callback server and what it got (headers, body); close it."""
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks", receive)
+    receiver = TestServer(app, host="127.0.0.1")
+    await receiver.start_server()
+    return receiver, got
+
+
+async def _subscribe(h: Harness, admin: dict[str, str], receiver: TestServer) -> Webhook:
+    """motcua subscribed to the residence topic at `receiver`; its signature checker."""
+    body = {
+        "topic": "thay-doi-cu-tru",
+        "client": "motcua",
+        "callback_url": str(receiver.make_url("/hooks")),
+    }
+    r = await h.http.post("/admin/v1/subscriptions", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    return Webhook(r.json()["secret"])
+
+
 async def test_a_package_run_pages_through_the_feed_and_a_granted_system_downloads_it(
     gateway: Harness,
 ) -> None:
@@ -344,24 +371,8 @@ async def test_a_topic_run_publishes_each_record_once_as_the_gateway(gateway: Ha
     h = gateway
     await _declare(h)
     admin = await _auth(h, "quantri")
-    got: list[tuple[dict[str, str], bytes]] = []
-
-    async def receive(request: web.Request) -> web.Response:
-        got.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hooks", receive)
-    receiver = TestServer(app, host="127.0.0.1")
-    await receiver.start_server()
-    body = {
-        "topic": "thay-doi-cu-tru",
-        "client": "motcua",
-        "callback_url": str(receiver.make_url("/hooks")),
-    }
-    r = await h.http.post("/admin/v1/subscriptions", json=body, headers=admin)
-    assert r.status_code == 201, r.text
-    hook = Webhook(r.json()["secret"])
+    receiver, got = await _receiver()
+    hook = await _subscribe(h, admin, receiver)
     run_id = await _ask(h, admin, "cu-tru-su-kien")
     await _scheduler(h).tick()
     (run,) = await _runs(h, "cu-tru-su-kien")

@@ -14,16 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from standardwebhooks.webhooks import Webhook
 
 from gateway.core.settings import Settings
 from gateway.events.jobs import _EVENT_IDS
 from tests.conftest import REPO, Harness
 from tests.fault_rig import Broker
 from tests.test_events import eventually
-from tests.test_jobs import _ask, _auth, _declare, _feeds, _runs, _scheduler
+from tests.test_jobs import _ask, _auth, _declare, _feeds, _receiver, _runs, _scheduler, _subscribe
 
 
 @pytest.fixture(scope="module")
@@ -70,25 +67,9 @@ async def test_a_topic_run_on_kafka_publishes_each_record_under_its_run_id(
     h = gateway
     await _declare(h)
     admin = await _auth(h, "quantri")
-    got: list[tuple[dict[str, str], bytes]] = []
-
-    async def receive(request: web.Request) -> web.Response:
-        got.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hooks", receive)
-    receiver = TestServer(app, host="127.0.0.1")
-    await receiver.start_server()
+    receiver, got = await _receiver()
     try:
-        body = {
-            "topic": "thay-doi-cu-tru",
-            "client": "motcua",
-            "callback_url": str(receiver.make_url("/hooks")),
-        }
-        r = await h.http.post("/admin/v1/subscriptions", json=body, headers=admin)
-        assert r.status_code == 201, r.text
-        hook = Webhook(r.json()["secret"])
+        hook = await _subscribe(h, admin, receiver)
         await _ask(h, admin, "cu-tru-su-kien")
         await _scheduler(h).tick()
         (run,) = await _runs(h, "cu-tru-su-kien")
